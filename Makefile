@@ -1,0 +1,54 @@
+# snep: the two set-up commands of the README are `make demo` and `make test`.
+# Both install what they need: Debian packages (as root), a virtualenv and snep in it.
+
+PYTHON   ?= python3
+VENV     ?= .venv
+PY       := $(VENV)/bin/python
+SNEP     := $(VENV)/bin/snep
+DEBS     := conntrack conntrackd nftables keepalived iproute2 graphviz
+STAMP    := $(VENV)/.installed
+
+.PHONY: demo test deps debs venv model-tests model-tests-deep conformance bench diagrams spec-check clean
+
+demo: deps
+	$(SNEP) demo
+
+test: deps
+	$(PY) -m pytest -q
+
+deps: debs $(STAMP)
+
+# Install only the Debian packages that are missing (apt-get needs root).
+debs:
+	@missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages: $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+model-tests: deps
+	$(PY) -m pytest -q model_tests
+
+model-tests-deep: deps
+	HYPOTHESIS_PROFILE=deep $(PY) -m pytest -q model_tests
+
+conformance: deps
+	$(SNEP) conformance --impl snep
+
+bench: deps
+	for b in bench/bench_*.py; do $(PY) $$b || exit 1; done
+
+diagrams: deps
+	$(SNEP) diagram --format svg --out docs/diagrams
+
+spec-check: deps
+	$(SNEP) spec check
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info

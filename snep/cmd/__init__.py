@@ -1,0 +1,1 @@
+"""One module per ``snep`` subcommand: ``add_arguments(parser)`` and ``main(args)``."""

@@ -1,0 +1,121 @@
+"""The sync protocol's messages and frames, as values.
+
+A *frame* is one datagram: a fixed header (who sends, in which epoch, with which
+sequence number) and one or more *messages* of the frame's type. STATE frames are
+the reliable stream: each carries its own sequence number, is kept in the sender's
+resend queue until acknowledged, and packs as many STATE messages as the MTU allows.
+Every other frame is control traffic: it is never retransmitted, and its header's
+sequence number is the sender's newest data sequence number sent so far, so that
+a receiver also notices a lost tail on an otherwise idle channel.
+
+This module holds values only; ``snep.wire.codec`` turns them into bytes and back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum, IntFlag
+from typing import NamedTuple, Union
+
+from snep.entry import Entry
+
+PROTOCOL_VERSION = 1
+
+#: Default MTU: a 1500-byte Ethernet frame less the IPv4 (20) and UDP (8) headers.
+DEFAULT_MTU = 1500 - 20 - 8
+
+
+class MessageType(IntEnum):
+    """The type of a frame and of every message it holds."""
+
+    STATE = 1
+    ACK = 2
+    NACK = 3
+    RESYNC_REQUEST = 4
+    ALIVE = 5
+    HELLO = 6
+
+
+class StateKind(IntEnum):
+    """What happened to a connection (the conntrack event types)."""
+
+    NEW = 1
+    UPDATE = 2
+    DESTROY = 3
+
+
+class Capability(IntFlag):
+    """Optional features a node announces in its HELLO."""
+
+    NONE = 0
+    AUTH = 1 << 0  # sends authenticated frames
+    IPV6 = 1 << 1  # synchronizes IPv6 entries
+    BULK = 1 << 2  # answers RESYNC_REQUEST with a bulk dump
+
+
+class State(NamedTuple):
+    """A connection's new, updated or destroyed state (a NamedTuple: it is per entry)."""
+
+    kind: StateKind
+    entry: Entry
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """The receiver has applied every data frame from ``first`` to ``last`` (inclusive,
+    serial-number arithmetic: the range may wrap)."""
+
+    first: int
+    last: int
+
+
+@dataclass(frozen=True, slots=True)
+class Nack:
+    """The receiver detected a gap: data frames ``first`` .. ``last`` never arrived."""
+
+    first: int
+    last: int
+
+
+@dataclass(frozen=True, slots=True)
+class ResyncRequest:
+    """Ask the receiver for a full dump of its internal cache (a bulk send)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Alive:
+    """Keep-alive on an idle channel; the frame header carries the newest data seq."""
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """A node introduces itself: at start-up, on a new epoch, and to answer a HELLO."""
+
+    node_id: int
+    epoch: int
+    capabilities: Capability = Capability.NONE
+    version: int = PROTOCOL_VERSION
+
+
+Message = Union[State, Ack, Nack, ResyncRequest, Alive, Hello]
+
+MESSAGE_TYPE_OF: dict[type, MessageType] = {
+    State: MessageType.STATE,
+    Ack: MessageType.ACK,
+    Nack: MessageType.NACK,
+    ResyncRequest: MessageType.RESYNC_REQUEST,
+    Alive: MessageType.ALIVE,
+    Hello: MessageType.HELLO,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One datagram: header fields and the messages it carries (all of ``type``)."""
+
+    type: MessageType
+    node_id: int
+    epoch: int
+    seq: int
+    messages: tuple[Message, ...]
+    flags: int = 0
