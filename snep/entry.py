@@ -314,6 +314,25 @@ class Entry(NamedTuple):
         return " ".join(parts)
 
 
+class EventKind(IntEnum):
+    """What happened to a connection: the conntrack event types."""
+
+    NEW = 1
+    UPDATE = 2
+    DESTROY = 3
+
+
+class Event(NamedTuple):
+    """A connection's new, updated or destroyed state.
+
+    The kernel adapters emit these, the notification level filters them, and a STATE
+    message of the sync protocol carries one as it is.
+    """
+
+    kind: EventKind
+    entry: Entry
+
+
 def pack_address(text: str) -> tuple[Family, bytes]:
     """``"10.0.0.1"`` or ``"fd00::1"`` -> (family, packed bytes)."""
     address = ipaddress.ip_address(text)

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum, IntFlag
-from typing import NamedTuple, Union
+from typing import Union
 
-from snep.entry import Entry
+from snep.entry import Event
 
 PROTOCOL_VERSION = 1
 
@@ -36,14 +36,6 @@ class MessageType(IntEnum):
     HELLO = 6
 
 
-class StateKind(IntEnum):
-    """What happened to a connection (the conntrack event types)."""
-
-    NEW = 1
-    UPDATE = 2
-    DESTROY = 3
-
-
 class Capability(IntFlag):
     """Optional features a node announces in its HELLO."""
 
@@ -51,13 +43,6 @@ class Capability(IntFlag):
     AUTH = 1 << 0  # sends authenticated frames
     IPV6 = 1 << 1  # synchronizes IPv6 entries
     BULK = 1 << 2  # answers RESYNC_REQUEST with a bulk dump
-
-
-class State(NamedTuple):
-    """A connection's new, updated or destroyed state (a NamedTuple: it is per entry)."""
-
-    kind: StateKind
-    entry: Entry
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,10 +82,11 @@ class Hello:
     version: int = PROTOCOL_VERSION
 
 
-Message = Union[State, Ack, Nack, ResyncRequest, Alive, Hello]
+#: A STATE message is a conntrack :class:`~snep.entry.Event` (kind and entry) as is.
+Message = Union[Event, Ack, Nack, ResyncRequest, Alive, Hello]
 
 MESSAGE_TYPE_OF: dict[type, MessageType] = {
-    State: MessageType.STATE,
+    Event: MessageType.STATE,
     Ack: MessageType.ACK,
     Nack: MessageType.NACK,
     ResyncRequest: MessageType.RESYNC_REQUEST,
