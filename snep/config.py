@@ -1,0 +1,504 @@
+"""The node's configuration: a TOML file, validated completely at start-up.
+
+Every problem is reported as a :class:`~snep.errors.ConfigError` naming the file, the
+key (``section.key``) and the reason, so that a firewall never starts half-configured.
+Unknown keys are errors (a typo must not silently fall back to a default). The
+defaults are the safe ones for a real firewall: strong level, large socket buffers
+(conntrackd loses entries with 1.2 MB ones at 200,000 flows), metrics off, loopback
+and link-local traffic ignored.
+
+The result is a tree of frozen dataclasses; nothing else in snep reads TOML.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import stat
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from snep.entry import Proto, TcpState
+from snep.errors import ConfigError
+from snep.level import Level
+
+DEFAULT_PORT = 3780
+DEFAULT_CONTROL_SOCKET = "/run/snep/snep.sock"
+DEFAULT_STATE_FILE = "/var/lib/snep/state"
+LOG_LEVELS = ("debug", "info", "notice", "warning", "error")
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """A UDP endpoint: IPv4 or IPv6 address (scope id allowed for link-local) and port."""
+
+    host: str
+    port: int
+    scope: str = ""  # interface name of a link-local IPv6 address (fe80::1%sync0)
+
+    @property
+    def family(self) -> int:
+        return socket.AF_INET6 if ":" in self.host else socket.AF_INET
+
+    @property
+    def sockaddr(self) -> tuple:
+        if self.family == socket.AF_INET6:
+            scope_id = socket.if_nametoindex(self.scope) if self.scope else 0
+            return (self.host, self.port, 0, scope_id)
+        return (self.host, self.port)
+
+    def __str__(self) -> str:
+        host = f"{self.host}%{self.scope}" if self.scope else self.host
+        return f"[{host}]:{self.port}" if self.family == socket.AF_INET6 else f"{host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class LinkConfig:
+    """One sync link: where to listen and whom to send to (unicast peers or a group)."""
+
+    listen: Endpoint
+    peers: tuple[Endpoint, ...] = ()
+    multicast_group: str = ""
+    interface: str = ""  # the dedicated sync interface (multicast, failover checks)
+
+    @property
+    def multicast(self) -> bool:
+        return bool(self.multicast_group)
+
+    def destinations(self) -> tuple[Endpoint, ...]:
+        if self.multicast:
+            return (Endpoint(self.multicast_group, self.listen.port),)
+        return self.peers
+
+
+@dataclass(frozen=True, slots=True)
+class SyncConfig:
+    link: LinkConfig
+    second_link: LinkConfig | None = None
+    key_file: Path | None = None
+    level: Level = Level.STRONG
+    incremental_period: float = 1.0
+    mtu: int = 1472
+    resend_queue: int = 16384  # STATE frames kept for retransmission
+    ack_window: int = 64  # frames acknowledged together
+    ack_delay: float = 0.02  # seconds before a partial window is acknowledged
+    alive_interval: float = 1.0
+    peer_dead_timeout: float = 3.0
+    socket_buffer: int = 8 * 1024 * 1024  # SO_RCVBUF / SO_SNDBUF of the sync sockets
+
+
+@dataclass(frozen=True, slots=True)
+class KernelConfig:
+    netlink_rcvbuf: int = 8 * 1024 * 1024
+    netlink_sndbuf: int = 8 * 1024 * 1024
+    # Write peers' states into the kernel as they arrive (conntrackd's
+    # DisableExternalCache): takeover needs no commit, the backup's kernel is warm.
+    inject_on_arrival: bool = False
+    # Timeout (s) given to the kernel's entries when this node becomes backup, so that
+    # stale entries of a former primary expire (conntrackd -t).
+    shorten_timeout: int = 60
+
+
+@dataclass(frozen=True, slots=True)
+class FilterConfig:
+    """Which connections are synchronized at all (applied on the primary's events)."""
+
+    protocols: frozenset[int] = frozenset(
+        {Proto.TCP, Proto.UDP, Proto.SCTP, Proto.DCCP, Proto.ICMP, Proto.ICMPV6, Proto.UDPLITE, Proto.GRE}
+    )
+    ignore: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = (
+        ipaddress.ip_network("127.0.0.0/8"),
+        ipaddress.ip_network("::1/128"),
+    )
+    tcp_states: frozenset[TcpState] = frozenset(TcpState)
+
+
+@dataclass(frozen=True, slots=True)
+class ControlConfig:
+    socket: Path = Path(DEFAULT_CONTROL_SOCKET)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    listen: Endpoint | None = None  # off by default
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    node_id: int
+    sync: SyncConfig
+    kernel: KernelConfig = field(default_factory=KernelConfig)
+    filter: FilterConfig = field(default_factory=FilterConfig)
+    control: ControlConfig = field(default_factory=ControlConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    state_file: Path = Path(DEFAULT_STATE_FILE)
+    log_level: str = "info"
+    source: Path | None = None  # the file this came from
+
+
+# ---------------------------------------------------------------------------
+# validation helpers: each raises ConfigError(file, key, reason)
+
+
+class _Reader:
+    """Reads one table, remembering which keys were consumed, to reject the rest."""
+
+    def __init__(self, path: str, section: str, table: Any) -> None:
+        self.path = path
+        self.section = section
+        if not isinstance(table, dict):
+            raise self.error(None, f"must be a table, not {_type(table)}")
+        self.table = table
+        self.seen: set[str] = set()
+
+    def name(self, key: str | None) -> str:
+        return f"{self.section}.{key}" if key else self.section
+
+    def error(self, key: str | None, reason: str) -> ConfigError:
+        return ConfigError(f"{self.path}: {self.name(key)}: {reason}")
+
+    def has(self, key: str) -> bool:
+        return key in self.table
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any = None, required: bool = False) -> Any:
+        self.seen.add(key)
+        if key not in self.table:
+            if required:
+                raise self.error(key, "missing (required)")
+            return default
+        value = self.table[key]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if isinstance(value, bool) and bool not in kinds:
+            raise self.error(key, f"must be {_kinds(kinds)}, not a boolean")
+        if not isinstance(value, kinds):
+            raise self.error(key, f"must be {_kinds(kinds)}, not {_type(value)}")
+        return value
+
+    def integer(self, key: str, default: int | None, low: int, high: int, required: bool = False) -> int:
+        value = self.get(key, int, default, required)
+        if not low <= value <= high:
+            raise self.error(key, f"{value} is out of range {low}..{high}")
+        return value
+
+    def number(self, key: str, default: float, low: float, high: float) -> float:
+        value = float(self.get(key, (int, float), default))
+        if not low <= value <= high:
+            raise self.error(key, f"{value:g} is out of range {low:g}..{high:g}")
+        return value
+
+    def sub(self, key: str) -> _Reader | None:
+        if key not in self.table:
+            self.seen.add(key)
+            return None
+        self.seen.add(key)
+        return _Reader(self.path, self.name(key), self.table[key])
+
+    def done(self) -> None:
+        unknown = sorted(set(self.table) - self.seen)
+        if unknown:
+            raise self.error(unknown[0], "unknown key" + _suggest(unknown[0], self.seen))
+
+
+def _suggest(key: str, known: set[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(key, sorted(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _type(value: Any) -> str:
+    return {dict: "a table", list: "an array", str: "a string", bool: "a boolean", int: "an integer", float: "a number"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _kinds(kinds: tuple[type, ...]) -> str:
+    names = {int: "an integer", float: "a number", str: "a string", bool: "a boolean", list: "an array", dict: "a table"}
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def parse_endpoint(text: str, default_port: int | None = DEFAULT_PORT) -> Endpoint:
+    """``"10.0.0.1:3780"``, ``"[fd00::1]:3780"``, ``"fe80::1%sync0"`` -> Endpoint.
+
+    Raises ValueError with the reason.
+    """
+    text = text.strip()
+    host, port_text = text, ""
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise ValueError("unclosed '[' in IPv6 address")
+        host, rest = text[1:end], text[end + 1 :]
+        if rest:
+            if not rest.startswith(":"):
+                raise ValueError("expected ':PORT' after ']'")
+            port_text = rest[1:]
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    scope = ""
+    if "%" in host:
+        host, scope = host.split("%", 1)
+        if not scope:
+            raise ValueError("empty interface name after '%'")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"{host!r} is not an IPv4 or IPv6 address") from None
+    if scope and address.version != 6:
+        raise ValueError("an interface scope ('%IF') is only valid on IPv6 addresses")
+    if port_text:
+        if not port_text.isdigit():
+            raise ValueError(f"port {port_text!r} is not a number")
+        port = int(port_text)
+    elif default_port is None:
+        raise ValueError("missing ':PORT'")
+    else:
+        port = default_port
+    if not 0 < port < 65536:
+        raise ValueError(f"port {port} is out of range 1..65535")
+    return Endpoint(str(address), port, scope)
+
+
+def _endpoint(reader: _Reader, key: str, value: Any, default_port: int | None) -> Endpoint:
+    if not isinstance(value, str):
+        raise reader.error(key, f"must be a string \"ADDRESS:PORT\", not {_type(value)}")
+    try:
+        return parse_endpoint(value, default_port)
+    except ValueError as error:
+        raise reader.error(key, f"bad address {value!r}: {error}") from None
+
+
+def _interface(reader: _Reader, key: str, required: bool = False) -> str:
+    name = reader.get(key, str, "", required)
+    if name and (len(name) > 15 or "/" in name or " " in name):
+        raise reader.error(key, f"{name!r} is not a valid interface name")
+    return name
+
+
+def _link(reader: _Reader) -> LinkConfig:
+    listen = _endpoint(reader, "listen", reader.get("listen", str, required=True), DEFAULT_PORT)
+    if listen.family == socket.AF_INET and ipaddress.ip_address(listen.host).is_multicast:
+        raise reader.error("listen", "must be a local unicast address (use multicast_group for the group)")
+    peers_raw = reader.get("peers", list, [])
+    group = reader.get("multicast_group", str, "")
+    interface = _interface(reader, "interface")
+    peers: list[Endpoint] = []
+    for index, raw in enumerate(peers_raw):
+        peer = _endpoint(reader, f"peers[{index}]", raw, listen.port)
+        if peer.family != listen.family:
+            raise reader.error(f"peers[{index}]", f"{raw!r} is not of the same address family as listen ({listen})")
+        if ipaddress.ip_address(peer.host).is_multicast:
+            raise reader.error(f"peers[{index}]", f"{raw!r} is a multicast address; use multicast_group")
+        peers.append(peer)
+    if len(set(peers)) != len(peers):
+        raise reader.error("peers", "lists the same peer twice")
+    if group:
+        if peers:
+            raise reader.error("multicast_group", "set both peers and multicast_group: choose unicast or multicast")
+        try:
+            address = ipaddress.ip_address(group)
+        except ValueError:
+            raise reader.error("multicast_group", f"{group!r} is not an IPv4 or IPv6 address") from None
+        if not address.is_multicast:
+            raise reader.error("multicast_group", f"{group!r} is not a multicast address")
+        if (address.version == 6) != (listen.family == socket.AF_INET6):
+            raise reader.error("multicast_group", f"{group!r} is not of the same address family as listen ({listen})")
+        if not interface:
+            raise reader.error("interface", "missing (required with multicast_group: the sync interface)")
+        group = str(address)
+    elif not peers:
+        raise reader.error("peers", "missing: give peers = [\"ADDRESS:PORT\", ...] or a multicast_group")
+    return LinkConfig(listen=listen, peers=tuple(peers), multicast_group=group, interface=interface)
+
+
+def check_key_file(path: Path, where: str) -> None:
+    """The key file must exist, be a regular readable file, and not be world-readable."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise ConfigError(f"{where}: key file {path} does not exist") from None
+    except OSError as error:
+        raise ConfigError(f"{where}: key file {path} cannot be read: {error.strerror}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigError(f"{where}: key file {path} is not a regular file")
+    if info.st_mode & (stat.S_IROTH | stat.S_IWOTH):
+        raise ConfigError(
+            f"{where}: key file {path} is world-readable or world-writable (mode {stat.S_IMODE(info.st_mode):04o}); "
+            f"chmod 600 it"
+        )
+    if not os.access(path, os.R_OK):
+        raise ConfigError(f"{where}: key file {path} is not readable by this user")
+
+
+_PROTOCOL_NAMES = {p.name.lower(): int(p) for p in Proto}
+
+
+def _filter(reader: _Reader | None) -> FilterConfig:
+    default = FilterConfig()
+    if reader is None:
+        return default
+    protocols = default.protocols
+    raw = reader.get("protocols", list, None)
+    if raw is not None:
+        chosen = set()
+        for index, name in enumerate(raw):
+            if not isinstance(name, str) or name.lower() not in _PROTOCOL_NAMES:
+                raise reader.error(
+                    f"protocols[{index}]", f"unknown protocol {name!r} (known: {', '.join(sorted(_PROTOCOL_NAMES))})"
+                )
+            chosen.add(_PROTOCOL_NAMES[name.lower()])
+        protocols = frozenset(chosen)
+    ignore = default.ignore
+    raw = reader.get("ignore", list, None)
+    if raw is not None:
+        networks = []
+        for index, text in enumerate(raw):
+            if not isinstance(text, str):
+                raise reader.error(f"ignore[{index}]", f"must be a string, not {_type(text)}")
+            try:
+                networks.append(ipaddress.ip_network(text, strict=True))
+            except ValueError as error:
+                raise reader.error(f"ignore[{index}]", f"bad address or prefix {text!r}: {error}") from None
+        ignore = tuple(networks)
+    states = default.tcp_states
+    raw = reader.get("tcp_states", list, None)
+    if raw is not None:
+        chosen_states = set()
+        for index, name in enumerate(raw):
+            try:
+                chosen_states.add(TcpState[str(name).upper()])
+            except KeyError:
+                raise reader.error(
+                    f"tcp_states[{index}]", f"unknown TCP state {name!r} (known: {', '.join(s.name for s in TcpState)})"
+                ) from None
+        states = frozenset(chosen_states)
+    reader.done()
+    return FilterConfig(protocols=protocols, ignore=ignore, tcp_states=states)
+
+
+def parse(data: dict[str, Any], path: str = "<config>", check_files: bool = True) -> Config:
+    """Validate a parsed TOML document."""
+    top = _Reader(path, "", data)
+    top.name = lambda key: key or "(top level)"  # type: ignore[method-assign]
+
+    node = top.sub("node")
+    if node is None:
+        raise ConfigError(f"{path}: node: missing section [node] (with id = N)")
+    node_id = node.integer("id", None, 1, 0xFFFF_FFFF, required=True)
+    state_file = Path(node.get("state_file", str, DEFAULT_STATE_FILE))
+    log_level = node.get("log_level", str, "info").lower()
+    if log_level not in LOG_LEVELS:
+        raise node.error("log_level", f"unknown level {log_level!r} (known: {', '.join(LOG_LEVELS)})")
+    node.done()
+
+    sync = top.sub("sync")
+    if sync is None:
+        raise ConfigError(f"{path}: sync: missing section [sync] (with listen and peers)")
+    link = _link(sync)
+    second_reader = sync.sub("second_link")
+    second = _link(second_reader) if second_reader is not None else None
+    if second_reader is not None:
+        second_reader.done()
+        if second.listen == link.listen:  # type: ignore[union-attr]
+            raise second_reader.error("listen", "is the same endpoint as sync.listen")
+    key_file = sync.get("key_file", str, "")
+    key_path = Path(key_file) if key_file else None
+    if key_path is not None and check_files:
+        check_key_file(key_path, f"{path}: sync.key_file")
+    level_name = sync.get("level", str, "strong")
+    try:
+        level = Level(level_name.lower())
+    except ValueError:
+        raise sync.error("level", f"unknown level {level_name!r} (known: {', '.join(l.value for l in Level)})") from None
+    defaults = SyncConfig(link=link)
+    period = sync.number("incremental_period", defaults.incremental_period, 0.01, 3600)
+    mtu = sync.integer("mtu", defaults.mtu, 576, 65507)
+    resend = sync.integer("resend_queue", defaults.resend_queue, 16, 10_000_000)
+    window = sync.integer("ack_window", defaults.ack_window, 1, 65536)
+    ack_delay = sync.number("ack_delay", defaults.ack_delay, 0.0, 10)
+    alive = sync.number("alive_interval", defaults.alive_interval, 0.01, 3600)
+    dead = sync.number("peer_dead_timeout", defaults.peer_dead_timeout, 0.02, 36000)
+    if dead <= alive:
+        raise sync.error("peer_dead_timeout", f"{dead:g} must be longer than alive_interval ({alive:g})")
+    buffer = sync.integer("socket_buffer", defaults.socket_buffer, 65536, 1 << 30)
+    sync.done()
+    sync_config = SyncConfig(
+        link=link,
+        second_link=second,
+        key_file=key_path,
+        level=level,
+        incremental_period=period,
+        mtu=mtu,
+        resend_queue=resend,
+        ack_window=window,
+        ack_delay=ack_delay,
+        alive_interval=alive,
+        peer_dead_timeout=dead,
+        socket_buffer=buffer,
+    )
+
+    kernel_config = KernelConfig()
+    kernel = top.sub("kernel")
+    if kernel is not None:
+        kernel_config = KernelConfig(
+            netlink_rcvbuf=kernel.integer("netlink_rcvbuf", kernel_config.netlink_rcvbuf, 65536, 1 << 30),
+            netlink_sndbuf=kernel.integer("netlink_sndbuf", kernel_config.netlink_sndbuf, 65536, 1 << 30),
+            inject_on_arrival=kernel.get("inject_on_arrival", bool, False),
+            shorten_timeout=kernel.integer("shorten_timeout", kernel_config.shorten_timeout, 1, 1 << 31),
+        )
+        kernel.done()
+
+    filter_config = _filter(top.sub("filter"))
+
+    control_config = ControlConfig()
+    control = top.sub("control")
+    if control is not None:
+        socket_path = control.get("socket", str, DEFAULT_CONTROL_SOCKET)
+        if not socket_path.startswith("/"):
+            raise control.error("socket", f"{socket_path!r} must be an absolute path")
+        if len(socket_path.encode()) > 107:
+            raise control.error("socket", "path is longer than a UNIX socket address allows (107 bytes)")
+        control_config = ControlConfig(Path(socket_path))
+        control.done()
+
+    metrics_config = MetricsConfig()
+    metrics = top.sub("metrics")
+    if metrics is not None:
+        listen = metrics.get("listen", str, "")
+        if listen:
+            metrics_config = MetricsConfig(_endpoint(metrics, "listen", listen, 9477))
+        metrics.done()
+
+    top.done()
+    return Config(
+        node_id=node_id,
+        sync=sync_config,
+        kernel=kernel_config,
+        filter=filter_config,
+        control=control_config,
+        metrics=metrics_config,
+        state_file=state_file,
+        log_level=log_level,
+        source=Path(path),
+    )
+
+
+def load(path: str | os.PathLike[str], check_files: bool = True) -> Config:
+    """Read and validate a config file; every problem is a ConfigError naming file and key."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file does not exist") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: config file cannot be read: {error.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not UTF-8 text: {error}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: TOML syntax error: {error}") from None
+    return parse(data, str(path), check_files)

@@ -1,0 +1,1 @@
+"""The asyncio runtime: real sockets, netlink, timers and signals around the sans-I/O node."""

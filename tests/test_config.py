@@ -1,0 +1,185 @@
+"""Config validation: every bad config is refused with file, key and reason."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from snep import config
+from snep.entry import Proto, TcpState
+from snep.errors import ConfigError
+from snep.level import Level
+
+BASE = """
+[node]
+id = 1
+[sync]
+listen = "10.0.0.1:3780"
+peers = ["10.0.0.2:3780"]
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "snep.toml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def error_of(tmp_path: Path, text: str) -> str:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        config.load(path)
+    message = str(info.value)
+    assert message.startswith(str(path)), message
+    return message
+
+
+def test_minimal_config_has_safe_defaults(tmp_path):
+    cfg = config.load(write(tmp_path, BASE))
+    assert cfg.node_id == 1
+    assert cfg.sync.link.listen == config.Endpoint("10.0.0.1", 3780)
+    assert cfg.sync.link.peers == (config.Endpoint("10.0.0.2", 3780),)
+    assert cfg.sync.level is Level.STRONG
+    assert cfg.sync.key_file is None
+    assert cfg.metrics.listen is None  # off by default
+    assert cfg.kernel.inject_on_arrival is False
+    assert cfg.sync.socket_buffer >= 8 * 1024 * 1024
+    assert any(n.network_address.is_loopback for n in cfg.filter.ignore)
+
+
+def test_example_config_is_valid():
+    example = Path(__file__).resolve().parent.parent / "contrib" / "snep.toml"
+    cfg = config.load(example, check_files=False)
+    assert cfg.sync.key_file == Path("/etc/snep/key")
+
+
+def test_full_config(tmp_path):
+    key = tmp_path / "key"
+    key.write_text("1 00112233445566778899aabbccddeeff\n")
+    key.chmod(0o600)
+    cfg = config.load(
+        write(
+            tmp_path,
+            f"""
+            [node]
+            id = 7
+            state_file = "{tmp_path}/state"
+            [sync]
+            listen = "[fd00::1]:4000"
+            multicast_group = "ff02::123"
+            interface = "sync0"
+            key_file = "{key}"
+            level = "incremental"
+            incremental_period = 0.5
+            [sync.second_link]
+            listen = "[fd01::1]:4000"
+            peers = ["[fd01::2]"]
+            [kernel]
+            inject_on_arrival = true
+            [filter]
+            protocols = ["tcp", "UDP"]
+            ignore = ["192.168.0.0/16", "fd00::/64"]
+            tcp_states = ["established", "SYN_SENT"]
+            [control]
+            socket = "{tmp_path}/ctl.sock"
+            [metrics]
+            listen = "127.0.0.1:9477"
+            """,
+        )
+    )
+    assert cfg.sync.link.multicast and cfg.sync.link.destinations() == (config.Endpoint("ff02::123", 4000),)
+    assert cfg.sync.second_link.peers == (config.Endpoint("fd01::2", 4000),)
+    assert cfg.sync.level is Level.INCREMENTAL and cfg.sync.incremental_period == 0.5
+    assert cfg.filter.protocols == {Proto.TCP, Proto.UDP}
+    assert cfg.filter.tcp_states == {TcpState.ESTABLISHED, TcpState.SYN_SENT}
+    assert cfg.metrics.listen == config.Endpoint("127.0.0.1", 9477)
+    assert cfg.kernel.inject_on_arrival
+
+
+@pytest.mark.parametrize(
+    "snippet, expected",
+    [
+        ('[node]\nid = 1\n[sync]\nlisten = "10.0.0.1"\npeers = ["10.0.0.2"]\nlvel = "weak"\n', "sync.lvel: unknown key (did you mean 'level'?)"),
+        ('[node]\nid = 1\n[sync]\nlisten = "10.0.0.1"\npeers = ["10.0.0.2"]\n[bogus]\n', "bogus: unknown key"),
+        ('[sync]\nlisten = "10.0.0.1"\npeers = ["10.0.0.2"]\n', "node: missing section"),
+        ('[node]\nid = 0\n[sync]\nlisten = "10.0.0.1"\npeers = ["10.0.0.2"]\n', "node.id: 0 is out of range"),
+        ('[node]\nid = "one"\n[sync]\nlisten = "10.0.0.1"\npeers = ["10.0.0.2"]\n', "node.id: must be an integer, not a string"),
+        ('[node]\nid = 1\n', "sync: missing section"),
+        ('[node]\nid = 1\n[sync]\npeers = ["10.0.0.2"]\n', "sync.listen: missing (required)"),
+        ('[node]\nid = 1\n[sync]\nlisten = "10.0.0.300:3780"\npeers = ["10.0.0.2"]\n', "sync.listen: bad address '10.0.0.300:3780'"),
+        ('[node]\nid = 1\n[sync]\nlisten = "10.0.0.1:99999"\npeers = ["10.0.0.2"]\n', "port 99999 is out of range"),
+        ('[node]\nid = 1\n[sync]\nlisten = "10.0.0.1"\npeers = ["fw2"]\n', "sync.peers[0]: bad address 'fw2'"),
+        ('[node]\nid = 1\n[sync]\nlisten = "10.0.0.1"\npeers = ["[fd00::2]:1"]\n', "sync.peers[0]: '[fd00::2]:1' is not of the same address family"),
+        ('[node]\nid = 1\n[sync]\nlisten = "10.0.0.1"\n', "sync.peers: missing"),
+        ('[node]\nid = 1\n[sync]\nlisten = "10.0.0.1"\nmulticast_group = "10.0.0.9"\ninterface = "s0"\n', "sync.multicast_group: '10.0.0.9' is not a multicast address"),
+        ('[node]\nid = 1\n[sync]\nlisten = "10.0.0.1"\nmulticast_group = "225.0.0.50"\n', "sync.interface: missing"),
+        ('[node]\nid = 1\n[sync]\nlisten = "10.0.0.1"\npeers = ["10.0.0.2"]\nmulticast_group = "225.0.0.50"\ninterface = "s0"\n', "choose unicast or multicast"),
+        ('[node]\nid = 1\n[sync]\nlisten = "10.0.0.1"\npeers = ["10.0.0.2"]\nlevel = "paranoid"\n', "sync.level: unknown level 'paranoid'"),
+        ('[node]\nid = 1\n[sync]\nlisten = "10.0.0.1"\npeers = ["10.0.0.2"]\nmtu = 100\n', "sync.mtu: 100 is out of range"),
+        ('[node]\nid = 1\n[sync]\nlisten = "10.0.0.1"\npeers = ["10.0.0.2"]\nalive_interval = 5\npeer_dead_timeout = 2\n', "sync.peer_dead_timeout: 2 must be longer than alive_interval"),
+        ('[node]\nid = 1\n[sync]\nlisten = "10.0.0.1"\npeers = ["10.0.0.2"]\n[sync.second_link]\nlisten = "10.0.1.1"\n', "sync.second_link.peers: missing"),
+        ('[node]\nid = 1\n[sync]\nlisten = "10.0.0.1"\npeers = ["10.0.0.2"]\n[kernel]\ninject_on_arrival = "yes"\n', "kernel.inject_on_arrival: must be a boolean, not a string"),
+        ('[node]\nid = 1\n[sync]\nlisten = "10.0.0.1"\npeers = ["10.0.0.2"]\n[filter]\nprotocols = ["tcp", "quic"]\n', "filter.protocols[1]: unknown protocol 'quic'"),
+        ('[node]\nid = 1\n[sync]\nlisten = "10.0.0.1"\npeers = ["10.0.0.2"]\n[filter]\nignore = ["10.0.0.1/8"]\n', "filter.ignore[0]: bad address or prefix '10.0.0.1/8'"),
+        ('[node]\nid = 1\n[sync]\nlisten = "10.0.0.1"\npeers = ["10.0.0.2"]\n[filter]\ntcp_states = ["OPEN"]\n', "filter.tcp_states[0]: unknown TCP state 'OPEN'"),
+        ('[node]\nid = 1\n[sync]\nlisten = "10.0.0.1"\npeers = ["10.0.0.2"]\n[control]\nsocket = "snep.sock"\n', "control.socket: 'snep.sock' must be an absolute path"),
+        ('[node]\nid = 1\n[sync]\nlisten = "10.0.0.1"\npeers = ["10.0.0.2"]\n[metrics]\nlisten = "localhost:80"\n', "metrics.listen: bad address 'localhost:80'"),
+        ('[node]\nid = 1\nlog_level = "chatty"\n[sync]\nlisten = "10.0.0.1"\npeers = ["10.0.0.2"]\n', "node.log_level: unknown level 'chatty'"),
+        ('[node\nid = 1\n', "TOML syntax error"),
+    ],
+)
+def test_bad_config_gives_precise_error(tmp_path, snippet, expected):
+    assert expected in error_of(tmp_path, snippet)
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="config file does not exist"):
+        config.load(tmp_path / "nope.toml")
+
+
+def test_missing_key_file(tmp_path):
+    message = error_of(tmp_path, BASE + f'key_file = "{tmp_path}/absent"\n')
+    assert f"sync.key_file: key file {tmp_path}/absent does not exist" in message
+
+
+def test_world_readable_key_file(tmp_path):
+    key = tmp_path / "key"
+    key.write_text("1 00112233445566778899aabbccddeeff\n")
+    key.chmod(0o644)
+    message = error_of(tmp_path, BASE + f'key_file = "{key}"\n')
+    assert "world-readable" in message and "0644" in message
+
+
+def test_key_file_that_is_a_directory(tmp_path):
+    assert "is not a regular file" in error_of(tmp_path, BASE + f'key_file = "{tmp_path}"\n')
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file; unreadability needs an ordinary user")
+def test_unreadable_key_file(tmp_path):
+    key = tmp_path / "key"
+    key.write_text("x")
+    key.chmod(0o000)
+    assert "not readable" in error_of(tmp_path, BASE + f'key_file = "{key}"\n')
+
+
+def test_configs_are_frozen(tmp_path):
+    cfg = config.load(write(tmp_path, BASE))
+    with pytest.raises(AttributeError):
+        cfg.node_id = 2  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "text, endpoint",
+    [
+        ("10.0.0.1:80", config.Endpoint("10.0.0.1", 80)),
+        ("10.0.0.1", config.Endpoint("10.0.0.1", config.DEFAULT_PORT)),
+        ("[fd00::1]:80", config.Endpoint("fd00::1", 80)),
+        ("fd00::1", config.Endpoint("fd00::1", config.DEFAULT_PORT)),
+        ("[fe80::1%sync0]:80", config.Endpoint("fe80::1", 80, "sync0")),
+    ],
+)
+def test_endpoints(text, endpoint):
+    assert config.parse_endpoint(text) == endpoint
