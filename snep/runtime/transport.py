@@ -1,0 +1,244 @@
+"""UDP transport of the sync protocol: unicast or multicast, IPv4 or IPv6, one or two links.
+
+Each link is one non-blocking UDP socket read straight from the event loop
+(``add_reader``, draining up to a batch per wake-up): no per-datagram protocol objects,
+because a bulk dump is tens of thousands of datagrams per second.
+
+With a second (redundant) link, frames are sent on the *active* link only and received
+on both. The active link changes when sending on it fails (interface down, no route),
+or when it has been silent for ``silence`` seconds while the other link was heard
+(the peers moved), or, when nothing is heard at all, alternately, so that two nodes
+whose main link broke meet on the second one. This is conntrackd's channel failover,
+driven by liveness because a link cut elsewhere on the path raises no local error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import ipaddress
+import socket
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from snep.config import Endpoint, LinkConfig
+from snep.errors import SnepError
+from snep.runtime.log import log
+
+Receive = Callable[[bytes, tuple, int], None]  # (data, source address, link index)
+
+#: errors of sendto that mean "this link cannot carry traffic now"
+LINK_ERRORS = {errno.ENETUNREACH, errno.ENETDOWN, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL, errno.ENODEV}
+#: errors of sendto that mean "momentarily full": the frame is lost, the protocol repairs it
+TRANSIENT_ERRORS = {errno.EAGAIN, errno.ENOBUFS, errno.ECONNREFUSED, errno.EPERM}
+
+RECV_BATCH = 256
+MAX_DATAGRAM = 65535
+
+
+class TransportError(SnepError):
+    """A sync socket could not be opened (bad address, port in use, no interface)."""
+
+
+@dataclass
+class LinkStats:
+    sent: int = 0
+    sent_bytes: int = 0
+    received: int = 0
+    received_bytes: int = 0
+    send_errors: int = 0
+    last_heard: float = -1.0
+
+
+class Link:
+    def __init__(self, index: int, config: LinkConfig, buffer: int) -> None:
+        self.index = index
+        self.config = config
+        self.buffer = buffer
+        self.stats = LinkStats()
+        self.destinations = [d.sockaddr for d in config.destinations()]
+        self.sock: socket.socket | None = None
+
+    @property
+    def name(self) -> str:
+        return "main" if self.index == 0 else "second"
+
+    def open(self) -> None:
+        listen = self.config.listen
+        family = listen.family
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            _set_buffer(sock, socket.SO_RCVBUF, 33, self.buffer)  # 33 = SO_RCVBUFFORCE
+            _set_buffer(sock, socket.SO_SNDBUF, 32, self.buffer)  # 32 = SO_SNDBUFFORCE
+            if self.config.multicast:
+                self._open_multicast(sock, listen)
+            else:
+                sock.bind(listen.sockaddr)
+            sock.setblocking(False)
+        except OSError as error:
+            sock.close()
+            raise TransportError(f"sync link {self.name}: cannot open UDP socket on {listen}: {error.strerror}") from None
+        self.sock = sock
+
+    def _open_multicast(self, sock: socket.socket, listen: Endpoint) -> None:
+        group = self.config.multicast_group
+        try:
+            ifindex = socket.if_nametoindex(self.config.interface)
+        except OSError:
+            raise TransportError(f"sync link {self.name}: no interface {self.config.interface!r}") from None
+        if listen.family == socket.AF_INET:
+            sock.bind((group, listen.port))  # only the group's datagrams
+            mreqn = socket.inet_aton(group) + socket.inet_aton(listen.host) + struct.pack("@i", ifindex)
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreqn)
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, mreqn)
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
+        else:
+            sock.bind(("::", listen.port, 0, 0))
+            mreq = ipaddress.IPv6Address(group).packed + struct.pack("@I", ifindex)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, ifindex)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 1)
+            self.destinations = [(group, listen.port, 0, ifindex)]
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+    def send(self, data: bytes, to: tuple | None = None) -> int | None:
+        """Send to one address or to every destination; returns a link errno or None."""
+        assert self.sock is not None
+        failure = None
+        for address in (to,) if to is not None else self.destinations:
+            try:
+                self.sock.sendto(data, address)
+            except OSError as error:
+                self.stats.send_errors += 1
+                if error.errno in LINK_ERRORS:
+                    failure = error.errno
+                elif error.errno not in TRANSIENT_ERRORS:
+                    log.warning("sync link %s: sendto %s: %s", self.name, address, error.strerror)
+                continue
+            self.stats.sent += 1
+            self.stats.sent_bytes += len(data)
+        return failure
+
+    def interface_up(self) -> bool:
+        """False only when the configured sync interface is known to be down."""
+        name = self.config.interface
+        if not name:
+            return True
+        try:
+            return Path(f"/sys/class/net/{name}/operstate").read_text().strip() not in ("down", "lowerlayerdown")
+        except OSError:
+            return False
+
+
+def _set_buffer(sock: socket.socket, option: int, force_option: int, size: int) -> None:
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, force_option, size)  # root: beyond rmem_max
+    except OSError:
+        sock.setsockopt(socket.SOL_SOCKET, option, size)
+
+
+class Transport:
+    """The node's sync links and the choice of the active one."""
+
+    def __init__(self, links: list[LinkConfig], buffer: int, receive: Receive, silence: float) -> None:
+        self.links = [Link(i, cfg, buffer) for i, cfg in enumerate(links)]
+        self.receive = receive
+        self.silence = silence
+        self.active = 0
+        self.failovers = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._last_switch = 0.0
+
+    def open(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        try:
+            for link in self.links:
+                link.open()
+                assert link.sock is not None
+                loop.add_reader(link.sock.fileno(), self._readable, link)
+        except BaseException:
+            self.close()
+            raise
+        self._last_switch = loop.time()
+
+    def close(self) -> None:
+        for link in self.links:
+            if link.sock is not None and self._loop is not None:
+                try:
+                    self._loop.remove_reader(link.sock.fileno())
+                except (ValueError, RuntimeError):
+                    pass
+            link.close()
+
+    def _readable(self, link: Link) -> None:
+        sock = link.sock
+        if sock is None:
+            return
+        now = self._loop.time() if self._loop else 0.0
+        for _ in range(RECV_BATCH):
+            try:
+                data, address = sock.recvfrom(MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as error:  # e.g. ICMP port unreachable reported on the socket
+                if error.errno not in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH):
+                    log.warning("sync link %s: recvfrom: %s", link.name, error.strerror)
+                break
+            link.stats.received += 1
+            link.stats.received_bytes += len(data)
+            link.stats.last_heard = now
+            self.receive(data, address, link.index)
+
+    def send(self, data: bytes, to: tuple | None = None) -> None:
+        """Send on the active link, to ``to`` or to all destinations; fail over on link errors."""
+        link = self.links[self.active]
+        failure = link.send(data, to)
+        if failure is not None and len(self.links) > 1:
+            self._switch(f"send failed: {errno.errorcode.get(failure, failure)}")
+            self.links[self.active].send(data, None if to is not None else None)
+
+    def address_on_active(self, addresses: dict[int, tuple]) -> tuple | None:
+        return addresses.get(self.active)
+
+    def check(self, now: float) -> None:
+        """Periodic liveness check (call every alive interval): fail over when silent."""
+        if len(self.links) < 2 or now - self._last_switch < self.silence:
+            return
+        active = self.links[self.active]
+        other = self.links[1 - self.active]
+        active_silent = now - active.stats.last_heard > self.silence
+        if not active.interface_up() and other.interface_up():
+            self._switch("interface down", now)
+        elif active_silent and now - other.stats.last_heard <= self.silence:
+            self._switch("peers are heard on the other link", now)
+        elif active_silent and other.interface_up():
+            self._switch("nothing heard", now)
+
+    def _switch(self, reason: str, now: float | None = None) -> None:
+        old = self.links[self.active]
+        self.active = 1 - self.active
+        self.failovers += 1
+        self._last_switch = now if now is not None else (self._loop.time() if self._loop else 0.0)
+        log.warning("sync link failover: %s -> %s (%s)", old.name, self.links[self.active].name, reason)
+
+    def stats(self) -> dict[str, object]:
+        out: dict[str, object] = {"active_link": self.links[self.active].name, "link_failovers": self.failovers}
+        for link in self.links:
+            s = link.stats
+            out[link.name] = {
+                "sent": s.sent,
+                "sent_bytes": s.sent_bytes,
+                "received": s.received,
+                "received_bytes": s.received_bytes,
+                "send_errors": s.send_errors,
+            }
+        return out
