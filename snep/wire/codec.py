@@ -596,13 +596,14 @@ def _decode_rare(atype: int, alen: int, buf: bytes, body: int, start: int) -> ob
 
 
 def _unknown(atype: int, body: int, start: int, where: str) -> None:
+    """An attribute ``where`` does not know: skip it (None) unless it must be understood."""
+    if atype in ATTRIBUTE_NAMES:
+        raise DecodeError(f"attribute {_attr_name(atype)} at offset {body - 2} does not belong in a {where} message")
     if atype & CRITICAL:
         raise DecodeError(
             f"unknown critical attribute {_attr_name(atype)} at offset {body - 2} "
             f"in {where} message at offset {start}"
         )
-    if atype in ATTRIBUTE_NAMES:
-        raise DecodeError(f"attribute {_attr_name(atype)} at offset {body - 2} does not belong in a {where} message")
     return None
 
 
