@@ -1,0 +1,421 @@
+"""The real kernel: conntrack through ctnetlink sockets.
+
+Sockets are plain ``AF_NETLINK`` sockets; every byte layout lives in
+:mod:`snep.kernel.ctnetlink`. Two sockets per handle:
+
+- the command socket (requests, dumps, batched create/update/delete). Its netlink
+  port id tags every event our own requests cause (the kernel puts the requester's
+  port id in ``nlmsg_pid`` of the multicast event), which is how our own injections
+  are kept from being echoed back to the peers;
+- the event socket, joined to the NEW/UPDATE/DESTROY groups the level needs,
+  non-blocking, with a receive buffer sized and grown like conntrackd's.
+
+``NetlinkKernel(netns="name")`` opens both sockets inside a named namespace from
+anywhere (a helper thread enters it, creates them, and ends); inside ``ip netns exec``
+no argument is needed.
+"""
+
+from __future__ import annotations
+
+import errno as errno_mod
+import itertools
+import os
+import socket
+from collections.abc import Iterable
+
+from snep import netns as netns_mod
+from snep.entry import Entry, Event, EventKind
+from snep.errors import DecodeError, KernelError
+from snep.kernel import ctnetlink as ct
+from snep.kernel.base import (
+    DEFAULT_BUFFER_MAX_GROWTH,
+    DEFAULT_BUFFER_SIZE,
+    ApplyResult,
+    Counters,
+    EventOverrun,
+    Kernel,
+    KernelStats,
+)
+from snep.level import Level
+
+_RECV_SIZE = 1 << 20  # one recv never returns more than one skb (<= 32 KiB for dumps)
+_BATCH_BYTES = 48 * 1024  # requests per send(): below the default socket send buffer
+_COMMAND_RCVBUF = 8 * 1024 * 1024  # room for one batch's error replies
+
+
+class NetlinkKernel(Kernel):
+    """The kernel's conntrack table, in this or a named network namespace."""
+
+    def __init__(
+        self,
+        netns: str | None = None,
+        *,
+        buffer_size: int = DEFAULT_BUFFER_SIZE,
+        buffer_max_growth: int = DEFAULT_BUFFER_MAX_GROWTH,
+        reliable: bool = False,
+    ) -> None:
+        self.netns = netns
+        self.counters = Counters()
+        self._buffer_size = buffer_size
+        self._buffer_max = max(buffer_max_growth, buffer_size)
+        self._reliable = reliable
+        self._seq = itertools.count(1)
+        self._buf = bytearray(_RECV_SIZE)
+        self._view = memoryview(self._buf)
+        self._events: socket.socket | None = None
+        self._overrun_pending = False
+        self._cmd = netns_mod.call_in(netns, self._open_command)
+        self.portid: int = self._cmd.getsockname()[0]
+
+    # --- sockets ---------------------------------------------------------------
+
+    @staticmethod
+    def _netlink_socket() -> socket.socket:
+        try:
+            return socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, ct.NETLINK_NETFILTER)
+        except OSError as exc:
+            raise KernelError(f"cannot open a ctnetlink socket: {exc.strerror}", exc.errno or 0) from exc
+
+    def _open_command(self) -> socket.socket:
+        sock = self._netlink_socket()
+        _set_rcvbuf(sock, _COMMAND_RCVBUF)
+        sock.setsockopt(ct.SOL_NETLINK, ct.NETLINK_CAP_ACK, 1)  # errors without the request echoed
+        sock.bind((0, 0))
+        return sock
+
+    def _open_events(self, groups: int) -> socket.socket:
+        sock = self._netlink_socket()
+        if self._reliable:
+            # conntrackd's NetlinkEventsReliable: the kernel learns of delivery
+            # failures (and keeps DESTROY events) instead of dropping silently.
+            sock.setsockopt(ct.SOL_NETLINK, ct.NETLINK_BROADCAST_ERROR, 1)
+            sock.setsockopt(ct.SOL_NETLINK, ct.NETLINK_NO_ENOBUFS, 1)
+        self.counters.buffer_size = _set_rcvbuf(sock, self._buffer_size)
+        sock.bind((0, groups))
+        sock.setblocking(False)
+        return sock
+
+    def subscribe(self, level: Level) -> None:
+        groups = 0
+        for kind in level.event_kinds:
+            groups |= 1 << (ct.GROUP_OF_KIND[kind] - 1)
+        if self._events is not None:
+            self._events.close()
+        self._events = netns_mod.call_in(self.netns, lambda: self._open_events(groups))
+
+    def fileno(self) -> int:
+        if self._events is None:
+            raise KernelError("fileno() before subscribe()")
+        return self._events.fileno()
+
+    def close(self) -> None:
+        if self._events is not None:
+            self._events.close()
+            self._events = None
+        self._cmd.close()
+
+    # --- requests --------------------------------------------------------------
+
+    def _next_seq(self) -> int:
+        return next(self._seq) & 0xFFFFFFFF or next(self._seq)
+
+    def _send(self, data: bytes) -> None:
+        try:
+            self._cmd.sendall(data)
+        except OSError as exc:
+            raise KernelError(f"netlink send: {exc.strerror}", exc.errno or 0) from exc
+
+    def _recv(self) -> int:
+        try:
+            return self._cmd.recv_into(self._buf)
+        except OSError as exc:
+            raise KernelError(f"netlink receive: {exc.strerror}", exc.errno or 0) from exc
+
+    def _request(self, data: bytes, seq: int) -> None:
+        """Send one request with NLM_F_ACK and wait for its ACK (KernelError on error)."""
+        self._send(data)
+        while True:
+            n = self._recv()
+            for msg in ct.iter_messages(self._view, n):
+                if msg.type == ct.NLMSG_ERROR:
+                    err, eseq = ct.decode_error(self._view, msg)
+                    if eseq == seq:
+                        if err:
+                            raise KernelError(f"ctnetlink request: {os.strerror(err)}", err)
+                        return
+
+    def _dump(self, data: bytes, seq: int, handle) -> None:  # type: ignore[no-untyped-def]
+        """Send a dump request and call ``handle(msg)`` for each message until DONE."""
+        self._send(data)
+        view = self._view
+        while True:
+            n = self._recv()
+            for msg in ct.iter_messages(view, n):
+                if msg.seq != seq:
+                    continue
+                if msg.type == ct.NLMSG_DONE:
+                    return
+                if msg.type == ct.NLMSG_ERROR:
+                    err, _ = ct.decode_error(view, msg)
+                    if err:
+                        raise KernelError(f"ctnetlink dump: {os.strerror(err)}", err)
+                    return
+                handle(msg)
+
+    def dump(self) -> list[Entry]:
+        seq = self._next_seq()
+        out: list[Entry] = []
+        append = out.append
+        decode = ct.decode_entry
+        view = self._view
+        skip = ct.NFGENMSG.size
+
+        def handle(msg: ct.Message) -> None:
+            try:
+                append(decode(view, msg.offset + skip, msg.end))
+            except DecodeError:
+                self.counters.decode_errors += 1
+
+        self._dump(ct.encode_dump(seq), seq, handle)
+        return out
+
+    def count(self) -> int:
+        return self._global_stats().get("entries", 0)
+
+    def _global_stats(self) -> dict[str, int]:
+        seq = self._next_seq()
+        self._send(ct.encode_stats(seq, per_cpu=False))
+        result: dict[str, int] = {}
+        while True:
+            n = self._recv()
+            for msg in ct.iter_messages(self._view, n):
+                if msg.seq != seq:
+                    continue
+                if msg.type == ct.NLMSG_ERROR:
+                    err, _ = ct.decode_error(self._view, msg)
+                    if err:
+                        raise KernelError(f"conntrack statistics: {os.strerror(err)}", err)
+                    return result
+                if msg.type == ct.MSG_CT_GET_STATS:
+                    result = ct.decode_stats(self._view, msg, ct.STATS_GLOBAL_NAMES)
+
+    def stats(self) -> KernelStats:
+        totals: dict[str, int] = {}
+        seq = self._next_seq()
+
+        def handle(msg: ct.Message) -> None:
+            for name, value in ct.decode_stats(self._view, msg, ct.STATS_CPU_NAMES).items():
+                totals[name] = totals.get(name, 0) + value
+
+        self._dump(ct.encode_stats(seq, per_cpu=True), seq, handle)
+        g = self._global_stats()
+        fields = KernelStats._fields
+        return KernelStats(
+            entries=g.get("entries", 0),
+            max_entries=g.get("max_entries", 0),
+            **{k: v for k, v in totals.items() if k in fields},
+        )
+
+    # --- writes ----------------------------------------------------------------
+
+    def _batch(self, ops: list[tuple[bytes, int, object]]) -> dict[int, int]:
+        """Send requests in batches; return {seq: errno} of the failed ones.
+
+        The kernel handles a batch synchronously inside send(); only failures answer
+        (no NLM_F_ACK), except the last request of each batch, which asks for an ACK so
+        that we know every answer of the batch has arrived.
+        """
+        failed: dict[int, int] = {}
+        start = 0
+        while start < len(ops):
+            size = 0
+            end = start
+            while end < len(ops) and (size == 0 or size + len(ops[end][0]) <= _BATCH_BYTES):
+                size += len(ops[end][0])
+                end += 1
+            chunk = [op[0] for op in ops[start:end]]
+            last = bytearray(chunk[-1])
+            flags = int.from_bytes(last[6:8], "little" if ct._NATIVE_LITTLE else "big") | ct.NLM_F_ACK
+            last[6:8] = flags.to_bytes(2, "little" if ct._NATIVE_LITTLE else "big")
+            chunk[-1] = bytes(last)
+            last_seq = ops[end - 1][1]
+            self._send(b"".join(chunk))
+            done = False
+            while not done:
+                n = self._recv()
+                for msg in ct.iter_messages(self._view, n):
+                    if msg.type != ct.NLMSG_ERROR:
+                        continue
+                    err, seq = ct.decode_error(self._view, msg)
+                    if err:
+                        failed[seq] = err
+                    if seq == last_seq:
+                        done = True
+            start = end
+        return failed
+
+    def apply(self, events: Iterable[Event]) -> ApplyResult:
+        result = ApplyResult()
+        ops: list[tuple[bytes, int, object]] = []
+        todo: dict[int, tuple[str, Event]] = {}
+        for event in events:
+            seq = self._next_seq()
+            kind, entry = event
+            if kind is EventKind.DESTROY:
+                ops.append((ct.encode_delete(entry, seq), seq, None))
+                todo[seq] = ("delete", event)
+            elif kind is EventKind.NEW:
+                ops.append((ct.encode_create(entry, seq), seq, None))
+                todo[seq] = ("create", event)
+            else:
+                ops.append((ct.encode_update(entry, seq), seq, None))
+                todo[seq] = ("update", event)
+        failed = self._batch(ops)
+        retry: list[tuple[bytes, int, object]] = []
+        retry_todo: dict[int, tuple[str, Event]] = {}
+        for seq, (op, event) in todo.items():
+            err = failed.get(seq)
+            if err is None:
+                if op == "create":
+                    result.created += 1
+                elif op == "update":
+                    result.updated += 1
+                else:
+                    result.deleted += 1
+            elif op == "create" and err == errno_mod.EEXIST:
+                result.eexist += 1
+                nseq = self._next_seq()
+                retry.append((ct.encode_update(event.entry, nseq), nseq, None))
+                retry_todo[nseq] = ("update", event)
+            elif op == "update" and err == errno_mod.ENOENT:
+                result.enoent += 1
+                nseq = self._next_seq()
+                retry.append((ct.encode_create(event.entry, nseq), nseq, None))
+                retry_todo[nseq] = ("create", event)
+            elif op == "update" and err == errno_mod.EBUSY:
+                # a status bit the kernel will not clear (ASSURED, SEEN_REPLY): keep its own
+                nseq = self._next_seq()
+                retry.append((ct.encode_update(event.entry, nseq, with_status=False), nseq, None))
+                retry_todo[nseq] = ("update", event)
+            elif op == "delete" and err == errno_mod.ENOENT:
+                result.enoent += 1
+            else:
+                result.fail(event, err)
+        if retry:
+            failed = self._batch(retry)
+            for seq, (op, event) in retry_todo.items():
+                err = failed.get(seq)
+                if err is None:
+                    if op == "create":
+                        result.created += 1
+                    else:
+                        result.updated += 1
+                else:
+                    result.fail(event, err)
+        self.counters.eexist += result.eexist
+        self.counters.enoent += result.enoent
+        self.counters.errors += result.errors
+        return result
+
+    def flush(self, *, mark: int | None = None, mark_mask: int = 0xFFFFFFFF, zone: int | None = None) -> None:
+        seq = self._next_seq()
+        self._request(ct.encode_flush(seq, mark=mark, mark_mask=mark_mask, zone=zone), seq)
+
+    def shorten_timeouts(self, seconds: int) -> int:
+        ops = []
+        for entry in self.dump():
+            if entry.timeout > seconds:
+                seq = self._next_seq()
+                ops.append((ct.encode_timeout(entry, seconds, seq), seq, None))
+        failed = self._batch(ops)
+        # an entry that died in between is fine; anything else is an error
+        hard = [e for e in failed.values() if e != errno_mod.ENOENT]
+        self.counters.errors += len(hard)
+        return len(ops) - len(failed)
+
+    # --- events ----------------------------------------------------------------
+
+    def read_events(self, max_events: int = 65536) -> list[Event]:
+        sock = self._events
+        if sock is None:
+            raise KernelError("read_events() before subscribe()")
+        if self._overrun_pending:
+            self._overrun_pending = False
+            raise EventOverrun()
+        out: list[Event] = []
+        append = out.append
+        view = self._view
+        recv_into = sock.recv_into
+        buf = self._buf
+        decode = ct.decode_entry
+        unpack = ct.NLMSGHDR.unpack_from
+        portid = self.portid
+        new, upd, destroy = EventKind.NEW, EventKind.UPDATE, EventKind.DESTROY
+        msg_new, msg_del = ct.MSG_CT_NEW, ct.MSG_CT_DELETE
+        create_flags = ct.NLM_F_CREATE | ct.NLM_F_EXCL
+        skip = 16 + ct.NFGENMSG.size
+        counters = self.counters
+        while len(out) < max_events:
+            try:
+                n = recv_into(buf)
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                if exc.errno == errno_mod.ENOBUFS:
+                    self._on_overrun()
+                    if out:
+                        self._overrun_pending = True
+                        return out
+                    raise EventOverrun() from None
+                raise KernelError(f"event receive: {exc.strerror}", exc.errno or 0) from exc
+            off = 0
+            while off + 16 <= n:
+                mlen, mtype, mflags, _seq, mpid = unpack(view, off)
+                if mlen < 16 or off + mlen > n:
+                    counters.decode_errors += 1
+                    break
+                if mpid == portid and portid:
+                    counters.own_filtered += 1
+                elif mtype == msg_new or mtype == msg_del:
+                    try:
+                        entry = decode(view, off + skip, off + mlen)
+                    except DecodeError:
+                        counters.decode_errors += 1
+                    else:
+                        if mtype == msg_del:
+                            append(Event(destroy, entry))
+                        elif mflags & create_flags:
+                            append(Event(new, entry))
+                        else:
+                            append(Event(upd, entry))
+                off += (mlen + 3) & ~3
+        return out
+
+    def _on_overrun(self) -> None:
+        """Count the loss and grow the buffer (conntrackd: double up to MaxGrowth)."""
+        self.counters.overruns += 1
+        if self._events is not None and self._buffer_size * 2 <= self._buffer_max:
+            self._buffer_size *= 2
+            self.counters.buffer_size = _set_rcvbuf(self._events, self._buffer_size)
+
+    def _drain_events(self) -> None:
+        self._overrun_pending = False
+        if self._events is None:
+            return
+        while True:
+            try:
+                self._events.recv_into(self._buf)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if exc.errno != errno_mod.ENOBUFS:
+                    raise KernelError(f"event receive: {exc.strerror}", exc.errno or 0) from exc
+
+
+def _set_rcvbuf(sock: socket.socket, size: int) -> int:
+    """Set the receive buffer, past rmem_max when we may (root); return what we got."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, ct.SO_RCVBUFFORCE, size)
+    except OSError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+    return sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
