@@ -1,0 +1,293 @@
+"""One run of a scenario: the topology, the traffic, the failures and what they did.
+
+The harness owns a :class:`~snep.topology.Topology` and a traffic client. A scenario
+calls :meth:`Harness.failover` for each failure that must move the primary role; that
+measures, for the connections that existed (and were synchronized) before the failure:
+how many TCP connections and UDP flows resume after the takeover, the failover gap (the
+longest silence of a connection across the failure), how long VRRP took, how long the
+new primary's notify took, and how many established conntrack entries of the failed
+primary are missing on the new one ("entries lost").
+
+A scenario passes only when every tracked TCP connection is alive after every failover
+and no entry is lost (and its own checks, e.g. bounded memory, hold).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from snep import traffic
+from snep.conformance.impls import Impl, NotApplicable, notify_log, rss_kib
+from snep.conformance.profile import Profile
+from snep.topology import CLIENT_IP, SERVER_IP, Firewall, Topology, TopologyError
+
+
+@dataclass
+class Failover:
+    """What one failure did to the tracked connections."""
+
+    label: str
+    victim: str
+    new_primary: str
+    takeover_s: float  # failure -> the new primary holds the virtual addresses
+    notify_s: float | None  # duration of the new primary's "primary" notify
+    tcp_alive: int
+    tcp_total: int
+    udp_alive: int
+    udp_total: int
+    gap_median_s: float | None  # over the TCP connections that survived
+    gap_max_s: float | None
+    entries_before: int  # established TCP entries of tracked connections on the victim
+    entries_lost: int  # of those, missing on the new primary after the takeover
+
+    @property
+    def ok(self) -> bool:
+        return self.tcp_alive == self.tcp_total and self.entries_lost == 0
+
+
+@dataclass
+class Check:
+    """A verdict that is not a failover (e.g. "primary unaffected while backup is dead")."""
+
+    label: str
+    ok: bool
+    detail: str
+    numbers: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Result:
+    scenario: str
+    impl: str
+    profile: str
+    status: str = "error"  # pass, fail, n/a, error
+    reason: str = ""
+    failovers: list[Failover] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
+    duration_s: float = 0.0
+    logs: str = ""
+
+    def finish(self) -> None:
+        bad = [f.label for f in self.failovers if not f.ok] + [c.label for c in self.checks
+                                                                 if not c.ok]
+        self.status = "fail" if bad else "pass"
+        self.reason = ("failed: " + "; ".join(bad)) if bad else ""
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        for fo, raw in zip(self.failovers, data["failovers"]):
+            raw["ok"] = fo.ok
+        return data
+
+
+class Harness:
+    """Topology + traffic + implementation for one scenario run."""
+
+    def __init__(self, impl: Impl, profile: Profile, result: Result, *, firewalls: int = 2,
+                 netem: bool = False, sync_links: int = 1, keep_logs: bool = False,
+                 workdir: Path | None = None) -> None:
+        if firewalls > impl.max_firewalls:
+            raise NotApplicable(f"{impl.name} supports at most {impl.max_firewalls} firewalls "
+                                f"in this mode (FT-FW over UDP has one peer)")
+        self.impl, self.profile, self.netem, self.result = impl, profile, netem, result
+        self.topo = Topology(firewalls, sync_links=sync_links, advert_int=profile.advert_int,
+                             notify=lambda fw: impl.notify(self.topo, fw), keep_logs=keep_logs,
+                             workdir=workdir)
+        self.down: list[Firewall] = []  # crashed or cut off: not candidates for master
+        self.traffic: traffic.TrafficClient | None = None
+        self.tracked: dict[int, int] = {}  # TCP flow id -> client port: must survive
+        self.udp: set[int] = set()
+
+    def __enter__(self) -> Harness:
+        self.topo.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.topo.__exit__(*exc)
+
+    # ---- start-up ----
+
+    def start(self) -> None:
+        """Daemons everywhere, fw1 elected first (it is the primary), then traffic."""
+        topo, impl = self.topo, self.impl
+        for fw in topo.firewalls:
+            impl.start(topo, fw)
+        for fw in topo.firewalls:
+            impl.wait_started(topo, fw)
+        if self.netem:
+            for fw in topo.firewalls:
+                topo.netem(fw, self.profile.netem)
+        since = time.time()
+        topo.start_keepalived(topo.fw(1))
+        topo.wait_master(topo.fw(1), timeout=10 + 5 * self.profile.advert_int)
+        self.wait_notify(topo.fw(1), "primary", since)
+        for fw in topo.firewalls[1:]:
+            topo.start_keepalived(fw)
+        for fw in topo.firewalls[1:]:
+            self.wait_notify(fw, "backup", since)
+        self.traffic = traffic.start(topo, tcp=self.profile.tcp, udp=self.profile.udp,
+                                     interval=self.profile.interval)
+        self._track(self.traffic.snap())
+        for fw in topo.firewalls[1:]:
+            self.wait_in_sync(fw)
+        time.sleep(self.profile.sync_wait)
+
+    def _track(self, snap: dict[str, Any]) -> None:
+        for flow in snap["flows"]:
+            if flow["error"]:
+                continue
+            if flow["kind"] == "tcp":
+                self.tracked.setdefault(flow["id"], flow["sport"])
+            else:
+                self.udp.add(flow["id"])
+
+    def open_more(self, tcp: int) -> None:
+        """Open more long-lived connections; they are tracked like the first ones."""
+        assert self.traffic is not None
+        self.traffic.open(tcp=tcp)
+        self._track(self.traffic.snap())
+
+    def wait_notify(self, fw: Firewall, state: str, since: float, timeout: float = 20.0) -> float:
+        """Wait until keepalived's notify ``state`` on ``fw`` finished; its duration."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            starts = [t for t, what, s in notify_log(fw) if what == "start" and s == state
+                      and t >= since]
+            dones = [t for t, what, s in notify_log(fw) if what == "done" and s == state
+                     and t >= since]
+            if starts and dones and dones[-1] >= starts[0]:
+                return dones[-1] - starts[0]
+            time.sleep(0.05)
+        raise TopologyError(f"{fw.name}: no '{state}' notify finished within {timeout:g} s "
+                            f"(see {fw.dir}/notify.log, keepalived.log)")
+
+    def wait_in_sync(self, fw: Firewall, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ready = self.impl.in_sync(self.topo, fw)
+            if ready is None or ready:
+                return
+            time.sleep(0.2)
+        raise TopologyError(f"{fw.name} did not report in sync within {timeout:g} s")
+
+    # ---- failures ----
+
+    def failover(self, victim: Firewall, how: str, label: str = "") -> Failover:
+        """Fail ``victim`` (the primary): "crash" or "links"; measure the takeover."""
+        topo = self.topo
+        assert self.traffic is not None
+        sports = set(self.tracked.values())
+        before = {k for k, state in topo.conntrack_tcp(victim, dport=traffic.TCP_PORT).items()
+                  if state == "ESTABLISHED" and k[0] == CLIENT_IP and k[1] == SERVER_IP
+                  and k[2] in sports}
+        t_fail = time.time()
+        if how == "crash":
+            topo.crash(victim)
+        elif how == "links":
+            topo.fail_links(victim)
+        else:
+            raise ValueError(f"unknown failure {how!r}")
+        self.down.append(victim)
+        new = topo.wait_master(exclude=self.down, timeout=10 + 5 * self.profile.advert_int)
+        t_master = time.time()
+        try:
+            notify_s: float | None = self.wait_notify(new, "primary", t_fail - 1.0)
+        except TopologyError:
+            notify_s = None
+        snap = self._wait_resumed(t_master, t_fail + self.profile.settle_max)
+        now = snap["time"]
+        window = max(1.0, 5 * self.profile.interval)
+        flows = {f["id"]: f for f in snap["flows"]}
+
+        def alive(fid: int) -> bool:
+            f = flows[fid]
+            return not f["error"] and f["last_rx"] > t_master and now - f["last_rx"] < window
+
+        tcp_alive = [fid for fid in self.tracked if alive(fid)]
+        gaps = [self._gap(flows[fid], t_fail) for fid in tcp_alive]
+        after = topo.conntrack_tcp(new, dport=traffic.TCP_PORT)
+        return Failover(
+            label=label or f"{victim.name} {'crashed' if how == 'crash' else 'links cut'}",
+            victim=victim.name, new_primary=new.name,
+            takeover_s=round(t_master - t_fail, 2),
+            notify_s=round(notify_s, 3) if notify_s is not None else None,
+            tcp_alive=len(tcp_alive), tcp_total=len(self.tracked),
+            udp_alive=sum(1 for fid in self.udp if alive(fid)), udp_total=len(self.udp),
+            gap_median_s=round(statistics.median(gaps), 2) if gaps else None,
+            gap_max_s=round(max(gaps), 2) if gaps else None,
+            entries_before=len(before), entries_lost=len(before - set(after)),
+        )
+
+    def _wait_resumed(self, t_master: float, deadline: float) -> dict[str, Any]:
+        """Poll the traffic until every tracked TCP flow got an echo after the takeover."""
+        assert self.traffic is not None
+        while True:
+            snap = self.traffic.snap()
+            flows = {f["id"]: f for f in snap["flows"]}
+            if all(flows[fid]["last_rx"] > t_master for fid in self.tracked) \
+                    or time.time() >= deadline:
+                return snap
+            time.sleep(0.5)
+
+    @staticmethod
+    def _gap(flow: dict[str, Any], t_fail: float) -> float:
+        """The longest silence of a flow that ends after the failure."""
+        gaps = [end - start for start, end in flow["stalls"] if end > t_fail]
+        return max(gaps, default=0.0)
+
+    def check_alive(self, label: str, since: float) -> Check:
+        """Are all tracked TCP connections alive now (echo after ``since``, and recent)?"""
+        assert self.traffic is not None
+        snap = self._wait_resumed(since, time.time() + self.profile.settle_max)
+        now = snap["time"]
+        window = max(1.0, 5 * self.profile.interval)
+        flows = {f["id"]: f for f in snap["flows"]}
+        alive = sum(1 for fid in self.tracked if not flows[fid]["error"]
+                    and now - flows[fid]["last_rx"] < window)
+        churn = snap["churn"]
+        return Check(label, alive == len(self.tracked),
+                     f"{alive}/{len(self.tracked)} TCP alive",
+                     {"tcp_alive": alive, "tcp_total": len(self.tracked),
+                      "churn_ok": churn["ok"], "churn_failed": churn["failed"]})
+
+    def restore(self, fw: Firewall, *, reboot: bool) -> float:
+        """Bring ``fw`` back as a backup (after a crash: as after a reboot); seconds to sync."""
+        topo = self.topo
+        since = time.time()
+        if reboot:
+            topo.reboot_state(fw)
+            topo.heal_links(fw)
+            self.impl.start(topo, fw)
+            self.impl.wait_started(topo, fw)
+            topo.start_keepalived(fw)
+        else:
+            topo.heal_links(fw)
+        if fw in self.down:
+            self.down.remove(fw)
+        self.wait_notify(fw, "backup", since)
+        self.wait_in_sync(fw)
+        return round(time.time() - since, 2)
+
+    def sample_rss(self, fw: Firewall) -> int | None:
+        return rss_kib(self.impl.daemon(fw))
+
+    def churn(self, rate: float) -> None:
+        assert self.traffic is not None
+        self.traffic.churn(rate)
+
+    def log_tail(self, names: Iterable[str] = ("sync.log", "keepalived.log", "notify.log"),
+                 lines: int = 15) -> str:
+        """The end of each firewall's logs, to explain a failure."""
+        out = []
+        for fw in self.topo.firewalls:
+            for name in names:
+                path = fw.dir / name
+                if path.exists():
+                    tail = path.read_text(errors="replace").splitlines()[-lines:]
+                    out.append(f"--- {fw.name}/{name}\n" + "\n".join(tail))
+        return "\n".join(out)

@@ -1,0 +1,276 @@
+"""The synchronization under test, pluggable: snep, conntrackd (the reference), or none.
+
+An implementation writes its per-firewall configuration, starts its daemon in the
+firewall's namespace (the process is registered as ``fw.procs["sync"]``, so a crash
+kills it), gives keepalived the command to run on transitions, and says when a node is
+in sync. Every notify goes through a small wrapper script that logs the transition with
+a timestamp (``notify.log``), so the harness can tell when a takeover's notify finished.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from snep.topology import (CLIENT_VIP, SERVER_VIP, SYNC_IFACES, SYNC_NETS, Firewall, Topology,
+                           TopologyError)
+
+SYNC_PORT = 3780
+
+
+class NotApplicable(Exception):
+    """This implementation cannot run this scenario (e.g. conntrackd FT-FW with 3 nodes)."""
+
+
+def _ignored(topo: Topology) -> list[str]:
+    """Addresses whose connections are not synchronized: our own and the virtual ones."""
+    addrs = ["127.0.0.1", CLIENT_VIP, SERVER_VIP]
+    for fw in topo.firewalls:
+        addrs += [fw.client_ip, fw.server_ip, *fw.sync_ips]
+    return addrs
+
+
+def _write_notify_wrapper(fw: Firewall, body: str) -> str:
+    """A shell script ``notify.sh STATE``: log the transition, then run ``body``."""
+    script = fw.dir / "notify.sh"
+    log = fw.dir / "notify.log"
+    script.write_text(
+        "#!/bin/sh\n"
+        f'echo "$(date +%s.%N) start $1" >> {log}\n'
+        f"{body}\n"
+        f'echo "$(date +%s.%N) done $1 $rc" >> {log}\n'
+    )
+    script.chmod(0o755)
+    return str(script)
+
+
+def notify_log(fw: Firewall) -> list[tuple[float, str, str]]:
+    """(time, "start"|"done", state) for every notify keepalived ran on ``fw``."""
+    path = fw.dir / "notify.log"
+    if not path.exists():
+        return []
+    events = []
+    for line in path.read_text().splitlines():
+        parts = line.split()
+        if len(parts) >= 3:
+            try:
+                events.append((float(parts[0]), parts[1], parts[2]))
+            except ValueError:
+                continue
+    return events
+
+
+def rss_kib(proc: subprocess.Popen[bytes] | None) -> int | None:
+    """Resident memory of a process (KiB), None when it is gone."""
+    if proc is None or proc.poll() is not None:
+        return None
+    try:
+        for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+class Impl:
+    """No synchronization: keepalived moves the addresses and nothing else happens."""
+
+    name = "none"
+    max_firewalls = 9
+
+    def notify_body(self, topo: Topology, fw: Firewall) -> str:
+        return "rc=0"
+
+    def notify(self, topo: Topology, fw: Firewall) -> str:
+        return _write_notify_wrapper(fw, self.notify_body(topo, fw))
+
+    def check(self, topo: Topology) -> None:
+        """Raise NotApplicable when this implementation cannot run on ``topo``."""
+        if topo.n > self.max_firewalls:
+            raise NotApplicable(f"{self.name} supports at most {self.max_firewalls} firewalls")
+
+    def start(self, topo: Topology, fw: Firewall) -> None:
+        """Start the daemon on ``fw`` (before its keepalived)."""
+
+    def wait_started(self, topo: Topology, fw: Firewall, timeout: float = 10.0) -> None:
+        """Wait until the daemon answers its control channel."""
+
+    def in_sync(self, topo: Topology, fw: Firewall) -> bool | None:
+        """Whether a backup says it is in sync; None when the daemon cannot tell."""
+        return None
+
+    def daemon(self, fw: Firewall) -> subprocess.Popen[bytes] | None:
+        return fw.procs.get("sync")
+
+    def stats(self, topo: Topology, fw: Firewall) -> str:
+        """Free-form counters of the daemon, for the logs."""
+        return ""
+
+
+class ConntrackdImpl(Impl):
+    """conntrack-tools' conntrackd in FT-FW mode over UDP, with primary-backup.sh semantics."""
+
+    name = "conntrackd"
+    max_firewalls = 2  # FT-FW over UDP unicast: one peer; 3 nodes are not supported
+
+    def __init__(self) -> None:
+        if shutil.which("conntrackd") is None:
+            raise TopologyError("conntrackd is not installed (Debian package conntrackd)")
+
+    def conf_path(self, fw: Firewall) -> Path:
+        return fw.dir / "conntrackd.conf"
+
+    def write_conf(self, topo: Topology, fw: Firewall) -> Path:
+        peer = next(p for p in topo.firewalls if p is not fw)
+        channels = []
+        for k, (ip, peer_ip) in enumerate(zip(fw.sync_ips, peer.sync_ips)):
+            channels.append(f"""    UDP {"Default" if k == 0 else ""} {{
+        IPv4_address {ip}
+        IPv4_Destination_Address {peer_ip}
+        Port {SYNC_PORT}
+        Interface {SYNC_IFACES[k]}
+        SndSocketBuffer 8388608
+        RcvSocketBuffer 8388608
+        Checksum on
+    }}""")
+        ignore = "\n".join(f"                IPv4_address {a}" for a in _ignored(topo))
+        conf = f"""Sync {{
+    Mode FTFW {{
+        DisableExternalCache Off
+    }}
+{chr(10).join(channels)}
+}}
+General {{
+    HashSize 32768
+    HashLimit 131072
+    LogFile {fw.dir / "conntrackd.log"}
+    LockFile {fw.dir / "conntrackd.lock"}
+    UNIX {{
+        Path {fw.dir / "conntrackd.ctl"}
+    }}
+    NetlinkBufferSize 2097152
+    NetlinkBufferSizeMaxGrowth 8388608
+    Filter From Userspace {{
+        Protocol Accept {{
+            TCP
+            UDP
+        }}
+        Address Ignore {{
+{ignore}
+        }}
+    }}
+}}
+"""
+        path = self.conf_path(fw)
+        path.write_text(conf)
+        return path
+
+    def _ctl(self, fw: Firewall) -> str:
+        return f"conntrackd -C {self.conf_path(fw)}"
+
+    def notify_body(self, topo: Topology, fw: Firewall) -> str:
+        c = self._ctl(fw)
+        # conntrack-tools' primary-backup.sh, minus its restart of a dead daemon
+        return (f'case "$1" in\n'
+                f"  primary) {c} -c; {c} -f; {c} -R; {c} -B; rc=$? ;;\n"
+                f"  backup) {c} -t; {c} -n; rc=$? ;;\n"
+                f"  fault) {c} -t; rc=$? ;;\n"
+                f"  *) rc=1 ;;\n"
+                f"esac")
+
+    def start(self, topo: Topology, fw: Firewall) -> None:
+        conf = self.write_conf(topo, fw)
+        (fw.dir / "conntrackd.lock").unlink(missing_ok=True)
+        topo.spawn(fw.ns, ["conntrackd", "-C", str(conf)], name="sync", fw=fw)
+
+    def wait_started(self, topo: Topology, fw: Firewall, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if topo.exec(fw.ns, ["conntrackd", "-C", str(self.conf_path(fw)), "-s"],
+                         check=False).returncode == 0:
+                return
+            if (proc := self.daemon(fw)) is not None and proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise TopologyError(f"conntrackd on {fw.name} did not start; see {fw.dir}/sync.log")
+
+    def stats(self, topo: Topology, fw: Firewall) -> str:
+        return topo.exec(fw.ns, ["conntrackd", "-C", str(self.conf_path(fw)), "-s"],
+                         check=False).stdout
+
+
+class SnepImpl(Impl):
+    """snep: ``snep run --config`` per firewall, ``snep notify`` from keepalived."""
+
+    name = "snep"
+    max_firewalls = 9
+
+    def __init__(self) -> None:
+        self.snep = str(Path(sys.executable).with_name("snep"))
+        if not Path(self.snep).exists():
+            self.snep = shutil.which("snep") or ""
+        if not self.snep:
+            raise TopologyError("the snep command is not installed (pip install -e .)")
+
+    def sock(self, fw: Firewall) -> Path:
+        return fw.dir / "snep.sock"
+
+    def write_conf(self, topo: Topology, fw: Firewall) -> Path:
+        def link(k: int) -> list[str]:
+            peers = ", ".join(f'"{p.sync_ips[k]}:{SYNC_PORT}"' for p in topo.firewalls
+                              if p is not fw)
+            return [f'listen = "{fw.sync_ips[k]}:{SYNC_PORT}"', f"peers = [{peers}]",
+                    f'interface = "{SYNC_IFACES[k]}"']
+
+        ignore = ", ".join(f'"{a}/32"' for a in _ignored(topo))
+        lines = ["[node]", f"id = {fw.index}", f'state_file = "{fw.dir / "snep.state"}"',
+                 "", "[sync]", *link(0)]
+        if topo.sync_links > 1:
+            lines += ["", "[sync.second_link]", *link(1)]
+        lines += ["", "[filter]", f'ignore = ["127.0.0.0/8", {ignore}]',
+                  "", "[control]", f'socket = "{self.sock(fw)}"', ""]
+        path = fw.dir / "snep.toml"
+        path.write_text("\n".join(lines))
+        return path
+
+    def notify_body(self, topo: Topology, fw: Firewall) -> str:
+        return f'{self.snep} notify --socket {self.sock(fw)} "$1"; rc=$?'
+
+    def start(self, topo: Topology, fw: Firewall) -> None:
+        conf = self.write_conf(topo, fw)
+        self.sock(fw).unlink(missing_ok=True)
+        topo.spawn(fw.ns, [self.snep, "run", "--config", str(conf)], name="sync", fw=fw)
+
+    def _ctl(self, topo: Topology, fw: Firewall, *args: str) -> subprocess.CompletedProcess[str]:
+        return topo.exec(fw.ns, [self.snep, "ctl", "--socket", str(self.sock(fw)), *args],
+                         check=False)
+
+    def wait_started(self, topo: Topology, fw: Firewall, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._ctl(topo, fw, "status").returncode == 0:
+                return
+            if (proc := self.daemon(fw)) is not None and proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise TopologyError(f"snep on {fw.name} did not start; see {fw.dir}/sync.log")
+
+    def in_sync(self, topo: Topology, fw: Firewall) -> bool | None:
+        return self._ctl(topo, fw, "ready").returncode == 0
+
+    def stats(self, topo: Topology, fw: Firewall) -> str:
+        return self._ctl(topo, fw, "stats").stdout
+
+
+IMPLS: dict[str, type[Impl]] = {"snep": SnepImpl, "conntrackd": ConntrackdImpl, "none": Impl}
+
+
+def make(name: str) -> Impl:
+    try:
+        return IMPLS[name]()
+    except KeyError:
+        raise TopologyError(f"unknown implementation {name!r} (known: {', '.join(IMPLS)})") from None

@@ -1,0 +1,96 @@
+"""Verdicts as numbers: a Markdown table (implementations side by side) and JSON."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from snep.conformance.harness import Result
+
+
+def _failover_cell(f: Any) -> str:
+    gap = f"{f.gap_max_s:g} s" if f.gap_max_s is not None else "-"
+    return f"{f.tcp_alive}/{f.tcp_total} gap {gap} lost {f.entries_lost}"
+
+
+def cell(result: Result) -> str:
+    """One implementation's verdict for one scenario, compact."""
+    if result.status == "n/a":
+        return "n/a"
+    if result.status == "error":
+        return f"ERROR: {result.reason[:80]}"
+    parts = [_failover_cell(f) for f in result.failovers]
+    parts += [f"{c.label.split(' (')[0]}: {c.detail}" for c in result.checks
+              if not c.ok or c.label.startswith("memory")]
+    return f"**{result.status.upper()}** " + "; ".join(parts)
+
+
+def side_by_side(results: Sequence[Result]) -> str:
+    """Scenario rows, implementation columns."""
+    impls = list(dict.fromkeys(r.impl for r in results))
+    scenarios = list(dict.fromkeys(r.scenario for r in results))
+    by = {(r.scenario, r.impl): r for r in results}
+    lines = ["| scenario | " + " | ".join(impls) + " |",
+             "|---|" + "---|" * len(impls)]
+    for name in scenarios:
+        cells = [cell(by[(name, i)]) if (name, i) in by else "" for i in impls]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def details(results: Sequence[Result]) -> str:
+    """Every failover and check with all its numbers."""
+    lines = ["| scenario | impl | step | TCP alive | UDP alive | takeover | notify | gap median / max | entries lost |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        for f in r.failovers:
+            gap = (f"{f.gap_median_s:g} / {f.gap_max_s:g} s" if f.gap_max_s is not None else "-")
+            notify = f"{f.notify_s:g} s" if f.notify_s is not None else "-"
+            lines.append(f"| {r.scenario} | {r.impl} | {f.label} -> {f.new_primary} | "
+                         f"{f.tcp_alive}/{f.tcp_total} | {f.udp_alive}/{f.udp_total} | "
+                         f"{f.takeover_s:g} s | {notify} | {gap} | "
+                         f"{f.entries_lost}/{f.entries_before} |")
+        for c in r.checks:
+            lines.append(f"| {r.scenario} | {r.impl} | {c.label}: {'ok' if c.ok else 'FAILED'} | "
+                         f"{c.detail} | | | | | |")
+        if r.status in ("n/a", "error"):
+            lines.append(f"| {r.scenario} | {r.impl} | {r.status}: {r.reason} | | | | | | |")
+    return "\n".join(lines)
+
+
+def markdown(results: Sequence[Result], profile: str) -> str:
+    return "\n".join([
+        f"# snep conformance ({profile} profile, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+        f"kernel {platform.release()})",
+        "",
+        "Each cell: verdict, then per failover `TCP alive/total`, the longest silence of a "
+        "surviving connection (gap) and the established entries of the failed primary "
+        "missing on the new one (lost). A scenario passes only when every connection "
+        "established before a failure survives it and no entry is lost.",
+        "",
+        side_by_side(results),
+        "",
+        "## Details",
+        "",
+        details(results),
+        "",
+    ])
+
+
+def to_json(results: Sequence[Result], profile: str) -> dict[str, Any]:
+    return {"profile": profile, "kernel": platform.release(), "time": time.time(),
+            "results": [r.to_json() for r in results]}
+
+
+def write(results: Sequence[Result], profile: str, directory: Path) -> tuple[Path, Path]:
+    """Write ``conformance.md`` and ``conformance.json`` into ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    md = directory / "conformance.md"
+    js = directory / "conformance.json"
+    md.write_text(markdown(results, profile))
+    js.write_text(json.dumps(to_json(results, profile), indent=2))
+    return md, js

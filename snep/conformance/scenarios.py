@@ -1,0 +1,187 @@
+"""The failure scenarios of DESIGN.md, each a function of a started :class:`Harness`.
+
+Names (``snep conformance --scenario NAME``); every one also exists as ``NAME+netem``,
+the same with loss, duplication and reordering on the sync link (tc netem):
+
+- ``primary-killed``: the primary crashes (every process SIGKILLed, cables dark);
+- ``primary-links-cut``: the primary's cables are cut (its processes live on);
+- ``backup-restart``: the backup crashes, comes back empty (as after a reboot) and
+  resynchronizes; then the primary crashes;
+- ``backup-dead-long``: the backup stays dead for long under traffic and churn: the
+  primary keeps serving, its sync daemon's memory stays bounded;
+- ``former-primary-returns``: the primary's cables are cut, the backup takes over;
+  the former primary comes back (with stale kernel entries) as backup and must not
+  disturb the new primary; then the new primary crashes and the former takes over;
+- ``sync-link-split``: the sync link fails while both live, connections open and
+  close meanwhile, the link heals, then the primary crashes;
+- ``three-fw-two-failures``: three firewalls; the primary crashes, then the next one.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from snep.conformance.harness import Check, Harness, Result
+from snep.conformance.impls import NotApplicable, make
+from snep.conformance.profile import Profile
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    summary: str
+    run: Callable[[Harness], None]
+    firewalls: int = 2
+
+
+def primary_killed(h: Harness) -> None:
+    h.result.failovers.append(h.failover(h.topo.fw(1), "crash"))
+
+
+def primary_links_cut(h: Harness) -> None:
+    h.result.failovers.append(h.failover(h.topo.fw(1), "links"))
+
+
+def backup_restart(h: Harness) -> None:
+    topo, p = h.topo, h.profile
+    fw1, fw2 = topo.fw(1), topo.fw(2)
+    h.churn(p.churn)
+    topo.crash(fw2)
+    h.down.append(fw2)
+    time.sleep(p.split)
+    resync_s = h.restore(fw2, reboot=True)
+    h.result.checks.append(Check("backup back in sync", True, f"{resync_s} s after restart",
+                                 {"resync_s": resync_s}))
+    time.sleep(p.sync_wait)
+    h.result.failovers.append(h.failover(fw1, "crash", "fw1 crashed after fw2 came back"))
+
+
+def backup_dead_long(h: Harness) -> None:
+    topo, p = h.topo, h.profile
+    fw1, fw2 = topo.fw(1), topo.fw(2)
+    h.churn(p.churn)
+    time.sleep(1.0)
+    start = time.time()
+    topo.crash(fw2)
+    h.down.append(fw2)
+    samples: list[int] = []
+    while time.time() - start < p.dead_long:
+        rss = h.sample_rss(fw1)
+        if rss is not None:
+            samples.append(rss)
+        time.sleep(1.0)
+    alive = h.check_alive("primary unaffected (TCP alive, churn served)", start)
+    churn_ok = alive.numbers["churn_failed"] == 0 and alive.numbers["churn_ok"] > 0
+    alive.ok = alive.ok and churn_ok and topo.master() is fw1
+    h.result.checks.append(alive)
+    if samples:
+        growth = samples[-1] - samples[0]
+        peak = max(samples) - samples[0]
+        # bounded: no steady climb; a resend queue that kept every frame for a dead
+        # backup grows by the event rate times the frame size for as long as it is dead
+        half = len(samples) // 2
+        late_growth = samples[-1] - samples[half] if half else 0
+        ok = peak < 64 * 1024 and late_growth < 16 * 1024
+        h.result.checks.append(Check(
+            "memory bounded", ok,
+            f"RSS {samples[0]} -> {samples[-1]} KiB (peak +{peak} KiB, 2nd half +{late_growth} KiB)",
+            {"rss_start_kib": samples[0], "rss_end_kib": samples[-1], "rss_growth_kib": growth,
+             "rss_peak_growth_kib": peak, "rss_late_growth_kib": late_growth,
+             "seconds": round(time.time() - start, 1)}))
+    else:
+        h.result.checks.append(Check("memory bounded", h.impl.daemon(fw1) is None and
+                                     h.impl.name == "none", "no sync daemon to measure", {}))
+
+
+def former_primary_returns(h: Harness) -> None:
+    topo, p = h.topo, h.profile
+    fw1, fw2 = topo.fw(1), topo.fw(2)
+    h.result.failovers.append(h.failover(fw1, "links", "fw1 links cut"))
+    h.churn(p.churn)
+    time.sleep(p.split)  # the new primary's connections move on; fw1's entries go stale
+    back = time.time()
+    resync_s = h.restore(fw1, reboot=False)
+    time.sleep(p.sync_wait)
+    check = h.check_alive("former primary returned: new primary undisturbed", back)
+    check.ok = check.ok and topo.master() is fw2
+    check.numbers["resync_s"] = resync_s
+    h.result.checks.append(check)
+    h.result.failovers.append(h.failover(fw2, "crash", "fw2 crashed, fw1 takes over again"))
+
+
+def sync_link_split(h: Harness) -> None:
+    topo, p = h.topo, h.profile
+    fw1, fw2 = topo.fw(1), topo.fw(2)
+    h.churn(p.churn)
+    topo.cut_sync(fw2)
+    time.sleep(p.split / 2)
+    h.open_more(p.extra_tcp)  # connections the backup cannot hear about now
+    time.sleep(p.split / 2)
+    healed = time.time()
+    topo.heal_sync(fw2)
+    h.wait_in_sync(fw2)
+    time.sleep(p.sync_wait)
+    h.result.checks.append(Check("sync link healed", True,
+                                 f"{round(time.time() - healed, 1)} s before the failure", {}))
+    h.result.failovers.append(h.failover(fw1, "crash", "fw1 crashed after the split healed"))
+
+
+def three_fw_two_failures(h: Harness) -> None:
+    topo, p = h.topo, h.profile
+    h.result.failovers.append(h.failover(topo.fw(1), "crash", "fw1 crashed"))
+    time.sleep(p.sync_wait)
+    h.result.failovers.append(h.failover(topo.fw(2), "crash", "fw2 crashed"))
+
+
+BASE = [
+    Scenario("primary-killed", "the primary crashes", primary_killed),
+    Scenario("primary-links-cut", "the primary's cables are cut", primary_links_cut),
+    Scenario("backup-restart", "the backup restarts empty, then the primary crashes",
+             backup_restart),
+    Scenario("backup-dead-long", "the backup stays dead: primary unaffected, memory bounded",
+             backup_dead_long),
+    Scenario("former-primary-returns",
+             "the former primary returns with stale state, then the new primary crashes",
+             former_primary_returns),
+    Scenario("sync-link-split", "the sync link fails and heals, then the primary crashes",
+             sync_link_split),
+    Scenario("three-fw-two-failures", "three firewalls, two crashes in a row",
+             three_fw_two_failures, firewalls=3),
+]
+SCENARIOS: dict[str, Scenario] = {s.name: s for s in BASE}
+NAMES: list[str] = [s.name for s in BASE] + [f"{s.name}+netem" for s in BASE]
+
+
+def run_scenario(name: str, impl_name: str, profile: Profile, *, keep_logs: bool = False,
+                 workdir: Path | None = None) -> Result:
+    """Run one scenario with one implementation; never raises for the scenario's failures."""
+    base, _, variant = name.partition("+")
+    if base not in SCENARIOS or variant not in ("", "netem"):
+        raise KeyError(f"unknown scenario {name!r} (known: {', '.join(NAMES)})")
+    scenario = SCENARIOS[base]
+    result = Result(scenario=name, impl=impl_name, profile=profile.name)
+    started = time.monotonic()
+    try:
+        impl = make(impl_name)
+        harness = Harness(impl, profile, result, firewalls=scenario.firewalls,
+                          netem=variant == "netem", keep_logs=keep_logs, workdir=workdir)
+        with harness:
+            try:
+                harness.start()
+                scenario.run(harness)
+                result.finish()
+            finally:
+                if result.status != "pass":  # still "error" when an exception flies
+                    result.logs = harness.log_tail()
+    except NotApplicable as why:
+        result.status, result.reason = "n/a", str(why)
+    except Exception as error:  # the run broke: report it as an error with its cause
+        result.status = "error"
+        result.reason = f"{type(error).__name__}: {error}"
+        result.logs = traceback.format_exc(limit=5) + "\n" + result.logs
+    result.duration_s = round(time.monotonic() - started, 1)
+    return result
