@@ -748,18 +748,22 @@ def encode_create(entry: Entry, seq: int, *, ack: bool = False) -> bytes:
 
     NAT is the difference between the reply tuple and the inverted original tuple:
     SNAT rewrote the source (the reply goes to the translated address), DNAT the
-    destination (the reply comes from it). The kernel recomputes the reply tuple from
-    the NAT setup, so what we send as the reply tuple must be the resulting one.
+    destination (the reply comes from it); it is sent as CTA_NAT_SRC/CTA_NAT_DST.
     """
     status = (entry.status | Status.CONFIRMED) & ~_CREATE_STATUS_CLEAR
+    plain = entry.orig.inverted()
     parts = [
         encode_tuple(CTA_TUPLE_ORIG, entry.orig),
-        encode_tuple(CTA_TUPLE_REPLY, entry.reply),
+        encode_tuple(CTA_TUPLE_REPLY, plain),
     ]
     if entry.zone:
         parts.append(_zone_attr(entry.zone))
     parts.extend(_state_attrs(entry, status, True))
-    if entry.reply != entry.orig.inverted():
+    if entry.reply != plain:
+        # As conntrackd does (NFCT_SOPT_SETUP_REPLY): the plain reply tuple plus the NAT
+        # ranges, so that the kernel translates the reply tuple itself and sets the
+        # SRC_NAT/DST_NAT bits that make it rewrite packets. Sending the translated
+        # reply tuple instead creates an entry that looks right but NATs nothing.
         snat, dnat = entry.nat()
         with_port = entry.orig.proto in _PORT_PROTOS
         if snat is not None:
