@@ -12,7 +12,7 @@ from snep.wire.auth import MAC_SIZE, Key, Keyring
 from snep.wire.codec import FLAG_AUTH, HEADER_SIZE, decode_frame, encode_frame, encode_frames
 from snep.wire.messages import Ack, Frame, MessageType
 from tests import strategies as s
-from tests.wire_helpers import assert_valid
+from tests.wire_helpers import assert_valid, decode_or_none
 
 K1 = Key(1, b"one-secret-of-32-bytes-exactly!!")
 K1_OTHER = Key(1, b"another-secret-but-the-same-id!!")
@@ -133,8 +133,6 @@ def test_any_single_byte_change_of_an_authenticated_frame_is_rejected(frame, dat
 @given(st.binary(max_size=120))
 def test_any_bytes_with_a_keyring_decode_or_raise(data):
     ring = Keyring([K1])
-    try:
-        frame = decode_frame(data, ring)
-    except DecodeError:
-        return
-    assert_valid(frame, ring)  # pragma: no cover - a forged MAC would land here
+    frame = decode_or_none(data, ring)
+    if frame is not None:
+        assert_valid(frame, ring)  # pragma: no cover - a forged MAC would land here

@@ -56,7 +56,7 @@ from snep.wire.messages import (
     ResyncRequest,
 )
 from tests import strategies as s
-from tests.wire_helpers import assert_valid, attr, msg, raw_frame
+from tests.wire_helpers import assert_valid, attr, decode_or_none, msg, raw_frame
 
 STATE = MessageType.STATE
 TCP4 = make_entry("10.0.0.1", "10.0.0.2", Proto.TCP, 40000, 80)
@@ -309,6 +309,16 @@ def test_attributes_in_any_order_and_an_explicit_plain_reply_decode_the_same():
     assert a == b
 
 
+def test_an_unexpected_error_inside_the_decoder_still_surfaces_as_decode_error(monkeypatch):
+    def broken(*args):
+        raise IndexError("a check the decoder forgot")
+
+    data = encode_frame(Frame(MessageType.ACK, 1, 1, 1, (Ack(1, 2),)))
+    monkeypatch.setattr(codec, "_decode_control", broken)
+    with pytest.raises(DecodeError, match=codec.DECODER_BUG):
+        decode_frame(data)
+
+
 def test_decoder_accepts_bytearray_and_memoryview_but_not_text():
     data = encode_frame(Frame(STATE, 1, 1, 1, (Event(EventKind.NEW, TCP4),)))
     assert decode_frame(bytearray(data)) == decode_frame(memoryview(data)) == decode_frame(data)
@@ -334,20 +344,16 @@ def test_every_truncation_and_extension_is_rejected(frame):
 @example(b"")
 @example(raw_frame(1, b""))
 def test_any_bytes_decode_to_a_valid_frame_or_raise_decode_error(data):
-    try:
-        frame = decode_frame(data)
-    except DecodeError:
-        return
-    assert_valid(frame)
+    frame = decode_or_none(data)
+    if frame is not None:
+        assert_valid(frame)
 
 
 @given(st.sampled_from(list(MessageType)), st.integers(0, 7), st.binary(max_size=300))
 def test_any_payload_behind_a_valid_header_decodes_or_raises(mtype, flags, payload):
-    try:
-        frame = decode_frame(raw_frame(mtype, payload, flags=flags & ~FLAG_AUTH))
-    except DecodeError:
-        return
-    assert_valid(frame)
+    frame = decode_or_none(raw_frame(mtype, payload, flags=flags & ~FLAG_AUTH))
+    if frame is not None:
+        assert_valid(frame)
 
 
 attribute_soup = st.lists(
@@ -368,11 +374,9 @@ attribute_soup = st.lists(
 @settings(max_examples=300)
 def test_well_framed_messages_of_any_attributes_decode_or_raise(mtype, messages):
     payload = b"".join(msg(kind, *attrs) for kind, attrs in messages)
-    try:
-        frame = decode_frame(raw_frame(mtype, payload))
-    except DecodeError:
-        return
-    assert_valid(frame)
+    frame = decode_or_none(raw_frame(mtype, payload))
+    if frame is not None:
+        assert_valid(frame)
 
 
 @given(s.frames(), st.data())
@@ -382,11 +386,9 @@ def test_any_single_byte_mutation_decodes_to_a_valid_frame_or_raises(frame, data
     position = data.draw(st.integers(0, len(raw) - 1))
     value = data.draw(st.integers(0, 255))
     mutated = raw[:position] + bytes([value]) + raw[position + 1 :]
-    try:
-        decoded = decode_frame(mutated)
-    except DecodeError:
-        return
-    assert_valid(decoded)
+    decoded = decode_or_none(mutated)
+    if decoded is not None:
+        assert_valid(decoded)
 
 
 def test_entries_are_values_the_rest_of_snep_understands():
