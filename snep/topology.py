@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
+from snep import netns
 from snep.errors import SnepError
 
 CLIENT_NET = "10.1.0"
@@ -89,11 +90,6 @@ def run(cmd: Sequence[str], *, check: bool = True, timeout: float = 30.0,
         raise TopologyError(f"{shlex.join(cmd)}: exit {result.returncode}: "
                             f"{result.stderr.strip() or result.stdout.strip()}")
     return result
-
-
-def netns_exec(ns: str, cmd: Sequence[str]) -> list[str]:
-    """The argv that runs ``cmd`` inside namespace ``ns``."""
-    return ["ip", "netns", "exec", ns, *cmd]
 
 
 @dataclass
@@ -180,7 +176,7 @@ class Topology:
             self._stop(proc)
         self._procs.clear()
         for ns in reversed(self._namespaces):
-            run(["ip", "netns", "del", ns], check=False)
+            netns.delete(ns)
         self._namespaces.clear()
         if self._own_dir and not self.keep_logs:
             shutil.rmtree(self.dir, ignore_errors=True)
@@ -191,15 +187,13 @@ class Topology:
     # ---- building ----
 
     def _add_ns(self, ns: str) -> None:
-        run(["ip", "netns", "add", ns])
         self._namespaces.append(ns)
-        run(["ip", "-n", ns, "link", "set", "lo", "up"])
+        netns.create(ns)
 
     def _veth(self, ns: str, ifname: str, bridge: str, port: str) -> None:
-        run(["ip", "-n", ns, "link", "add", ifname, "type", "veth", "peer", "name", port,
-             "netns", self.sw])
+        netns.veth(ns, ifname, self.sw, port, up=False)
         run(["ip", "-n", self.sw, "link", "set", port, "master", bridge, "up"])
-        run(["ip", "-n", ns, "link", "set", ifname, "up"])
+        netns.link_set(ns, ifname, up=True)
 
     def build(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -213,23 +207,23 @@ class Topology:
                                      (self.server, SERVER_NET, SERVER_IP, SERVER_VIP, "brs")):
             self._add_ns(ns)
             self._veth(ns, "e0", br, "cl" if br == "brc" else "sv")
-            run(["ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", "e0"])
-            run(["ip", "-n", ns, "route", "add", "default", "via", vip])
+            netns.address(ns, "e0", f"{ip}/24")
+            netns.route(ns, "default", via=vip)
         for fw in self.firewalls:
             fw.dir.mkdir(parents=True, exist_ok=True)
             self._add_ns(fw.ns)
             self._veth(fw.ns, "c0", "brc", f"{fw.name}c")
             self._veth(fw.ns, "s0", "brs", f"{fw.name}s")
-            run(["ip", "-n", fw.ns, "addr", "add", f"{fw.client_ip}/24", "dev", "c0"])
-            run(["ip", "-n", fw.ns, "addr", "add", f"{fw.server_ip}/24", "dev", "s0"])
+            netns.address(fw.ns, "c0", f"{fw.client_ip}/24")
+            netns.address(fw.ns, "s0", f"{fw.server_ip}/24")
             for k, ip in enumerate(fw.sync_ips):
                 iface, br = SYNC_IFACES[k], ("bry", "brz")[k]
                 self._veth(fw.ns, iface, br, f"{fw.name}{iface[0]}")
-                run(["ip", "-n", fw.ns, "addr", "add", f"{ip}/24", "dev", iface])
-            run(netns_exec(fw.ns, ["nft", "-f", "-"]), input=RULESET)
+                netns.address(fw.ns, iface, f"{ip}/24")
+            netns.load_ruleset(fw.ns, RULESET)
             # the ruleset uses ct: now the namespace's conntrack is active and the knob exists
-            self.exec(fw.ns, ["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"])
-            self.exec(fw.ns, ["sysctl", "-q", "-w", "net.netfilter.nf_conntrack_tcp_loose=0"])
+            netns.sysctl(fw.ns, "net.ipv4.ip_forward", 1)
+            netns.sysctl(fw.ns, "net.netfilter.nf_conntrack_tcp_loose", 0)
 
     # ---- access ----
 
@@ -240,7 +234,7 @@ class Topology:
     def exec(self, ns: str, cmd: Sequence[str], *, check: bool = True, timeout: float = 30.0,
              input: str | None = None) -> subprocess.CompletedProcess[str]:
         """Run ``cmd`` in namespace ``ns`` and wait for it."""
-        return run(netns_exec(ns, cmd), check=check, timeout=timeout, input=input)
+        return run(netns.exec_argv(ns, cmd), check=check, timeout=timeout, input=input)
 
     def spawn(self, ns: str, cmd: Sequence[str], *, name: str, fw: Firewall | None = None,
               stdin: int | None = subprocess.DEVNULL, stdout: int | None = None,
@@ -248,7 +242,7 @@ class Topology:
         """Start a long-running process in ``ns``; it is stopped (by PID) at teardown."""
         log = log or (fw.dir if fw else self.dir) / f"{name}.log"
         with open(log, "ab") as out:
-            proc = subprocess.Popen(netns_exec(ns, cmd), stdin=stdin,
+            proc = subprocess.Popen(netns.exec_argv(ns, cmd), stdin=stdin,
                                     stdout=stdout if stdout is not None else out,
                                     stderr=out, start_new_session=True)
         self._procs.append(proc)

@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+from snep.conformance.profile import Profile
 from snep.topology import (CLIENT_VIP, SERVER_VIP, SYNC_IFACES, SYNC_NETS, Firewall, Topology,
                            TopologyError)
 
@@ -209,7 +210,8 @@ class SnepImpl(Impl):
     name = "snep"
     max_firewalls = 9
 
-    def __init__(self) -> None:
+    def __init__(self, resend_queue: int = 16384) -> None:
+        self.resend_queue = resend_queue
         self.snep = str(Path(sys.executable).with_name("snep"))
         if not Path(self.snep).exists():
             self.snep = shutil.which("snep") or ""
@@ -228,7 +230,7 @@ class SnepImpl(Impl):
 
         ignore = ", ".join(f'"{a}/32"' for a in _ignored(topo))
         lines = ["[node]", f"id = {fw.index}", f'state_file = "{fw.dir / "snep.state"}"',
-                 "", "[sync]", *link(0)]
+                 "", "[sync]", *link(0), f"resend_queue = {self.resend_queue}"]
         if topo.sync_links > 1:
             lines += ["", "[sync.second_link]", *link(1)]
         lines += ["", "[filter]", f'ignore = ["127.0.0.0/8", {ignore}]',
@@ -269,8 +271,9 @@ class SnepImpl(Impl):
 IMPLS: dict[str, type[Impl]] = {"snep": SnepImpl, "conntrackd": ConntrackdImpl, "none": Impl}
 
 
-def make(name: str) -> Impl:
-    try:
-        return IMPLS[name]()
-    except KeyError:
-        raise TopologyError(f"unknown implementation {name!r} (known: {', '.join(IMPLS)})") from None
+def make(name: str, profile: Profile | None = None) -> Impl:
+    if name not in IMPLS:
+        raise TopologyError(f"unknown implementation {name!r} (known: {', '.join(IMPLS)})")
+    if name == "snep" and profile is not None:
+        return SnepImpl(resend_queue=profile.resend_queue)
+    return IMPLS[name]()

@@ -22,11 +22,13 @@ class Profile:
     split: float  # scenario 5: how long the sync link stays cut
     churn: float  # short TCP connections per second during the long phases
     extra_tcp: int  # connections opened while the sync link is cut (scenario 5)
+    resend_queue: int = 16384  # snep's resend queue bound (small in ci: the bound is hit)
     netem: str = "loss 5% duplicate 5% delay 2ms reorder 25% 50%"
 
 
 CI = Profile(name="ci", tcp=50, udp=10, interval=0.1, advert_int=1.0, sync_wait=2.0,
-             settle_max=12.0, dead_long=15.0, split=4.0, churn=20.0, extra_tcp=10)
+             settle_max=12.0, dead_long=15.0, split=4.0, churn=20.0, extra_tcp=10,
+             resend_queue=1024)
 FULL = Profile(name="full", tcp=200, udp=50, interval=0.05, advert_int=1.0, sync_wait=5.0,
                settle_max=20.0, dead_long=120.0, split=20.0, churn=100.0, extra_tcp=50)
 PROFILES = {p.name: p for p in (CI, FULL)}

@@ -166,7 +166,7 @@ def run_scenario(name: str, impl_name: str, profile: Profile, *, keep_logs: bool
     result = Result(scenario=name, impl=impl_name, profile=profile.name)
     started = time.monotonic()
     try:
-        impl = make(impl_name)
+        impl = make(impl_name, profile)
         harness = Harness(impl, profile, result, firewalls=scenario.firewalls,
                           netem=variant == "netem", keep_logs=keep_logs, workdir=workdir)
         with harness:

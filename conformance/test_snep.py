@@ -1,0 +1,30 @@
+"""snep through every failure scenario on real kernels (the CI profile by default).
+
+Each scenario passes only when every TCP connection established before a failure is
+alive after it, no established entry of the failed primary is missing on the new one,
+and the scenario's own checks hold (the primary unaffected and memory bounded while the
+backup is dead; the new primary undisturbed when the former one returns).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from snep.conformance.scenarios import NAMES, run_scenario
+
+pytestmark = [pytest.mark.root, pytest.mark.slow]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_snep_scenario(real_kernel: None, profile, name: str) -> None:
+    result = run_scenario(name, "snep", profile)
+    summary = "\n".join(
+        [f"{result.status}: {result.reason}"]
+        + [f"  {f.label}: TCP {f.tcp_alive}/{f.tcp_total}, lost {f.entries_lost}/"
+           f"{f.entries_before}, gap {f.gap_max_s} s" for f in result.failovers]
+        + [f"  {c.label}: {'ok' if c.ok else 'FAILED'} {c.detail}" for c in result.checks]
+        + [result.logs])
+    assert result.status == "pass", summary
+    assert result.failovers or result.checks, summary  # something was measured
+    for failover in result.failovers:
+        assert failover.tcp_total >= profile.tcp and failover.entries_before > 0, summary
