@@ -23,6 +23,7 @@ from typing import Any
 
 from snep.entry import Proto, TcpState
 from snep.errors import ConfigError
+from snep.fsm.notify import Filter
 from snep.level import Level
 
 DEFAULT_PORT = 3780
@@ -60,8 +61,8 @@ class LinkConfig:
     """One sync link: where to listen and whom to send to (unicast peers or a group)."""
 
     listen: Endpoint
-    peers: tuple[Endpoint, ...] = ()
-    multicast_group: str = ""
+    peers: tuple[Endpoint, ...] = ()  # who may speak (and, unicast, where frames go)
+    multicast_group: str = ""  # when set, frames go to the group instead
     interface: str = ""  # the dedicated sync interface (multicast, failover checks)
 
     @property
@@ -92,8 +93,10 @@ class SyncConfig:
 
 @dataclass(frozen=True, slots=True)
 class KernelConfig:
-    netlink_rcvbuf: int = 8 * 1024 * 1024
-    netlink_sndbuf: int = 8 * 1024 * 1024
+    # event socket receive buffer, doubled on each overrun up to the max (conntrackd's
+    # NetlinkBufferSize / NetlinkBufferSizeMaxGrowth)
+    netlink_buffer: int = 8 * 1024 * 1024
+    netlink_buffer_max: int = 64 * 1024 * 1024
     # Write peers' states into the kernel as they arrive (conntrackd's
     # DisableExternalCache): takeover needs no commit, the backup's kernel is warm.
     inject_on_arrival: bool = False
@@ -102,18 +105,12 @@ class KernelConfig:
     shorten_timeout: int = 60
 
 
-@dataclass(frozen=True, slots=True)
-class FilterConfig:
-    """Which connections are synchronized at all (applied on the primary's events)."""
-
-    protocols: frozenset[int] = frozenset(
-        {Proto.TCP, Proto.UDP, Proto.SCTP, Proto.DCCP, Proto.ICMP, Proto.ICMPV6, Proto.UDPLITE, Proto.GRE}
-    )
-    ignore: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = (
-        ipaddress.ip_network("127.0.0.0/8"),
-        ipaddress.ip_network("::1/128"),
-    )
-    tcp_states: frozenset[TcpState] = frozenset(TcpState)
+#: The default filter: every protocol and TCP state, loopback traffic ignored.
+DEFAULT_FILTER = Filter(
+    protocols=None,
+    ignore=(ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")),
+    tcp_states=None,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +128,7 @@ class Config:
     node_id: int
     sync: SyncConfig
     kernel: KernelConfig = field(default_factory=KernelConfig)
-    filter: FilterConfig = field(default_factory=FilterConfig)
+    filter: Filter = DEFAULT_FILTER
     control: ControlConfig = field(default_factory=ControlConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     state_file: Path = Path(DEFAULT_STATE_FILE)
@@ -295,9 +292,11 @@ def _link(reader: _Reader) -> LinkConfig:
         peers.append(peer)
     if len(set(peers)) != len(peers):
         raise reader.error("peers", "lists the same peer twice")
+    if not peers:
+        raise reader.error(
+            "peers", "missing: give peers = [\"ADDRESS:PORT\", ...] (with multicast_group too: they say who may speak)"
+        )
     if group:
-        if peers:
-            raise reader.error("multicast_group", "set both peers and multicast_group: choose unicast or multicast")
         try:
             address = ipaddress.ip_address(group)
         except ValueError:
@@ -309,8 +308,6 @@ def _link(reader: _Reader) -> LinkConfig:
         if not interface:
             raise reader.error("interface", "missing (required with multicast_group: the sync interface)")
         group = str(address)
-    elif not peers:
-        raise reader.error("peers", "missing: give peers = [\"ADDRESS:PORT\", ...] or a multicast_group")
     return LinkConfig(listen=listen, peers=tuple(peers), multicast_group=group, interface=interface)
 
 
@@ -336,8 +333,8 @@ def check_key_file(path: Path, where: str) -> None:
 _PROTOCOL_NAMES = {p.name.lower(): int(p) for p in Proto}
 
 
-def _filter(reader: _Reader | None) -> FilterConfig:
-    default = FilterConfig()
+def _filter(reader: _Reader | None) -> Filter:
+    default = DEFAULT_FILTER
     if reader is None:
         return default
     protocols = default.protocols
@@ -376,7 +373,7 @@ def _filter(reader: _Reader | None) -> FilterConfig:
                 ) from None
         states = frozenset(chosen_states)
     reader.done()
-    return FilterConfig(protocols=protocols, ignore=ignore, tcp_states=states)
+    return Filter(protocols=protocols, ignore=ignore, tcp_states=states)
 
 
 def parse(data: dict[str, Any], path: str = "<config>", check_files: bool = True) -> Config:
@@ -444,12 +441,14 @@ def parse(data: dict[str, Any], path: str = "<config>", check_files: bool = True
     kernel = top.sub("kernel")
     if kernel is not None:
         kernel_config = KernelConfig(
-            netlink_rcvbuf=kernel.integer("netlink_rcvbuf", kernel_config.netlink_rcvbuf, 65536, 1 << 30),
-            netlink_sndbuf=kernel.integer("netlink_sndbuf", kernel_config.netlink_sndbuf, 65536, 1 << 30),
+            netlink_buffer=kernel.integer("netlink_buffer", kernel_config.netlink_buffer, 65536, 1 << 30),
+            netlink_buffer_max=kernel.integer("netlink_buffer_max", kernel_config.netlink_buffer_max, 65536, 1 << 30),
             inject_on_arrival=kernel.get("inject_on_arrival", bool, False),
             shorten_timeout=kernel.integer("shorten_timeout", kernel_config.shorten_timeout, 1, 1 << 31),
         )
         kernel.done()
+        if kernel_config.netlink_buffer_max < kernel_config.netlink_buffer:
+            raise kernel.error("netlink_buffer_max", "is smaller than netlink_buffer")
 
     filter_config = _filter(top.sub("filter"))
 

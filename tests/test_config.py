@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from snep import config
-from snep.entry import Proto, TcpState
+from snep.entry import Proto, TcpState, make_entry
 from snep.errors import ConfigError
 from snep.level import Level
 
@@ -47,7 +47,8 @@ def test_minimal_config_has_safe_defaults(tmp_path):
     assert cfg.metrics.listen is None  # off by default
     assert cfg.kernel.inject_on_arrival is False
     assert cfg.sync.socket_buffer >= 8 * 1024 * 1024
-    assert any(n.network_address.is_loopback for n in cfg.filter.ignore)
+    assert not cfg.filter.accepts(make_entry("127.0.0.1", "127.0.0.1", Proto.TCP, 1, 2))
+    assert cfg.filter.accepts(make_entry("10.0.0.1", "10.0.0.2", Proto.SCTP, 1, 2))
 
 
 def test_example_config_is_valid():
@@ -69,6 +70,7 @@ def test_full_config(tmp_path):
             state_file = "{tmp_path}/state"
             [sync]
             listen = "[fd00::1]:4000"
+            peers = ["fd00::2"]
             multicast_group = "ff02::123"
             interface = "sync0"
             key_file = "{key}"
@@ -94,6 +96,9 @@ def test_full_config(tmp_path):
     assert cfg.sync.second_link.peers == (config.Endpoint("fd01::2", 4000),)
     assert cfg.sync.level is Level.INCREMENTAL and cfg.sync.incremental_period == 0.5
     assert cfg.filter.protocols == {Proto.TCP, Proto.UDP}
+    assert cfg.filter.accepts(make_entry("10.0.0.1", "10.9.0.1", Proto.TCP, 1, 2))
+    assert not cfg.filter.accepts(make_entry("192.168.1.1", "10.9.0.1", Proto.TCP, 1, 2))
+    assert not cfg.filter.accepts(make_entry("10.0.0.1", "10.9.0.1", Proto.ICMP))
     assert cfg.filter.tcp_states == {TcpState.ESTABLISHED, TcpState.SYN_SENT}
     assert cfg.metrics.listen == config.Endpoint("127.0.0.1", 9477)
     assert cfg.kernel.inject_on_arrival
@@ -114,9 +119,9 @@ def test_full_config(tmp_path):
         ('[node]\nid = 1\n[sync]\nlisten = "10.0.0.1"\npeers = ["fw2"]\n', "sync.peers[0]: bad address 'fw2'"),
         ('[node]\nid = 1\n[sync]\nlisten = "10.0.0.1"\npeers = ["[fd00::2]:1"]\n', "sync.peers[0]: '[fd00::2]:1' is not of the same address family"),
         ('[node]\nid = 1\n[sync]\nlisten = "10.0.0.1"\n', "sync.peers: missing"),
-        ('[node]\nid = 1\n[sync]\nlisten = "10.0.0.1"\nmulticast_group = "10.0.0.9"\ninterface = "s0"\n', "sync.multicast_group: '10.0.0.9' is not a multicast address"),
-        ('[node]\nid = 1\n[sync]\nlisten = "10.0.0.1"\nmulticast_group = "225.0.0.50"\n', "sync.interface: missing"),
-        ('[node]\nid = 1\n[sync]\nlisten = "10.0.0.1"\npeers = ["10.0.0.2"]\nmulticast_group = "225.0.0.50"\ninterface = "s0"\n', "choose unicast or multicast"),
+        ('[node]\nid = 1\n[sync]\nlisten = "10.0.0.1"\npeers = ["10.0.0.2"]\nmulticast_group = "10.0.0.9"\ninterface = "s0"\n', "sync.multicast_group: '10.0.0.9' is not a multicast address"),
+        ('[node]\nid = 1\n[sync]\nlisten = "10.0.0.1"\npeers = ["10.0.0.2"]\nmulticast_group = "225.0.0.50"\n', "sync.interface: missing"),
+        ('[node]\nid = 1\n[sync]\nlisten = "10.0.0.1"\nmulticast_group = "225.0.0.50"\ninterface = "s0"\n', "sync.peers: missing"),
         ('[node]\nid = 1\n[sync]\nlisten = "10.0.0.1"\npeers = ["10.0.0.2"]\nlevel = "paranoid"\n', "sync.level: unknown level 'paranoid'"),
         ('[node]\nid = 1\n[sync]\nlisten = "10.0.0.1"\npeers = ["10.0.0.2"]\nmtu = 100\n', "sync.mtu: 100 is out of range"),
         ('[node]\nid = 1\n[sync]\nlisten = "10.0.0.1"\npeers = ["10.0.0.2"]\nalive_interval = 5\npeer_dead_timeout = 2\n', "sync.peer_dead_timeout: 2 must be longer than alive_interval"),

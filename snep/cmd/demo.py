@@ -1,0 +1,24 @@
+"""``snep demo``: the failover demo in network namespaces (see snep.demo)."""
+
+from __future__ import annotations
+
+import argparse
+
+from snep import demo, netns
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tcp", type=int, default=20, help="long-lived TCP connections (default 20)")
+    parser.add_argument("--udp", type=int, default=4, help="UDP flows (default 4)")
+    parser.add_argument("--watch", type=float, default=8.0, help="seconds watched after the failure (default 8)")
+    parser.add_argument("--no-compare", action="store_true", help="skip the run without snep")
+
+
+def main(args: argparse.Namespace) -> int:
+    reason = netns.available()
+    if reason:
+        print(f"snep demo: cannot build network namespaces here: {reason}")
+        return 1
+    results = demo.run_demo(tcp=args.tcp, udp=args.udp, watch=args.watch, compare=not args.no_compare)
+    with_snep = results[0]
+    return 0 if with_snep.flows.tcp_after == with_snep.flows.tcp_total else 1
