@@ -759,17 +759,24 @@ def encode_create(entry: Entry, seq: int, *, ack: bool = False) -> bytes:
     if entry.zone:
         parts.append(_zone_attr(entry.zone))
     parts.extend(_state_attrs(entry, status, True))
+    snat = dnat = None
     if entry.reply != plain:
         # As conntrackd does (NFCT_SOPT_SETUP_REPLY): the plain reply tuple plus the NAT
         # ranges, so that the kernel translates the reply tuple itself and sets the
         # SRC_NAT/DST_NAT bits that make it rewrite packets. Sending the translated
         # reply tuple instead creates an entry that looks right but NATs nothing.
         snat, dnat = entry.nat()
-        with_port = entry.orig.proto in _PORT_PROTOS
-        if snat is not None:
-            parts.append(_nat_attr(CTA_NAT_SRC, entry.orig.family, snat[0], snat[1], with_port))
-        if dnat is not None:
-            parts.append(_nat_attr(CTA_NAT_DST, entry.orig.family, dnat[0], dnat[1], with_port))
+    # A "done" bit without a translation is the kernel's null binding (NAT hooks saw
+    # the connection and left it alone): an identity range recreates exactly that.
+    if snat is None and entry.status & Status.SRC_NAT_DONE:
+        snat = (entry.orig.src, entry.orig.sport)
+    if dnat is None and entry.status & Status.DST_NAT_DONE:
+        dnat = (entry.orig.dst, entry.orig.dport)
+    with_port = entry.orig.proto in _PORT_PROTOS
+    if snat is not None:
+        parts.append(_nat_attr(CTA_NAT_SRC, entry.orig.family, snat[0], snat[1], with_port))
+    if dnat is not None:
+        parts.append(_nat_attr(CTA_NAT_DST, entry.orig.family, dnat[0], dnat[1], with_port))
     flags = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL | (NLM_F_ACK if ack else 0)
     return message(MSG_CT_NEW, flags, seq, entry.orig.family, b"".join(parts))
 

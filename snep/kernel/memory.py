@@ -78,7 +78,7 @@ def as_created(entry: Entry) -> Entry:
     if isinstance(entry.protoinfo, TcpInfo):
         entry = entry._replace(protoinfo=_tcp_info(entry.protoinfo, None))
     status = entry.status | Status.CONFIRMED
-    status &= ~int(Status.DYING | Status.EXPECTED | Status.TEMPLATE | Status.UNTRACKED)
+    status &= ~int(Status.DYING | Status.EXPECTED | Status.TEMPLATE | Status.UNTRACKED | Status.NAT_MASK)
     if entry.is_natted:
         snat, dnat = entry.nat()
         status |= Status.SRC_NAT_DONE | Status.DST_NAT_DONE
@@ -88,6 +88,8 @@ def as_created(entry: Entry) -> Entry:
             status |= Status.DST_NAT
     if entry.seqadj_orig is not None or entry.seqadj_reply is not None:
         status |= Status.SEQ_ADJUST
+    if entry.helper:
+        status |= Status.HELPER
     return entry._replace(status=int(status))
 
 
