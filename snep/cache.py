@@ -1,0 +1,87 @@
+"""The two caches a node keeps, keyed by the connection's identity (``Entry.key``).
+
+- internal: what the node's own kernel holds; what a primary tells the others.
+- external: what the primary told this node; what it commits to its kernel when it
+  takes over.
+
+The external cache also does mark-and-sweep for bulk dumps: at BULK_START every entry
+is marked, every STATE applied afterwards unmarks its connection, and at BULK_END the
+entries still marked (gone on the primary) are removed. The cache is never cleared up
+front, so a primary that dies in the middle of a dump costs nothing acknowledged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from snep.entry import ConnTuple, Entry, Event, EventKind
+
+Key = tuple[ConnTuple, int]
+
+
+class Cache:
+    """Entries by key; applying events is create-or-update and delete-if-present."""
+
+    def __init__(self, entries: Iterable[Entry] = ()) -> None:
+        self._entries: dict[Key, Entry] = {entry.key: entry for entry in entries}
+        self._marked: set[Key] | None = None
+        self.missing_deletes = 0  # DESTROY of a connection we did not have
+
+    def apply(self, event: Event) -> None:
+        key = event.entry.key
+        if self._marked is not None:
+            self._marked.discard(key)
+        if event.kind is EventKind.DESTROY:
+            if self._entries.pop(key, None) is None:
+                self.missing_deletes += 1
+        else:
+            self._entries[key] = event.entry
+
+    def replace(self, entries: Iterable[Entry]) -> None:
+        """Become exactly ``entries`` (a kernel dump)."""
+        self._entries = {entry.key: entry for entry in entries}
+        self._marked = None
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._marked = None
+
+    # mark-and-sweep -------------------------------------------------------------
+    def mark(self) -> None:
+        self._marked = set(self._entries)
+
+    @property
+    def marking(self) -> bool:
+        return self._marked is not None
+
+    def sweep(self) -> list[Entry]:
+        """Remove (and return) the entries still marked; end the marking."""
+        removed = [self._entries.pop(key) for key in self._marked or () if key in self._entries]
+        self._marked = None
+        return removed
+
+    def unmark(self) -> None:
+        """Abandon a marking without sweeping (the dump will not complete)."""
+        self._marked = None
+
+    # reading --------------------------------------------------------------------
+    def get(self, key: Key) -> Entry | None:
+        return self._entries.get(key)
+
+    def keys(self) -> list[Key]:
+        return list(self._entries)
+
+    def entries(self) -> list[Entry]:
+        return list(self._entries.values())
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __iter__(self) -> Iterator[Entry]:
+        return iter(list(self._entries.values()))
+
+    def as_dict(self) -> dict[Key, Entry]:
+        return dict(self._entries)

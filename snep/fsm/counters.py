@@ -1,0 +1,54 @@
+"""The node's counters: everything the sync does and everything it refused.
+
+One mutable record per node, shared by its sender and receivers, read by the control
+socket and the Prometheus listener. Names are stable: they are the metric names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(slots=True)
+class Counters:
+    frames_sent: int = 0
+    bytes_sent: int = 0
+    frames_received: int = 0
+    bytes_received: int = 0
+    state_frames_sent: int = 0
+    state_messages_sent: int = 0
+    state_messages_applied: int = 0
+    retransmissions: int = 0  # STATE frames sent again (NACK or timeout)
+    acks_sent: int = 0
+    acks_received: int = 0
+    nacks_sent: int = 0
+    nacks_received: int = 0
+    alives_sent: int = 0
+    alives_received: int = 0
+    hellos_sent: int = 0
+    hellos_received: int = 0
+    resync_requests_sent: int = 0
+    resync_requests_received: int = 0
+    resync_requests_ignored: int = 0  # received while not primary
+    resyncs: int = 0  # bulk dumps started (requested, fallback, promotion)
+    resync_fallbacks: int = 0  # NACKs older than the resend queue, answered with a dump
+    bulk_messages_sent: int = 0
+    bulk_completed: int = 0  # dumps received completely (BULK_START .. BULK_END)
+    gap_drops: int = 0  # STATE frames beyond the expected seq, dropped
+    duplicates: int = 0  # STATE frames already applied, dropped
+    stale_epoch_drops: int = 0  # STATE/ALIVE/ACK/NACK of an epoch older than the newest seen
+    malformed: int = 0
+    auth_failures: int = 0
+    unknown_peer: int = 0
+    unexpected: int = 0  # well-formed frames that make no sense here (STATE without epoch ...)
+    bad_acks: int = 0  # ACK/NACK ranges outside what was sent
+    queue_drops: int = 0  # frames pushed out of the full resend queue before all acked
+    filtered: int = 0  # events the filter or the level kept back
+    kernel_events: int = 0
+    epochs_adopted: int = 0
+    fenced: int = 0  # PRIMARY stepped down on a newer epoch
+    peer_deaths: int = 0
+    peer_revivals: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)

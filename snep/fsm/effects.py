@@ -1,0 +1,177 @@
+"""What the sans-I/O machines ask the outside world to do, as plain values.
+
+Two families:
+
+- *role actions* (:data:`RoleAction`): what entering a role means, in the order the
+  node must carry them out (commit, take an epoch, dump the kernel, ...). The role
+  machine returns them; :class:`snep.fsm.node.SyncNode` turns them into outputs.
+- *outputs* (:data:`Output`): what the runtime (or the simulation) must do with
+  sockets, the kernel and its state file. :class:`SyncNode` returns lists of them.
+
+Values only: nothing here performs anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from dataclasses import dataclass
+from typing import NamedTuple, Union
+
+from snep.entry import Event
+
+# --- role actions -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CommitExternal:
+    """Write the external cache (what the peers told us) into the kernel table."""
+
+
+@dataclass(frozen=True, slots=True)
+class TakeEpoch:
+    """Take the epoch (newest term + 1, own id) and start a new sequence space."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResyncInternalFromKernel:
+    """Rebuild the internal cache from a dump of the kernel table."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClearExternal:
+    """Start with an empty external cache (process start)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SendHello:
+    """Introduce ourselves (and our epoch) to every peer."""
+
+
+@dataclass(frozen=True, slots=True)
+class BulkSendToPeers:
+    """Send the whole internal cache to every peer (BULK_START .. BULK_END)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ShortenKernelTimeouts:
+    """Shorten the kernel entries' timeouts: stale ones of a former primary expire."""
+
+
+@dataclass(frozen=True, slots=True)
+class RequestResync:
+    """Ask the peers for a bulk dump (RESYNC_REQUEST)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StopSending:
+    """Leave the primary's sequence space: no more STATE frames, drop the resend queue."""
+
+
+RoleAction = Union[
+    CommitExternal,
+    TakeEpoch,
+    ResyncInternalFromKernel,
+    ClearExternal,
+    SendHello,
+    BulkSendToPeers,
+    ShortenKernelTimeouts,
+    RequestResync,
+    StopSending,
+]
+
+
+# --- outputs ----------------------------------------------------------------------
+
+PeerId = Hashable
+
+
+class Epoch(NamedTuple):
+    """(term, owner node id), ordered lexicographically: who is the newest primary."""
+
+    term: int
+    node: int
+
+    def __str__(self) -> str:
+        return f"{self.term}.{self.node}"
+
+
+@dataclass(frozen=True, slots=True)
+class SendDatagram:
+    """Send ``data`` (one encoded frame) to ``peer``."""
+
+    peer: PeerId
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class KernelOps:
+    """Apply these events to the kernel table, in order.
+
+    NEW/UPDATE: create the entry, or update it when it exists; DESTROY: delete it,
+    ignoring a missing entry. Entries written this way must not be echoed back as
+    events of our own (the kernel adapter tags them).
+    """
+
+    events: tuple[Event, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DumpKernel:
+    """Dump the kernel table and hand the entries to ``SyncNode.on_kernel_dump``."""
+
+
+@dataclass(frozen=True, slots=True)
+class ShortenTimeouts:
+    """Set every kernel entry's timeout to at most ``timeout`` seconds."""
+
+    timeout: int
+
+
+@dataclass(frozen=True, slots=True)
+class PersistEpoch:
+    """Write the newest epoch seen to the state file (it must survive a restart)."""
+
+    epoch: Epoch
+
+
+@dataclass(frozen=True, slots=True)
+class RoleChanged:
+    """The role changed (for logs, readiness checks and the HA manager's scripts)."""
+
+    old: str
+    new: str
+    trigger: str
+
+
+@dataclass(frozen=True, slots=True)
+class Log:
+    """A log record: ``level`` is a :mod:`logging` level name."""
+
+    level: str
+    message: str
+
+
+Output = Union[SendDatagram, KernelOps, DumpKernel, ShortenTimeouts, PersistEpoch, RoleChanged, Log]
+
+__all__ = [
+    "BulkSendToPeers",
+    "ClearExternal",
+    "CommitExternal",
+    "DumpKernel",
+    "Epoch",
+    "KernelOps",
+    "Log",
+    "Output",
+    "PeerId",
+    "PersistEpoch",
+    "RequestResync",
+    "ResyncInternalFromKernel",
+    "RoleAction",
+    "RoleChanged",
+    "SendDatagram",
+    "SendHello",
+    "ShortenKernelTimeouts",
+    "ShortenTimeouts",
+    "StopSending",
+    "TakeEpoch",
+]

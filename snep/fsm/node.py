@@ -1,0 +1,468 @@
+"""SyncNode: one cluster node as a sans-I/O object (aioquic's Connection, for conntrack).
+
+The runtime and the simulation drive it with inputs and carry out its outputs:
+
+- inputs: :meth:`start`, HA role changes (:meth:`promote`, :meth:`demote`,
+  :meth:`fault`, :meth:`stop`), kernel events (:meth:`on_kernel_event(s)`), the
+  result of a kernel dump it asked for (:meth:`on_kernel_dump`), datagrams
+  (:meth:`on_datagram`), the clock (:meth:`on_timer`, :meth:`next_timer`), operator
+  commands (:meth:`commit`, :meth:`flush`, :meth:`resync_from_kernel`,
+  :meth:`bulk_send`, :meth:`request_resync`, :meth:`shorten_timeouts`);
+- outputs (returned lists of :mod:`snep.fsm.effects` values, to carry out in order):
+  SendDatagram, KernelOps, DumpKernel, ShortenTimeouts, PersistEpoch, RoleChanged, Log.
+
+Time is always an argument; nothing here reads a clock, opens a socket or touches a
+kernel. Frames travel as bytes through the real codec.
+
+Epochs. An epoch is (term, owner). A node remembers the newest it has seen (the
+runtime persists it: PersistEpoch). Header epoch fields mean:
+
+- STATE, ALIVE, HELLO: the sender's claim: the term of the epoch it holds as
+  PRIMARY, or 0 when it holds none. A claim is (header epoch, header node id).
+- ACK, NACK: the term of the stream being acknowledged (the addressee's claim), so
+  that an answer about an older sequence space is never taken for the current one.
+- RESYNC_REQUEST: 0 (or the sender's claim); only a PRIMARY answers.
+- a HELLO message's ``epoch`` field is the newest term its sender has seen, so that a
+  node that lost its state file learns the term before it can be promoted.
+
+Claims newer than the newest seen are adopted (persisted); a PRIMARY that hears a
+newer claim is fenced: it steps down (role trigger ``fenced``). STATE and ALIVE claims
+older than the newest seen are dropped and counted, never applied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from snep.cache import Cache
+from snep.entry import Entry, Event, EventKind
+from snep.errors import AuthError, DecodeError, InvalidTransition
+from snep.fsm.counters import Counters
+from snep.fsm.effects import (
+    BulkSendToPeers,
+    ClearExternal,
+    CommitExternal,
+    DumpKernel,
+    Epoch,
+    KernelOps,
+    Log,
+    Output,
+    PeerId,
+    PersistEpoch,
+    RequestResync,
+    ResyncInternalFromKernel,
+    RoleAction,
+    RoleChanged,
+    SendHello,
+    ShortenKernelTimeouts,
+    ShortenTimeouts,
+    StopSending,
+    TakeEpoch,
+)
+from snep.fsm.framer import Framer
+from snep.fsm.params import SyncParams
+from snep.fsm.receiver import SyncReceiver
+from snep.fsm.role import Role, RoleMachine
+from snep.fsm.sender import SyncSender
+from snep.fsm.spec_map import spec_action
+from snep.kernel.base import complete_update
+from snep.wire.auth import Keyring
+from snep.wire.codec import decode_frame
+from snep.wire.messages import Ack, Capability, Frame, Hello, MessageType, Nack
+
+_CLAIMING = (MessageType.STATE, MessageType.ALIVE, MessageType.HELLO)
+
+
+class SyncNode:
+    def __init__(
+        self,
+        node_id: int,
+        peers: Sequence[PeerId],
+        params: SyncParams | None = None,
+        *,
+        keyring: Keyring | None = None,
+        newest_epoch: Epoch | tuple[int, int] = Epoch(0, 0),
+        graph: bool = False,
+    ) -> None:
+        if not 1 <= node_id <= 0xFFFFFFFF:
+            raise ValueError(f"node id {node_id}: must be 1 .. 2**32-1")
+        self.node_id = node_id
+        self.params = params or SyncParams()
+        self.keyring = keyring
+        self.counters = Counters()
+        self.framer = Framer(node_id, self.counters, keyring.send_key if keyring else None, self.params.mtu)
+        self.role = RoleMachine(graph=graph)
+        self.internal = Cache()
+        self.external = Cache()
+        self.peers: tuple[PeerId, ...] = tuple(peers)
+        self.sender = SyncSender(self.peers, self.params, self.framer, self.internal, graph=graph)
+        self.receivers = {
+            peer: SyncReceiver(peer, self.params, self.framer, self.external, graph=graph) for peer in self.peers
+        }
+        self.newest = Epoch(*newest_epoch)
+        self.own: Epoch | None = None  # the epoch we hold while PRIMARY
+        self.last_heard: dict[PeerId, float] = {}
+        self.alive: dict[PeerId, bool] = {peer: True for peer in self.peers}
+        self.peer_node: dict[PeerId, int] = {}
+        self._hello_sent: dict[PeerId, float] = {}
+        self.need_sync = False  # must (re)synchronize: RESYNC_REQUEST until a dump completes
+        self._resync_at = float("inf")  # when to ask again
+        self._awaiting_dump = False
+        self._bulk_after_dump = False
+
+    # --- status -----------------------------------------------------------------------
+    @property
+    def state(self) -> Role:
+        return self.role.state
+
+    @property
+    def ready(self) -> bool:
+        """In sync (or primary): may win an election."""
+        return self.role.state.ready
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "node_id": self.node_id,
+            "role": self.role.state.value,
+            "ready": self.ready,
+            "epoch": list(self.newest),
+            "own_epoch": list(self.own) if self.own else None,
+            "peers": {str(p): {"alive": self.alive[p], "node_id": self.peer_node.get(p)} for p in self.peers},
+            "internal": len(self.internal),
+            "external": len(self.external),
+            "resend_queue": len(self.sender.queue),
+            "counters": self.counters.as_dict(),
+        }
+
+    # --- role changes -----------------------------------------------------------------
+    def start(self, now: float) -> list[Output]:
+        """Process start / recover: dump the kernel, empty external cache, HELLO, resync."""
+        for peer in self.peers:
+            self.last_heard[peer] = now
+            self.alive[peer] = True
+        return self._fire(now, "start")
+
+    def promote(self, now: float) -> list[Output]:
+        return self._fire(now, "promote")
+
+    def demote(self, now: float) -> list[Output]:
+        return self._fire(now, "demote")
+
+    def fault(self, now: float) -> list[Output]:
+        return self._fire(now, "fault")
+
+    def stop(self, now: float) -> list[Output]:
+        """Clean stop (SIGTERM): nothing more is sent."""
+        out = self._fire(now, "fail")
+        self.sender.deactivate()
+        self.own = None
+        return out
+
+    def _fire(self, now: float, trigger: str, **guard: Any) -> list[Output]:
+        old = self.role.state
+        actions = self.role.fire(trigger, **guard)
+        out: list[Output] = []
+        if self.role.state is not old:
+            out.append(RoleChanged(old.value, self.role.state.value, trigger))
+        self._carry_out(now, actions, out)
+        return out
+
+    def _carry_out(self, now: float, actions: Iterable[RoleAction], out: list[Output]) -> None:
+        for action in actions:
+            if isinstance(action, CommitExternal):
+                self._commit(out)
+            elif isinstance(action, TakeEpoch):
+                self.own = Epoch(self.newest.term + 1, self.node_id)
+                self._adopt(self.own, out)
+                self.sender.activate(now, self.own)
+                self.need_sync = False
+                self._resync_at = float("inf")
+            elif isinstance(action, ResyncInternalFromKernel):
+                self._awaiting_dump = True
+                out.append(DumpKernel())
+            elif isinstance(action, ClearExternal):
+                self.external.clear()
+            elif isinstance(action, SendHello):
+                self._send_hello(now, self.peers, out)
+            elif isinstance(action, BulkSendToPeers):
+                if self._awaiting_dump:
+                    self._bulk_after_dump = True
+                else:
+                    self.sender.start_bulk(now, out)
+            elif isinstance(action, ShortenKernelTimeouts):
+                out.append(ShortenTimeouts(self.params.shorten_timeout))
+            elif isinstance(action, RequestResync):
+                self.need_sync = True
+                self._request_resync(now, out)
+            elif isinstance(action, StopSending):
+                self.sender.deactivate()
+                self.own = None
+            else:  # pragma: no cover - the role table only holds the actions above
+                raise AssertionError(f"unknown role action {action!r}")
+
+    def _commit(self, out: list[Output]) -> None:
+        if len(self.external):
+            out.append(KernelOps(tuple(Event(EventKind.NEW, e) for e in self.external)))
+        out.append(Log("info", f"commit: {len(self.external)} entries of the external cache to the kernel"))
+
+    def _adopt(self, claim: Epoch, out: list[Output]) -> None:
+        if claim > self.newest:
+            self.newest = claim
+            out.append(PersistEpoch(claim))
+
+    def _send_hello(self, now: float, peers: Iterable[PeerId], out: list[Output]) -> None:
+        caps = Capability.BULK | Capability.IPV6 | (Capability.AUTH if self.keyring else Capability.NONE)
+        hello = Hello(self.node_id, self.newest.term, caps)  # epoch: the newest term we know
+        data = self.framer.control(MessageType.HELLO, self.sender.term, self.sender.newest_seq, hello)
+        peers = list(peers)
+        self.framer.send(out, peers, data)
+        self.counters.hellos_sent += len(peers)
+        for peer in peers:
+            self._hello_sent[peer] = now
+
+    def _request_resync(self, now: float, out: list[Output]) -> None:
+        """RESYNC_REQUEST to the primary we know (the newest epoch's owner), else to all."""
+        owner = self.newest.node
+        targets = [r for peer, r in self.receivers.items() if self.peer_node.get(peer) == owner]
+        if not targets or owner == self.node_id:
+            targets = list(self.receivers.values())
+        for receiver in targets:
+            receiver.request_resync(now, self.sender.term, out)
+        self._resync_at = now + self.params.resync_retry
+
+    # --- kernel -----------------------------------------------------------------------
+    def on_kernel_event(self, now: float, event: Event) -> list[Output]:
+        """A conntrack event of our own kernel: internal cache; streamed if PRIMARY."""
+        out: list[Output] = []
+        if self.role.state is Role.DOWN:
+            return out
+        self.counters.kernel_events += 1
+        event = self._complete(event)
+        self.internal.apply(event)
+        if self.role.state is Role.PRIMARY:
+            self.sender.on_event(now, event, out)
+        return out
+
+    def _complete(self, event: Event) -> Event:
+        """UPDATE events are partial (what changed): the full entry is what we keep and send."""
+        if event.kind is EventKind.UPDATE:
+            return Event(EventKind.UPDATE, complete_update(self.internal.get(event.entry.key), event.entry))
+        return event
+
+    def on_kernel_events(self, now: float, events: Sequence[Event]) -> list[Output]:
+        """A batch of kernel events (one netlink read), packed into as few frames as fit."""
+        out: list[Output] = []
+        if self.role.state is Role.DOWN:
+            return out
+        self.counters.kernel_events += len(events)
+        events = [self._complete(event) for event in events]
+        for event in events:
+            self.internal.apply(event)
+        if self.role.state is Role.PRIMARY:
+            self.sender.on_events(now, events, out)
+        return out
+
+    def on_kernel_dump(self, now: float, entries: Iterable[Entry]) -> list[Output]:
+        """The kernel dump asked for by DumpKernel: it becomes the internal cache."""
+        out: list[Output] = []
+        self.internal.replace(entries)
+        self._awaiting_dump = False
+        if self._bulk_after_dump:
+            self._bulk_after_dump = False
+            self.sender.start_bulk(now, out)
+        return out
+
+    # --- network ----------------------------------------------------------------------
+    def on_datagram(self, now: float, data: bytes, peer: PeerId) -> list[Output]:
+        """One datagram from ``peer``; bad input is counted, never raised."""
+        out: list[Output] = []
+        counters = self.counters
+        counters.frames_received += 1
+        counters.bytes_received += len(data)
+        if self.role.state is Role.DOWN:
+            return out
+        receiver = self.receivers.get(peer)
+        if receiver is None:
+            counters.unknown_peer += 1
+            return out
+        try:
+            frame = decode_frame(data, self.keyring)
+        except AuthError as error:
+            counters.auth_failures += 1
+            out.append(Log("warning", f"frame from {peer} rejected: {error}"))
+            return out
+        except DecodeError as error:
+            counters.malformed += 1
+            out.append(Log("warning", f"malformed frame from {peer}: {error}"))
+            return out
+        self._heard(now, peer, out)
+        self.peer_node[peer] = frame.node_id
+        mtype = frame.type
+        claim: Epoch | None = None
+        if frame.epoch and mtype in _CLAIMING:
+            claim = Epoch(frame.epoch, frame.node_id)
+            self._observe(now, claim, out)
+        if mtype is MessageType.STATE:
+            self._on_state(now, receiver, frame, claim, out)
+        elif mtype is MessageType.ALIVE:
+            counters.alives_received += 1
+            if claim is not None:
+                if claim < self.newest:
+                    counters.stale_epoch_drops += 1
+                elif self.role.state is not Role.PRIMARY:
+                    receiver.on_alive(now, frame, claim, out)
+        elif mtype is MessageType.ACK:
+            for message in frame.messages:
+                if isinstance(message, Ack):
+                    self.sender.on_ack(now, peer, message, frame.epoch, out)
+        elif mtype is MessageType.NACK:
+            for message in frame.messages:
+                if isinstance(message, Nack):
+                    self.sender.on_nack(now, peer, message, frame.epoch, out)
+        elif mtype is MessageType.RESYNC_REQUEST:
+            self.sender.on_resync_request(now, peer, out)
+        elif mtype is MessageType.HELLO:
+            self.on_hello(now, peer, frame, out)
+        return out
+
+    def _on_state(self, now: float, receiver: SyncReceiver, frame: Frame, claim: Epoch | None, out: list[Output]) -> None:
+        if claim is None or self.role.state is Role.PRIMARY:
+            self.counters.unexpected += 1  # STATE from a node that claims no epoch / to a primary
+            return
+        if claim < self.newest:
+            self.counters.stale_epoch_drops += 1
+            return
+        result = receiver.on_state(now, frame, claim, out)
+        if result.applied and self.params.inject_external:
+            out.append(KernelOps(result.applied))
+        if result.bulk_completed:
+            self.need_sync = False
+            self._resync_at = float("inf")
+            if self.role.state is Role.SYNCING:
+                out.extend(self._fire(now, "synced"))
+
+    def _observe(self, now: float, claim: Epoch, out: list[Output]) -> None:
+        """A claim heard: adopt it if newer; a PRIMARY with an older epoch steps down."""
+        if claim <= self.newest:
+            return
+        self.counters.epochs_adopted += 1
+        own = self.own
+        self._adopt(claim, out)
+        if self.role.state is Role.PRIMARY and own is not None and claim > own:
+            self.counters.fenced += 1
+            out.append(Log("warning", f"fenced: epoch {claim} is newer than ours ({own}); stepping down"))
+            out.extend(self._fire(now, "fenced", heard=claim, own=own))
+
+    @spec_action("RecvHello")
+    def on_hello(self, now: float, peer: PeerId, frame: Frame, out: list[Output]) -> None:
+        """A peer introduced itself: learn its newest term; answer a newcomer or a stale one."""
+        self.counters.hellos_received += 1
+        for message in frame.messages:
+            if isinstance(message, Hello) and message.epoch > self.newest.term:
+                term_only = Epoch(message.epoch, 0)
+                self._observe(now, term_only, out)
+        # Answer, unless we said hello to this peer a moment ago (then this HELLO is
+        # the answer to ours): no ping-pong, and a restarted peer learns who we are.
+        if now - self._hello_sent.get(peer, float("-inf")) >= self.params.alive_interval:
+            self._send_hello(now, (peer,), out)
+
+    def _heard(self, now: float, peer: PeerId, out: list[Output]) -> None:
+        self.last_heard[peer] = now
+        if not self.alive[peer]:
+            self.alive[peer] = True
+            self.sender.mark_alive(peer)
+            self.counters.peer_revivals += 1
+            out.append(Log("info", f"peer {peer} is alive again"))
+
+    @spec_action("PeerTimeout")
+    def on_peer_silent(self, now: float, peer: PeerId, out: list[Output]) -> None:
+        """Nothing heard from ``peer`` for ``dead_timeout``: its acks no longer hold the queue."""
+        self.alive[peer] = False
+        self.sender.mark_dead(peer)
+        self.counters.peer_deaths += 1
+        out.append(Log("warning", f"peer {peer} silent for {self.params.dead_timeout:g}s: marked dead"))
+
+    # --- timers -----------------------------------------------------------------------
+    def on_timer(self, now: float) -> list[Output]:
+        """Run whatever is due at ``now``."""
+        out: list[Output] = []
+        if self.role.state is Role.DOWN:
+            return out
+        sender = self.sender
+        sender.on_flush_timer(now, out)
+        sender.on_bulk_step(now, out)
+        sender.on_retransmit_timer(now, out)
+        for receiver in self.receivers.values():
+            receiver.on_ack_timer(now, out)
+        sender.on_alive_timer(now, out)
+        if self.need_sync and now >= self._resync_at:
+            if any(r.marking for r in self.receivers.values()):
+                self._resync_at = now + self.params.resync_retry  # a dump is arriving
+            else:
+                self._request_resync(now, out)
+        dead = self.params.dead_timeout
+        for peer in self.peers:
+            if self.alive[peer] and now - self.last_heard.get(peer, now) >= dead:
+                self.on_peer_silent(now, peer, out)
+        return out
+
+    def next_timer(self, now: float) -> float | None:
+        """When :meth:`on_timer` must run next (None: nothing pending; DOWN)."""
+        if self.role.state is Role.DOWN:
+            return None
+        deadline = self.sender.next_deadline(now)
+        if self.need_sync and self._resync_at < deadline:
+            deadline = self._resync_at
+        for receiver in self.receivers.values():
+            due = receiver.ack_deadline()
+            if due is not None and due < deadline:
+                deadline = due
+        dead = self.params.dead_timeout
+        for peer in self.peers:
+            if self.alive[peer]:
+                due = self.last_heard.get(peer, now) + dead
+                if due < deadline:
+                    deadline = due
+        return deadline
+
+    # --- operator commands ------------------------------------------------------------
+    def commit(self, now: float) -> list[Output]:
+        """Write the external cache into the kernel (conntrackd -c)."""
+        out: list[Output] = []
+        self._commit(out)
+        return out
+
+    def flush(self, now: float) -> list[Output]:
+        """Empty both caches (conntrackd -f)."""
+        self.internal.clear()
+        self.external.clear()
+        return [Log("info", "caches flushed")]
+
+    def resync_from_kernel(self, now: float) -> list[Output]:
+        """Rebuild the internal cache from a kernel dump (conntrackd -R)."""
+        self._awaiting_dump = True
+        return [DumpKernel()]
+
+    def bulk_send(self, now: float) -> list[Output]:
+        """Send the internal cache to every peer (conntrackd -B); PRIMARY only."""
+        if self.role.state is not Role.PRIMARY:
+            raise InvalidTransition(f"bulk send: only a PRIMARY streams state, this node is {self.role.state.name}")
+        out: list[Output] = []
+        self.sender.start_bulk(now, out)
+        return out
+
+    def request_resync(self, now: float) -> list[Output]:
+        """Ask the peers for a bulk dump (conntrackd -n)."""
+        out: list[Output] = []
+        self._request_resync(now, out)
+        return out
+
+    def shorten_timeouts(self, now: float) -> list[Output]:
+        """Shorten the kernel entries' timeouts (conntrackd -t)."""
+        return [ShortenTimeouts(self.params.shorten_timeout)]
+
+    def set_keyring(self, keyring: Keyring | None) -> None:
+        """Key rotation (SIGHUP): new frames use the new send key."""
+        self.keyring = keyring
+        self.framer.key = keyring.send_key if keyring else None

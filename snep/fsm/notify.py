@@ -1,0 +1,111 @@
+"""What a primary tells its peers: the filter, then the notification level.
+
+The :class:`Filter` is conntrackd's ``Filter`` section: connections of other L4
+protocols, of ignored addresses or prefixes, or (for TCP) in states not accepted are
+never sent. It is applied before anything is sent, bulk dumps included.
+
+A DESTROY passes the TCP-state filter: protocol and addresses never change during a
+connection's life, but its state does, and a connection that was sent while
+ESTABLISHED must not stay behind on the peers because it died in CLOSE.
+
+The :class:`Notifier` applies the :class:`~snep.level.Level`: strong and weak pass
+events on at once (weak only NEW and DESTROY); incremental keeps the newest event of
+each connection in a dirty set and hands the set over once per period.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from snep.entry import Entry, Event, EventKind, Proto, TcpInfo, TcpState
+from snep.level import Level
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class Filter:
+    """Which connections are synchronized (None: no restriction of that kind)."""
+
+    protocols: frozenset[int] | None = None
+    ignore: tuple[Network, ...] = ()
+    tcp_states: frozenset[TcpState] | None = None
+
+    @classmethod
+    def build(
+        cls,
+        protocols: Iterable[int | str] | None = None,
+        ignore: Iterable[str] = (),
+        tcp_states: Iterable[TcpState | str] | None = None,
+    ) -> Filter:
+        """From readable values: ``Filter.build(["tcp", "udp"], ["10.0.0.0/8"], ["ESTABLISHED"])``."""
+        protos = None
+        if protocols is not None:
+            protos = frozenset(Proto[p.upper()] if isinstance(p, str) else int(p) for p in protocols)
+        states = None
+        if tcp_states is not None:
+            states = frozenset(TcpState[s.upper()] if isinstance(s, str) else TcpState(s) for s in tcp_states)
+        networks = tuple(ipaddress.ip_network(text, strict=False) for text in ignore)
+        return cls(protos, networks, states)
+
+    @property
+    def passes_everything(self) -> bool:
+        return self.protocols is None and not self.ignore and self.tcp_states is None
+
+    def accepts(self, entry: Entry, kind: EventKind = EventKind.UPDATE) -> bool:
+        orig = entry.orig
+        if self.protocols is not None and orig.proto not in self.protocols:
+            return False
+        if self.ignore and (_ignored(orig.src, self.ignore) or _ignored(orig.dst, self.ignore)):
+            return False
+        if (
+            self.tcp_states is not None
+            and kind is not EventKind.DESTROY
+            and orig.proto == Proto.TCP
+            and isinstance(entry.protoinfo, TcpInfo)
+            and entry.protoinfo.state not in self.tcp_states
+        ):
+            return False
+        return True
+
+
+def _ignored(packed: bytes, networks: tuple[Network, ...]) -> bool:
+    address = ipaddress.ip_address(packed)
+    return any(address in network for network in networks if network.version == address.version)
+
+
+@dataclass
+class Notifier:
+    """Level and filter between kernel events and the STATE stream."""
+
+    level: Level = Level.STRONG
+    period: float = 1.0
+    filter: Filter = field(default_factory=Filter)
+    dirty: dict[object, Event] = field(default_factory=dict)
+    next_flush: float | None = None
+    filtered: int = 0  # events the filter or the level kept back
+
+    def on_event(self, now: float, event: Event) -> list[Event]:
+        """The events to send now (incremental: none; the event waits for the flush)."""
+        if not self.level.sends(event.kind) or not self.filter.accepts(event.entry, event.kind):
+            self.filtered += 1
+            return []
+        if not self.level.coalesces:
+            return [event]
+        self.dirty[event.entry.key] = event  # the newest state of a connection wins
+        if self.next_flush is None:
+            self.next_flush = now + self.period
+        return []
+
+    def flush(self, now: float) -> list[Event]:
+        """Hand over the dirty set (incremental level), oldest change first."""
+        events = list(self.dirty.values())
+        self.dirty.clear()
+        self.next_flush = None
+        return events
+
+    def reset(self) -> None:
+        self.dirty.clear()
+        self.next_flush = None

@@ -1,0 +1,210 @@
+"""The reliable STATE stream's receiving side: one SyncReceiver per peer.
+
+A receiver follows one stream: the peer's epoch (its claim as primary) and the next
+sequence number it expects. STATE frames are applied strictly in order: applied to
+the external cache first, then counted for the ACK (never ack what is not applied).
+An ACK(first, last) goes out after ``ack_window`` frames or ``ack_delay`` seconds.
+
+- a frame beyond the expected seq is a gap: dropped, and NACK(expected, seq - 1) is
+  sent (repeated for the same gap at most every ``nack_interval``);
+- a frame before it is a duplicate: dropped and counted;
+- a frame with BULK_START beyond the gap restarts the stream there: a complete dump
+  follows, and mark-and-sweep makes the lost frames irrelevant;
+- an ALIVE whose newest seq is at or beyond the expected one means a lost tail: NACK;
+- a new epoch of the peer is a new stream: the expected seq goes back to 0.
+
+Mark-and-sweep: at BULK_START the external cache's entries are marked, what follows
+unmarks what it touches, and at BULK_END the still-marked entries are removed. A dump
+that completed in order (its BULK_START seen) is what makes a SYNCING node ready.
+Epoch checks (stale claims) are the node's job: a receiver sees only current claims.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import NamedTuple
+
+from snep.cache import Cache
+from snep.entry import Event
+from snep.fsm.counters import Counters
+from snep.fsm.effects import Epoch, Output, PeerId
+from snep.fsm.framer import Framer
+from snep.fsm.modes import ModeMachine, ModeRow
+from snep.fsm.params import SyncParams
+from snep.fsm.spec_map import spec_action
+from snep.wire.codec import FLAG_BULK_END, FLAG_BULK_START
+from snep.wire.messages import Ack, Frame, MessageType, Nack, ResyncRequest
+from snep.wire.serial import seq_add, seq_diff
+
+
+class ReceiverMode(Enum):
+    IDLE = "idle"  # no stream from this peer yet
+    IN_ORDER = "in_order"  # applying frames as they come
+    GAP = "gap"  # a frame is missing: NACKed, waiting for the retransmission
+
+
+_IDLE, _IN, _GAP = ReceiverMode
+RECEIVER_TABLE = (
+    ModeRow("new_stream", (_IDLE, _IN, _GAP), _IN, "new epoch: expect seq 0"),
+    ModeRow("gap", (_IN,), _GAP, "NACK(expected, seq-1)"),
+    ModeRow("repaired", (_GAP,), _IN, "expected frame applied"),
+    ModeRow("jump", (_IN, _GAP), _IN, "BULK_START beyond the gap"),
+)
+
+
+class Received(NamedTuple):
+    """What applying one STATE frame did."""
+
+    applied: tuple[Event, ...] = ()
+    bulk_completed: bool = False  # a dump ended whose start we applied too
+
+
+NOTHING = Received()
+
+
+class SyncReceiver:
+    def __init__(
+        self,
+        peer: PeerId,
+        params: SyncParams,
+        framer: Framer,
+        external: Cache,
+        *,
+        graph: bool = False,
+    ) -> None:
+        self.peer = peer
+        self.params = params
+        self.framer = framer
+        self.counters: Counters = framer.counters
+        self.external = external
+        self.mode = ModeMachine(f"sync receiver", ReceiverMode, RECEIVER_TABLE, ReceiverMode.IDLE, graph=graph)
+        self.stream: Epoch | None = None
+        self.expected = 0
+        self.marking = False  # we applied this stream's current BULK_START
+        self._ack_first: int | None = None
+        self._ack_count = 0
+        self._ack_due: float | None = None
+        self._nack_expected: int | None = None
+        self._nack_at = float("-inf")
+
+    # --- the stream -------------------------------------------------------------------
+    def follow(self, claim: Epoch) -> None:
+        """A new epoch of the peer: a new sequence space, from 0."""
+        if self.marking:
+            self.external.unmark()
+            self.marking = False
+        self.stream = claim
+        self.expected = 0
+        self._ack_first = None
+        self._ack_count = 0
+        self._ack_due = None
+        self._nack_expected = None
+        self.mode.fire("new_stream")
+
+    @spec_action("RecvState")
+    def on_state(self, now: float, frame: Frame, claim: Epoch, out: list[Output]) -> Received:
+        """Apply the frame if it is the expected one; NACK a gap; drop a duplicate."""
+        if claim != self.stream:
+            self.follow(claim)
+        seq = frame.seq
+        ahead = seq_diff(seq, self.expected)
+        if ahead < 0:
+            # Our ACK may have been lost (the sender retransmitted): acknowledge again
+            # from this seq with the next ACK.
+            self.counters.duplicates += 1
+            if self._ack_first is None or seq_diff(seq, self._ack_first) < 0:
+                self._ack_first = seq
+            if self._ack_due is None:
+                self._ack_due = now + self.params.ack_delay
+            return NOTHING
+        flags = frame.flags
+        if ahead > 0:
+            if not flags & FLAG_BULK_START:
+                self.counters.gap_drops += 1
+                self._nack(now, seq_add(seq, -1), out)
+                return NOTHING
+            # A dump starts beyond the gap: it carries everything; restart from it.
+            self.mode.fire("jump")
+            self._flush_ack(now, out)
+            self.expected = seq
+            self._nack_expected = None
+        elif self.mode.state is ReceiverMode.GAP:
+            self.mode.fire("repaired")
+            self._nack_expected = None
+        if flags & FLAG_BULK_START:
+            self.external.mark()
+            self.marking = True
+        external = self.external
+        for event in frame.messages:
+            external.apply(event)  # type: ignore[arg-type]
+        self.counters.state_messages_applied += len(frame.messages)
+        self.expected = seq_add(seq, 1)
+        # Counted for the ACK only now that it is applied.
+        if self._ack_first is None:
+            self._ack_first = seq
+            self._ack_due = now + self.params.ack_delay
+        self._ack_count += 1
+        completed = False
+        if flags & FLAG_BULK_END:
+            if self.marking:
+                external.sweep()
+                self.marking = False
+                completed = True
+                self.counters.bulk_completed += 1
+            self._flush_ack(now, out)
+        elif self._ack_count >= self.params.ack_window:
+            self._flush_ack(now, out)
+        return Received(frame.messages, completed)  # type: ignore[arg-type]
+
+    @spec_action("RecvAlive")
+    def on_alive(self, now: float, frame: Frame, claim: Epoch, out: list[Output]) -> None:
+        """The primary's keepalive carries its newest seq: behind it means a lost tail."""
+        if claim != self.stream:
+            self.follow(claim)
+        newest = frame.seq
+        if seq_diff(newest, self.expected) >= 0:
+            self._nack(now, newest, out)
+
+    def _nack(self, now: float, last: int, out: list[Output]) -> None:
+        if self.mode.state is ReceiverMode.IN_ORDER:
+            self.mode.fire("gap")
+        if self._nack_expected == self.expected and now - self._nack_at < self.params.nack_interval:
+            return
+        assert self.stream is not None
+        self._nack_expected = self.expected
+        self._nack_at = now
+        data = self.framer.control(MessageType.NACK, self.stream.term, 0, Nack(self.expected, last))
+        self.framer.send(out, (self.peer,), data)
+        self.counters.nacks_sent += 1
+
+    # --- acknowledgements -------------------------------------------------------------
+    def _flush_ack(self, now: float, out: list[Output]) -> None:
+        if self._ack_first is None:
+            return
+        self._send_ack(now, self._ack_first, seq_add(self.expected, -1), out)
+        self._ack_first = None
+        self._ack_count = 0
+        self._ack_due = None
+
+    def _send_ack(self, now: float, first: int, last: int, out: list[Output]) -> None:
+        assert self.stream is not None
+        data = self.framer.control(MessageType.ACK, self.stream.term, 0, Ack(first, last))
+        self.framer.send(out, (self.peer,), data)
+        self.counters.acks_sent += 1
+
+    @spec_action("SendAck")
+    def on_ack_timer(self, now: float, out: list[Output]) -> None:
+        """Acknowledge the applied frames once ``ack_delay`` has passed."""
+        if self._ack_due is not None and now >= self._ack_due:
+            self._flush_ack(now, out)
+
+    def ack_deadline(self) -> float | None:
+        return self._ack_due
+
+    # --- resync -----------------------------------------------------------------------
+    @spec_action("RequestResync")
+    def request_resync(self, now: float, own_term: int, out: list[Output]) -> None:
+        """Ask this peer for a bulk dump (only a primary answers)."""
+        data = self.framer.control(MessageType.RESYNC_REQUEST, own_term, 0, ResyncRequest())
+        self.framer.send(out, (self.peer,), data)
+        self.counters.resync_requests_sent += 1

@@ -1,0 +1,409 @@
+"""The reliable STATE stream's sending side: one SyncSender per node (FT-FW-like).
+
+Only a PRIMARY streams. Each STATE frame gets the next sequence number of the
+epoch's sequence space (starting at 0, 32-bit, serial arithmetic), is sent to every
+peer, and is kept, encoded, in a bounded resend queue. Each peer's acknowledged
+position is tracked; a frame leaves the queue once every live peer that can still be
+served from the queue acked it, or when the bound is hit (the oldest goes: a dead
+backup never blocks the primary nor grows its memory). A NACK is answered from the
+queue, or, when it reaches back further than the queue holds, by a bulk dump (full
+resync). Bulk dumps are paced: at most ``bulk_window`` unacked frames in flight.
+
+Control frames (ALIVE) carry the newest data seq in the header so that a receiver
+also notices a lost tail on an idle channel. Every node sends ALIVE when it has sent
+nothing for ``alive_interval``, so that silence means a dead peer.
+
+Methods named ``on_*`` are the counterparts of the spec's actions (see spec_map).
+Each appends its outputs to the ``out`` list it is given and returns nothing.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import Enum
+
+from snep.cache import Cache, Key
+from snep.entry import Event, EventKind
+from snep.fsm.counters import Counters
+from snep.fsm.effects import Epoch, Output, PeerId
+from snep.fsm.framer import Framer
+from snep.fsm.modes import ModeMachine, ModeRow
+from snep.fsm.notify import Notifier
+from snep.fsm.params import SyncParams
+from snep.fsm.spec_map import spec_action
+from snep.wire.codec import FLAG_BULK_END, FLAG_BULK_START
+from snep.wire.messages import Ack, Alive, MessageType, Nack
+from snep.wire.serial import SEQ_MAX, seq_add, seq_between, seq_diff, seq_ge, seq_gt, seq_le
+
+_HALF = 1 << 31
+
+
+class SenderMode(Enum):
+    INACTIVE = "inactive"  # not primary: no STATE
+    STREAMING = "streaming"  # primary: events become STATE frames
+    BULK_START = "bulk_start"  # a dump is due: its first frame (BULK_START) goes next
+    BULK_RUN = "bulk_run"  # a dump is running (events still flow between its frames)
+
+
+_I, _S, _BS, _BR = SenderMode
+SENDER_TABLE = (
+    ModeRow("activate", (_I,), _S, "TakeEpoch: seq 0, empty queue"),
+    ModeRow("deactivate", (_S, _BS, _BR), _I, "StopSending: queue dropped"),
+    ModeRow("start_bulk", (_S, _BR), _BS, "StartBulk (restarts a running dump)"),
+    ModeRow("first_frame", (_BS,), _BR, "SendBulk: BULK_START"),
+    ModeRow("last_frame", (_BS, _BR), _S, "SendBulk: BULK_END"),
+)
+
+
+@dataclass(slots=True)
+class PeerTx:
+    """What the sender knows about one peer."""
+
+    acked: int = 0  # the first seq this peer has not acknowledged
+    alive: bool = True
+
+
+@dataclass(slots=True)
+class Queued:
+    seq: int
+    data: bytes
+    sent_at: float
+
+
+class SyncSender:
+    def __init__(
+        self,
+        peers: Iterable[PeerId],
+        params: SyncParams,
+        framer: Framer,
+        internal: Cache,
+        *,
+        graph: bool = False,
+    ) -> None:
+        self.params = params
+        self.framer = framer
+        self.counters: Counters = framer.counters
+        self.internal = internal
+        self.peers: dict[PeerId, PeerTx] = {peer: PeerTx() for peer in peers}
+        self.mode = ModeMachine("sync sender", SenderMode, SENDER_TABLE, SenderMode.INACTIVE, graph=graph)
+        self.notifier = Notifier(params.level, params.period, params.filter)
+        self.epoch: Epoch | None = None
+        self.next_seq = 0
+        self.sent_count = 0  # frames sent in this epoch (saturates below 2**31)
+        self.queue: deque[Queued] = deque()
+        self.last_sent = float("-inf")
+        self._bulk_keys: deque[Key] = deque()
+
+    # --- mode changes -----------------------------------------------------------------
+    @property
+    def active(self) -> bool:
+        return self.epoch is not None
+
+    @property
+    def term(self) -> int:
+        """The header epoch of our frames: our term while primary, else 0 (no claim)."""
+        return self.epoch.term if self.epoch is not None else 0
+
+    @property
+    def newest_seq(self) -> int:
+        """The newest data seq sent (control frames carry it)."""
+        return (self.next_seq - 1) & SEQ_MAX
+
+    def activate(self, now: float, epoch: Epoch) -> None:
+        """TakeEpoch: a new sequence space from 0, nothing queued, nothing acked."""
+        self.mode.fire("activate")
+        self.epoch = epoch
+        self.next_seq = 0
+        self.sent_count = 0
+        self.queue.clear()
+        for peer in self.peers.values():
+            peer.acked = 0
+        self.notifier.reset()
+
+    def deactivate(self) -> None:
+        """StopSending: leave the sequence space; nothing queued is sent again."""
+        if self.mode.state is SenderMode.INACTIVE:
+            return
+        self.mode.fire("deactivate")
+        self.epoch = None
+        self.queue.clear()
+        self._bulk_keys.clear()
+        self.notifier.reset()
+
+    def mark_dead(self, peer: PeerId) -> None:
+        self.peers[peer].alive = False
+        self._trim()
+
+    def mark_alive(self, peer: PeerId) -> None:
+        self.peers[peer].alive = True
+
+    # --- the stream -------------------------------------------------------------------
+    @spec_action("Notify")
+    def on_event(self, now: float, event: Event, out: list[Output]) -> None:
+        """A kernel event on the primary: through filter and level into STATE frames."""
+        if self.epoch is None:
+            return
+        events = self.notifier.on_event(now, event)
+        if events:
+            self._send_state(now, events, 0, out)
+        else:
+            self.counters.filtered = self.notifier.filtered
+
+    def on_events(self, now: float, events: Iterable[Event], out: list[Output]) -> None:
+        """A batch of kernel events (one netlink read): packed into as few frames as fit."""
+        if self.epoch is None:
+            return
+        passed: list[Event] = []
+        for event in events:
+            passed.extend(self.notifier.on_event(now, event))
+        self.counters.filtered = self.notifier.filtered
+        if passed:
+            self._send_state(now, passed, 0, out)
+
+    @spec_action("FlushIncremental")
+    def on_flush_timer(self, now: float, out: list[Output]) -> None:
+        """Incremental level: send the newest state of every connection changed this period."""
+        due = self.notifier.next_flush
+        if self.epoch is None or due is None or now < due:
+            return
+        events = self.notifier.flush(now)
+        if events:
+            self._send_state(now, events, 0, out)
+
+    def _send_state(self, now: float, events: list[Event], flags: int, out: list[Output]) -> None:
+        assert self.epoch is not None
+        frames = self.framer.state(self.epoch.term, self.next_seq, events, flags)
+        peers = list(self.peers)
+        for data in frames:
+            self.queue.append(Queued(self.next_seq, data, now))
+            self.next_seq = seq_add(self.next_seq, 1)
+            self.framer.send(out, peers, data)
+        self.sent_count = min(self.sent_count + len(frames), _HALF - 1)
+        self.counters.state_frames_sent += len(frames)
+        self.counters.state_messages_sent += len(events)
+        self.last_sent = now
+        self._bound()
+
+    def _bound(self) -> None:
+        """Keep the queue within its bound: the oldest frames go, acked or not."""
+        excess = len(self.queue) - self.params.queue_size
+        if excess <= 0:
+            return
+        low = self._low()
+        for _ in range(excess):
+            item = self.queue.popleft()
+            if low is not None and seq_ge(item.seq, low):
+                self.counters.queue_drops += 1
+
+    def _queue_first(self) -> int:
+        return self.queue[0].seq if self.queue else self.next_seq
+
+    def _holding(self) -> list[PeerTx]:
+        """Live peers that the queue can still serve (their next frame is queued)."""
+        first = self._queue_first()
+        return [p for p in self.peers.values() if p.alive and seq_ge(p.acked, first)]
+
+    def _low(self) -> int | None:
+        """The oldest seq some holding peer still needs, or None."""
+        holding = self._holding()
+        if not holding:
+            return None
+        return max((p.acked for p in holding), key=lambda seq: seq_diff(self.next_seq, seq))
+
+    def _trim(self) -> None:
+        """Drop the frames every live peer acknowledged (all of them when none is live)."""
+        queue = self.queue
+        if not any(p.alive for p in self.peers.values()):
+            queue.clear()  # nobody to serve: a dead backup costs nothing
+            return
+        low = self._low()
+        if low is None:
+            return  # live peers all lag behind the queue: only the bound trims
+        while queue and seq_gt(low, queue[0].seq):
+            queue.popleft()
+
+    def in_flight(self) -> int:
+        """Queued frames that some holding peer has not acknowledged yet."""
+        low = self._low()
+        return 0 if low is None else seq_diff(self.next_seq, low)
+
+    # --- acknowledgements -------------------------------------------------------------
+    def _current(self, term: int) -> bool:
+        """Is an ACK/NACK (which names the term of the stream it answers) about ours?"""
+        if self.epoch is None or term != self.epoch.term:
+            self.counters.stale_epoch_drops += 1
+            return False
+        return True
+
+    def _sent(self, seq: int) -> bool:
+        """Was ``seq`` sent in this epoch's sequence space?"""
+        return 0 < seq_diff(self.next_seq, seq) <= self.sent_count
+
+    @spec_action("RecvAck")
+    def on_ack(self, now: float, peer: PeerId, ack: Ack, term: int, out: list[Output]) -> None:
+        """The peer applied everything up to ``ack.last``: its frames may leave the queue."""
+        self.counters.acks_received += 1
+        if not self._current(term):
+            return
+        if not self._sent(ack.last):
+            self.counters.bad_acks += 1
+            return
+        state = self.peers[peer]
+        after = seq_add(ack.last, 1)
+        if seq_gt(after, state.acked):
+            state.acked = after
+        self._trim()
+        self.on_bulk_step(now, out)
+
+    @spec_action("RecvNack")
+    def on_nack(self, now: float, peer: PeerId, nack: Nack, term: int, out: list[Output]) -> None:
+        """The peer misses ``first..last``: resend them, or dump everything when they are gone."""
+        self.counters.nacks_received += 1
+        if not self._current(term):
+            return
+        if not (self._sent(nack.last) and seq_le(nack.first, nack.last)):
+            self.counters.bad_acks += 1
+            return
+        state = self.peers[peer]
+        if seq_gt(nack.first, state.acked):
+            state.acked = nack.first  # everything before the gap was applied
+        if not self.queue or seq_gt(self.queue[0].seq, nack.first):
+            # Older than the queue holds: only a full resync can repair it.
+            self.counters.resync_fallbacks += 1
+            self.start_bulk(now, out)
+            return
+        start = nack.first
+        sent = 0
+        for item in self.queue:
+            if seq_between(item.seq, start, nack.last):
+                self.framer.send(out, (peer,), item.data)
+                item.sent_at = now
+                sent += 1
+        self.counters.retransmissions += sent
+        if sent:
+            self.last_sent = now
+
+    @spec_action("Retransmit")
+    def on_retransmit_timer(self, now: float, out: list[Output]) -> None:
+        """Frames unacked for ``retransmit_timeout`` go again to the live peers missing them."""
+        if self.epoch is None or not self.queue:
+            return
+        holding = [(peer, p) for peer, p in self.peers.items() if p.alive and seq_ge(p.acked, self.queue[0].seq)]
+        if not holding:
+            return
+        rto = self.params.retransmit_timeout
+        budget = self.params.bulk_window
+        for item in self.queue:
+            if budget <= 0:
+                break
+            if now - item.sent_at < rto:
+                continue
+            targets = [peer for peer, p in holding if seq_ge(item.seq, p.acked)]
+            if not targets:
+                continue
+            self.framer.send(out, targets, item.data)
+            item.sent_at = now
+            self.counters.retransmissions += 1
+            self.last_sent = now
+            budget -= 1
+
+    def retransmit_deadline(self) -> float | None:
+        low = self._low()
+        if self.epoch is None or low is None or low == self.next_seq or not self.queue:
+            return None
+        index = seq_diff(low, self.queue[0].seq)
+        if not 0 <= index < len(self.queue):
+            return None
+        # The oldest frame a holding peer misses; the timer resends every overdue one.
+        return self.queue[index].sent_at + self.params.retransmit_timeout
+
+    # --- keepalive --------------------------------------------------------------------
+    @spec_action("SendAlive")
+    def on_alive_timer(self, now: float, out: list[Output]) -> None:
+        """Nothing sent for ``alive_interval``: say we are here (and our newest seq)."""
+        if now - self.last_sent < self.params.alive_interval:
+            return
+        data = self.framer.control(MessageType.ALIVE, self.term, self.newest_seq, Alive())
+        self.framer.send(out, self.peers, data)
+        self.counters.alives_sent += 1
+        self.last_sent = now
+
+    # --- bulk dumps -------------------------------------------------------------------
+    @spec_action("RecvResyncRequest")
+    def on_resync_request(self, now: float, peer: PeerId, out: list[Output]) -> None:
+        """A peer wants everything: a bulk dump (to all peers, in the one sequence space)."""
+        self.counters.resync_requests_received += 1
+        if self.epoch is None:
+            self.counters.resync_requests_ignored += 1
+            return
+        self.start_bulk(now, out)
+
+    def start_bulk(self, now: float, out: list[Output]) -> None:
+        """StartBulk: a dump is due (a running one restarts: its BULK_START is what a
+        lagging receiver jumps to); nothing changes when one is about to start anyway."""
+        if self.epoch is None or self.mode.state is SenderMode.BULK_START:
+            return
+        self.mode.fire("start_bulk")
+        self._bulk_keys.clear()
+        self.counters.resyncs += 1
+        self.on_bulk_step(now, out)
+
+    @property
+    def bulk_active(self) -> bool:
+        return self.mode.state in (SenderMode.BULK_START, SenderMode.BULK_RUN)
+
+    def bulk_room(self) -> int:
+        """Frames the dump may send now: at most ``bulk_window`` unacked by a peer the
+        queue can serve. (Frames that no live peer can use any more do not count: a
+        peer that lags behind the queue needs this very dump, so it must not wait.)"""
+        return self.params.bulk_window - self.in_flight()
+
+    @spec_action("SendBulk")
+    def on_bulk_step(self, now: float, out: list[Output]) -> None:
+        """Send the next part of the dump, as much as the window and the queue allow.
+
+        The first frame (BULK_START) snapshots the internal cache's keys; each key is
+        sent with its value at the time it goes out (a connection destroyed since is
+        skipped), the last frame carries BULK_END; an empty dump is one empty frame
+        with both flags.
+        """
+        if not self.bulk_active:
+            return
+        accepts = self.params.filter.accepts
+        get = self.internal.get
+        room = self.bulk_room()
+        while room > 0:
+            first = self.mode.state is SenderMode.BULK_START
+            if first:
+                self._bulk_keys = deque(self.internal.keys())
+            keys = self._bulk_keys
+            events: list[Event] = []
+            while keys and len(events) < room:  # a message never takes more than one frame
+                entry = get(keys.popleft())
+                if entry is not None and accepts(entry):
+                    events.append(Event(EventKind.NEW, entry))
+            flags = (FLAG_BULK_START if first else 0) | (0 if keys else FLAG_BULK_END)
+            if events or flags:
+                self._send_state(now, events, flags, out)
+                self.counters.bulk_messages_sent += len(events)
+            if not keys:
+                self.mode.fire("last_frame")
+                return
+            if first:
+                self.mode.fire("first_frame")
+            room = self.bulk_room()
+
+    # --- timers -----------------------------------------------------------------------
+    def next_deadline(self, now: float) -> float:
+        deadlines = [self.last_sent + self.params.alive_interval]
+        if self.epoch is not None:
+            if self.notifier.next_flush is not None:
+                deadlines.append(self.notifier.next_flush)
+            if self.bulk_active and self.bulk_room() > 0:
+                deadlines.append(now)
+            retransmit = self.retransmit_deadline()
+            if retransmit is not None:
+                deadlines.append(retransmit)
+        return min(deadlines)

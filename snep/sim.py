@@ -1,0 +1,400 @@
+"""A deterministic simulation of a snep cluster: the real SyncNodes, in-memory kernels,
+an in-memory network and a virtual clock.
+
+Model tests, fsm tests and daemon tests reuse it. Everything is decided by a seeded
+random generator and the virtual clock, so a failing run replays exactly.
+
+- :class:`SimNetwork`: datagrams in flight with a delivery time; random loss,
+  duplication and reordering (jitter), and explicit faults: links down and up,
+  lose or duplicate a datagram in flight.
+- :class:`Simulation`: nodes with a kernel table each (MemoryKernel), started,
+  crashed (the process dies: caches and queues are gone, the kernel table and the
+  persisted epoch stay) and restarted; HA role changes; traffic on a node's kernel;
+  :meth:`Simulation.run` moves the clock from event to event.
+
+Outputs of a node are carried out the way the runtime does: datagrams into the
+network, KernelOps / ShortenTimeouts into the kernel, DumpKernel answered at once
+with the kernel's dump, PersistEpoch into the "state file" (kept across crashes).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from snep.cache import Key
+from snep.entry import Entry, Proto, make_entry
+from snep.fsm import spec_map
+from snep.fsm.spec_map import spec_action
+from snep.fsm.effects import (
+    DumpKernel,
+    Epoch,
+    KernelOps,
+    Log,
+    Output,
+    PersistEpoch,
+    RoleChanged,
+    SendDatagram,
+    ShortenTimeouts,
+)
+from snep.fsm.node import SyncNode
+from snep.fsm.params import SyncParams
+from snep.fsm.role import Role
+from snep.kernel.memory import MemoryKernel, MemoryTable
+from snep.wire.auth import Keyring
+
+# The traffic and expiry of the in-memory kernel are the spec's kernel actions.
+for _action, _method in (
+    ("ConnNew", "conn_new"),
+    ("ConnUpdate", "conn_update"),
+    ("ConnDestroy", "conn_destroy"),
+    ("KernelExpire", "expire"),
+):
+    if not hasattr(MemoryKernel, _method):  # pragma: no cover - guards a rename
+        raise ImportError(f"MemoryKernel.{_method} (counterpart of {_action}) is missing")
+    spec_map.register(_action, f"MemoryKernel.{_method}")
+
+
+@dataclass(order=True)
+class Datagram:
+    deliver_at: float
+    order: int
+    src: int = field(compare=False)
+    dst: int = field(compare=False)
+    data: bytes = field(compare=False)
+
+
+class SimNetwork:
+    """Point-to-point datagrams between node ids, with faults."""
+
+    def __init__(
+        self,
+        rng: random.Random,
+        *,
+        latency: float = 0.001,
+        jitter: float = 0.0,
+        loss: float = 0.0,
+        duplication: float = 0.0,
+    ) -> None:
+        self.rng = rng
+        self.latency = latency
+        self.jitter = jitter  # > 0: datagrams overtake each other (reordering)
+        self.loss = loss
+        self.duplication = duplication
+        self.down: set[frozenset[int]] = set()
+        self.in_flight: list[Datagram] = []
+        self._order = itertools.count()
+        self.sent = self.delivered = self.lost = self.duplicated = 0
+
+    def is_up(self, a: int, b: int) -> bool:
+        return frozenset((a, b)) not in self.down
+
+    def send(self, now: float, src: int, dst: int, data: bytes) -> None:
+        self.sent += 1
+        if not self.is_up(src, dst) or (self.loss and self.rng.random() < self.loss):
+            self.lost += 1
+            return
+        copies = 2 if self.duplication and self.rng.random() < self.duplication else 1
+        self.duplicated += copies - 1
+        for _ in range(copies):
+            delay = self.latency + (self.rng.uniform(0, self.jitter) if self.jitter else 0.0)
+            heapq.heappush(self.in_flight, Datagram(now + delay, next(self._order), src, dst, data))
+
+    @spec_action("LinkDown")
+    def link_down(self, a: int, b: int) -> None:
+        """The link between a and b fails: what is in flight on it is lost."""
+        pair = frozenset((a, b))
+        self.down.add(pair)
+        kept = [d for d in self.in_flight if frozenset((d.src, d.dst)) != pair]
+        self.lost += len(self.in_flight) - len(kept)
+        self.in_flight = kept
+        heapq.heapify(self.in_flight)
+
+    @spec_action("LinkUp")
+    def link_up(self, a: int, b: int) -> None:
+        self.down.discard(frozenset((a, b)))
+
+    def _pick(self, match: Callable[[Datagram], bool] | None) -> Datagram | None:
+        for datagram in sorted(self.in_flight):
+            if match is None or match(datagram):
+                return datagram
+        return None
+
+    @spec_action("LoseMsg")
+    def lose(self, match: Callable[[Datagram], bool] | None = None) -> bool:
+        """Lose the next datagram in flight (that ``match`` accepts)."""
+        datagram = self._pick(match)
+        if datagram is None:
+            return False
+        self.in_flight.remove(datagram)
+        heapq.heapify(self.in_flight)
+        self.lost += 1
+        return True
+
+    @spec_action("DuplicateMsg")
+    def duplicate(self, match: Callable[[Datagram], bool] | None = None, delay: float = 0.0) -> bool:
+        """Deliver the next datagram in flight (that ``match`` accepts) twice."""
+        datagram = self._pick(match)
+        if datagram is None:
+            return False
+        copy = Datagram(datagram.deliver_at + delay, next(self._order), datagram.src, datagram.dst, datagram.data)
+        heapq.heappush(self.in_flight, copy)
+        self.duplicated += 1
+        return True
+
+    def next_delivery(self) -> float | None:
+        return self.in_flight[0].deliver_at if self.in_flight else None
+
+    def pop_due(self, now: float) -> Datagram | None:
+        if self.in_flight and self.in_flight[0].deliver_at <= now:
+            return heapq.heappop(self.in_flight)
+        return None
+
+
+@dataclass
+class SimHost:
+    """One machine: its kernel table (survives crashes), its state file, its process."""
+
+    node_id: int
+    table: MemoryTable
+    kernel: MemoryKernel
+    persisted: Epoch = Epoch(0, 0)
+    node: SyncNode | None = None  # None: the process is down
+
+    @property
+    def up(self) -> bool:
+        return self.node is not None
+
+
+class Simulation:
+    """A cluster of ``size`` nodes (ids 1..size), all down until :meth:`start`."""
+
+    def __init__(
+        self,
+        size: int = 2,
+        params: SyncParams | None = None,
+        *,
+        seed: int = 0,
+        keyring: Keyring | None = None,
+        latency: float = 0.001,
+        jitter: float = 0.0,
+        loss: float = 0.0,
+        duplication: float = 0.0,
+        expire_interval: float = 1.0,
+    ) -> None:
+        self.params = params or SyncParams()
+        self.rng = random.Random(seed)
+        self.keyring = keyring
+        self.now = 0.0
+        self.network = SimNetwork(self.rng, latency=latency, jitter=jitter, loss=loss, duplication=duplication)
+        self.hosts: dict[int, SimHost] = {}
+        for node_id in range(1, size + 1):
+            table = MemoryTable(now=0.0)
+            self.hosts[node_id] = SimHost(node_id, table, self._handle(table))
+        self.log: list[tuple[float, int, Output]] = []  # RoleChanged and Log outputs
+        self.expire_interval = expire_interval
+        self._next_expire = expire_interval
+        self.steps = 0
+
+    def _handle(self, table: MemoryTable) -> MemoryKernel:
+        kernel = MemoryKernel(table)
+        kernel.subscribe(self.params.level)
+        return kernel
+
+    # --- nodes ------------------------------------------------------------------------
+    def node(self, node_id: int) -> SyncNode:
+        node = self.hosts[node_id].node
+        if node is None:
+            raise KeyError(f"node {node_id} is down")
+        return node
+
+    def kernel(self, node_id: int) -> MemoryKernel:
+        return self.hosts[node_id].kernel
+
+    def role(self, node_id: int) -> Role:
+        host = self.hosts[node_id]
+        return host.node.state if host.node is not None else Role.DOWN
+
+    def start(self, *node_ids: int) -> None:
+        """Start the process on these nodes (all when none given): Recover."""
+        for node_id in node_ids or tuple(self.hosts):
+            host = self.hosts[node_id]
+            if host.node is not None:
+                raise RuntimeError(f"node {node_id} is already up")
+            peers = [other for other in self.hosts if other != node_id]
+            host.kernel.read_events()  # what happened while down is in the dump
+            host.node = SyncNode(node_id, peers, self.params, keyring=self.keyring, newest_epoch=host.persisted)
+            self._carry_out(node_id, host.node.start(self.now))
+
+    restart = start
+
+    @spec_action("Fail")
+    def crash(self, node_id: int) -> None:
+        """The process dies: its caches and queues are gone; kernel and state file stay."""
+        host = self.hosts[node_id]
+        host.node = None
+        host.kernel.close()
+        host.kernel = self._handle(host.table)
+
+    def promote(self, node_id: int) -> None:
+        self._carry_out(node_id, self.node(node_id).promote(self.now))
+
+    def demote(self, node_id: int) -> None:
+        self._carry_out(node_id, self.node(node_id).demote(self.now))
+
+    def fault(self, node_id: int) -> None:
+        self._carry_out(node_id, self.node(node_id).fault(self.now))
+
+    def command(self, node_id: int, name: str) -> None:
+        """An operator command: commit, flush, resync_from_kernel, bulk_send, request_resync ..."""
+        self._carry_out(node_id, getattr(self.node(node_id), name)(self.now))
+
+    # --- traffic ----------------------------------------------------------------------
+    def conn_new(self, node_id: int, entry: Entry) -> Entry:
+        stored = self.hosts[node_id].kernel.conn_new(entry)
+        self._pump(node_id)
+        return stored
+
+    def conn_update(self, node_id: int, entry: Entry) -> Entry:
+        stored = self.hosts[node_id].kernel.conn_update(entry)
+        self._pump(node_id)
+        return stored
+
+    def conn_destroy(self, node_id: int, entry: Entry) -> bool:
+        gone = self.hosts[node_id].kernel.conn_destroy(entry)
+        self._pump(node_id)
+        return gone
+
+    def _pump(self, node_id: int) -> None:
+        """Kernel events to the node (a process that is down misses them)."""
+        host = self.hosts[node_id]
+        events = host.kernel.read_events()
+        if events and host.node is not None:
+            self._carry_out(node_id, host.node.on_kernel_events(self.now, events))
+
+    # --- outputs ----------------------------------------------------------------------
+    def _carry_out(self, node_id: int, outputs: Iterable[Output]) -> None:
+        host = self.hosts[node_id]
+        pending = list(outputs)
+        while pending:
+            output = pending.pop(0)
+            if isinstance(output, SendDatagram):
+                self.network.send(self.now, node_id, output.peer, output.data)  # type: ignore[arg-type]
+            elif isinstance(output, KernelOps):
+                host.kernel.apply(output.events)
+            elif isinstance(output, DumpKernel):
+                if host.node is not None:
+                    pending[:0] = host.node.on_kernel_dump(self.now, host.kernel.dump())
+            elif isinstance(output, ShortenTimeouts):
+                host.kernel.shorten_timeouts(output.timeout)
+            elif isinstance(output, PersistEpoch):
+                host.persisted = output.epoch
+            elif isinstance(output, (RoleChanged, Log)):
+                self.log.append((self.now, node_id, output))
+        self._pump(node_id)
+
+    # --- the clock --------------------------------------------------------------------
+    def next_event(self) -> float | None:
+        times = [self._next_expire]
+        delivery = self.network.next_delivery()
+        if delivery is not None:
+            times.append(delivery)
+        for host in self.hosts.values():
+            if host.node is not None:
+                due = host.node.next_timer(self.now)
+                if due is not None:
+                    times.append(due)
+        return min(times)
+
+    def run(self, duration: float) -> None:
+        """Move the clock ``duration`` seconds ahead, handling everything due on the way."""
+        self.run_until(self.now + duration)
+
+    def run_until(self, end: float) -> None:
+        same_time = 0
+        while True:
+            due = self.next_event()
+            if due is None or due > end:
+                break
+            if due <= self.now:
+                same_time += 1
+                if same_time > 100_000:
+                    raise RuntimeError(f"simulation stuck at t={self.now}")
+            else:
+                same_time = 0
+            self.now = max(self.now, due)
+            self.step()
+        self.now = max(self.now, end)
+        self._expire()
+
+    def step(self) -> None:
+        """Handle everything due at ``now``: deliveries, then timers, then expiry."""
+        self.steps += 1
+        while (datagram := self.network.pop_due(self.now)) is not None:
+            host = self.hosts[datagram.dst]
+            self.network.delivered += 1
+            if host.node is not None:
+                self._carry_out(datagram.dst, host.node.on_datagram(self.now, datagram.data, datagram.src))
+        for node_id, host in self.hosts.items():
+            if host.node is not None:
+                due = host.node.next_timer(self.now)
+                if due is not None and due <= self.now:
+                    self._carry_out(node_id, host.node.on_timer(self.now))
+        if self.now >= self._next_expire:
+            self._expire()
+
+    def _expire(self) -> None:
+        for node_id, host in self.hosts.items():
+            if host.kernel.expire(self.now):
+                self._pump(node_id)
+        self._next_expire = self.now + self.expire_interval
+
+    def settle(self, limit: float = 60.0, quiet: float | None = None) -> None:
+        """Run until nothing is in flight and no node waits for a dump (or ``limit``)."""
+        end = self.now + limit
+        while self.now < end:
+            self.run(0.25)
+            if not self.network.in_flight and all(self._settled(h) for h in self.hosts.values()):
+                return
+
+    @staticmethod
+    def _settled(host: SimHost) -> bool:
+        node = host.node
+        if node is None:
+            return True
+        sender = node.sender
+        return not node.need_sync and not sender.bulk_active and (
+            not sender.active or sender.in_flight() == 0
+        )
+
+    # --- what tests look at -----------------------------------------------------------
+    def kernel_keys(self, node_id: int) -> set[Key]:
+        return {entry.key for entry in self.hosts[node_id].kernel.dump()}
+
+    def external_keys(self, node_id: int) -> set[Key]:
+        return {entry.key for entry in self.node(node_id).external}
+
+    def primaries(self) -> list[int]:
+        return [n for n in self.hosts if self.role(n) is Role.PRIMARY]
+
+    def roles(self) -> dict[int, str]:
+        return {n: self.role(n).name for n in self.hosts}
+
+    def events_of(self, node_id: int, kind: type) -> list[Any]:
+        return [o for (_, n, o) in self.log if n == node_id and isinstance(o, kind)]
+
+
+def conn(i: int, proto: int = Proto.TCP, **fields: Any) -> Entry:
+    """The i-th test connection: distinct addresses and ports for every i."""
+    return make_entry(
+        f"10.{(i >> 16) & 0xFF}.{(i >> 8) & 0xFF}.{i & 0xFF}",
+        "192.0.2.80",
+        proto,
+        1024 + (i % 60000),
+        80,
+        **fields,
+    )
