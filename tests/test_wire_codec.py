@@ -417,3 +417,28 @@ def test_sctp_entry_round_trips():
     entry = make_entry("fd00::1", "fd00::2", Proto.SCTP, 5000, 5001, protoinfo=SctpInfo(SctpState.ESTABLISHED, 1, 2**32 - 1))
     frame = Frame(STATE, 1, 1, 1, (Event(EventKind.DESTROY, entry),))
     assert decode_frame(encode_frame(frame)) == frame
+
+
+# --- the examples in docs/wire.md are what the codec produces ------------------------
+
+
+def _doc_example(after: str) -> bytes:
+    """The bytes of the first code block after the line starting with ``after``."""
+    import re
+    from pathlib import Path
+
+    text = Path(__file__).parent.parent.joinpath("docs", "wire.md").read_text()
+    block = text[text.index(after) :].split("```", 2)[1]
+    hex_bytes = [m.group(1) for m in (re.match(r"((?:[0-9a-f]{2} )*[0-9a-f]{2})( {2,}|$)", line) for line in block.splitlines()) if m]
+    return bytes.fromhex(" ".join(hex_bytes))
+
+
+def test_documented_examples_match_the_codec():
+    from snep.wire.auth import Key, Keyring
+
+    state = Frame(STATE, 1, 5, 42, (Event(EventKind.NEW, make_entry("10.0.0.1", "10.0.0.2", Proto.TCP, 40000, 80)),))
+    assert _doc_example("Worked example") == encode_frame(state)
+    key = Key(1, b"0123456789abcdef")
+    ack = Frame(MessageType.ACK, 2, 5, 42, (Ack(40, 42),))
+    assert _doc_example("Example (ACK") == encode_frame(ack, key)
+    assert decode_frame(_doc_example("Example (ACK"), Keyring([key])).messages == (Ack(40, 42),)
