@@ -63,7 +63,7 @@ class Daemon:
             "netlink_overruns": 0,
             "kernel_errors": 0,
             "reloads": 0,
-            "output_errors": 0,
+            "internal_errors": 0,
         }
         self.started = time.time()
         self.last_commit: dict[str, Any] = {}
@@ -73,6 +73,7 @@ class Daemon:
 
     async def run(self) -> int:
         self.loop = asyncio.get_running_loop()
+        self.loop.set_exception_handler(self._on_loop_error)
         self.stopping = asyncio.Event()
         cfg = self.cfg
         if self.keyring is None:
@@ -145,6 +146,12 @@ class Daemon:
                 self.kernel.close()
             except Exception:  # closing is best effort: the process ends anyway
                 pass
+
+    def _on_loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """A bug in a callback: log it with its traceback, count it, keep serving."""
+        self.counters["internal_errors"] += 1
+        error = context.get("exception")
+        log.error("internal error: %s", context.get("message", ""), exc_info=error)
 
     def _on_stop_signal(self, signum: int) -> None:
         notice("received %s", signal.Signals(signum).name)
@@ -249,12 +256,10 @@ class Daemon:
 
     def send(self, data: bytes, peer: Any) -> None:
         assert self.transport is not None
-        if peer is None:
+        if peer is None or self.peers.multicast:
             self.transport.send(data)
-            return
-        address = self.peers.address(peer, self.transport.active)
-        if address is not None:
-            self.transport.send(data, address)
+        else:
+            self.transport.send(data, lambda link: self.peers.address(peer, link))
 
     # ---------------------------------------------------------------- control
 

@@ -198,16 +198,18 @@ class Transport:
             link.stats.last_heard = now
             self.receive(data, address, link.index)
 
-    def send(self, data: bytes, to: tuple | None = None) -> None:
-        """Send on the active link, to ``to`` or to all destinations; fail over on link errors."""
+    def send(self, data: bytes, address_on: Callable[[int], tuple | None] | None = None) -> None:
+        """Send on the active link, to ``address_on(link index)`` or to all destinations.
+
+        A link error (interface down, no route) fails over to the other link at once and
+        sends the datagram there.
+        """
         link = self.links[self.active]
-        failure = link.send(data, to)
+        failure = link.send(data, address_on(link.index) if address_on else None)
         if failure is not None and len(self.links) > 1:
             self._switch(f"send failed: {errno.errorcode.get(failure, failure)}")
-            self.links[self.active].send(data, None if to is not None else None)
-
-    def address_on_active(self, addresses: dict[int, tuple]) -> tuple | None:
-        return addresses.get(self.active)
+            link = self.links[self.active]
+            link.send(data, address_on(link.index) if address_on else None)
 
     def check(self, now: float) -> None:
         """Periodic liveness check (call every alive interval): fail over when silent."""

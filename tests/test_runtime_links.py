@@ -1,0 +1,148 @@
+"""Sync links on the real kernel: IPv4 multicast main link, IPv6 unicast second link,
+failover when the main link's cable is cut; Prometheus metrics on HTTP.
+
+Two namespaces (snepr-...), each with conntrack active; entries are created with
+``conntrack -I`` on the primary and must show up in the backup's external cache.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from snep import netns
+from snep.runtime.control import ControlError, request
+
+pytestmark = pytest.mark.root
+
+reason = netns.available()
+if reason:
+    pytestmark = [pytest.mark.root, pytest.mark.skip(reason=f"network namespaces unavailable: {reason}")]
+
+
+def config(index: int, peer: int, tmp: Path, key: Path) -> Path:
+    text = f"""
+[node]
+id = {index}
+state_file = "{tmp}/state{index}"
+[sync]
+listen = "10.96.0.{index}:3790"
+peers = ["10.96.0.{peer}:3790"]
+multicast_group = "225.0.0.96"
+interface = "y0"
+key_file = "{key}"
+alive_interval = 0.2
+peer_dead_timeout = 1.0
+[sync.second_link]
+listen = "[fd97::{index}]:3791"
+peers = ["[fd97::{peer}]:3791"]
+interface = "z0"
+[control]
+socket = "{tmp}/ctl{index}.sock"
+[metrics]
+listen = "127.0.0.1:{9470 + index}"
+"""
+    path = tmp / f"node{index}.toml"
+    path.write_text(text)
+    return path
+
+
+def insert(ns: str, sport: int) -> None:
+    netns.run_in(ns, ["conntrack", "-I", "-s", "10.50.0.1", "-d", "10.60.0.1", "-p", "tcp", "--sport", str(sport),
+                      "--dport", "443", "--state", "ESTABLISHED", "-t", "300", "-u", "SEEN_REPLY,ASSURED"])
+
+
+def wait(what, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if what():
+                return True
+        except ControlError:
+            pass
+        time.sleep(0.05)
+    return False
+
+
+@pytest.fixture
+def pair(tmp_path):
+    tag = f"snepr-{os.getpid()}-{secrets.token_hex(2)}"
+    a, b = f"{tag}-a", f"{tag}-b"
+    procs: list[subprocess.Popen[bytes]] = []
+    key = tmp_path / "key"
+    key.write_text(f"3 {secrets.token_hex(32)}\n")
+    key.chmod(0o600)
+    try:
+        netns.create(a)
+        netns.create(b)
+        netns.veth(a, "y0", b, "y0")
+        netns.veth(a, "z0", b, "z0")
+        for ns, i in ((a, 1), (b, 2)):
+            netns.address(ns, "y0", f"10.96.0.{i}/24")
+            netns.address(ns, "z0", f"fd97::{i}/64")
+            netns.load_ruleset(ns)
+        for ns, i, peer in ((a, 1, 2), (b, 2, 1)):
+            log = open(tmp_path / f"node{i}.log", "wb")
+            procs.append(netns.popen_in(ns, [sys.executable, "-m", "snep.cli", "run", "--config",
+                                             str(config(i, peer, tmp_path, key))], stdout=log, stderr=log))
+        for i in (1, 2):
+            assert wait(lambda: request(tmp_path / f"ctl{i}.sock", "status")), (tmp_path / f"node{i}.log").read_text()
+        yield a, b, tmp_path
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        for i in (1, 2):
+            log = tmp_path / f"node{i}.log"
+            if log.exists():
+                print(f"--- node {i} ---\n{log.read_text()[-3000:]}")
+        netns.delete(a)
+        netns.delete(b)
+
+
+def external(tmp: Path, index: int = 2) -> list[str]:
+    return request(tmp / f"ctl{index}.sock", "external")["entries"]
+
+
+def test_multicast_main_link_ipv6_second_link_failover_and_metrics(pair):
+    a, b, tmp = pair
+    request(tmp / "ctl1.sock", "notify", {"argv": ["primary"]})
+    assert wait(lambda: request(tmp / "ctl2.sock", "ready")["ready"])
+
+    insert(a, 1001)
+    assert wait(lambda: any(":1001 " in line for line in external(tmp))), external(tmp)
+    assert request(tmp / "ctl1.sock", "status")["active_link"] == "main"
+    stats = request(tmp / "ctl2.sock", "stats")
+    assert stats["transport"]["main"]["received"] > 0
+
+    # cut the main link's cable: both nodes move to the IPv6 second link
+    netns.link_set(a, "y0", up=False)
+    insert(a, 1002)
+    assert wait(lambda: any(":1002 " in line for line in external(tmp)), 15), (
+        request(tmp / "ctl1.sock", "stats")["transport"], request(tmp / "ctl2.sock", "stats")["transport"])
+    for i in (1, 2):
+        assert wait(lambda: request(tmp / f"ctl{i}.sock", "status")["active_link"] == "second", 5)
+    assert request(tmp / "ctl2.sock", "stats")["transport"]["link_failovers"] >= 1
+
+    # the counters in Prometheus text format, from inside the backup's namespace
+    text = netns.run_in(b, [sys.executable, "-c",
+                            "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:9472/metrics').read().decode())"])
+    assert "snep_state_messages_applied " in text
+    assert "snep_transport_link_failovers 1" in text or "snep_transport_link_failovers 2" in text
+    missing = netns.run_in(b, [sys.executable, "-c",
+                               "import urllib.request, urllib.error\n"
+                               "try: urllib.request.urlopen('http://127.0.0.1:9472/other')\n"
+                               "except urllib.error.HTTPError as e: print(e.code)"])
+    assert missing.strip() == "404"
