@@ -191,11 +191,11 @@ class SyncSender:
         excess = len(self.queue) - self.params.queue_size
         if excess <= 0:
             return
-        low = self._low()
+        live = [p.acked for p in self.peers.values() if p.alive]
         for _ in range(excess):
             item = self.queue.popleft()
-            if low is not None and seq_ge(item.seq, low):
-                self.counters.queue_drops += 1
+            if any(seq_ge(item.seq, acked) for acked in live):
+                self.counters.queue_drops += 1  # some live peer had not acked it
 
     def _queue_first(self) -> int:
         return self.queue[0].seq if self.queue else self.next_seq

@@ -1,0 +1,310 @@
+"""SyncSender: sequence numbers, the bounded resend queue, ACK/NACK, retransmission,
+full-resync fallback, paced bulk dumps, ALIVE, levels and the filter."""
+
+from __future__ import annotations
+
+import pytest
+
+from snep.cache import Cache
+from snep.entry import Event, EventKind, Proto, TcpInfo, TcpState
+from snep.errors import InvalidTransition
+from snep.fsm.counters import Counters
+from snep.fsm.effects import Epoch, SendDatagram
+from snep.fsm.framer import Framer
+from snep.fsm.notify import Filter
+from snep.fsm.params import SyncParams
+from snep.fsm.sender import SenderMode, SyncSender
+from snep.level import Level
+from snep.sim import conn
+from snep.wire.codec import FLAG_BULK_END, FLAG_BULK_START, decode_frame
+from snep.wire.messages import Ack, MessageType, Nack
+
+EPOCH = Epoch(1, 1)
+
+
+def make(peers=(2, 3), entries=(), **params) -> SyncSender:
+    defaults = dict(queue_size=8, bulk_window=4, retransmit_timeout=0.5, alive_interval=1.0)
+    defaults.update(params)
+    sender = SyncSender(list(peers), SyncParams(**defaults), Framer(1, Counters()), Cache(entries))
+    sender.activate(0.0, EPOCH)
+    return sender
+
+
+def frames(out, peer=None):
+    return [decode_frame(o.data) for o in out if isinstance(o, SendDatagram) and (peer is None or o.peer == peer)]
+
+
+def new(i):
+    return Event(EventKind.NEW, conn(i))
+
+
+def send_events(sender, n, now=0.0, start=0):
+    out = []
+    for i in range(start, start + n):
+        sender.on_event(now, new(i), out)
+    return out
+
+
+def test_stream_starts_at_zero_and_goes_to_every_peer():
+    sender = make()
+    out = send_events(sender, 3)
+    assert [f.seq for f in frames(out, 2)] == [0, 1, 2]
+    assert [f.seq for f in frames(out, 3)] == [0, 1, 2]
+    f = frames(out, 2)[0]
+    assert (f.type, f.node_id, f.epoch) == (MessageType.STATE, 1, 1)
+    assert f.messages == (new(0),)
+    assert [q.seq for q in sender.queue] == [0, 1, 2]
+    assert sender.counters.state_frames_sent == 3
+
+
+def test_inactive_sender_sends_no_state():
+    sender = make()
+    sender.deactivate()
+    out = send_events(sender, 2)
+    assert out == [] and not sender.queue
+    assert sender.mode.state is SenderMode.INACTIVE
+
+
+def test_frame_leaves_queue_only_when_every_live_peer_acked():
+    sender = make()
+    send_events(sender, 3)
+    out = []
+    sender.on_ack(0.1, 2, Ack(0, 2), 1, out)
+    assert [q.seq for q in sender.queue] == [0, 1, 2]  # peer 3 has not acked
+    sender.on_ack(0.1, 3, Ack(0, 1), 1, out)
+    assert [q.seq for q in sender.queue] == [2]
+    sender.on_ack(0.1, 3, Ack(2, 2), 1, out)
+    assert not sender.queue
+
+
+def test_dead_peer_does_not_hold_the_queue():
+    sender = make()
+    send_events(sender, 3)
+    sender.on_ack(0.1, 2, Ack(0, 2), 1, [])
+    sender.mark_dead(3)
+    assert not sender.queue
+
+
+def test_no_live_peer_empties_the_queue():
+    sender = make()
+    send_events(sender, 3)
+    sender.mark_dead(2)
+    sender.mark_dead(3)
+    assert not sender.queue
+
+
+def test_queue_is_bounded_and_counts_what_it_drops():
+    sender = make(queue_size=8)
+    send_events(sender, 20)
+    assert len(sender.queue) == 8
+    assert [q.seq for q in sender.queue] == list(range(12, 20))
+    assert sender.counters.queue_drops == 12
+
+
+def test_ack_of_an_old_epoch_is_dropped():
+    sender = make()
+    send_events(sender, 2)
+    sender.on_ack(0.1, 2, Ack(0, 1), 0, [])
+    sender.on_ack(0.1, 3, Ack(0, 1), 7, [])
+    assert len(sender.queue) == 2
+    assert sender.counters.stale_epoch_drops == 2
+
+
+def test_ack_of_a_seq_never_sent_is_refused():
+    sender = make()
+    send_events(sender, 2)
+    sender.on_ack(0.1, 2, Ack(0, 5), 1, [])
+    assert sender.peers[2].acked == 0
+    assert sender.counters.bad_acks == 1
+
+
+def test_nack_retransmits_the_range_to_that_peer():
+    sender = make()
+    send_events(sender, 5)
+    out = []
+    sender.on_nack(0.2, 2, Nack(1, 3), 1, out)
+    assert [f.seq for f in frames(out, 2)] == [1, 2, 3]
+    assert frames(out, 3) == []
+    assert sender.counters.retransmissions == 3
+    assert sender.peers[2].acked == 1  # everything before the gap was applied
+
+
+def test_nack_older_than_the_queue_falls_back_to_a_full_resync():
+    sender = make(queue_size=4, entries=[conn(100), conn(101)])
+    send_events(sender, 10)
+    out = []
+    sender.on_nack(0.2, 2, Nack(2, 9), 1, out)
+    sent = frames(out, 2)
+    assert sender.counters.resync_fallbacks == 1 and sender.counters.resyncs == 1
+    assert sent[0].flags & FLAG_BULK_START and sent[-1].flags & FLAG_BULK_END
+    assert {e.entry for f in sent for e in f.messages} == {conn(100), conn(101)}
+
+
+def test_nack_of_an_old_epoch_is_dropped():
+    sender = make()
+    send_events(sender, 3)
+    out = []
+    sender.on_nack(0.2, 2, Nack(0, 1), 5, out)
+    assert out == [] and sender.counters.stale_epoch_drops == 1
+
+
+def test_sequence_numbers_wrap():
+    sender = make()
+    sender.next_seq = 0xFFFFFFFE
+    out = send_events(sender, 4)
+    assert [f.seq for f in frames(out, 2)] == [0xFFFFFFFE, 0xFFFFFFFF, 0, 1]
+    for peer in (2, 3):
+        sender.peers[peer].acked = 0xFFFFFFFE
+    retransmit = []
+    sender.on_nack(0.1, 2, Nack(0xFFFFFFFF, 0), 1, retransmit)
+    assert [f.seq for f in frames(retransmit)] == [0xFFFFFFFF, 0]
+    sender.on_ack(0.1, 2, Ack(0xFFFFFFFE, 1), 1, [])
+    sender.on_ack(0.1, 3, Ack(0xFFFFFFFE, 0), 1, [])
+    assert [q.seq for q in sender.queue] == [1]
+
+
+def test_retransmit_timer_resends_unacked_frames_after_the_timeout():
+    sender = make(peers=(2,))
+    send_events(sender, 3, now=0.0)
+    sender.on_ack(0.1, 2, Ack(0, 0), 1, [])
+    assert sender.retransmit_deadline() == pytest.approx(0.5)
+    early = []
+    sender.on_retransmit_timer(0.4, early)
+    assert early == []
+    out = []
+    sender.on_retransmit_timer(0.5, out)
+    assert [f.seq for f in frames(out, 2)] == [1, 2]
+    assert sender.counters.retransmissions == 2
+    assert sender.retransmit_deadline() == pytest.approx(1.0)
+
+
+def test_alive_on_an_idle_channel_carries_the_newest_seq():
+    sender = make()
+    send_events(sender, 3, now=0.0)
+    quiet = []
+    sender.on_alive_timer(0.5, quiet)
+    assert quiet == []
+    out = []
+    sender.on_alive_timer(1.0, out)
+    alive = frames(out)
+    assert [(f.type, f.seq, f.epoch) for f in alive] == [(MessageType.ALIVE, 2, 1)] * 2
+    assert sender.next_deadline(1.0) == pytest.approx(2.0) or sender.next_deadline(1.0) <= 1.5
+
+
+def test_alive_of_a_non_primary_claims_no_epoch():
+    sender = make()
+    sender.deactivate()
+    out = []
+    sender.on_alive_timer(5.0, out)
+    assert {(f.type, f.epoch) for f in frames(out)} == {(MessageType.ALIVE, 0)}
+
+
+def test_resync_request_to_a_non_primary_is_ignored():
+    sender = make()
+    sender.deactivate()
+    out = []
+    sender.on_resync_request(0.0, 2, out)
+    assert out == [] and sender.counters.resync_requests_ignored == 1
+
+
+def test_bulk_dump_is_paced_by_the_flight_window():
+    entries = [conn(i) for i in range(40)]
+    sender = make(peers=(2,), entries=entries, queue_size=16, bulk_window=2, mtu=300)
+    out = []
+    sender.on_resync_request(0.0, 2, out)
+    first = frames(out, 2)
+    assert len(first) == 2 and sender.in_flight() == 2
+    assert first[0].flags & FLAG_BULK_START
+    assert sender.bulk_active and sender.bulk_room() == 0
+    sent = list(first)
+    now = 0.0
+    while sender.bulk_active:
+        now += 0.01
+        more = []
+        sender.on_ack(now, 2, Ack(0, sender.newest_seq), 1, more)
+        assert len(frames(more)) <= 2
+        sent += frames(more)
+    assert sent[-1].flags & FLAG_BULK_END
+    assert [f.seq for f in sent] == list(range(len(sent)))
+    assert {e.entry for f in sent for e in f.messages} == set(entries)
+    assert sender.mode.state is SenderMode.STREAMING
+
+
+def test_empty_dump_is_one_frame_with_both_flags():
+    sender = make()
+    out = []
+    sender.start_bulk(0.0, out)
+    (frame,) = frames(out, 2)
+    assert frame.flags & FLAG_BULK_START and frame.flags & FLAG_BULK_END
+    assert frame.messages == ()
+
+
+def test_resync_request_during_a_dump_restarts_it():
+    sender = make(peers=(2,), entries=[conn(i) for i in range(30)], bulk_window=1, mtu=200)
+    out = []
+    sender.start_bulk(0.0, out)
+    assert sender.mode.state is SenderMode.BULK_RUN
+    again = []
+    sender.on_resync_request(0.1, 2, again)
+    assert sender.counters.resyncs == 2
+    sender.on_ack(0.2, 2, Ack(0, sender.newest_seq), 1, again)
+    assert any(f.flags & FLAG_BULK_START for f in frames(again))
+
+
+def test_dump_sends_current_values_and_skips_destroyed():
+    internal = Cache([conn(1), conn(2), conn(3)])
+    sender = SyncSender([2], SyncParams(bulk_window=1, mtu=200), Framer(1, Counters()), internal)
+    sender.activate(0.0, EPOCH)
+    out = []
+    sender.start_bulk(0.0, out)  # BULK_START frame with the first entry only
+    internal.apply(Event(EventKind.DESTROY, conn(2)))
+    newer = conn(3)._replace(mark=7)
+    internal.apply(Event(EventKind.UPDATE, newer))
+    while sender.bulk_active:
+        sender.on_ack(0.1, 2, Ack(0, sender.newest_seq), 1, out)
+    entries = [e.entry for f in frames(out) for e in f.messages]
+    assert conn(2) not in entries and newer in entries
+
+
+def test_filter_keeps_connections_back_from_events_and_dumps():
+    only_udp = Filter.build(protocols=["udp"])
+    udp = conn(5, Proto.UDP)
+    sender = make(peers=(2,), entries=[conn(1), udp], filter=only_udp)
+    out = []
+    sender.on_event(0.0, new(1), out)
+    assert out == [] and sender.counters.filtered == 1
+    sender.start_bulk(0.0, out)
+    assert [e.entry for f in frames(out) for e in f.messages] == [udp]
+
+
+def test_weak_level_sends_only_new_and_destroy():
+    sender = make(peers=(2,), level=Level.WEAK)
+    out = []
+    sender.on_event(0.0, Event(EventKind.NEW, conn(1)), out)
+    sender.on_event(0.0, Event(EventKind.UPDATE, conn(1)), out)
+    sender.on_event(0.0, Event(EventKind.DESTROY, conn(1)), out)
+    assert [e.kind for f in frames(out) for e in f.messages] == [EventKind.NEW, EventKind.DESTROY]
+
+
+def test_incremental_level_coalesces_until_the_flush():
+    sender = make(peers=(2,), level=Level.INCREMENTAL, period=1.0)
+    sender.last_sent = 0.0  # (no ALIVE due before the flush)
+    out = []
+    closing = conn(1)._replace(protoinfo=TcpInfo(TcpState.FIN_WAIT))
+    sender.on_event(0.0, Event(EventKind.NEW, conn(1)), out)
+    sender.on_event(0.2, Event(EventKind.UPDATE, closing), out)
+    sender.on_event(0.3, Event(EventKind.NEW, conn(2)), out)
+    assert out == []
+    assert sender.next_deadline(0.3) == pytest.approx(1.0)
+    sender.on_flush_timer(0.9, out)
+    assert out == []
+    sender.on_flush_timer(1.0, out)
+    sent = [e for f in frames(out) for e in f.messages]
+    assert sent == [Event(EventKind.UPDATE, closing), Event(EventKind.NEW, conn(2))]
+
+
+def test_mode_changes_follow_the_table():
+    sender = make()
+    with pytest.raises(InvalidTransition, match="'activate' is not allowed in mode STREAMING"):
+        sender.activate(0.0, Epoch(2, 1))
+    assert sender.mode.state is SenderMode.STREAMING and sender.epoch == EPOCH
