@@ -354,12 +354,26 @@ class Simulation:
         self._next_expire = self.now + self.expire_interval
 
     def settle(self, limit: float = 60.0, quiet: float | None = None) -> None:
-        """Run until nothing is in flight and no node waits for a dump (or ``limit``)."""
+        """Run until the cluster has been quiet for ``quiet`` seconds (or ``limit``).
+
+        Quiet: nothing in flight, no node waiting for a dump, no dump running and
+        nothing unacknowledged. The window spans a few ALIVE intervals, so a gap that
+        only an ALIVE reveals is found and repaired before this returns.
+        """
+        p = self.params
+        if quiet is None:
+            quiet = 2 * max(p.alive_interval, p.retransmit_timeout, p.ack_delay) + 0.1
         end = self.now + limit
+        calm_since: float | None = None
         while self.now < end:
-            self.run(0.25)
+            self.run(0.05)
             if not self.network.in_flight and all(self._settled(h) for h in self.hosts.values()):
-                return
+                if calm_since is None:
+                    calm_since = self.now
+                elif self.now - calm_since >= quiet:
+                    return
+            else:
+                calm_since = None
 
     @staticmethod
     def _settled(host: SimHost) -> bool:

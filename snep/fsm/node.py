@@ -403,7 +403,7 @@ class SyncNode:
                 self._request_resync(now, out)
         dead = self.params.dead_timeout
         for peer in self.peers:
-            if self.alive[peer] and now - self.last_heard.get(peer, now) >= dead:
+            if self.alive[peer] and self.last_heard.get(peer, now) + dead <= now:
                 self.on_peer_silent(now, peer, out)
         return out
 

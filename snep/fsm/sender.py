@@ -298,7 +298,7 @@ class SyncSender:
         for item in self.queue:
             if budget <= 0:
                 break
-            if now - item.sent_at < rto:
+            if item.sent_at + rto > now:  # (the deadline's own sum: no rounding surprise)
                 continue
             targets = [peer for peer, p in holding if seq_ge(item.seq, p.acked)]
             if not targets:
@@ -323,7 +323,7 @@ class SyncSender:
     @spec_action("SendAlive")
     def on_alive_timer(self, now: float, out: list[Output]) -> None:
         """Nothing sent for ``alive_interval``: say we are here (and our newest seq)."""
-        if now - self.last_sent < self.params.alive_interval:
+        if self.last_sent + self.params.alive_interval > now:
             return
         data = self.framer.control(MessageType.ALIVE, self.term, self.newest_seq, Alive())
         self.framer.send(out, self.peers, data)

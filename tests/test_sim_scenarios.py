@@ -1,0 +1,261 @@
+"""The five failure scenarios of DESIGN.md, and more, through the deterministic simulation.
+
+Each test checks the outcome: which connections each node's kernel and caches hold
+afterwards, that nothing acknowledged is lost, and that stale primaries are fenced.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from snep.entry import Entry, TcpInfo, TcpState
+from snep.fsm.effects import Epoch, RoleChanged
+from snep.fsm.params import SyncParams
+from snep.fsm.role import Role
+from snep.level import Level
+from snep.sim import Simulation, conn
+
+
+def plain(entries) -> dict:
+    """Entries by key without the timeout (it counts down by itself)."""
+    return {e.key: e._replace(timeout=0) for e in entries}
+
+
+def cluster(size=2, **kw) -> Simulation:
+    kw.setdefault("params", SyncParams(queue_size=64, dead_timeout=3.0, alive_interval=0.5))
+    sim = Simulation(size, **kw)
+    sim.start()
+    sim.run(0.05)
+    sim.promote(1)
+    sim.settle()
+    assert sim.roles() == {n: ("PRIMARY" if n == 1 else "BACKUP") for n in range(1, size + 1)}
+    return sim
+
+
+def traffic(sim: Simulation, node: int, start: int, count: int) -> list[Entry]:
+    return [sim.conn_new(node, conn(i)) for i in range(start, start + count)]
+
+
+def assert_in_sync(sim: Simulation, primary: int) -> None:
+    table = plain(sim.kernel(primary).dump())
+    assert table, "the primary has connections"
+    for n in sim.hosts:
+        if n != primary and sim.hosts[n].up:
+            assert plain(sim.node(n).external) == table, f"node {n} differs from primary {primary}"
+            assert sim.role(n) is Role.BACKUP
+
+
+def test_scenario_1_primary_fails_backup_takes_over():
+    sim = cluster()
+    traffic(sim, 1, 0, 40)
+    sim.run(0.2)  # acked
+    acked = sim.external_keys(2)
+    assert acked == sim.kernel_keys(1) and sim.node(1).sender.in_flight() == 0
+    sim.crash(1)
+    sim.run(0.5)
+    assert sim.kernel_keys(2) == set()  # the backup's kernel did not have them
+    sim.promote(2)
+    assert sim.kernel_keys(2) >= acked  # committed: nothing acknowledged is lost
+    assert sim.node(2).newest == Epoch(2, 2) and sim.hosts[2].persisted == Epoch(2, 2)
+    # it carries on as primary: new connections are its own
+    sim.conn_new(2, conn(500))
+    assert conn(500).key in {e.key for e in sim.node(2).internal}
+    sim.settle()
+    assert sim.primaries() == [2]
+
+
+def test_scenario_1_mid_stream_with_loss_loses_nothing_acknowledged():
+    sim = cluster(loss=0.2, seed=3)
+    for i in range(60):
+        sim.conn_new(1, conn(i))
+        sim.run(0.003)
+    # whatever the backup applied (and so may have acknowledged) must survive
+    acked = sim.external_keys(2)
+    assert acked
+    sim.crash(1)
+    sim.promote(2)
+    assert sim.kernel_keys(2) >= acked
+
+
+def test_scenario_2_backup_fails_and_resynchronizes():
+    sim = cluster()
+    entries = traffic(sim, 1, 0, 30)
+    sim.settle()
+    sim.crash(2)
+    for entry in entries[:10]:
+        sim.conn_destroy(1, entry)
+    traffic(sim, 1, 100, 20)
+    sim.run(5.0)
+    assert not sim.node(1).alive[2]
+    sim.restart(2)
+    assert sim.role(2) is Role.SYNCING and sim.external_keys(2) == set()
+    sim.settle()
+    assert sim.role(2) is Role.BACKUP
+    assert_in_sync(sim, 1)
+    assert len(sim.external_keys(2)) == 40
+
+
+def test_scenario_3_backup_dead_for_good_primary_memory_stays_bounded():
+    sim = cluster(params=SyncParams(queue_size=32, dead_timeout=2.0, alive_interval=0.5))
+    traffic(sim, 1, 0, 5)
+    sim.settle()
+    sim.crash(2)
+    sender = sim.node(1).sender
+    longest = 0
+    for i in range(5, 400):
+        sim.conn_new(1, conn(i))
+        longest = max(longest, len(sender.queue))
+        if i % 50 == 0:
+            sim.run(0.5)
+    assert longest <= 32
+    assert sim.role(1) is Role.PRIMARY
+    assert sim.node(1).counters.state_frames_sent >= 400
+    sim.run(3.0)
+    assert not sim.node(1).alive[2]
+    assert len(sender.queue) <= 32
+
+
+def test_scenario_4_former_primary_returns_as_backup():
+    sim = cluster()
+    old = traffic(sim, 1, 0, 20)
+    sim.settle()
+    sim.crash(1)
+    sim.promote(2)
+    for entry in old[:5]:
+        sim.conn_destroy(2, entry)  # gone on the new primary ...
+    traffic(sim, 2, 100, 10)
+    sim.settle()
+    assert sim.kernel_keys(1) >= {e.key for e in old}  # ... still in the old one's kernel
+    sim.restart(1)
+    sim.settle()
+    assert sim.roles() == {1: "BACKUP", 2: "PRIMARY"}
+    assert sim.node(1).newest == Epoch(2, 2)
+    # its stale kernel entries never reached the new primary
+    assert not sim.kernel_keys(2) & {e.key for e in old[:5]}
+    assert_in_sync(sim, 2)
+
+
+def test_scenario_4_stale_primary_across_a_partition_is_fenced():
+    sim = cluster()
+    traffic(sim, 1, 0, 10)
+    sim.settle()
+    sim.network.link_down(1, 2)
+    sim.run(4.0)  # no ALIVE: the HA manager promotes 2 as well (split brain)
+    sim.promote(2)
+    assert sorted(sim.primaries()) == [1, 2]
+    stale = traffic(sim, 1, 200, 5)  # the stale primary goes on
+    sim.conn_destroy(2, conn(0))
+    traffic(sim, 2, 300, 5)
+    sim.network.link_up(1, 2)
+    sim.settle()
+    assert sim.primaries() == [2]
+    assert sim.role(1) is Role.BACKUP
+    assert sim.node(1).counters.fenced == 1
+    assert any(o.trigger == "fenced" for o in sim.events_of(1, RoleChanged))
+    assert sim.node(2).counters.stale_epoch_drops > 0  # its frames were refused
+    assert not sim.kernel_keys(2) & {e.key for e in stale}  # never applied
+    assert not {e.key for e in sim.node(2).external} & {e.key for e in stale}
+    assert max(e.timeout for e in sim.kernel(1).dump()) <= sim.params.shorten_timeout
+    assert_in_sync(sim, 2)
+
+
+def test_scenario_5a_short_link_outage_is_repaired_by_retransmission():
+    sim = cluster(params=SyncParams(queue_size=64, dead_timeout=3.0, alive_interval=0.5))
+    traffic(sim, 1, 0, 10)
+    sim.settle()
+    sim.network.link_down(1, 2)
+    traffic(sim, 1, 10, 10)
+    sim.conn_destroy(1, conn(0))
+    sim.network.link_up(1, 2)
+    sim.conn_new(1, conn(99))  # arrives beyond the gap: detected at once
+    sim.settle()
+    counters = sim.node(1).counters
+    assert sim.node(2).counters.nacks_sent >= 1
+    assert counters.retransmissions >= 11 and counters.resync_fallbacks == 0
+    assert_in_sync(sim, 1)
+
+
+def test_scenario_5b_long_outage_beyond_the_queue_needs_a_full_resync():
+    sim = cluster(params=SyncParams(queue_size=16, dead_timeout=3.0, alive_interval=0.5))
+    entries = traffic(sim, 1, 0, 10)
+    sim.settle()
+    sim.network.link_down(1, 2)
+    traffic(sim, 1, 10, 40)
+    for entry in entries[:4]:
+        sim.conn_destroy(1, entry)
+    sim.run(5.0)
+    sim.network.link_up(1, 2)
+    sim.settle()
+    assert sim.node(1).counters.resync_fallbacks >= 1
+    assert sim.node(2).counters.bulk_completed >= 2
+    assert_in_sync(sim, 1)
+    assert not sim.external_keys(2) & {e.key for e in entries[:4]}  # swept
+
+
+def test_three_nodes_two_failures():
+    sim = cluster(3)
+    traffic(sim, 1, 0, 20)
+    sim.settle()
+    assert_in_sync(sim, 1)
+    sim.crash(1)
+    sim.promote(2)
+    sim.settle()
+    assert sim.roles() == {1: "DOWN", 2: "PRIMARY", 3: "BACKUP"}
+    assert sim.kernel_keys(2) >= {conn(i).key for i in range(20)}
+    traffic(sim, 2, 100, 10)
+    sim.conn_destroy(2, conn(1))
+    sim.settle()
+    assert_in_sync(sim, 2)
+    acked = sim.external_keys(3)
+    sim.crash(2)
+    sim.promote(3)
+    assert sim.kernel_keys(3) >= acked
+    traffic(sim, 3, 200, 5)
+    sim.restart(1)
+    sim.restart(2)
+    sim.settle()
+    assert sim.roles() == {1: "BACKUP", 2: "BACKUP", 3: "PRIMARY"}
+    assert sim.node(1).newest == sim.node(2).newest == Epoch(3, 3)
+    assert_in_sync(sim, 3)
+    assert conn(1).key not in sim.kernel_keys(3)
+
+
+@pytest.mark.parametrize("level", list(Level))
+def test_lossy_duplicating_reordering_network_converges(level):
+    params = SyncParams(queue_size=128, level=level, period=0.2, dead_timeout=3.0, alive_interval=0.5)
+    sim = cluster(3, params=params, seed=11, loss=0.15, duplication=0.1, jitter=0.02)
+    live: list[Entry] = []
+    rng = sim.rng
+    for i in range(150):
+        roll = rng.random()
+        if live and roll < 0.2:
+            sim.conn_destroy(1, live.pop(rng.randrange(len(live))))
+        elif live and roll < 0.5:
+            entry = live[rng.randrange(len(live))]
+            sim.conn_update(1, entry._replace(protoinfo=TcpInfo(TcpState.FIN_WAIT), mark=i))
+        else:
+            live.append(sim.conn_new(1, conn(i)))
+        sim.run(0.01)
+    sim.network.loss = sim.network.duplication = 0.0
+    sim.settle()
+    counters = [sim.node(n).counters for n in (2, 3)]
+    assert sum(c.duplicates for c in counters) > 0
+    assert sum(c.nacks_sent for c in counters) > 0
+    if level is Level.WEAK:
+        table = sim.kernel_keys(1)
+        assert sim.external_keys(2) == sim.external_keys(3) == table
+    else:
+        assert_in_sync(sim, 1)
+
+
+def test_partitioned_backup_does_not_block_the_others_and_catches_up_after_heal():
+    sim = cluster(3, params=SyncParams(queue_size=16, dead_timeout=2.0, alive_interval=0.5))
+    sim.network.link_down(1, 3)
+    traffic(sim, 1, 0, 30)
+    sim.run(5.0)
+    assert plain(sim.node(2).external) == plain(sim.kernel(1).dump())
+    assert not sim.node(1).alive[3] and sim.node(1).alive[2]
+    assert len(sim.node(1).sender.queue) <= 16
+    sim.network.link_up(1, 3)
+    sim.settle()
+    assert_in_sync(sim, 1)
