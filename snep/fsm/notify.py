@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from snep.entry import Entry, Event, EventKind, Proto, TcpInfo, TcpState
+from snep.errors import ConfigError
 from snep.level import Level
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -40,15 +41,23 @@ class Filter:
         ignore: Iterable[str] = (),
         tcp_states: Iterable[TcpState | str] | None = None,
     ) -> Filter:
-        """From readable values: ``Filter.build(["tcp", "udp"], ["10.0.0.0/8"], ["ESTABLISHED"])``."""
+        """From readable values: ``Filter.build(["tcp", "udp"], ["10.0.0.0/8"], ["ESTABLISHED"])``.
+
+        Bad values raise :class:`~snep.errors.ConfigError` naming the value.
+        """
         protos = None
         if protocols is not None:
-            protos = frozenset(Proto[p.upper()] if isinstance(p, str) else int(p) for p in protocols)
+            protos = frozenset(_protocol(p) for p in protocols)
         states = None
         if tcp_states is not None:
-            states = frozenset(TcpState[s.upper()] if isinstance(s, str) else TcpState(s) for s in tcp_states)
-        networks = tuple(ipaddress.ip_network(text, strict=False) for text in ignore)
-        return cls(protos, networks, states)
+            states = frozenset(_tcp_state(s) for s in tcp_states)
+        networks = []
+        for text in ignore:
+            try:
+                networks.append(ipaddress.ip_network(text, strict=False))
+            except ValueError:
+                raise ConfigError(f"filter: {text!r} is not an address or prefix") from None
+        return cls(protos, tuple(networks), states)
 
     @property
     def passes_everything(self) -> bool:
@@ -69,6 +78,26 @@ class Filter:
         ):
             return False
         return True
+
+
+def _protocol(value: int | str) -> int:
+    if isinstance(value, str):
+        try:
+            return int(Proto[value.upper()])
+        except KeyError:
+            known = ", ".join(p.name.lower() for p in Proto)
+            raise ConfigError(f"filter: unknown protocol {value!r} (known: {known})") from None
+    if not 0 <= int(value) <= 255:
+        raise ConfigError(f"filter: protocol number {value} is not 0..255")
+    return int(value)
+
+
+def _tcp_state(value: TcpState | str) -> TcpState:
+    try:
+        return TcpState[value.upper()] if isinstance(value, str) else TcpState(value)
+    except (KeyError, ValueError):
+        known = ", ".join(s.name for s in TcpState)
+        raise ConfigError(f"filter: unknown TCP state {value!r} (known: {known})") from None
 
 
 def _ignored(packed: bytes, networks: tuple[Network, ...]) -> bool:

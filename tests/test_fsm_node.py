@@ -1,0 +1,223 @@
+"""SyncNode: outputs in order, epochs and fencing, bad input counted, timers, commands."""
+
+from __future__ import annotations
+
+import pytest
+
+from snep.entry import Event, EventKind
+from snep.errors import InvalidTransition
+from snep.fsm.effects import (
+    DumpKernel,
+    Epoch,
+    KernelOps,
+    Log,
+    PersistEpoch,
+    RoleChanged,
+    SendDatagram,
+    ShortenTimeouts,
+)
+from snep.fsm.node import SyncNode
+from snep.fsm.params import SyncParams
+from snep.fsm.role import Role
+from snep.sim import conn
+from snep.wire.auth import Key, Keyring
+from snep.wire.codec import FLAG_BULK_END, FLAG_BULK_START, decode_frame, encode_frame
+from snep.wire.messages import Alive, Frame, Hello, MessageType
+
+KEY = Key(1, b"k" * 32)
+
+
+def node(node_id=2, peers=(1,), **params) -> SyncNode:
+    return SyncNode(node_id, list(peers), SyncParams(**params))
+
+
+def datagrams(out):
+    return [(o.peer, decode_frame(o.data)) for o in out if isinstance(o, SendDatagram)]
+
+
+def state_frame(seq, *entries, term=1, sender=1, flags=0) -> bytes:
+    messages = tuple(Event(EventKind.NEW, e) for e in entries)
+    return encode_frame(Frame(MessageType.STATE, sender, term, seq, messages, flags))
+
+
+def started(n: SyncNode, now=0.0):
+    out = n.start(now)
+    out += n.on_kernel_dump(now, [])
+    return out
+
+
+def test_start_dumps_the_kernel_says_hello_and_asks_for_a_resync():
+    n = node()
+    out = n.start(0.0)
+    assert isinstance(out[0], RoleChanged) and (out[0].old, out[0].new) == ("down", "syncing")
+    assert DumpKernel() in out
+    types = [f.type for _, f in datagrams(out)]
+    assert types == [MessageType.HELLO, MessageType.RESYNC_REQUEST]
+    assert n.need_sync and not n.ready
+
+
+def test_promotion_order_commit_epoch_dump_hello_then_bulk():
+    n = SyncNode(2, [1], SyncParams(), newest_epoch=Epoch(4, 1))
+    started(n)
+    n.external.apply(Event(EventKind.NEW, conn(1)))
+    out = n.promote(1.0)
+    kinds = [type(o).__name__ for o in out]
+    assert kinds[:5] == ["RoleChanged", "KernelOps", "Log", "PersistEpoch", "DumpKernel"]
+    assert out[1] == KernelOps((Event(EventKind.NEW, conn(1)),))
+    assert out[3] == PersistEpoch(Epoch(5, 2))
+    assert [f.type for _, f in datagrams(out)] == [MessageType.HELLO]
+    assert not n.sender.bulk_active  # the dump waits for the kernel dump
+    bulk = n.on_kernel_dump(1.0, [conn(1), conn(2)])  # the dump arrives: now the bulk
+    frames = [f for _, f in datagrams(bulk)]
+    assert frames[0].flags & FLAG_BULK_START and frames[-1].flags & FLAG_BULK_END
+    assert (frames[0].seq, frames[0].epoch, frames[0].node_id) == (0, 5, 2)
+
+
+def test_demotion_shortens_timeouts_and_requests_a_resync():
+    n = node()
+    started(n)
+    n.promote(0.0)
+    out = n.demote(1.0)
+    assert out[0] == RoleChanged("primary", "syncing", "demote")
+    assert ShortenTimeouts(60) in out
+    assert [f.type for _, f in datagrams(out)] == [MessageType.RESYNC_REQUEST]
+    assert not n.sender.active and n.own is None
+
+
+def test_stale_state_is_dropped_counted_and_never_applied():
+    n = SyncNode(3, [1, 2], SyncParams(), newest_epoch=Epoch(5, 2))
+    started(n)
+    out = n.on_datagram(1.0, state_frame(0, conn(1), term=4, sender=1), 1)
+    assert n.counters.stale_epoch_drops == 1 and len(n.external) == 0
+    assert datagrams(out) == []
+    stale_alive = encode_frame(Frame(MessageType.ALIVE, 1, 4, 9, (Alive(),)))
+    n.on_datagram(1.0, stale_alive, 1)
+    assert n.counters.stale_epoch_drops == 2
+
+
+def test_newer_epoch_is_adopted_and_persisted_and_a_new_stream_applied():
+    n = node()
+    started(n)
+    out = n.on_datagram(1.0, state_frame(0, conn(1), term=3, sender=1, flags=FLAG_BULK_START | FLAG_BULK_END), 1)
+    assert PersistEpoch(Epoch(3, 1)) in out
+    assert n.newest == Epoch(3, 1) and conn(1).key in n.external
+    assert RoleChanged("syncing", "backup", "synced") in out and n.ready and not n.need_sync
+
+
+def test_primary_hearing_a_newer_epoch_is_fenced():
+    n = node(node_id=1, peers=(2,))
+    started(n)
+    n.promote(0.0)
+    assert n.own == Epoch(1, 1)
+    hello = encode_frame(Frame(MessageType.HELLO, 2, 2, 0, (Hello(2, 2),)))
+    out = n.on_datagram(1.0, hello, 2)
+    assert n.state is Role.SYNCING and n.counters.fenced == 1
+    assert RoleChanged("primary", "syncing", "fenced") in out
+    assert ShortenTimeouts(60) in out
+    assert any(isinstance(o, Log) and "fenced" in o.message for o in out)
+    assert [f.type for _, f in datagrams(out)].count(MessageType.RESYNC_REQUEST) == 1
+
+
+def test_hello_term_alone_fences_a_primary_of_an_older_term():
+    n = node(node_id=1, peers=(2,))
+    started(n)
+    n.promote(0.0)
+    hello = encode_frame(Frame(MessageType.HELLO, 2, 0, 0, (Hello(2, 7),)))  # a backup's HELLO
+    n.on_datagram(1.0, hello, 2)
+    assert n.state is Role.SYNCING and n.newest.term == 7
+
+
+def test_state_to_a_primary_or_without_epoch_is_unexpected():
+    n = node()
+    started(n)
+    n.on_datagram(0.5, state_frame(0, conn(1), term=0), 1)
+    assert n.counters.unexpected == 1 and len(n.external) == 0
+
+
+def test_bad_input_is_counted_never_raised():
+    n = node()
+    started(n)
+    out = n.on_datagram(1.0, b"\x00garbage", 1)
+    assert n.counters.malformed == 1 and isinstance(out[0], Log)
+    n.on_datagram(1.0, state_frame(0, conn(1)), 99)
+    assert n.counters.unknown_peer == 1
+    assert len(n.external) == 0
+
+
+def test_authentication_failures_are_counted():
+    n = SyncNode(2, [1], SyncParams(), keyring=Keyring([KEY]))
+    started(n)
+    n.on_datagram(1.0, state_frame(0, conn(1)), 1)  # no MAC
+    wrong = encode_frame(Frame(MessageType.STATE, 1, 1, 0, (Event(EventKind.NEW, conn(1)),)), Key(1, b"x" * 32))
+    n.on_datagram(1.0, wrong, 1)
+    assert n.counters.auth_failures == 2 and len(n.external) == 0
+    good = encode_frame(Frame(MessageType.STATE, 1, 1, 0, (Event(EventKind.NEW, conn(1)),)), KEY)
+    n.on_datagram(1.0, good, 1)
+    assert conn(1).key in n.external
+    assert all(decode_frame(d.data, Keyring([KEY])) for d in n.on_timer(5.0) if isinstance(d, SendDatagram))
+
+
+def test_inject_external_writes_states_into_the_kernel_as_they_arrive():
+    n = node(inject_external=True)
+    started(n)
+    out = n.on_datagram(1.0, state_frame(0, conn(1)), 1)
+    assert KernelOps((Event(EventKind.NEW, conn(1)),)) in out
+
+
+def test_peer_silence_marks_it_dead_and_hearing_it_revives_it():
+    n = node(node_id=1, peers=(2,), dead_timeout=3.0, alive_interval=1.0)
+    started(n, now=0.0)
+    assert n.next_timer(0.0) <= 1.0
+    n.on_timer(2.9)
+    assert n.alive[2]
+    out = n.on_timer(3.0)
+    assert not n.alive[2] and n.counters.peer_deaths == 1
+    assert any(isinstance(o, Log) and "marked dead" in o.message for o in out)
+    n.on_datagram(4.0, encode_frame(Frame(MessageType.ALIVE, 2, 0, 0, (Alive(),))), 2)
+    assert n.alive[2] and n.counters.peer_revivals == 1
+
+
+def test_lost_resync_request_is_asked_again():
+    n = node(resync_retry=2.0)
+    out = started(n)
+    assert [f.type for _, f in datagrams(out)].count(MessageType.RESYNC_REQUEST) == 1
+    assert n.next_timer(0.0) <= 2.0
+    again = n.on_timer(2.0)
+    assert [f.type for _, f in datagrams(again)].count(MessageType.RESYNC_REQUEST) == 1
+
+
+def test_update_events_are_completed_before_they_are_kept_and_sent():
+    n = node(node_id=1, peers=(2,))
+    started(n)
+    n.promote(0.0)
+    n.on_kernel_dump(0.0, [])
+    full = conn(1)
+    n.on_kernel_event(0.1, Event(EventKind.NEW, full))
+    partial = full._replace(protoinfo=None, mark=9)
+    out = n.on_kernel_event(0.2, Event(EventKind.UPDATE, partial))
+    sent = [m for _, f in datagrams(out) for m in f.messages]
+    assert sent == [Event(EventKind.UPDATE, full._replace(mark=9))]
+    assert n.internal.get(full.key) == full._replace(mark=9)
+
+
+def test_operator_commands():
+    n = node(node_id=1, peers=(2,))
+    started(n)
+    n.external.apply(Event(EventKind.NEW, conn(1)))
+    assert KernelOps((Event(EventKind.NEW, conn(1)),)) in n.commit(0.0)
+    assert n.shorten_timeouts(0.0) == [ShortenTimeouts(60)]
+    assert n.resync_from_kernel(0.0) == [DumpKernel()]
+    assert [f.type for _, f in datagrams(n.request_resync(0.0))] == [MessageType.RESYNC_REQUEST]
+    with pytest.raises(InvalidTransition, match="only a PRIMARY"):
+        n.bulk_send(0.0)
+    n.flush(0.0)
+    assert len(n.external) == len(n.internal) == 0
+    status = n.status()
+    assert status["role"] == "syncing" and status["counters"]["resync_requests_sent"] == 2
+
+
+def test_a_down_node_ignores_everything():
+    n = node()
+    assert n.on_datagram(0.0, state_frame(0, conn(1)), 1) == []
+    assert n.on_timer(10.0) == [] and n.next_timer(10.0) is None
+    assert n.on_kernel_event(0.0, Event(EventKind.NEW, conn(1))) == []
