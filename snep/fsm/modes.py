@@ -30,6 +30,16 @@ class _Model:
     state: Any
 
 
+def graph_machine_class() -> Any:
+    """transitions' GraphMachine, drawn top-down (the tables' labels are long)."""
+    from transitions.extensions import GraphMachine
+
+    class TopDownGraphMachine(GraphMachine):  # type: ignore[misc]
+        machine_attributes = {**GraphMachine.machine_attributes, "rankdir": "TB", "nodesep": "0.6"}
+
+    return TopDownGraphMachine
+
+
 class ModeMachine:
     def __init__(self, name: str, modes: type[Enum], table: Sequence[ModeRow], initial: Enum, *, graph: bool = False) -> None:
         self.name = name
@@ -38,15 +48,13 @@ class ModeMachine:
         extra: dict[str, Any] = {}
         cls: Any = Machine
         if graph:
-            from transitions.extensions import GraphMachine
-
-            cls = GraphMachine
+            cls = graph_machine_class()
             extra = {"title": name, "graph_engine": "graphviz"}
         rows = []
         for row in self.table:
             spec: dict[str, Any] = {"trigger": row.trigger, "source": list(row.sources), "dest": row.dest}
             if graph:
-                spec["label"] = f"{row.trigger} / {row.note}" if row.note else row.trigger
+                spec["label"] = f"{row.trigger}\n{row.note}" if row.note else row.trigger
             rows.append(spec)
         self._machine = cls(
             model=self._model,

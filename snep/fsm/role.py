@@ -119,8 +119,8 @@ for _row in TABLE:
 
 
 def _label(row: Row) -> str:
-    names = ", ".join(type(action).__name__ for action in row.actions)
-    return f"{row.trigger} / {names}" if names else row.trigger
+    """The edge label: the trigger, then the actions in order, one a line."""
+    return "\n".join([row.trigger] + [f"{i}. {type(a).__name__}" for i, a in enumerate(row.actions, 1)])
 
 
 class _Model:
@@ -143,9 +143,9 @@ class RoleMachine:
         machine_class: Callable[..., Machine] = Machine
         extra: dict[str, Any] = {}
         if graph:
-            from transitions.extensions import GraphMachine
+            from snep.fsm.modes import graph_machine_class
 
-            machine_class = GraphMachine
+            machine_class = graph_machine_class()
             extra = {"title": "snep role machine", "show_conditions": True, "graph_engine": "graphviz"}
         self._machine = machine_class(
             model=self._model,
