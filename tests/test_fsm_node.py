@@ -221,3 +221,28 @@ def test_a_down_node_ignores_everything():
     assert n.on_datagram(0.0, state_frame(0, conn(1)), 1) == []
     assert n.on_timer(10.0) == [] and n.next_timer(10.0) is None
     assert n.on_kernel_event(0.0, Event(EventKind.NEW, conn(1))) == []
+
+
+def test_an_abandoned_dump_of_an_old_primary_does_not_stop_resync_requests():
+    n = SyncNode(3, [1, 2], SyncParams(resync_retry=1.0))
+    started(n)
+    n.on_datagram(0.1, state_frame(0, conn(1), term=1, sender=1, flags=FLAG_BULK_START), 1)
+    assert n._dump_arriving()
+    n.on_timer(1.5)  # a dump is arriving: no new request
+    promoted = encode_frame(Frame(MessageType.HELLO, 2, 2, 0, (Hello(2, 2),)))
+    n.on_datagram(1.6, promoted, 2)  # node 2 took over; node 1's dump will never end
+    assert n.newest == Epoch(2, 2) and not n._dump_arriving()
+    out = n.on_timer(3.0)
+    assert [(peer, f.type) for peer, f in datagrams(out) if f.type is MessageType.RESYNC_REQUEST] == [
+        (2, MessageType.RESYNC_REQUEST)
+    ]
+    assert conn(1).key in n.external  # nothing was cleared up front
+
+
+def test_acks_go_only_to_the_newest_primary():
+    n = SyncNode(3, [1, 2], SyncParams(ack_delay=0.05))
+    started(n)
+    n.on_datagram(0.1, state_frame(0, conn(1), term=1, sender=1), 1)
+    n.on_datagram(0.2, encode_frame(Frame(MessageType.HELLO, 2, 2, 0, (Hello(2, 2),))), 2)
+    out = n.on_timer(1.0)
+    assert not [f for _, f in datagrams(out) if f.type is MessageType.ACK]

@@ -105,7 +105,6 @@ class SyncNode:
         self.last_heard: dict[PeerId, float] = {}
         self.alive: dict[PeerId, bool] = {peer: True for peer in self.peers}
         self.peer_node: dict[PeerId, int] = {}
-        self._hello_sent: dict[PeerId, float] = {}
         self.need_sync = False  # must (re)synchronize: RESYNC_REQUEST until a dump completes
         self._resync_at = float("inf")  # when to ask again
         self._awaiting_dump = False
@@ -218,8 +217,6 @@ class SyncNode:
         peers = list(peers)
         self.framer.send(out, peers, data)
         self.counters.hellos_sent += len(peers)
-        for peer in peers:
-            self._hello_sent[peer] = now
 
     def _request_resync(self, now: float, out: list[Output]) -> None:
         """RESYNC_REQUEST to the primary we know (the newest epoch's owner), else to all."""
@@ -356,16 +353,17 @@ class SyncNode:
 
     @spec_action("RecvHello")
     def on_hello(self, now: float, peer: PeerId, frame: Frame, out: list[Output]) -> None:
-        """A peer introduced itself: learn its newest term; answer a newcomer or a stale one."""
+        """A peer introduced itself (start-up, promotion): learn the newest term it knows.
+
+        Its claim in the header (a primary's epoch) was observed already; the message's
+        epoch is the newest term the sender has seen, owner unknown: (term, 0). Either
+        fences us when we are a primary of an older epoch. HELLO is not answered.
+        """
         self.counters.hellos_received += 1
         for message in frame.messages:
             if isinstance(message, Hello) and message.epoch > self.newest.term:
                 term_only = Epoch(message.epoch, 0)
                 self._observe(now, term_only, out)
-        # Answer, unless we said hello to this peer a moment ago (then this HELLO is
-        # the answer to ours): no ping-pong, and a restarted peer learns who we are.
-        if now - self._hello_sent.get(peer, float("-inf")) >= self.params.alive_interval:
-            self._send_hello(now, (peer,), out)
 
     def _heard(self, now: float, peer: PeerId, out: list[Output]) -> None:
         self.last_heard[peer] = now
@@ -393,11 +391,13 @@ class SyncNode:
         sender.on_flush_timer(now, out)
         sender.on_bulk_step(now, out)
         sender.on_retransmit_timer(now, out)
+        receiving = self.role.state is not Role.PRIMARY
         for receiver in self.receivers.values():
-            receiver.on_ack_timer(now, out)
+            if receiving and receiver.stream == self.newest:
+                receiver.on_ack_timer(now, out)  # (to the primary of the newest epoch only)
         sender.on_alive_timer(now, out)
         if self.need_sync and now >= self._resync_at:
-            if any(r.marking for r in self.receivers.values()):
+            if self._dump_arriving():
                 self._resync_at = now + self.params.resync_retry  # a dump is arriving
             else:
                 self._request_resync(now, out)
@@ -407,6 +407,10 @@ class SyncNode:
                 self.on_peer_silent(now, peer, out)
         return out
 
+    def _dump_arriving(self) -> bool:
+        """A dump of the newest epoch's primary has started (BULK_START applied)."""
+        return any(r.marking and r.stream == self.newest for r in self.receivers.values())
+
     def next_timer(self, now: float) -> float | None:
         """When :meth:`on_timer` must run next (None: nothing pending; DOWN)."""
         if self.role.state is Role.DOWN:
@@ -414,10 +418,11 @@ class SyncNode:
         deadline = self.sender.next_deadline(now)
         if self.need_sync and self._resync_at < deadline:
             deadline = self._resync_at
-        for receiver in self.receivers.values():
-            due = receiver.ack_deadline()
-            if due is not None and due < deadline:
-                deadline = due
+        if self.role.state is not Role.PRIMARY:
+            for receiver in self.receivers.values():
+                due = receiver.ack_deadline()
+                if due is not None and due < deadline and receiver.stream == self.newest:
+                    deadline = due
         dead = self.params.dead_timeout
         for peer in self.peers:
             if self.alive[peer]:

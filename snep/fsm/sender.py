@@ -215,12 +215,11 @@ class SyncSender:
     def _trim(self) -> None:
         """Drop the frames every live peer acknowledged (all of them when none is live)."""
         queue = self.queue
-        if not any(p.alive for p in self.peers.values()):
+        live = [p.acked for p in self.peers.values() if p.alive]
+        if not live:
             queue.clear()  # nobody to serve: a dead backup costs nothing
             return
-        low = self._low()
-        if low is None:
-            return  # live peers all lag behind the queue: only the bound trims
+        low = max(live, key=lambda seq: seq_diff(self.next_seq, seq))  # the oldest
         while queue and seq_gt(low, queue[0].seq):
             queue.popleft()
 
@@ -353,6 +352,20 @@ class SyncSender:
     @property
     def bulk_active(self) -> bool:
         return self.mode.state in (SenderMode.BULK_START, SenderMode.BULK_RUN)
+
+    @property
+    def bulk_phase(self) -> str:
+        """The spec's ``bulk[n]``: "idle", "start" (BULK_START goes next) or "run"."""
+        return {SenderMode.BULK_START: "start", SenderMode.BULK_RUN: "run"}.get(self.mode.state, "idle")
+
+    @property
+    def bulk_todo(self) -> tuple[Key, ...]:
+        """The spec's ``todo[n]``: keys the running dump has yet to send."""
+        return tuple(self._bulk_keys)
+
+    @property
+    def _bulk_first(self) -> bool:  # (read by model_tests/abstraction.py; prefer bulk_phase)
+        return self.mode.state is SenderMode.BULK_START
 
     def bulk_room(self) -> int:
         """Frames the dump may send now: at most ``bulk_window`` unacked by a peer the
