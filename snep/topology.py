@@ -392,11 +392,62 @@ class Topology:
             self.exec(fw.ns, ["ip", "addr", "del", f"{vip}/24", "dev", iface], check=False)
         self.exec(fw.ns, ["conntrack", "-F"], check=False)
 
-    def netem(self, fw: Firewall, spec: str) -> None:
-        """Impair what ``fw`` sends on its sync links (tc netem, e.g. "loss 5%")."""
-        for iface in SYNC_IFACES[: self.sync_links]:
-            self.exec(fw.ns, ["tc", "qdisc", "replace", "dev", iface, "root", "netem",
-                              *spec.split()])
+    def netem_available(self) -> bool:
+        """Whether this kernel has the netem qdisc (some cloud kernels are built without)."""
+        probe = self.exec(self.sw, ["tc", "qdisc", "add", "dev", "lo", "root", "netem"],
+                          check=False)
+        if probe.returncode == 0:
+            self.exec(self.sw, ["tc", "qdisc", "del", "dev", "lo", "root"], check=False)
+        return probe.returncode == 0
+
+    def impair_sync(self, *, loss: int = 5, duplicate: int = 5, reorder: int = 25) -> str:
+        """Loss, duplication and reordering (percent) on every firewall's sync links.
+
+        With netem: ``tc qdisc ... netem`` on each firewall's sync interfaces. Without
+        (kernels built without sch_netem): on the switch, nftables drops and duplicates
+        (``numgen random``, ``dup to`` the bridge) and sends a share of the frames through
+        a slow HTB class, so that later frames overtake them. Returns what was used.
+        """
+        if self.netem_available():
+            spec = (f"loss {loss}% duplicate {duplicate}% delay 2ms "
+                    f"reorder {reorder}% 50%")
+            for fw in self.firewalls:
+                for iface in SYNC_IFACES[: self.sync_links]:
+                    self.exec(fw.ns, ["tc", "qdisc", "replace", "dev", iface, "root", "netem",
+                                      *spec.split()])
+            return f"tc netem {spec}"
+        chains = []
+        for fw in self.firewalls:
+            for k, iface in enumerate(SYNC_IFACES[: self.sync_links]):
+                port, bridge = f"{fw.name}{iface[0]}", ("bry", "brz")[k]
+                chains.append(f"""    chain {port} {{
+        type filter hook ingress device "{port}" priority 0; policy accept;
+        meta l4proto udp numgen random mod 100 < {loss} counter drop
+        meta l4proto udp numgen random mod 100 < {duplicate} counter dup to "{bridge}"
+        meta l4proto udp numgen random mod 100 < {reorder} counter meta priority set 1:20
+    }}""")
+                for cmd in (["qdisc", "replace", "dev", port, "root", "handle", "1:", "htb",
+                             "default", "10", "r2q", "1000"],
+                            ["class", "add", "dev", port, "parent", "1:", "classid", "1:10",
+                             "htb", "rate", "1gbit"],
+                            ["class", "add", "dev", port, "parent", "1:", "classid", "1:20",
+                             "htb", "rate", "2mbit", "ceil", "2mbit", "burst", "1600",
+                             "cburst", "1600"]):
+                    self.exec(self.sw, ["tc", *cmd])
+        self.exec(self.sw, ["nft", "-f", "-"],
+                  input="table netdev snep_impair {\n" + "\n".join(chains) + "\n}\n")
+        return (f"nftables+htb (no netem in this kernel): loss {loss}% duplicate {duplicate}% "
+                f"reorder {reorder}% through a 2 Mbit/s class")
+
+    def invalid_drops(self, fw: Firewall) -> int:
+        """Packets ``fw``'s ruleset dropped as ct state invalid (e.g. unknown mid-stream TCP)."""
+        out = self.exec(fw.ns, ["nft", "list", "chain", "inet", "snepfw", "forward"],
+                        check=False).stdout
+        for line in out.splitlines():
+            if "ct state invalid" in line and "packets" in line:
+                words = line.split()
+                return int(words[words.index("packets") + 1])
+        return 0
 
     # ---- conntrack ----
 

@@ -44,6 +44,7 @@ class Failover:
     gap_max_s: float | None
     entries_before: int  # established TCP entries of tracked connections on the victim
     entries_lost: int  # of those, missing on the new primary after the takeover
+    invalid_drops: int = 0  # packets the new primary dropped as invalid after the failure
 
     @property
     def ok(self) -> bool:
@@ -70,6 +71,7 @@ class Result:
     failovers: list[Failover] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
     duration_s: float = 0.0
+    impairment: str = ""  # what impaired the sync link (+netem runs)
     logs: str = ""
 
     def finish(self) -> None:
@@ -120,8 +122,9 @@ class Harness:
         for fw in topo.firewalls:
             impl.wait_started(topo, fw)
         if self.netem:
-            for fw in topo.firewalls:
-                topo.netem(fw, self.profile.netem)
+            p = self.profile
+            self.result.impairment = topo.impair_sync(loss=p.loss, duplicate=p.duplicate,
+                                                      reorder=p.reorder)
         since = time.time()
         topo.start_keepalived(topo.fw(1))
         topo.wait_master(topo.fw(1), timeout=10 + 5 * self.profile.advert_int)
@@ -185,6 +188,8 @@ class Harness:
         before = {k for k, state in topo.conntrack_tcp(victim, dport=traffic.TCP_PORT).items()
                   if state == "ESTABLISHED" and k[0] == CLIENT_IP and k[1] == SERVER_IP
                   and k[2] in sports}
+        drops_before = {fw.name: topo.invalid_drops(fw) for fw in topo.firewalls
+                         if fw not in self.down}
         t_fail = time.time()
         if how == "crash":
             topo.crash(victim)
@@ -211,6 +216,8 @@ class Harness:
         tcp_alive = [fid for fid in self.tracked if alive(fid)]
         gaps = [self._gap(flows[fid], t_fail) for fid in tcp_alive]
         after = topo.conntrack_tcp(new, dport=traffic.TCP_PORT)
+        (new.dir / f"conntrack-after-{t_fail:.0f}.txt").write_text(
+            topo.exec(new.ns, ["conntrack", "-L"], check=False).stdout)
         return Failover(
             label=label or f"{victim.name} {'crashed' if how == 'crash' else 'links cut'}",
             victim=victim.name, new_primary=new.name,
@@ -221,6 +228,7 @@ class Harness:
             gap_median_s=round(statistics.median(gaps), 2) if gaps else None,
             gap_max_s=round(max(gaps), 2) if gaps else None,
             entries_before=len(before), entries_lost=len(before - set(after)),
+            invalid_drops=topo.invalid_drops(new) - drops_before.get(new.name, 0),
         )
 
     def _wait_resumed(self, t_master: float, deadline: float) -> dict[str, Any]:

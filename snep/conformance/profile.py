@@ -23,7 +23,9 @@ class Profile:
     churn: float  # short TCP connections per second during the long phases
     extra_tcp: int  # connections opened while the sync link is cut (scenario 5)
     resend_queue: int = 16384  # snep's resend queue bound (small in ci: the bound is hit)
-    netem: str = "loss 5% duplicate 5% delay 2ms reorder 25% 50%"
+    loss: int = 5  # percent of sync frames lost, duplicated, reordered in +netem runs
+    duplicate: int = 5
+    reorder: int = 25
 
 
 CI = Profile(name="ci", tcp=50, udp=10, interval=0.1, advert_int=1.0, sync_wait=2.0,

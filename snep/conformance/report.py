@@ -44,8 +44,8 @@ def side_by_side(results: Sequence[Result]) -> str:
 
 def details(results: Sequence[Result]) -> str:
     """Every failover and check with all its numbers."""
-    lines = ["| scenario | impl | step | TCP alive | UDP alive | takeover | notify | gap median / max | entries lost |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| scenario | impl | step | TCP alive | UDP alive | takeover | notify | gap median / max | entries lost | invalid drops |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         for f in r.failovers:
             gap = (f"{f.gap_median_s:g} / {f.gap_max_s:g} s" if f.gap_max_s is not None else "-")
@@ -53,12 +53,12 @@ def details(results: Sequence[Result]) -> str:
             lines.append(f"| {r.scenario} | {r.impl} | {f.label} -> {f.new_primary} | "
                          f"{f.tcp_alive}/{f.tcp_total} | {f.udp_alive}/{f.udp_total} | "
                          f"{f.takeover_s:g} s | {notify} | {gap} | "
-                         f"{f.entries_lost}/{f.entries_before} |")
+                         f"{f.entries_lost}/{f.entries_before} | {f.invalid_drops} |")
         for c in r.checks:
             lines.append(f"| {r.scenario} | {r.impl} | {c.label}: {'ok' if c.ok else 'FAILED'} | "
-                         f"{c.detail} | | | | | |")
+                         f"{c.detail} | | | | | | |")
         if r.status in ("n/a", "error"):
-            lines.append(f"| {r.scenario} | {r.impl} | {r.status}: {r.reason} | | | | | | |")
+            lines.append(f"| {r.scenario} | {r.impl} | {r.status}: {r.reason} | | | | | | | |")
     return "\n".join(lines)
 
 
