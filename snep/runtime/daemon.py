@@ -343,4 +343,13 @@ class Daemon:
 def main(cfg: Config) -> int:
     setup(cfg.log_level)
     daemon = Daemon(cfg)
+    profile = os.environ.get("SNEP_PROFILE")  # a file: cProfile statistics for benchmarking
+    if profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        try:
+            return profiler.runcall(asyncio.run, daemon.run())
+        finally:
+            profiler.dump_stats(profile)
     return asyncio.run(daemon.run())
