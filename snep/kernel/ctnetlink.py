@@ -568,14 +568,14 @@ def decode_entry_generic(buf: memoryview, off: int, end: int) -> Entry:
 # optional attributes) with identical attribute headers; only payloads differ. The
 # first message of a kind is decoded by the generic walker, which also records its
 # layout: every attribute header (offset, length, type) and every payload field snep
-# needs. From that we build one big-endian struct for the whole message and a small
-# builder function. Later messages of the same length are read with one unpack_from;
-# the header words among the values must equal the recorded ones (so a different
-# layout can never be misread: it falls back to the walker), and the builder makes
-# the Entry from the payload values.
+# needs. From that we build a mask of the header bytes, a big-endian struct of the
+# payload fields and a small builder function. A later message of the same length is
+# checked with one masked integer comparison (its headers must be the recorded ones,
+# so a different layout can never be misread: it falls back to the walker), read with
+# one unpack_from and built into an Entry.
 
 _MAX_LAYOUTS = 256
-_LAYOUTS: dict[int, list[tuple[struct.Struct, object, tuple[int, ...], object]]] = {}
+_LAYOUTS: dict[int, list[tuple[struct.Struct, int, int, object]]] = {}
 _layout_count = 0
 _TCP_STATES = tuple(TcpState)
 _SCTP_STATES = tuple(SctpState)
@@ -693,10 +693,9 @@ def _learn(buf: memoryview, off: int, end: int, entry: Entry) -> None:
     layout = _compile(rec, end - off)
     if layout is None:
         return
-    s, hget, hexp, build = layout
-    v = s.unpack_from(buf, off)
-    if hget(v) != hexp or build(v) != entry:  # never install a layout that disagrees
-        return
+    s, mask, expected, build = layout
+    if int.from_bytes(buf[off:end], "little") & mask != expected or build(s.unpack_from(buf, off)) != entry:
+        return  # never install a layout that disagrees with the walker
     _LAYOUTS.setdefault(end - off, []).append(layout)
     _layout_count += 1
 
@@ -712,36 +711,38 @@ def _tcp_info(state: int, wso: int, wsr: int, fo: int, fr: int) -> TcpInfo:
 
 
 def _compile(rec: _Recorder, size: int):  # type: ignore[no-untyped-def]
-    import operator
+    """(data struct, header mask, expected headers, builder) for one recorded layout.
 
+    Validation is one big-integer operation: the message read as an integer, masked to
+    the bytes of its attribute headers, must equal the recorded headers. Only payload
+    fields are unpacked.
+    """
     pieces = sorted(rec.pieces, key=lambda p: p[0])
     fmt = ">"
     pos = 0
     index = 0
-    header_pos: list[int] = []
-    header_val: list[int] = []
+    mask = bytearray(size)
+    expected = bytearray(size)
     fields: dict[str, int] = {}
     for offset, piece, role in pieces:
-        if offset < pos:
+        width = struct.calcsize(">" + piece)
+        if offset < pos or offset + width > size:
             return None
+        if isinstance(role, tuple):
+            mask[offset : offset + 4] = b"\xff\xff\xff\xff"
+            expected[offset : offset + 4] = struct.pack(">HH", *role)
+            continue
         if offset > pos:
             fmt += f"{offset - pos}x"
         fmt += piece
-        pos = offset + struct.calcsize(">" + piece)
-        if isinstance(role, tuple):
-            header_pos.extend((index, index + 1))
-            header_val.extend(role)
-            index += 2
-        else:
-            if role in fields:
-                return None
-            fields[str(role)] = index
-            index += 1
-    if pos > size:
-        return None
+        pos = offset + width
+        if role in fields:
+            return None
+        fields[str(role)] = index
+        index += 1
     s = struct.Struct(fmt)
-    if not header_pos:
-        return None
+    mask_int = int.from_bytes(mask, "little")
+    expected_int = int.from_bytes(expected, "little")
 
     def f(name: str, default: str = "0") -> str:
         return f"v[{fields[name]}]" if name in fields else default
@@ -781,7 +782,7 @@ def _compile(rec: _Recorder, size: int):  # type: ignore[no-untyped-def]
     }
     # tuple.__new__ skips the NamedTuples' Python-level __new__ (a third of the cost)
     build = eval(source, names)  # noqa: S307 - source built above from indices only
-    return s, operator.itemgetter(*header_pos), tuple(header_val), build
+    return s, mask_int, expected_int, build
 
 
 def _field_fmt(pieces: list[tuple[int, str, object]], name: str) -> str:
@@ -804,13 +805,11 @@ def decode_entry(buf: memoryview, off: int, end: int) -> Entry:
     """
     layouts = _LAYOUTS.get(end - off)
     if layouts is not None:
-        for s, hget, hexp, build in layouts:
-            if end - off < s.size:
-                continue
-            v = s.unpack_from(buf, off)
-            if hget(v) == hexp:  # type: ignore[operator]
+        whole = int.from_bytes(buf[off:end], "little")
+        for s, mask, expected, build in layouts:
+            if whole & mask == expected:  # type: ignore[operator]
                 try:
-                    return build(v)  # type: ignore[operator]
+                    return build(s.unpack_from(buf, off))  # type: ignore[operator]
                 except (IndexError, ValueError):
                     break  # a state number we do not know: let the walker say so
     entry = decode_entry_generic(buf, off, end)

@@ -20,9 +20,11 @@ from __future__ import annotations
 import errno as errno_mod
 import gc
 import os
+import queue
 import socket
 import struct
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Iterator
 
 from snep import netns as netns_mod
 from snep.entry import Entry, Event, EventKind
@@ -38,10 +40,20 @@ from snep.kernel.base import (
     KernelStats,
 )
 from snep.level import Level
+from snep.kernel.recvmmsg import BatchReceiver
 
 _RECV_SIZE = 1 << 20  # one recv never returns more than one skb (<= 32 KiB for dumps)
-_BATCH_BYTES = 48 * 1024  # requests per send(): below the default socket send buffer
-_COMMAND_RCVBUF = 8 * 1024 * 1024  # room for one batch's error replies
+_BATCH_BYTES = 512 * 1024  # requests per send()
+_COMMAND_SNDBUF = 4 * 1024 * 1024  # netlink refuses a send larger than the send buffer
+_COMMAND_RCVBUF = 32 * 1024 * 1024  # room for one batch's error replies (~4,000 x ~700 B)
+_PIPELINE_MIN = 8192  # from this many requests on, encode and send in two threads
+
+_NLMSGHDR_UNPACK = ct.NLMSGHDR.unpack_from
+_MSG_CT_NEW, _MSG_CT_DELETE = ct.MSG_CT_NEW, ct.MSG_CT_DELETE
+_CREATE_FLAGS = ct.NLM_F_CREATE | ct.NLM_F_EXCL
+_SKIP = 16 + ct.NFGENMSG.size
+_NEW, _UPDATE, _DESTROY = EventKind.NEW, EventKind.UPDATE, EventKind.DESTROY
+_decode_entry = ct.decode_entry
 
 
 class NetlinkKernel(Kernel):
@@ -64,6 +76,7 @@ class NetlinkKernel(Kernel):
         self._buf = bytearray(_RECV_SIZE)
         self._view = memoryview(self._buf)
         self._events: socket.socket | None = None
+        self._batch_receiver: BatchReceiver | None = None
         self._overrun_pending = False
         self._cmd = netns_mod.call_in(netns, self._open_command)
         self.portid: int = self._cmd.getsockname()[0]
@@ -80,6 +93,10 @@ class NetlinkKernel(Kernel):
     def _open_command(self) -> socket.socket:
         sock = self._netlink_socket()
         _set_rcvbuf(sock, _COMMAND_RCVBUF)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, ct.SO_SNDBUFFORCE, _COMMAND_SNDBUF)
+        except OSError:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _COMMAND_SNDBUF)
         sock.setsockopt(ct.SOL_NETLINK, ct.NETLINK_CAP_ACK, 1)  # errors without the request echoed
         sock.bind((0, 0))
         return sock
@@ -94,6 +111,7 @@ class NetlinkKernel(Kernel):
         self.counters.buffer_size = _set_rcvbuf(sock, self._buffer_size)
         sock.bind((0, groups))
         sock.setblocking(False)
+        self._batch_receiver = BatchReceiver.open(sock.fileno())
         return sock
 
     def subscribe(self, level: Level) -> None:
@@ -174,6 +192,7 @@ class NetlinkKernel(Kernel):
         skip = 16 + ct.NFGENMSG.size
         msg_new, done, error = ct.MSG_CT_NEW, ct.NLMSG_DONE, ct.NLMSG_ERROR
         layouts_get = ct._LAYOUTS.get
+        from_bytes = int.from_bytes
         # 100,000 entries are 300,000 new tuples: generational GC passes over them would
         # cost more than the decoding; nothing here makes reference cycles.
         gc_was_enabled = gc.isenabled()
@@ -191,16 +210,14 @@ class NetlinkKernel(Kernel):
                             # the first layout of this length, inlined (decode_entry's fast path)
                             layouts = layouts_get(mlen - skip)
                             if layouts is not None:
-                                s, hget, hexp, build = layouts[0]
-                                if mlen - skip >= s.size:
-                                    v = s.unpack_from(view, off + skip)
-                                    if hget(v) == hexp:
-                                        try:
-                                            append(build(v))
-                                            off += (mlen + 3) & ~3
-                                            continue
-                                        except (IndexError, ValueError):
-                                            pass
+                                s, mask, expected, build = layouts[0]
+                                if from_bytes(view[off + skip : off + mlen], "little") & mask == expected:
+                                    try:
+                                        append(build(s.unpack_from(view, off + skip)))
+                                        off += (mlen + 3) & ~3
+                                        continue
+                                    except (IndexError, ValueError):
+                                        pass
                             try:
                                 append(decode(view, off + skip, off + mlen))
                             except DecodeError:
@@ -264,68 +281,92 @@ class NetlinkKernel(Kernel):
         self._next += n
         return first
 
-    def _batch(self, msgs: list[bytes], first_seq: int) -> dict[int, int]:
-        """Send requests (seq = first_seq + index) in batches; {index: errno} of failures.
+    def _chunks(self, msgs: Iterable[bytes], first_seq: int) -> Iterator[tuple[bytes, int]]:
+        """Join requests into sends of about _BATCH_BYTES; the last of each asks for an ACK."""
+        pending: list[bytes] = []
+        size = 0
+        seq = first_seq - 1
+        for msg in msgs:
+            pending.append(msg)
+            size += len(msg)
+            seq += 1
+            if size >= _BATCH_BYTES:
+                yield _with_ack(pending), seq
+                pending = []
+                size = 0
+        if pending:
+            yield _with_ack(pending), seq
 
-        The kernel handles a batch synchronously inside send(); only failures answer
-        (no NLM_F_ACK), except the last request of each batch, which asks for an ACK so
-        that we know every answer of the batch has arrived.
+    def _submit(self, data: bytes, last_seq: int, first_seq: int, total: int, failed: dict[int, int]) -> None:
+        """One send; the kernel handles it synchronously, failures answer, the last ACKs."""
+        self._send(data)
+        view = self._view
+        while True:
+            n = self._recv()
+            for msg in ct.iter_messages(view, n):
+                if msg.type != ct.NLMSG_ERROR:
+                    continue
+                err, seq = ct.decode_error(view, msg)
+                if err and first_seq <= seq < first_seq + total:
+                    failed[seq - first_seq] = err
+                if seq == last_seq:
+                    return
+
+    def _batch(self, msgs: Iterable[bytes], first_seq: int, total: int) -> dict[int, int]:
+        """Send requests (seq = first_seq + index); {index: errno} of the failed ones.
+
+        Large batches are pipelined: this thread encodes (``msgs`` may be a lazy
+        generator) while a helper thread sits in send(), where the kernel does its
+        share of the work without holding the GIL.
         """
         failed: dict[int, int] = {}
-        start = 0
-        total = len(msgs)
-        view = self._view
-        while start < total:
-            size = 0
-            end = start
-            while end < total and (size == 0 or size + len(msgs[end]) <= _BATCH_BYTES):
-                size += len(msgs[end])
-                end += 1
-            last = bytearray(msgs[end - 1])
-            struct.pack_into("=H", last, 6, struct.unpack_from("=H", last, 6)[0] | ct.NLM_F_ACK)
-            self._send(b"".join(msgs[start : end - 1]) + last)
-            last_seq = first_seq + end - 1
-            done = False
-            while not done:
-                n = self._recv()
-                for msg in ct.iter_messages(view, n):
-                    if msg.type != ct.NLMSG_ERROR:
-                        continue
-                    err, seq = ct.decode_error(view, msg)
-                    if err and first_seq <= seq < first_seq + total:
-                        failed[seq - first_seq] = err
-                    if seq == last_seq:
-                        done = True
-            start = end
+        if total < _PIPELINE_MIN:
+            for data, last_seq in self._chunks(msgs, first_seq):
+                self._submit(data, last_seq, first_seq, total, failed)
+            return failed
+        work: queue.Queue[tuple[bytes, int] | None] = queue.Queue(maxsize=4)
+        errors: list[BaseException] = []
+
+        def sender() -> None:
+            while True:
+                item = work.get()
+                if item is None:
+                    return
+                if errors:
+                    continue  # drain after a failure
+                try:
+                    self._submit(item[0], item[1], first_seq, total, failed)
+                except BaseException as exc:  # re-raised by the caller
+                    errors.append(exc)
+
+        thread = threading.Thread(target=sender, name="snep-ctnetlink-send")
+        thread.start()
+        try:
+            for chunk in self._chunks(msgs, first_seq):
+                if errors:
+                    break
+                work.put(chunk)
+        finally:
+            work.put(None)
+            thread.join()
+        if errors:
+            raise errors[0]
         return failed
 
     def apply(self, events: Iterable[Event]) -> ApplyResult:
         evs = events if isinstance(events, list) else list(events)
         result = ApplyResult()
         first = self._reserve(len(evs))
-        msgs: list[bytes] = []
-        append = msgs.append
-        enc_create, enc_update, enc_delete = ct.encode_create, ct.encode_update, ct.encode_delete
-        new, destroy = EventKind.NEW, EventKind.DESTROY
         counts = {EventKind.NEW: 0, EventKind.UPDATE: 0, EventKind.DESTROY: 0}
+        for kind, _ in evs:
+            counts[kind] += 1
         gc_was_enabled = gc.isenabled()
         gc.disable()  # 100,000 requests: no cycles, no reason for GC passes
         try:
-            seq = first
-            for kind, entry in evs:
-                if kind is new:
-                    append(enc_create(entry, seq))
-                elif kind is destroy:
-                    append(enc_delete(entry, seq))
-                else:
-                    append(enc_update(entry, seq))
-                seq += 1
+            failed = self._batch(_encode_all(evs, first), first, len(evs))
         finally:
             if gc_was_enabled:
                 gc.enable()
-        for kind, _ in evs:
-            counts[kind] += 1
-        failed = self._batch(msgs, first)
         result.created = counts[EventKind.NEW]
         result.updated = counts[EventKind.UPDATE]
         result.deleted = counts[EventKind.DESTROY]
@@ -363,7 +404,7 @@ class NetlinkKernel(Kernel):
                     msgs.append(ct.encode_create(event.entry, first + i))
                 else:
                     msgs.append(ct.encode_update(event.entry, first + i, with_status=op == "update"))
-            failed = self._batch(msgs, first)
+            failed = self._batch(msgs, first, len(msgs))
             for i, (op, event, _) in enumerate(retry):
                 err = failed.get(i)
                 if err is None:
@@ -385,7 +426,9 @@ class NetlinkKernel(Kernel):
     def shorten_timeouts(self, seconds: int) -> int:
         longer = [entry for entry in self.dump() if entry.timeout > seconds]
         first = self._reserve(len(longer))
-        failed = self._batch([ct.encode_timeout(e, seconds, first + i) for i, e in enumerate(longer)], first)
+        failed = self._batch(
+            [ct.encode_timeout(e, seconds, first + i) for i, e in enumerate(longer)], first, len(longer)
+        )
         # an entry that died in between is fine; anything else is an error
         self.counters.errors += sum(1 for err in failed.values() if err != errno_mod.ENOENT)
         return len(longer) - len(failed)
@@ -400,21 +443,20 @@ class NetlinkKernel(Kernel):
             self._overrun_pending = False
             raise EventOverrun()
         out: list[Event] = []
-        append = out.append
-        view = self._view
-        recv_into = sock.recv_into
-        buf = self._buf
-        decode = ct.decode_entry
-        unpack = ct.NLMSGHDR.unpack_from
-        portid = self.portid
-        new, upd, destroy = EventKind.NEW, EventKind.UPDATE, EventKind.DESTROY
-        msg_new, msg_del = ct.MSG_CT_NEW, ct.MSG_CT_DELETE
-        create_flags = ct.NLM_F_CREATE | ct.NLM_F_EXCL
-        skip = 16 + ct.NFGENMSG.size
-        counters = self.counters
+        batch = self._batch_receiver
         while len(out) < max_events:
             try:
-                n = recv_into(buf)
+                if batch is not None:
+                    count = batch.receive()
+                    if count == 0:
+                        break
+                    for start, n, truncated in batch.datagrams(count):
+                        if truncated:  # an event larger than a slot: treat as lost
+                            raise OSError(errno_mod.ENOBUFS, "truncated event")
+                        self._parse_events(batch.view, start, start + n, out)
+                else:
+                    n = sock.recv_into(self._buf)
+                    self._parse_events(self._view, 0, n, out)
             except BlockingIOError:
                 break
             except OSError as exc:
@@ -425,28 +467,33 @@ class NetlinkKernel(Kernel):
                         return out
                     raise EventOverrun() from None
                 raise KernelError(f"event receive: {exc.strerror}", exc.errno or 0) from exc
-            off = 0
-            while off + 16 <= n:
-                mlen, mtype, mflags, _seq, mpid = unpack(view, off)
-                if mlen < 16 or off + mlen > n:
-                    counters.decode_errors += 1
-                    break
-                if mpid == portid and portid:
-                    counters.own_filtered += 1
-                elif mtype == msg_new or mtype == msg_del:
-                    try:
-                        entry = decode(view, off + skip, off + mlen)
-                    except DecodeError:
-                        counters.decode_errors += 1
-                    else:
-                        if mtype == msg_del:
-                            append(Event(destroy, entry))
-                        elif mflags & create_flags:
-                            append(Event(new, entry))
-                        else:
-                            append(Event(upd, entry))
-                off += (mlen + 3) & ~3
         return out
+
+    def _parse_events(self, view: memoryview, off: int, end: int, out: list[Event]) -> None:
+        """Decode the conntrack events of one datagram [off, end) into ``out``."""
+        unpack = _NLMSGHDR_UNPACK
+        portid = self.portid
+        counters = self.counters
+        while off + 16 <= end:
+            mlen, mtype, mflags, _seq, mpid = unpack(view, off)
+            if mlen < 16 or off + mlen > end:
+                counters.decode_errors += 1
+                return
+            if mpid == portid:
+                counters.own_filtered += 1
+            elif mtype == _MSG_CT_NEW or mtype == _MSG_CT_DELETE:
+                try:
+                    entry = _decode_entry(view, off + _SKIP, off + mlen)
+                except DecodeError:
+                    counters.decode_errors += 1
+                else:
+                    if mtype == _MSG_CT_DELETE:
+                        out.append(Event(_DESTROY, entry))
+                    elif mflags & _CREATE_FLAGS:
+                        out.append(Event(_NEW, entry))
+                    else:
+                        out.append(Event(_UPDATE, entry))
+            off += (mlen + 3) & ~3
 
     def _on_overrun(self) -> None:
         """Count the loss and grow the buffer (conntrackd: double up to MaxGrowth)."""
@@ -467,6 +514,29 @@ class NetlinkKernel(Kernel):
             except OSError as exc:
                 if exc.errno != errno_mod.ENOBUFS:
                     raise KernelError(f"event receive: {exc.strerror}", exc.errno or 0) from exc
+
+
+def _encode_all(events: list[Event], first_seq: int) -> Iterator[bytes]:
+    """The request for each event, lazily (so that sending can start at once)."""
+    enc_create, enc_update, enc_delete = ct.encode_create, ct.encode_update, ct.encode_delete
+    new, destroy = EventKind.NEW, EventKind.DESTROY
+    seq = first_seq
+    for kind, entry in events:
+        if kind is new:
+            yield enc_create(entry, seq)
+        elif kind is destroy:
+            yield enc_delete(entry, seq)
+        else:
+            yield enc_update(entry, seq)
+        seq += 1
+
+
+def _with_ack(msgs: list[bytes]) -> bytes:
+    """Join requests, setting NLM_F_ACK on the last one."""
+    last = bytearray(msgs[-1])
+    struct.pack_into("=H", last, 6, struct.unpack_from("=H", last, 6)[0] | ct.NLM_F_ACK)
+    msgs[-1] = bytes(last)
+    return b"".join(msgs)
 
 
 def _set_rcvbuf(sock: socket.socket, size: int) -> int:
