@@ -31,7 +31,7 @@ from pathlib import Path
 from snep import netns
 from snep.conformance.impls import ConntrackdImpl
 from snep.demo import NodeOptions, SnepCluster
-from snep.runtime.control import ControlError, request
+from snep.runtime.client import ControlError, request
 from snep.topology import CLIENT_VIP, SERVER_VIP, Firewall, Topology
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")

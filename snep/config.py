@@ -25,9 +25,9 @@ from snep.entry import Proto, TcpState
 from snep.errors import ConfigError
 from snep.fsm.notify import Filter
 from snep.level import Level
+from snep.runtime.client import DEFAULT_SOCKET as DEFAULT_CONTROL_SOCKET
 
 DEFAULT_PORT = 3780
-DEFAULT_CONTROL_SOCKET = "/run/snep/snep.sock"
 DEFAULT_STATE_FILE = "/var/lib/snep/state"
 LOG_LEVELS = ("debug", "info", "notice", "warning", "error")
 

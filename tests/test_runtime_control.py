@@ -12,7 +12,8 @@ import threading
 
 import pytest
 
-from snep.runtime.control import ControlError, ControlServer, request
+from snep.runtime.client import ControlError, request
+from snep.runtime.control import ControlServer
 from snep.errors import SnepError
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from snep import netns
-from snep.runtime.control import ControlError, request
+from snep.runtime.client import ControlError, request
 
 pytestmark = pytest.mark.root
 

@@ -11,8 +11,8 @@ import json
 import sys
 from typing import Any
 
-from snep.config import DEFAULT_CONTROL_SOCKET
-from snep.runtime.control import ControlError, request
+from snep.runtime.client import DEFAULT_SOCKET as DEFAULT_CONTROL_SOCKET
+from snep.runtime.client import ControlError, request
 
 COMMANDS = {
     "status": "role, epoch, peers and their liveness, counters",

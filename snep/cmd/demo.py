@@ -12,6 +12,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--udp", type=int, default=4, help="UDP flows (default 4)")
     parser.add_argument("--watch", type=float, default=8.0, help="seconds watched after the failure (default 8)")
     parser.add_argument("--no-compare", action="store_true", help="skip the run without snep")
+    parser.add_argument(
+        "--inject-on-arrival", action="store_true", help="fw2 writes synced states into its kernel at once (no commit)"
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -19,6 +22,6 @@ def main(args: argparse.Namespace) -> int:
     if reason:
         print(f"snep demo: cannot build network namespaces here: {reason}")
         return 1
-    results = demo.run_demo(tcp=args.tcp, udp=args.udp, watch=args.watch, compare=not args.no_compare)
+    results = demo.run_demo(tcp=args.tcp, udp=args.udp, watch=args.watch, compare=not args.no_compare, inject=args.inject_on_arrival)
     with_snep = results[0]
     return 0 if with_snep.flows.tcp_after == with_snep.flows.tcp_total else 1

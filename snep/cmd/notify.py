@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from snep.config import DEFAULT_CONTROL_SOCKET
-from snep.runtime.control import ControlError, request
+from snep.runtime.client import DEFAULT_SOCKET as DEFAULT_CONTROL_SOCKET
+from snep.runtime.client import ControlError, request
 
 ROLES = ("primary", "backup", "fault")
 

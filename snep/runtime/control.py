@@ -19,15 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from snep.errors import SnepError
+from snep.runtime.client import ControlError
 
 Handler = Callable[[str, dict[str, Any]], Awaitable[Any]]
 
 #: Longest request line accepted (a request is a command name and a few arguments).
 MAX_REQUEST = 64 * 1024
-
-
-class ControlError(SnepError):
-    """A control request that failed: unknown command, bad arguments, node refused."""
 
 
 class ControlServer:
@@ -129,32 +126,3 @@ def _remove_stale_socket(path: Path) -> None:
     finally:
         probe.close()
     raise SnepError(f"control socket {path} is in use: is another snep node running?")
-
-
-def request(path: str | os.PathLike[str], command: str, args: dict[str, Any] | None = None, timeout: float = 30.0) -> Any:
-    """Blocking client: send one request, return the result or raise ControlError."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
-    try:
-        try:
-            sock.connect(str(path))
-        except FileNotFoundError:
-            raise ControlError(f"no control socket at {path}: is the node running?") from None
-        except OSError as error:
-            raise ControlError(f"cannot connect to {path}: {error.strerror}") from None
-        sock.sendall(json.dumps({"command": command, "args": args or {}}).encode() + b"\n")
-        data = b""
-        while not data.endswith(b"\n"):
-            try:
-                chunk = sock.recv(1 << 20)
-            except socket.timeout:
-                raise ControlError(f"no answer from {path} within {timeout:g} s") from None
-            if not chunk:
-                raise ControlError(f"{path}: the node closed the connection without answering")
-            data += chunk
-    finally:
-        sock.close()
-    answer = json.loads(data)
-    if not answer.get("ok"):
-        raise ControlError(answer.get("error", "request failed"))
-    return answer.get("result")

@@ -308,7 +308,7 @@ class Daemon:
         notice("HA manager says %s: role %s -> %s (%.1f ms)", role, before, after, seconds * 1000)
         result: dict[str, Any] = {"role": after, "was": before, "seconds": round(seconds, 6)}
         if role == "primary":
-            self.last_commit = {"entries": self.applied - applied, "seconds": round(seconds, 6)}
+            self.last_commit = {"entries": self.applied - applied, "seconds": round(seconds, 6), "finished_at": time.time()}
             result["committed"] = self.last_commit["entries"]
         return result
 
