@@ -19,7 +19,8 @@ import json
 import os
 import secrets
 import signal
-import socket
+import subprocess
+import sys
 import time
 
 import pytest
@@ -146,7 +147,7 @@ def test_restart_wrong_key_malformed_and_shutdown(world):
         "for h in sys.argv[4:]: s.sendto(bytes.fromhex(h), (sys.argv[2], int(sys.argv[3])))\n"
     )
     cluster.stop(fw1)  # free fw1's sync port: the garbage comes from a configured peer
-    topo.exec(fw1.ns, ["python3", "-c", script, fw1.sync_ips[0], fw2.sync_ips[0], str(SYNC_PORT), *(g.hex() for g in garbage)])
+    topo.exec(fw1.ns, [sys.executable, "-c", script, fw1.sync_ips[0], fw2.sync_ips[0], str(SYNC_PORT), *(g.hex() for g in garbage)])
     assert cluster.wait_for(lambda: cluster.ctl(fw2, "stats")["malformed"] + cluster.ctl(fw2, "stats")["auth_failures"]
                             >= stats["malformed"] + stats["auth_failures"] + len(garbage) - 1, 5)
     status = cluster.ctl(fw2, "status")
@@ -165,7 +166,7 @@ def test_restart_wrong_key_malformed_and_shutdown(world):
     assert "shutting down" in cluster.log(fw2)
 
 
-def test_start_without_key_warns_and_bad_config_fails(tmp_path):
+def test_start_without_key_warns_and_bad_configs_fail(tmp_path):
     with Topology(firewalls=2, prefix=f"snepr-{os.getpid()}-k") as topo:
         cluster = SnepCluster(topo, NodeOptions(key=False))
         fw = topo.fw(1)
@@ -176,11 +177,18 @@ def test_start_without_key_warns_and_bad_config_fails(tmp_path):
         second = topo.exec(fw.ns, snep_argv("run", "--config", str(cluster.config_path(fw))), check=False)
         assert second.returncode == 1 and "is in use" in second.stderr
         cluster.stop(fw)
+    # a state file that cannot be written: refused at start, not at the first promotion
+    unwritable = tmp_path / "unwritable.toml"
+    unwritable.write_text(
+        f'[node]\nid = 1\nstate_file = "/proc/snep/state"\n[sync]\nlisten = "127.0.0.1:3799"\n'
+        f'peers = ["127.0.0.2:3799"]\n[control]\nsocket = "{tmp_path}/ctl.sock"\n'
+    )
+    result = subprocess.run([sys.executable, "-m", "snep.cli", "run", "--config", str(unwritable)],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1 and "cannot write the state file /proc/snep/state" in result.stderr
+
     bad = tmp_path / "bad.toml"
     bad.write_text('[node]\nid = 1\n[sync]\nlisten = "10.0.0.1"\npeers = ["nope"]\n')
-    import subprocess
-    import sys
-
     result = subprocess.run([sys.executable, "-m", "snep.cli", "run", "--config", str(bad)], capture_output=True, text=True)
     assert result.returncode == 1
     assert f"{bad}: sync.peers[0]: bad address 'nope'" in result.stderr

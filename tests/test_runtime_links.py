@@ -140,6 +140,7 @@ def test_multicast_main_link_ipv6_second_link_failover_and_metrics(pair):
     text = netns.run_in(b, [sys.executable, "-c",
                             "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:9472/metrics').read().decode())"])
     assert "snep_state_messages_applied " in text
+    assert "snep_ready 1" in text and "snep_external_entries 2\n" in text  # the sync traffic is not synced
     assert "snep_transport_link_failovers 1" in text or "snep_transport_link_failovers 2" in text
     missing = netns.run_in(b, [sys.executable, "-c",
                                "import urllib.request, urllib.error\n"

@@ -10,6 +10,7 @@ configured address of their main link, whatever link a datagram came in on.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 from typing import TYPE_CHECKING, Any
 
 from snep.config import Config, Endpoint
@@ -80,6 +81,16 @@ def open_kernel(cfg: Config) -> Any:
     return kernel
 
 
+def sync_filter(cfg: Config) -> Filter:
+    """The configured filter, plus the sync links' own addresses: the sync traffic is
+    conntracked like any other, and must not be synchronized itself."""
+    links = [cfg.sync.link] + ([cfg.sync.second_link] if cfg.sync.second_link else [])
+    hosts = {ep.host for link in links for ep in (link.listen, *link.peers)}
+    own = tuple(ipaddress.ip_network(host) for host in sorted(hosts))
+    extra = tuple(net for net in own if net not in cfg.filter.ignore)
+    return dataclasses.replace(cfg.filter, ignore=cfg.filter.ignore + extra)
+
+
 def params(cfg: Config) -> SyncParams:
     s = cfg.sync
     return SyncParams(
@@ -92,7 +103,7 @@ def params(cfg: Config) -> SyncParams:
         shorten_timeout=cfg.kernel.shorten_timeout,
         level=s.level,
         period=s.incremental_period,
-        filter=cfg.filter,
+        filter=sync_filter(cfg),
         inject_external=cfg.kernel.inject_on_arrival,
     )
 

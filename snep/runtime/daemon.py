@@ -79,6 +79,10 @@ class Daemon:
         if self.keyring is None:
             log.warning("no sync.key_file configured: frames are unauthenticated; anyone on the sync link can inject state")
         try:
+            write_epoch(cfg.state_file, self._epoch_saved)  # fail now, not at the first promotion
+        except OSError as error:
+            raise SnepError(f"cannot write the state file {cfg.state_file}: {error.strerror}") from None
+        try:
             self.kernel = adapter.open_kernel(cfg)
         except (KernelError, OSError) as error:
             raise SnepError(f"cannot open the kernel's conntrack table: {error}") from None
@@ -171,7 +175,7 @@ class Daemon:
         fresh = configuration.load(self.cfg.source)
         keyring = adapter.load_keyring(fresh)
         adapter.set_keyring(self.node, keyring)
-        adapter.set_filter(self.node, fresh.filter)
+        adapter.set_filter(self.node, adapter.sync_filter(fresh))
         if keyring is None and self.keyring is not None:
             log.warning("reload: key removed: frames are unauthenticated")
         self.keyring = keyring
@@ -332,6 +336,10 @@ class Daemon:
     def stats(self) -> dict[str, Any]:
         out: dict[str, Any] = dict(adapter.node_stats(self.node))
         out.update(self.counters)
+        out["ready"] = adapter.ready(self.node)
+        out["epoch_term"] = adapter.newest_epoch(self.node)[0]
+        out["internal_entries"] = adapter.cache_size(self.node, "internal")
+        out["external_entries"] = adapter.cache_size(self.node, "external")
         if self.transport is not None:
             out["transport"] = self.transport.stats()
         kernel_stats = adapter.kernel_stats(self.kernel)

@@ -1,0 +1,43 @@
+"""The runtime's translations: peers by address on either link, the sync filter."""
+
+from __future__ import annotations
+
+from snep import config
+from snep.entry import Proto, make_entry
+from snep.runtime.adapter import PeerTable, sync_filter
+
+CFG = config.parse(
+    {
+        "node": {"id": 1},
+        "sync": {
+            "listen": "10.99.0.1:3780",
+            "peers": ["10.99.0.2:3780", "10.99.0.3"],
+            "second_link": {"listen": "[fd98::1]:3781", "peers": ["[fd98::2]:3781", "[fd98::3]:3781"]},
+        },
+        "filter": {"ignore": ["192.168.7.0/24"]},
+    }
+)
+
+
+def test_peers_are_the_same_node_on_both_links():
+    peers = PeerTable(CFG)
+    assert peers.ids == ["10.99.0.2:3780", "10.99.0.3:3780"]
+    assert peers.identify(("10.99.0.2", 3780), 0) == "10.99.0.2:3780"
+    assert peers.identify(("fd98::2", 3781, 0, 0), 1) == "10.99.0.2:3780"
+    assert peers.identify(("fd98::3", 3781, 0, 0), 1) == "10.99.0.3:3780"
+    assert peers.address("10.99.0.3:3780", 1) == ("fd98::3", 3781, 0, 0)
+    assert peers.address("10.99.0.3:3780", 0) == ("10.99.0.3", 3780)
+
+
+def test_unknown_sources_are_not_peers():
+    peers = PeerTable(CFG)
+    assert peers.identify(("10.99.0.9", 3780), 0) is None
+    assert peers.identify(("10.99.0.2", 3780), 1) is None  # a main-link address on the second link
+
+
+def test_sync_traffic_is_never_synchronized():
+    flt = sync_filter(CFG)
+    assert not flt.accepts(make_entry("10.99.0.1", "10.99.0.2", Proto.UDP, 3780, 3780))
+    assert not flt.accepts(make_entry("fd98::1", "fd98::3", Proto.UDP, 3781, 3781))
+    assert not flt.accepts(make_entry("192.168.7.5", "10.0.0.1", Proto.TCP, 1, 2))  # configured
+    assert flt.accepts(make_entry("10.1.0.10", "10.2.0.10", Proto.TCP, 40000, 80))
