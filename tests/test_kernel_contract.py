@@ -316,3 +316,13 @@ def test_round_trip_property(harness: Harness, entries) -> None:  # type: ignore
     assert result.created == len(entries), result.failures
     assert without_timeout(harness.k.dump()) == without_timeout(first)
     harness.k.flush()
+
+
+def test_an_entry_the_kernel_cannot_hold_is_counted_and_the_rest_applied(harness: Harness) -> None:
+    good = sample_entries()[:2]
+    bad = good[0]._replace(orig=good[0].orig._replace(src=bytes(16)), zone=9)  # IPv4 tuple, 16-byte address
+    result = harness.k.apply([Event(EventKind.NEW, good[0]), Event(EventKind.NEW, bad), Event(EventKind.NEW, good[1])])
+    assert (result.created, result.errors) == (2, 1)
+    assert result.failures[0][0].entry == bad
+    assert harness.k.counters.errors >= 1
+    assert {e.key for e in harness.k.dump()} == {e.key for e in good}

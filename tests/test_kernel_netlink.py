@@ -266,3 +266,27 @@ def test_compiled_encoders_and_decoders_agree_with_the_generic_ones() -> None:
         first = ct.decode_entry(view, ct.HEADER_SIZE, len(msg))  # generic walk, learns the layout
         again = ct.decode_entry(view, ct.HEADER_SIZE, len(msg))  # compiled layout
         assert first == again == ct.decode_entry_generic(view, ct.HEADER_SIZE, len(msg))
+
+
+@pytest.mark.parametrize("batched", [True, False], ids=["recvmmsg", "recv"])
+@pytest.mark.parametrize("reliable", [False, True], ids=["default", "reliable"])
+def test_event_reading_paths_and_reliable_mode(h: NetlinkHarness, batched: bool, reliable: bool) -> None:
+    """Both receive paths (recvmmsg, and plain recv where it is missing) and the
+    NETLINK_BROADCAST_ERROR/NO_ENOBUFS mode decode the same events."""
+    k = NetlinkKernel(h.server, reliable=reliable)
+    try:
+        k.subscribe(Level.STRONG)
+        if not batched:
+            k._batch_receiver = None
+        flows = [make_entry("10.8.1.1", "10.9.1.1", Proto.UDP, i, 53) for i in range(1, 301)]
+        h.other.apply([Event(EventKind.NEW, e) for e in flows])
+        h.other.apply([Event(EventKind.DESTROY, e) for e in flows[:100]])
+        events = []
+        while batch := k.read_events(max_events=128):
+            events.extend(batch)
+        assert [(ev.kind, ev.entry.key) for ev in events] == [(EventKind.NEW, e.key) for e in flows] + [
+            (EventKind.DESTROY, e.key) for e in flows[:100]
+        ]
+        assert k.counters.overruns == 0 and k.counters.decode_errors == 0
+    finally:
+        k.close()

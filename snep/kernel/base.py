@@ -170,6 +170,30 @@ class Kernel(abc.ABC):
         self.close()
 
 
+def check_entry(entry: Entry) -> None:
+    """ValueError unless the kernel's table could hold ``entry`` (field ranges, sizes).
+
+    The netlink encoder refuses the same values (it cannot express them); the memory
+    kernel calls this so that both refuse alike.
+    """
+    for t in (entry.orig, entry.reply):
+        size = t.family.address_size
+        if len(t.src) != size or len(t.dst) != size:
+            raise ValueError(f"address size does not match {t.family.name}")
+        if not (0 <= t.proto <= 0xFF and 0 <= t.sport <= 0xFFFF and 0 <= t.dport <= 0xFFFF):
+            raise ValueError("protocol or port out of range")
+    if entry.reply.family != entry.orig.family or entry.reply.proto != entry.orig.proto:
+        raise ValueError("reply tuple of another family or protocol")
+    if not 0 <= entry.zone <= 0xFFFF:
+        raise ValueError("zone out of range")
+    for value in (entry.status, entry.timeout, entry.mark):
+        if not 0 <= value <= 0xFFFFFFFF:
+            raise ValueError("status, timeout or mark out of range")
+    if not 0 <= entry.labels < 1 << 128:
+        raise ValueError("labels out of range")
+    entry.helper.encode("ascii")
+
+
 def same_state(a: Entry, b: Entry) -> bool:
     """Equal except for the timeout, which counts down by itself."""
     return a._replace(timeout=0) == b._replace(timeout=0)

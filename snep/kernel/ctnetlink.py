@@ -846,12 +846,10 @@ def message(mtype: int, flags: int, seq: int, family: int, body: bytes, pid: int
 
 
 def _tuple_encoder(family: Family, kind: str) -> tuple[struct.Struct, tuple[int, ...]]:
-    """A template that packs one CTA_TUPLE_* payload (without its own header)."""
-    asize = family.address_size
-    ip_src, ip_dst = (CTA_IP_V4_SRC, CTA_IP_V4_DST) if family is Family.IPV4 else (CTA_IP_V6_SRC, CTA_IP_V6_DST)
+    """The decoding template of this tuple shape (NLA_F_NESTED variant) packs it too."""
+    nested_ip = _hdr_be(0, CTA_TUPLE_IP | NLA_F_NESTED)[1]
     for t in _TUPLE_TEMPLATES[_tuple_size(family, kind)]:
-        if t.family is family and t.kind == kind and t.headers[1] == _hdr_be(4 + 2 * (4 + asize), CTA_TUPLE_IP | NLA_F_NESTED)[1]:
-            del ip_src, ip_dst
+        if t.family is family and t.kind == kind and t.headers[1] == nested_ip:
             return t.struct, t.headers
     raise AssertionError("no tuple template")  # pragma: no cover
 
@@ -997,7 +995,7 @@ _NAT_DONE = int(Status.SRC_NAT_DONE | Status.DST_NAT_DONE)
 _CONFIRMED = int(Status.CONFIRMED)
 _CREATE_STATUS_KEEP = ~_CREATE_STATUS_CLEAR & 0xFFFFFFFF
 _CREATE_FLAGS = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL
-_FAST_CREATE: dict[tuple[int, int, bool, bool, bool], object] = {}
+_FAST_CREATE: dict[tuple[int, int, bool, bool, bool, int], object] = {}
 _HEAD = struct.Struct("=IHHIIBBH")  # nlmsghdr + nfgenmsg in one
 
 
@@ -1025,7 +1023,7 @@ def encode_create(entry: Entry, seq: int, *, ack: bool = False) -> bytes:
         and not entry.helper
         and (pi is None or pi.__class__ is TcpInfo)
     ):
-        key = (o.family, o.proto, entry.zone != 0, entry.mark != 0, pi is not None)
+        key = (o.family, o.proto, entry.zone != 0, entry.mark != 0, pi is not None, len(o.src) + len(o.dst))
         enc = _FAST_CREATE.get(key)
         if enc is None:
             enc = _FAST_CREATE[key] = _compile_create(*key)
@@ -1033,10 +1031,12 @@ def encode_create(entry: Entry, seq: int, *, ack: bool = False) -> bytes:
     return encode_create_generic(entry, seq, ack=ack)
 
 
-def _compile_create(family: int, proto: int, zone: bool, mark: bool, tcp: bool):  # type: ignore[no-untyped-def]
+def _compile_create(family: int, proto: int, zone: bool, mark: bool, tcp: bool, sizes: int):  # type: ignore[no-untyped-def]
     """Build the one-pack encoder for one shape of entry (see encode_create)."""
     fam = Family(family)
     asize = fam.address_size
+    if sizes != 2 * asize:  # a packed "4s" would silently truncate a 16-byte address
+        raise ValueError(f"address sizes do not match {fam.name}")
     kind = _tuple_kind(proto)
     pieces: list[tuple[str, str]] = []
 
@@ -1176,6 +1176,11 @@ def encode_flush(seq: int, *, mark: int | None = None, mark_mask: int = 0xFFFFFF
     if zone is not None:
         parts.append(_zone_attr(zone))
     return message(MSG_CT_DELETE, NLM_F_REQUEST | NLM_F_ACK, seq, socket.AF_UNSPEC, b"".join(parts))
+
+
+def encode_noop(seq: int) -> bytes:
+    """NLMSG_NOOP: holds the place (and sequence number) of a request we could not encode."""
+    return NLMSGHDR.pack(16, NLMSG_NOOP, NLM_F_REQUEST, seq, 0)
 
 
 def encode_stats(seq: int, *, per_cpu: bool) -> bytes:

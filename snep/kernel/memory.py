@@ -27,7 +27,7 @@ from collections.abc import Iterable
 
 from snep.entry import Entry, Event, EventKind, Status, TcpInfo
 from snep.errors import KernelError
-from snep.kernel.base import ApplyResult, Counters, EventOverrun, Kernel, KernelStats, Key
+from snep.kernel.base import ApplyResult, Counters, EventOverrun, Kernel, KernelStats, Key, check_entry
 from snep.level import Level
 
 _ORIGIN_TRAFFIC = 0
@@ -276,6 +276,11 @@ class MemoryKernel(Kernel):
         me = self.portid
         for event in events:
             kind, entry = event
+            try:
+                check_entry(entry)
+            except ValueError:
+                result.fail(event, 22)  # EINVAL, as the netlink encoder refuses it
+                continue
             key = entry.key
             current = t.entries.get(key)
             if kind is EventKind.DESTROY:

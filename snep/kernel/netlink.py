@@ -362,11 +362,13 @@ class NetlinkKernel(Kernel):
             counts[kind] += 1
         gc_was_enabled = gc.isenabled()
         gc.disable()  # 100,000 requests: no cycles, no reason for GC passes
+        unencodable: dict[int, int] = {}
         try:
-            failed = self._batch(_encode_all(evs, first), first, len(evs))
+            failed = self._batch(_encode_all(evs, first, unencodable), first, len(evs))
         finally:
             if gc_was_enabled:
                 gc.enable()
+        failed.update(unencodable)
         result.created = counts[EventKind.NEW]
         result.updated = counts[EventKind.UPDATE]
         result.deleted = counts[EventKind.DESTROY]
@@ -399,12 +401,18 @@ class NetlinkKernel(Kernel):
         if retry:
             first = self._reserve(len(retry))
             msgs = []
+            unencodable = {}
             for i, (op, event, _) in enumerate(retry):
-                if op == "create":
-                    msgs.append(ct.encode_create(event.entry, first + i))
-                else:
-                    msgs.append(ct.encode_update(event.entry, first + i, with_status=op == "update"))
+                try:
+                    if op == "create":
+                        msgs.append(ct.encode_create(event.entry, first + i))
+                    else:
+                        msgs.append(ct.encode_update(event.entry, first + i, with_status=op == "update"))
+                except (struct.error, ValueError, TypeError, AttributeError, OverflowError):
+                    unencodable[i] = errno_mod.EINVAL
+                    msgs.append(ct.encode_noop(first + i))
             failed = self._batch(msgs, first, len(msgs))
+            failed.update(unencodable)
             for i, (op, event, _) in enumerate(retry):
                 err = failed.get(i)
                 if err is None:
@@ -516,18 +524,27 @@ class NetlinkKernel(Kernel):
                     raise KernelError(f"event receive: {exc.strerror}", exc.errno or 0) from exc
 
 
-def _encode_all(events: list[Event], first_seq: int) -> Iterator[bytes]:
-    """The request for each event, lazily (so that sending can start at once)."""
+def _encode_all(events: list[Event], first_seq: int, unencodable: dict[int, int]) -> Iterator[bytes]:
+    """The request for each event, lazily (so that sending can start at once).
+
+    An entry that cannot be expressed (a value out of its field's range, an address
+    that does not fit its family, a non-ASCII helper name) becomes a NOOP in its place
+    and an EINVAL in ``unencodable``: one bad entry never stops a commit.
+    """
     enc_create, enc_update, enc_delete = ct.encode_create, ct.encode_update, ct.encode_delete
     new, destroy = EventKind.NEW, EventKind.DESTROY
     seq = first_seq
     for kind, entry in events:
-        if kind is new:
-            yield enc_create(entry, seq)
-        elif kind is destroy:
-            yield enc_delete(entry, seq)
-        else:
-            yield enc_update(entry, seq)
+        try:
+            if kind is new:
+                yield enc_create(entry, seq)
+            elif kind is destroy:
+                yield enc_delete(entry, seq)
+            else:
+                yield enc_update(entry, seq)
+        except (struct.error, ValueError, TypeError, AttributeError, OverflowError):  # UnicodeError is a ValueError
+            unencodable[seq - first_seq] = errno_mod.EINVAL
+            yield ct.encode_noop(seq)
         seq += 1
 
 
