@@ -89,7 +89,10 @@ def test_stale_state_is_dropped_counted_and_never_applied():
     started(n)
     out = n.on_datagram(1.0, state_frame(0, conn(1), term=4, sender=1), 1)
     assert n.counters.stale_epoch_drops == 1 and len(n.external) == 0
-    assert datagrams(out) == []
+    # the stale primary is told the newest epoch, so that it steps down
+    assert [(p, f.type, f.messages[0].node_id, f.messages[0].epoch) for p, f in datagrams(out)] == [
+        (1, MessageType.HELLO, 2, 5)
+    ]
     stale_alive = encode_frame(Frame(MessageType.ALIVE, 1, 4, 9, (Alive(),)))
     n.on_datagram(1.0, stale_alive, 1)
     assert n.counters.stale_epoch_drops == 2

@@ -308,3 +308,28 @@ def test_mode_changes_follow_the_table():
     with pytest.raises(InvalidTransition, match="'activate' is not allowed in mode STREAMING"):
         sender.activate(0.0, Epoch(2, 1))
     assert sender.mode.state is SenderMode.STREAMING and sender.epoch == EPOCH
+
+
+def test_a_restarted_peer_stale_ack_does_not_block_its_dump():
+    """A peer that acked up to 5 restarts (back at 0) and NACKs: the dump it needs
+    must go out, paced from its BULK_START, not wait for acks it can never send."""
+    sender = make(peers=(2,), entries=[conn(i) for i in range(12)], queue_size=8, bulk_window=2, mtu=200)
+    send_events(sender, 6, start=100)
+    sender.on_ack(0.1, 2, Ack(0, 4), 1, [])  # acked 0..4; frame 5 in flight
+    out = []
+    sender.on_nack(0.2, 2, Nack(0, 5), 1, out)  # restarted: needs everything
+    sent = frames(out)
+    assert sent and sent[0].flags & FLAG_BULK_START
+    assert sender.peers[2].behind and sender.peers[2].resume == sent[0].seq
+    assert sender.in_flight() == len(sent) <= 2  # paced from its BULK_START
+    more = []
+    sender.on_ack(0.3, 2, Ack(sent[0].seq, sent[-1].seq), 1, more)
+    assert not sender.peers[2].behind and frames(more)
+
+
+def test_resync_request_paces_the_dump_for_the_requester():
+    sender = make(peers=(2,), entries=[conn(i) for i in range(12)], queue_size=8, bulk_window=2, mtu=200)
+    send_events(sender, 3, start=100)
+    out = []
+    sender.on_resync_request(0.0, 2, out)
+    assert len(frames(out)) == 2 and sender.bulk_room() == 0

@@ -14,6 +14,8 @@ from snep.fsm.params import SyncParams
 from snep.fsm.role import Role
 from snep.level import Level
 from snep.sim import Simulation, conn
+from snep.wire.codec import decode_frame
+from snep.wire.messages import MessageType
 
 
 def plain(entries) -> dict:
@@ -257,5 +259,47 @@ def test_partitioned_backup_does_not_block_the_others_and_catches_up_after_heal(
     assert not sim.node(1).alive[3] and sim.node(1).alive[2]
     assert len(sim.node(1).sender.queue) <= 16
     sim.network.link_up(1, 3)
+    sim.settle()
+    assert_in_sync(sim, 1)
+
+
+# --- regressions found by tests/test_sim_random.py -----------------------------------
+
+
+@pytest.mark.parametrize("lose_hellos", [False, True])
+def test_regression_primary_of_an_overtaken_epoch_is_told_and_steps_down(lose_hellos):
+    """Node 3 took epoch (2,3) and crashed before node 1 heard of it; node 1 was then
+    promoted into (2,1), older. The backups know (2,3) and drop node 1's frames: they
+    must tell it, or it streams into the void forever."""
+    sim = cluster(3)
+    sim.demote(1)
+    sim.crash(2)
+    sim.promote(3)
+    sim.crash(3)
+    sim.network.link_down(3, 1)
+    sim.promote(1)
+    assert sim.node(1).own == Epoch(2, 1) and sim.hosts[3].persisted == Epoch(2, 3)
+    sim.network.link_up(3, 1)
+    sim.restart(2)
+    sim.restart(3)
+    if lose_hellos:  # then only the answer to its stale frames can tell node 1
+        while sim.network.lose(lambda d: d.dst == 1 and decode_frame(d.data).type is MessageType.HELLO):
+            pass
+    sim.run(3.0)
+    assert sim.primaries() == [] and sim.node(1).counters.fenced == 1
+    sim.promote(1)  # the HA manager promotes again: a newer epoch than anyone's
+    assert sim.node(1).own == Epoch(3, 1)
+    traffic(sim, 1, 0, 3)
+    sim.settle()
+    assert_in_sync(sim, 1)
+
+
+def test_regression_restarted_backup_stale_ack_does_not_block_the_dump():
+    """Node 2 acked the first frames, crashed and restarted (expecting seq 0): its old
+    acked position must not hold the dump's flight window shut."""
+    sim = cluster(3, params=SyncParams(queue_size=8, bulk_window=4, dead_timeout=1.5, alive_interval=0.3))
+    traffic(sim, 1, 0, 4)
+    sim.crash(2)
+    sim.restart(2)
     sim.settle()
     assert_in_sync(sim, 1)

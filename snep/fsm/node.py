@@ -22,8 +22,13 @@ runtime persists it: PersistEpoch). Header epoch fields mean:
 - ACK, NACK: the term of the stream being acknowledged (the addressee's claim), so
   that an answer about an older sequence space is never taken for the current one.
 - RESYNC_REQUEST: 0 (or the sender's claim); only a PRIMARY answers.
-- a HELLO message's ``epoch`` field is the newest term its sender has seen, so that a
-  node that lost its state file learns the term before it can be promoted.
+- a HELLO message's ``node_id`` and ``epoch`` fields are the newest epoch its sender
+  has seen (owner, term): for a primary, its own; for the others, the newest they know.
+
+A node that drops a STALE frame (STATE/ALIVE of an older epoch) answers the stale
+primary with a HELLO carrying the newest epoch (at most once per ``alive_interval``):
+otherwise a primary whose epoch was overtaken while it could not hear the new owner
+would stream forever into receivers that drop everything.
 
 Claims newer than the newest seen are adopted (persisted); a PRIMARY that hears a
 newer claim is fenced: it steps down (role trigger ``fenced``). STATE and ALIVE claims
@@ -105,6 +110,7 @@ class SyncNode:
         self.last_heard: dict[PeerId, float] = {}
         self.alive: dict[PeerId, bool] = {peer: True for peer in self.peers}
         self.peer_node: dict[PeerId, int] = {}
+        self._told_stale: dict[PeerId, float] = {}
         self.need_sync = False  # must (re)synchronize: RESYNC_REQUEST until a dump completes
         self._resync_at = float("inf")  # when to ask again
         self._awaiting_dump = False
@@ -212,7 +218,7 @@ class SyncNode:
 
     def _send_hello(self, now: float, peers: Iterable[PeerId], out: list[Output]) -> None:
         caps = Capability.BULK | Capability.IPV6 | (Capability.AUTH if self.keyring else Capability.NONE)
-        hello = Hello(self.node_id, self.newest.term, caps)  # epoch: the newest term we know
+        hello = Hello(self.newest.node, self.newest.term, caps)  # the newest epoch we know
         data = self.framer.control(MessageType.HELLO, self.sender.term, self.sender.newest_seq, hello)
         peers = list(peers)
         self.framer.send(out, peers, data)
@@ -307,6 +313,7 @@ class SyncNode:
             if claim is not None:
                 if claim < self.newest:
                     counters.stale_epoch_drops += 1
+                    self._tell_stale(now, peer, out)
                 elif self.role.state is not Role.PRIMARY:
                     receiver.on_alive(now, frame, claim, out)
         elif mtype is MessageType.ACK:
@@ -329,6 +336,7 @@ class SyncNode:
             return
         if claim < self.newest:
             self.counters.stale_epoch_drops += 1
+            self._tell_stale(now, receiver.peer, out)
             return
         result = receiver.on_state(now, frame, claim, out)
         if result.applied and self.params.inject_external:
@@ -353,17 +361,19 @@ class SyncNode:
 
     @spec_action("RecvHello")
     def on_hello(self, now: float, peer: PeerId, frame: Frame, out: list[Output]) -> None:
-        """A peer introduced itself (start-up, promotion): learn the newest term it knows.
-
-        Its claim in the header (a primary's epoch) was observed already; the message's
-        epoch is the newest term the sender has seen, owner unknown: (term, 0). Either
-        fences us when we are a primary of an older epoch. HELLO is not answered.
-        """
+        """A peer introduced itself (start-up, promotion, or to fence us): adopt the newest
+        epoch it knows. A newer one fences us when we are a primary (see _observe)."""
         self.counters.hellos_received += 1
         for message in frame.messages:
-            if isinstance(message, Hello) and message.epoch > self.newest.term:
-                term_only = Epoch(message.epoch, 0)
-                self._observe(now, term_only, out)
+            if isinstance(message, Hello) and message.epoch:
+                self._observe(now, Epoch(message.epoch, message.node_id), out)
+
+    def _tell_stale(self, now: float, peer: PeerId, out: list[Output]) -> None:
+        """A stale primary streams to us: tell it the newest epoch (rate-limited)."""
+        if self._told_stale.get(peer, float("-inf")) + self.params.alive_interval > now:
+            return
+        self._told_stale[peer] = now
+        self._send_hello(now, (peer,), out)
 
     def _heard(self, now: float, peer: PeerId, out: list[Output]) -> None:
         self.last_heard[peer] = now

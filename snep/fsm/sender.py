@@ -63,6 +63,14 @@ class PeerTx:
 
     acked: int = 0  # the first seq this peer has not acknowledged
     alive: bool = True
+    behind: bool = False  # it needs a dump (NACK older than the queue, RESYNC_REQUEST)
+    resume: int | None = None  # ... and will follow from that dump's BULK_START seq
+
+    def position(self) -> int | None:
+        """The first seq this peer still needs from the queue (None: only a dump helps)."""
+        if self.behind:
+            return self.resume
+        return self.acked
 
 
 @dataclass(slots=True)
@@ -120,6 +128,7 @@ class SyncSender:
         self.queue.clear()
         for peer in self.peers.values():
             peer.acked = 0
+            peer.behind, peer.resume = False, None
         self.notifier.reset()
 
     def deactivate(self) -> None:
@@ -200,17 +209,24 @@ class SyncSender:
     def _queue_first(self) -> int:
         return self.queue[0].seq if self.queue else self.next_seq
 
-    def _holding(self) -> list[PeerTx]:
-        """Live peers that the queue can still serve (their next frame is queued)."""
+    def _positions(self) -> list[int]:
+        """Where the live peers that the queue can still serve stand (their next frame
+        is queued). A peer that needs a dump stands at the dump's BULK_START."""
         first = self._queue_first()
-        return [p for p in self.peers.values() if p.alive and seq_ge(p.acked, first)]
+        positions = []
+        for p in self.peers.values():
+            if p.alive:
+                position = p.position()
+                if position is not None and seq_ge(position, first):
+                    positions.append(position)
+        return positions
 
     def _low(self) -> int | None:
-        """The oldest seq some holding peer still needs, or None."""
-        holding = self._holding()
-        if not holding:
+        """The oldest seq some servable peer still needs, or None."""
+        positions = self._positions()
+        if not positions:
             return None
-        return max((p.acked for p in holding), key=lambda seq: seq_diff(self.next_seq, seq))
+        return max(positions, key=lambda seq: seq_diff(self.next_seq, seq))
 
     def _trim(self) -> None:
         """Drop the frames every live peer acknowledged (all of them when none is live)."""
@@ -253,6 +269,8 @@ class SyncSender:
         after = seq_add(ack.last, 1)
         if seq_gt(after, state.acked):
             state.acked = after
+            if state.behind and (state.resume is None or seq_ge(after, state.resume)):
+                state.behind, state.resume = False, None
         self._trim()
         self.on_bulk_step(now, out)
 
@@ -269,7 +287,9 @@ class SyncSender:
         if seq_gt(nack.first, state.acked):
             state.acked = nack.first  # everything before the gap was applied
         if not self.queue or seq_gt(self.queue[0].seq, nack.first):
-            # Older than the queue holds: only a full resync can repair it.
+            # Older than the queue holds: only a full resync can repair it. (A restarted
+            # peer is back at seq 0: what it acked before no longer holds the window.)
+            state.behind, state.resume = True, None
             self.counters.resync_fallbacks += 1
             self.start_bulk(now, out)
             return
@@ -289,7 +309,12 @@ class SyncSender:
         """Frames unacked for ``retransmit_timeout`` go again to the live peers missing them."""
         if self.epoch is None or not self.queue:
             return
-        holding = [(peer, p) for peer, p in self.peers.items() if p.alive and seq_ge(p.acked, self.queue[0].seq)]
+        first = self.queue[0].seq
+        holding = []
+        for peer, p in self.peers.items():
+            position = p.position() if p.alive else None
+            if position is not None and seq_ge(position, first):
+                holding.append((peer, position))
         if not holding:
             return
         rto = self.params.retransmit_timeout
@@ -299,7 +324,7 @@ class SyncSender:
                 break
             if item.sent_at + rto > now:  # (the deadline's own sum: no rounding surprise)
                 continue
-            targets = [peer for peer, p in holding if seq_ge(item.seq, p.acked)]
+            targets = [peer for peer, position in holding if seq_ge(item.seq, position)]
             if not targets:
                 continue
             self.framer.send(out, targets, item.data)
@@ -337,6 +362,7 @@ class SyncSender:
         if self.epoch is None:
             self.counters.resync_requests_ignored += 1
             return
+        self.peers[peer].behind, self.peers[peer].resume = True, None  # follows from the BULK_START
         self.start_bulk(now, out)
 
     def start_bulk(self, now: float, out: list[Output]) -> None:
@@ -398,6 +424,10 @@ class SyncSender:
                 if entry is not None and accepts(entry):
                     events.append(Event(EventKind.NEW, entry))
             flags = (FLAG_BULK_START if first else 0) | (0 if keys else FLAG_BULK_END)
+            if first:
+                for peer in self.peers.values():
+                    if peer.behind:
+                        peer.resume = self.next_seq  # it jumps to this BULK_START
             if events or flags:
                 self._send_state(now, events, flags, out)
                 self.counters.bulk_messages_sent += len(events)
