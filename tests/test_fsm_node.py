@@ -249,3 +249,16 @@ def test_acks_go_only_to_the_newest_primary():
     n.on_datagram(0.2, encode_frame(Frame(MessageType.HELLO, 2, 2, 0, (Hello(2, 2),))), 2)
     out = n.on_timer(1.0)
     assert not [f for _, f in datagrams(out) if f.type is MessageType.ACK]
+
+
+def test_a_stopped_node_started_again_is_a_fresh_process():
+    n = node(node_id=1, peers=(2,))
+    started(n)
+    n.promote(0.0)
+    n.on_kernel_dump(0.0, [conn(1)])
+    assert n.sender.queue
+    n.stop(1.0)
+    assert n.state is Role.DOWN
+    started(n, now=2.0)
+    assert n.state is Role.SYNCING and not n.sender.queue and n.sender.next_seq == 0
+    assert all(r.stream is None for r in n.receivers.values())

@@ -101,10 +101,8 @@ class SyncNode:
         self.internal = Cache()
         self.external = Cache()
         self.peers: tuple[PeerId, ...] = tuple(peers)
-        self.sender = SyncSender(self.peers, self.params, self.framer, self.internal, graph=graph)
-        self.receivers = {
-            peer: SyncReceiver(peer, self.params, self.framer, self.external, graph=graph) for peer in self.peers
-        }
+        self._graph = graph
+        self._fresh_sync()
         self.newest = Epoch(*newest_epoch)
         self.own: Epoch | None = None  # the epoch we hold while PRIMARY
         self.last_heard: dict[PeerId, float] = {}
@@ -115,6 +113,14 @@ class SyncNode:
         self._resync_at = float("inf")  # when to ask again
         self._awaiting_dump = False
         self._bulk_after_dump = False
+
+    def _fresh_sync(self) -> None:
+        """A new process's sender and receivers: no stream, nothing queued."""
+        self.sender = SyncSender(self.peers, self.params, self.framer, self.internal, graph=self._graph)
+        self.receivers = {
+            peer: SyncReceiver(peer, self.params, self.framer, self.external, graph=self._graph)
+            for peer in self.peers
+        }
 
     # --- status -----------------------------------------------------------------------
     @property
@@ -143,6 +149,8 @@ class SyncNode:
     # --- role changes -----------------------------------------------------------------
     def start(self, now: float) -> list[Output]:
         """Process start / recover: dump the kernel, empty external cache, HELLO, resync."""
+        if self.role.state is Role.DOWN:
+            self._fresh_sync()  # (a node object started again after stop)
         for peer in self.peers:
             self.last_heard[peer] = now
             self.alive[peer] = True

@@ -269,8 +269,8 @@ class SyncSender:
         after = seq_add(ack.last, 1)
         if seq_gt(after, state.acked):
             state.acked = after
-            if state.behind and (state.resume is None or seq_ge(after, state.resume)):
-                state.behind, state.resume = False, None
+            if state.behind and state.resume is not None and seq_gt(after, state.resume):
+                state.behind, state.resume = False, None  # it applied the dump's BULK_START
         self._trim()
         self.on_bulk_step(now, out)
 
