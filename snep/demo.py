@@ -16,6 +16,7 @@ end-to-end benchmark.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shlex
@@ -31,7 +32,7 @@ from typing import Any
 from snep import traffic
 from snep.errors import SnepError
 from snep.runtime.client import ControlError, request
-from snep.topology import SYNC_NETS, Firewall, Topology
+from snep.topology import CLIENT_VIP, SERVER_VIP, SYNC_NETS, Firewall, Topology
 
 SYNC_PORT = 3780
 
@@ -86,8 +87,8 @@ class SnepCluster:
             'log_level = "info"',
             "[sync]",
             f'listen = "{fw.sync_ips[0]}:{SYNC_PORT}"',
-            f"peers = {peers!r}".replace("'", '"'),
-            f'interface = "y0"',
+            f"peers = {json.dumps(peers)}",
+            'interface = "y0"',
             f'level = "{o.level}"',
             f"alive_interval = {o.alive_interval}",
             f"peer_dead_timeout = {o.peer_dead_timeout}",
@@ -99,17 +100,20 @@ class SnepCluster:
             lines += [
                 "[sync.second_link]",
                 f'listen = "{fw.sync_ips[1]}:{SYNC_PORT}"',
-                f"peers = {second!r}".replace("'", '"'),
+                f"peers = {json.dumps(second)}",
                 'interface = "z0"',
             ]
-        ignore = ["127.0.0.0/8", "::1/128"] + [f"{net}.0/24" for net in SYNC_NETS]
-        ignore += [f"{fw.client_ip}/32" for fw in self.topo.firewalls] + [f"{fw.server_ip}/32" for fw in self.topo.firewalls]
+        # the firewalls' own and virtual addresses (the sync links are ignored anyway)
+        ignore = ["127.0.0.0/8", "::1/128", f"{CLIENT_VIP}/32", f"{SERVER_VIP}/32"]
+        ignore += [f"{net}.0/24" for net in SYNC_NETS]
+        ignore += [f"{each.client_ip}/32" for each in self.topo.firewalls]
+        ignore += [f"{each.server_ip}/32" for each in self.topo.firewalls]
         lines += [
             "[kernel]",
             f"inject_on_arrival = {'true' if o.inject_on_arrival else 'false'}",
             "[filter]",
             'protocols = ["tcp", "udp", "icmp"]',
-            f"ignore = {ignore!r}".replace("'", '"'),
+            f"ignore = {json.dumps(ignore)}",
             "[control]",
             f'socket = "{self.socket(fw)}"',
         ]

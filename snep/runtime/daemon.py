@@ -75,6 +75,9 @@ class Daemon:
         self.loop = asyncio.get_running_loop()
         self.loop.set_exception_handler(self._on_loop_error)
         self.stopping = asyncio.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):  # from the start: a stop never leaves a socket behind
+            self.loop.add_signal_handler(signum, self._on_stop_signal, signum)
+        self.loop.add_signal_handler(signal.SIGHUP, self._on_reload_signal)
         cfg = self.cfg
         if self.keyring is None:
             log.warning("no sync.key_file configured: frames are unauthenticated; anyone on the sync link can inject state")
@@ -94,6 +97,7 @@ class Daemon:
                 cfg.sync.socket_buffer,
                 self._on_datagram,
                 silence=max(2.5 * cfg.sync.alive_interval, 0.5),
+                after_batch=self._tick,
             )
             self.transport.open(self.loop)
             self.control = ControlServer(cfg.control.socket, self._on_control, self._bad_request)
@@ -102,9 +106,6 @@ class Daemon:
                 self.metrics = MetricsServer(cfg.metrics.listen, self.stats)
                 await self.metrics.start()
             self.loop.add_reader(self.kernel.fileno(), self._on_kernel_readable)
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                self.loop.add_signal_handler(signum, self._on_stop_signal, signum)
-            self.loop.add_signal_handler(signal.SIGHUP, self._on_reload_signal)
             # start: internal cache from a kernel dump, HELLO + RESYNC_REQUEST to peers
             self._feed(adapter.start(self.node, self.kernel, self.loop.time()))
             notice(
@@ -163,6 +164,9 @@ class Daemon:
         self.stopping.set()
 
     def _on_reload_signal(self) -> None:
+        if self.node is None:
+            log.warning("SIGHUP during start-up ignored")
+            return
         try:
             self.reload()
         except SnepError as error:
@@ -205,7 +209,6 @@ class Daemon:
             return
         now = self.loop.time()  # type: ignore[union-attr]
         self._feed(self.node.on_datagram(now, data, peer))
-        self._tick()
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -247,8 +250,10 @@ class Daemon:
     def _feed(self, outputs: Iterable[Any] | None) -> None:
         """Carry the node's outputs out; outputs may produce more inputs (dump results)."""
         pending = list(outputs or ())
-        while pending:
-            output = pending.pop(0)
+        index = 0
+        while index < len(pending):  # (a bulk step is thousands of outputs: no pop(0))
+            output = pending[index]
+            index += 1
             try:
                 more = adapter.execute(self, output)
             except KernelError as error:

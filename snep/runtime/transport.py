@@ -149,9 +149,17 @@ def _set_buffer(sock: socket.socket, option: int, force_option: int, size: int) 
 class Transport:
     """The node's sync links and the choice of the active one."""
 
-    def __init__(self, links: list[LinkConfig], buffer: int, receive: Receive, silence: float) -> None:
+    def __init__(
+        self,
+        links: list[LinkConfig],
+        buffer: int,
+        receive: Receive,
+        silence: float,
+        after_batch: Callable[[], None] = lambda: None,
+    ) -> None:
         self.links = [Link(i, cfg, buffer) for i, cfg in enumerate(links)]
         self.receive = receive
+        self.after_batch = after_batch  # once per wake-up, after the datagrams it read
         self.silence = silence
         self.active = 0
         self.failovers = 0
@@ -197,6 +205,7 @@ class Transport:
             link.stats.received_bytes += len(data)
             link.stats.last_heard = now
             self.receive(data, address, link.index)
+        self.after_batch()
 
     def send(self, data: bytes, address_on: Callable[[int], tuple | None] | None = None) -> None:
         """Send on the active link, to ``address_on(link index)`` or to all destinations.
