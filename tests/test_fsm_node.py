@@ -262,3 +262,18 @@ def test_a_stopped_node_started_again_is_a_fresh_process():
     started(n, now=2.0)
     assert n.state is Role.SYNCING and not n.sender.queue and n.sender.next_seq == 0
     assert all(r.stream is None for r in n.receivers.values())
+
+
+def test_set_filter_applies_to_what_is_sent_from_now_on():
+    from snep.entry import Proto
+    from snep.fsm.notify import Filter
+
+    n = node(node_id=1, peers=(2,))
+    started(n)
+    n.promote(0.0)
+    n.on_kernel_dump(0.0, [])
+    n.set_filter(Filter.build(protocols=["udp"]))
+    assert datagrams(n.on_kernel_event(0.1, Event(EventKind.NEW, conn(1)))) == []
+    udp = conn(2, Proto.UDP)
+    sent = [m for _, f in datagrams(n.on_kernel_event(0.2, Event(EventKind.NEW, udp))) for m in f.messages]
+    assert sent == [Event(EventKind.NEW, udp)]

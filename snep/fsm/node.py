@@ -37,6 +37,7 @@ older than the newest seen are dropped and counted, never applied.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -66,6 +67,7 @@ from snep.fsm.effects import (
     TakeEpoch,
 )
 from snep.fsm.framer import Framer
+from snep.fsm.notify import Filter
 from snep.fsm.params import SyncParams
 from snep.fsm.receiver import SyncReceiver
 from snep.fsm.role import Role, RoleMachine
@@ -484,6 +486,14 @@ class SyncNode:
     def shorten_timeouts(self, now: float) -> list[Output]:
         """Shorten the kernel entries' timeouts (conntrackd -t)."""
         return [ShortenTimeouts(self.params.shorten_timeout)]
+
+    def set_filter(self, flt: Filter) -> None:
+        """A new filter (SIGHUP) for the events and dumps sent from now on."""
+        self.params = dataclasses.replace(self.params, filter=flt)
+        self.sender.params = self.params
+        self.sender.notifier.filter = flt
+        for receiver in self.receivers.values():
+            receiver.params = self.params
 
     def set_keyring(self, keyring: Keyring | None) -> None:
         """Key rotation (SIGHUP): new frames use the new send key."""
