@@ -39,8 +39,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -473,10 +472,3 @@ class Topology:
                 continue
             entries[key] = fields[3]
         return entries
-
-
-@contextmanager
-def topology(**kwargs: object) -> Iterator[Topology]:
-    """``with topology(firewalls=2) as topo:`` -- the same as ``with Topology(...)``."""
-    with Topology(**kwargs) as topo:  # type: ignore[arg-type]
-        yield topo

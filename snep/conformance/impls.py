@@ -9,6 +9,7 @@ a timestamp (``notify.log``), so the harness can tell when a takeover's notify f
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -110,6 +111,10 @@ class Impl:
     def stats(self, topo: Topology, fw: Firewall) -> str:
         """Free-form counters of the daemon, for the logs."""
         return ""
+
+    def counters(self, topo: Topology, fw: Firewall) -> dict[str, object]:
+        """Named counters of the daemon (flattened ``a.b`` keys), empty when it has none."""
+        return {}
 
 
 class ConntrackdImpl(Impl):
@@ -248,7 +253,9 @@ class SnepImpl(Impl):
         topo.spawn(fw.ns, [self.snep, "run", "--config", str(conf)], name="sync", fw=fw)
 
     def _ctl(self, topo: Topology, fw: Firewall, *args: str) -> subprocess.CompletedProcess[str]:
-        return topo.exec(fw.ns, [self.snep, "ctl", "--socket", str(self.sock(fw)), *args],
+        opts = [a for a in args if a.startswith("--")]
+        rest = [a for a in args if not a.startswith("--")]
+        return topo.exec(fw.ns, [self.snep, "ctl", "--socket", str(self.sock(fw)), *opts, *rest],
                          check=False)
 
     def wait_started(self, topo: Topology, fw: Firewall, timeout: float = 10.0) -> None:
@@ -266,6 +273,24 @@ class SnepImpl(Impl):
 
     def stats(self, topo: Topology, fw: Firewall) -> str:
         return self._ctl(topo, fw, "stats").stdout
+
+    def counters(self, topo: Topology, fw: Firewall) -> dict[str, object]:
+        out = self._ctl(topo, fw, "--json", "stats")
+        try:
+            data = json.loads(out.stdout) if out.returncode == 0 else {}
+        except ValueError:
+            return {}
+        flat: dict[str, object] = {}
+
+        def walk(tree: dict[str, object], prefix: str) -> None:
+            for key, value in tree.items():
+                if isinstance(value, dict):
+                    walk(value, f"{prefix}{key}.")
+                else:
+                    flat[f"{prefix}{key}"] = value
+
+        walk(data if isinstance(data, dict) else {}, "")
+        return flat
 
 
 IMPLS: dict[str, type[Impl]] = {"snep": SnepImpl, "conntrackd": ConntrackdImpl, "none": Impl}

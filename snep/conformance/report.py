@@ -25,7 +25,7 @@ def cell(result: Result) -> str:
         return f"ERROR: {result.reason[:80]}"
     parts = [_failover_cell(f) for f in result.failovers]
     parts += [f"{c.label.split(' (')[0]}: {c.detail}" for c in result.checks
-              if not c.ok or c.label.startswith("memory")]
+              if not c.ok or c.label.startswith(("memory", "primary unaffected"))]
     return f"**{result.status.upper()}** " + "; ".join(parts)
 
 

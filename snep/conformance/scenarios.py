@@ -86,12 +86,20 @@ def backup_dead_long(h: Harness) -> None:
         half = len(samples) // 2
         late_growth = samples[-1] - samples[half] if half else 0
         ok = peak < 64 * 1024 and late_growth < 16 * 1024
-        h.result.checks.append(Check(
-            "memory bounded", ok,
-            f"RSS {samples[0]} -> {samples[-1]} KiB (peak +{peak} KiB, 2nd half +{late_growth} KiB)",
-            {"rss_start_kib": samples[0], "rss_end_kib": samples[-1], "rss_growth_kib": growth,
-             "rss_peak_growth_kib": peak, "rss_late_growth_kib": late_growth,
-             "seconds": round(time.time() - start, 1)}))
+        numbers: dict[str, object] = {
+            "rss_start_kib": samples[0], "rss_end_kib": samples[-1], "rss_growth_kib": growth,
+            "rss_peak_growth_kib": peak, "rss_late_growth_kib": late_growth,
+            "seconds": round(time.time() - start, 1)}
+        detail = f"RSS {samples[0]} -> {samples[-1]} KiB (peak +{peak} KiB, 2nd half +{late_growth} KiB)"
+        counters = h.impl.counters(topo, fw1)
+        if "resend_queue" in counters:  # snep: the queue itself stays within its bound
+            numbers.update(resend_queue=counters["resend_queue"],
+                           resend_queue_bound=p.resend_queue,
+                           queue_drops=counters.get("queue_drops"))
+            ok = ok and int(counters["resend_queue"]) <= p.resend_queue  # type: ignore[call-overload]
+            detail += (f", resend queue {counters['resend_queue']}/{p.resend_queue}, "
+                       f"{counters.get('queue_drops')} dropped for the dead peer")
+        h.result.checks.append(Check("memory bounded", ok, detail, numbers))
     else:
         h.result.checks.append(Check("memory bounded", h.impl.daemon(fw1) is None and
                                      h.impl.name == "none", "no sync daemon to measure", {}))
