@@ -30,7 +30,7 @@ class Profile:
 
 CI = Profile(name="ci", tcp=50, udp=10, interval=0.1, advert_int=1.0, sync_wait=2.0,
              settle_max=12.0, dead_long=15.0, split=4.0, churn=20.0, extra_tcp=10,
-             resend_queue=1024)
+             resend_queue=256)
 FULL = Profile(name="full", tcp=200, udp=50, interval=0.05, advert_int=1.0, sync_wait=5.0,
                settle_max=20.0, dead_long=120.0, split=20.0, churn=100.0, extra_tcp=50)
 PROFILES = {p.name: p for p in (CI, FULL)}
