@@ -36,6 +36,22 @@ from snep.runtime.transport import Transport
 #: longest time the loop sleeps without checking links and timers
 MAX_SLEEP = 0.5
 
+#: the counters ``status`` shows (``stats`` has them all)
+STATUS_COUNTERS = (
+    "frames_sent",
+    "frames_received",
+    "state_messages_sent",
+    "state_messages_applied",
+    "retransmissions",
+    "nacks_sent",
+    "nacks_received",
+    "resyncs",
+    "auth_failures",
+    "malformed",
+    "stale_epoch_drops",
+    "netlink_overruns",
+)
+
 
 class Daemon:
     """One node: config, kernel, SyncNode, transport, control socket, metrics."""
@@ -323,6 +339,7 @@ class Daemon:
 
     def status(self) -> dict[str, Any]:
         assert self.loop is not None
+        counters = {**adapter.node_stats(self.node), **self.counters}  # (no kernel round trip)
         return {
             "node_id": self.cfg.node_id,
             "role": adapter.role_name(self.node),
@@ -336,6 +353,7 @@ class Daemon:
             "uptime": round(time.time() - self.started, 1),
             "pid": os.getpid(),
             "last_commit": self.last_commit,
+            "counters": {key: counters[key] for key in STATUS_COUNTERS if key in counters},
         }
 
     def stats(self) -> dict[str, Any]:
