@@ -54,6 +54,7 @@ _CREATE_FLAGS = ct.NLM_F_CREATE | ct.NLM_F_EXCL
 _SKIP = 16 + ct.NFGENMSG.size
 _NEW, _UPDATE, _DESTROY = EventKind.NEW, EventKind.UPDATE, EventKind.DESTROY
 _decode_entry = ct.decode_entry
+_tuple_new = tuple.__new__  # Event(kind, entry) without the NamedTuple's Python-level __new__
 
 
 class NetlinkKernel(Kernel):
@@ -452,6 +453,17 @@ class NetlinkKernel(Kernel):
             raise EventOverrun()
         out: list[Event] = []
         batch = self._batch_receiver
+        gc_was_enabled = gc.isenabled()
+        gc.disable()  # see dump(): a burst of events is a burst of new tuples, no cycles
+        try:
+            return self._read_events(sock, batch, out, max_events)
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+
+    def _read_events(
+        self, sock: socket.socket, batch: BatchReceiver | None, out: list[Event], max_events: int
+    ) -> list[Event]:
         while len(out) < max_events:
             try:
                 if batch is not None:
@@ -496,11 +508,11 @@ class NetlinkKernel(Kernel):
                     counters.decode_errors += 1
                 else:
                     if mtype == _MSG_CT_DELETE:
-                        out.append(Event(_DESTROY, entry))
+                        out.append(_tuple_new(Event, (_DESTROY, entry)))
                     elif mflags & _CREATE_FLAGS:
-                        out.append(Event(_NEW, entry))
+                        out.append(_tuple_new(Event, (_NEW, entry)))
                     else:
-                        out.append(Event(_UPDATE, entry))
+                        out.append(_tuple_new(Event, (_UPDATE, entry)))
             off += (mlen + 3) & ~3
 
     def _on_overrun(self) -> None:
