@@ -213,10 +213,12 @@ def test_operator_commands():
     assert [f.type for _, f in datagrams(n.request_resync(0.0))] == [MessageType.RESYNC_REQUEST]
     with pytest.raises(InvalidTransition, match="only a PRIMARY"):
         n.bulk_send(0.0)
-    n.flush(0.0)
+    flushed = n.flush(0.0)
     assert len(n.external) == len(n.internal) == 0
+    assert DumpKernel() in flushed  # refilled at once
+    assert [f.type for _, f in datagrams(flushed)] == [MessageType.RESYNC_REQUEST]
     status = n.status()
-    assert status["role"] == "syncing" and status["counters"]["resync_requests_sent"] == 2
+    assert status["role"] == "syncing" and status["counters"]["resync_requests_sent"] == 3
 
 
 def test_a_down_node_ignores_everything():

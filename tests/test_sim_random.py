@@ -112,6 +112,13 @@ class Cluster(RuleBasedStateMachine):
         elif not fault and role in (Role.PRIMARY, Role.FAULT):
             self.sim.demote(n)
 
+    @rule(n=st.sampled_from(NODES), command=st.sampled_from(
+        ["commit", "flush", "resync_from_kernel", "bulk_send", "request_resync", "shorten_timeouts"]))
+    def operator(self, n, command):
+        if not self.sim.hosts[n].up or (command == "bulk_send" and self.sim.role(n) is not Role.PRIMARY):
+            return
+        self.sim.command(n, command)
+
     # --- properties -----------------------------------------------------------------
     @invariant()
     def one_primary_per_epoch(self):

@@ -303,3 +303,18 @@ def test_regression_restarted_backup_stale_ack_does_not_block_the_dump():
     sim.restart(2)
     sim.settle()
     assert_in_sync(sim, 1)
+
+
+@pytest.mark.parametrize("where", [1, 2])
+def test_operator_flush_refills_the_caches(where):
+    sim = cluster()
+    traffic(sim, 1, 0, 10)
+    sim.settle()
+    sim.command(where, "flush")
+    sim.settle()
+    assert len(sim.node(1).internal) == 10
+    assert_in_sync(sim, 1)
+    sim.conn_destroy(1, conn(0))  # and the primary's dumps still know everything
+    sim.command(1, "bulk_send")
+    sim.settle()
+    assert_in_sync(sim, 1)

@@ -459,10 +459,17 @@ class SyncNode:
         return out
 
     def flush(self, now: float) -> list[Output]:
-        """Empty both caches (conntrackd -f)."""
+        """Empty both caches (conntrackd -f), then refill them: the internal cache from a
+        kernel dump (a primary's dumps must not miss connections, or backups would sweep
+        them) and, on a non-primary, the external cache from the primary's dump."""
         self.internal.clear()
         self.external.clear()
-        return [Log("info", "caches flushed")]
+        out: list[Output] = [Log("info", "caches flushed"), DumpKernel()]
+        self._awaiting_dump = True
+        if self.role.state in (Role.SYNCING, Role.BACKUP, Role.FAULT):
+            self.need_sync = True
+            self._request_resync(now, out)
+        return out
 
     def resync_from_kernel(self, now: float) -> list[Output]:
         """Rebuild the internal cache from a kernel dump (conntrackd -R)."""
