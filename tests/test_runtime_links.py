@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from snep import netns
+from snep.runtime import client
 from snep.runtime.client import ControlError, request
 
 pytestmark = pytest.mark.root
@@ -27,15 +28,22 @@ if reason:
     pytestmark = [pytest.mark.root, pytest.mark.skip(reason=f"network namespaces unavailable: {reason}")]
 
 
-def config(index: int, peer: int, tmp: Path, key: Path) -> Path:
+MAIN_LINKS = {
+    "ipv4-multicast": ('"10.96.0.{i}:3790"', '"10.96.0.{p}:3790"', "225.0.0.96"),
+    "ipv6-multicast": ('"[fd96::{i}]:3790"', '"[fd96::{p}]:3790"', "ff02::96"),
+}
+
+
+def config(index: int, peer: int, tmp: Path, key: Path, main: str = "ipv4-multicast") -> Path:
+    listen, peer_address, group = MAIN_LINKS[main]
     text = f"""
 [node]
 id = {index}
 state_file = "{tmp}/state{index}"
 [sync]
-listen = "10.96.0.{index}:3790"
-peers = ["10.96.0.{peer}:3790"]
-multicast_group = "225.0.0.96"
+listen = {listen.format(i=index)}
+peers = [{peer_address.format(p=peer)}]
+multicast_group = "{group}"
 interface = "y0"
 key_file = "{key}"
 alive_interval = 0.2
@@ -71,8 +79,8 @@ def wait(what, timeout: float = 10.0) -> bool:
     return False
 
 
-@pytest.fixture
-def pair(tmp_path):
+@pytest.fixture(params=["ipv4-multicast"])
+def pair(request, tmp_path):
     tag = f"snepr-{os.getpid()}-{secrets.token_hex(2)}"
     a, b = f"{tag}-a", f"{tag}-b"
     procs: list[subprocess.Popen[bytes]] = []
@@ -86,14 +94,16 @@ def pair(tmp_path):
         netns.veth(a, "z0", b, "z0")
         for ns, i in ((a, 1), (b, 2)):
             netns.address(ns, "y0", f"10.96.0.{i}/24")
+            netns.address(ns, "y0", f"fd96::{i}/64")
             netns.address(ns, "z0", f"fd97::{i}/64")
             netns.load_ruleset(ns)
         for ns, i, peer in ((a, 1, 2), (b, 2, 1)):
             log = open(tmp_path / f"node{i}.log", "wb")
             procs.append(netns.popen_in(ns, [sys.executable, "-m", "snep.cli", "run", "--config",
-                                             str(config(i, peer, tmp_path, key))], stdout=log, stderr=log))
+                                             str(config(i, peer, tmp_path, key, request.param))],
+                                            stdout=log, stderr=log))
         for i in (1, 2):
-            assert wait(lambda: request(tmp_path / f"ctl{i}.sock", "status")), (tmp_path / f"node{i}.log").read_text()
+            assert wait(lambda: client.request(tmp_path / f"ctl{i}.sock", "status")), (tmp_path / f"node{i}.log").read_text()
         yield a, b, tmp_path
     finally:
         for proc in procs:
@@ -147,3 +157,15 @@ def test_multicast_main_link_ipv6_second_link_failover_and_metrics(pair):
                                "try: urllib.request.urlopen('http://127.0.0.1:9472/other')\n"
                                "except urllib.error.HTTPError as e: print(e.code)"])
     assert missing.strip() == "404"
+
+
+@pytest.mark.parametrize("pair", ["ipv6-multicast"], indirect=True)
+def test_ipv6_multicast_main_link(pair):
+    a, b, tmp = pair
+    request(tmp / "ctl1.sock", "notify", {"argv": ["primary"]})
+    assert wait(lambda: request(tmp / "ctl2.sock", "ready")["ready"])
+    insert(a, 2001)
+    assert wait(lambda: any(":2001 " in line for line in external(tmp))), external(tmp)
+    stats = request(tmp / "ctl2.sock", "stats")
+    assert stats["transport"]["active_link"] == "main" and stats["transport"]["main"]["received"] > 0
+    assert stats["auth_failures"] == 0 and stats["malformed"] == 0
