@@ -25,7 +25,7 @@ import socket
 from collections import deque
 from collections.abc import Iterable
 
-from snep.entry import Entry, Event, EventKind, Status, TcpInfo
+from snep.entry import Entry, Event, EventKind, SctpInfo, Status, TcpInfo
 from snep.errors import KernelError
 from snep.kernel.base import ApplyResult, Counters, EventOverrun, Kernel, KernelStats, Key, check_entry
 from snep.level import Level
@@ -34,7 +34,8 @@ _ORIGIN_TRAFFIC = 0
 # status bits the kernel keeps for itself on an update (it refuses or ignores them)
 _KERNEL_BITS = int(
     Status.CONFIRMED | Status.SRC_NAT | Status.DST_NAT | Status.SRC_NAT_DONE | Status.DST_NAT_DONE
-    | Status.SEQ_ADJUST | Status.DYING
+    | Status.SEQ_ADJUST | Status.DYING | Status.EXPECTED | Status.TEMPLATE | Status.UNTRACKED
+    | Status.HELPER | Status.OFFLOAD | Status.HW_OFFLOAD
 )
 
 
@@ -117,11 +118,16 @@ def _updated(old: Entry, new: Entry) -> Entry:
 
 
 def _destroyed(entry: Entry) -> Entry:
-    """What a DESTROY event reports: identity and state, TCP protoinfo reduced to the state."""
+    """What a DESTROY event reports: identity, status (now DYING), TCP/SCTP state only."""
     info = entry.protoinfo
     if isinstance(info, TcpInfo):
         info = TcpInfo(info.state)
-    return entry._replace(protoinfo=info, seqadj_orig=None, seqadj_reply=None, labels=0, helper="")
+    elif isinstance(info, SctpInfo):
+        info = SctpInfo(info.state)
+    return entry._replace(
+        status=entry.status | int(Status.DYING), protoinfo=info, seqadj_orig=None, seqadj_reply=None, labels=0,
+        helper="",
+    )
 
 
 class MemoryKernel(Kernel):
