@@ -15,6 +15,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from snep.entry import TcpInfo, TcpState
 from snep.fsm.params import SyncParams
 from snep.fsm.role import Role
+from snep.level import Level
 from snep.sim import Simulation, conn
 
 NODES = (1, 2, 3)
@@ -151,12 +152,16 @@ class Cluster(RuleBasedStateMachine):
                 sim.demote(n)
         sim.settle(limit=120)
         (p,) = sim.primaries()
-        table = {e.key: e._replace(timeout=0) for e in sim.kernel(p).dump()}
+        def view(entries):  # weak level: the same connections; otherwise the same states
+            if PARAMS.level is Level.WEAK:
+                return {e.key for e in entries}
+            return {e.key: e._replace(timeout=0) for e in entries}
+
+        table = view(sim.kernel(p).dump())
         for n in NODES:
             if n != p:
                 assert sim.role(n) is Role.BACKUP, sim.roles()
-                got = {e.key: e._replace(timeout=0) for e in sim.node(n).external}
-                assert got == table, f"node {n} differs from primary {p}"
+                assert view(sim.node(n).external) == table, f"node {n} differs from primary {p}"
 
 
 TestRandomScenarios = Cluster.TestCase

@@ -318,3 +318,37 @@ def test_operator_flush_refills_the_caches(where):
     sim.command(1, "bulk_send")
     sim.settle()
     assert_in_sync(sim, 1)
+
+
+def test_authenticated_cluster_and_a_node_with_the_wrong_key():
+    from snep.wire.auth import Key, Keyring
+
+    good = Keyring([Key(1, b"s" * 32)])
+    sim = cluster(3, keyring=good)
+    sim.crash(3)
+    sim.keyring = Keyring([Key(1, b"x" * 32)])  # node 3 comes back with the wrong key
+    sim.restart(3)
+    traffic(sim, 1, 0, 10)
+    sim.run(2.0)
+    assert plain(sim.node(2).external) == plain(sim.kernel(1).dump())
+    assert sim.external_keys(3) == set() and sim.role(3) is Role.SYNCING
+    assert sim.node(3).counters.auth_failures > 0 and sim.node(1).counters.auth_failures > 0
+
+
+def test_ipv6_and_other_protocols_sync():
+    from snep.entry import Proto, make_entry
+
+    sim = cluster()
+    entries = [
+        make_entry("fd00::1", "2001:db8::80", Proto.TCP, 40000, 443),
+        make_entry("fd00::2", "2001:db8::53", Proto.UDP, 5353, 53),
+        make_entry("10.0.0.9", "192.0.2.1", Proto.ICMP, 7, 8 << 8),
+        make_entry("fd00::3", "2001:db8::1", Proto.ICMPV6, 9, 128 << 8, zone=3, mark=0x10),
+    ]
+    for entry in entries:
+        sim.conn_new(1, entry)
+    sim.settle()
+    assert_in_sync(sim, 1)
+    sim.crash(1)
+    sim.promote(2)
+    assert sim.kernel_keys(2) == {e.key for e in entries}
