@@ -310,7 +310,7 @@ def test_memory_kernel_events_match_the_real_kernel_events(h: NetlinkHarness) ->
 
     def scenario(other) -> None:  # type: ignore[no-untyped-def]
         other.apply([Event(EventKind.NEW, e) for e in entries])
-        other.apply([Event(EventKind.UPDATE, e._replace(mark=e.mark + 1)) for e in entries[::2]])
+        other.apply([Event(EventKind.UPDATE, e._replace(mark=e.mark + 1)) for e in entries[::2] + [special]])
         other.apply([Event(EventKind.DESTROY, e) for e in entries[1::3]])
         other.shorten_timeouts(60)
         other.flush(zone=7)
