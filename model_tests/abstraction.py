@@ -1,0 +1,236 @@
+"""The abstraction function: a running simulation (snep.sim) seen as a state of the model.
+
+What maps to what (model variable <- implementation):
+
+- role[n]      <- the node's RoleMachine state (DOWN when the process is down)
+- linkUp       <- every pair not in SimNetwork.down
+- kernel[n]    <- the MemoryTable of host n: connection -> version, where the test's
+                  connections are named (``conns``: entry key -> name) and an entry's
+                  version is its conntrack *mark* (the tests write version = mark)
+- internal[n], external[n] <- the node's caches, the same way (empty when down)
+- epoch[n]     <- SyncNode.newest (the persisted epoch while the process is down)
+- nextSeq, queue, peerAck, peerLive, bulk, todo, dirty <- the SyncSender: its next
+                  seq, its resend queue (each queued frame *decoded with the real
+                  codec*), each peer's acked position and liveness, the bulk dump's
+                  phase and what it has left, the incremental level's dirty set
+- expect, ackFrom, inBulk, marked <- the SyncReceiver that follows the stream of the
+                  node's newest epoch (none: 0 / not in a dump), and the external
+                  cache's mark-and-sweep set
+- needSync[n]  <- SyncNode.need_sync
+- msgs         <- every datagram in flight, decoded with the real codec (see :func:`msg_of`)
+- ghosts (lastVer, ackd, failedAs, fenced, repairs) are history, not state: the test
+  carries them along the model steps that explain each implementation step.
+
+Messages. The wire carries less than the spec's message record, so the mapping is:
+STATE (one entry per frame: the tests use an MTU that fits one): epoch = the header's
+claim (term, sender id), seq, conn/ver from the entry (DESTROY: version 0), BULK flags;
+ALIVE: claim and next seq = header seq + 1 (the header holds the newest seq sent); an
+ALIVE without a claim (term 0: a non-primary's keepalive) is no spec message (None);
+ACK/NACK: (stream term, addressee), lo/hi = first/last; RESYNC_REQUEST: the sender's
+claim or none; HELLO: the newest epoch its sender knows (its message's epoch and node).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
+
+from snep.cache import Cache, Key
+from snep.entry import EventKind
+from snep.fsm.role import Role
+from snep.sim import Simulation
+from snep.wire.codec import FLAG_BULK_END, FLAG_BULK_START, decode_frame
+from snep.wire.messages import Frame as WireFrame
+from snep.wire.messages import Hello, MessageType
+from snep.wire.serial import SEQ_MOD
+
+from model_tests import model as M
+
+ROLE = {
+    Role.DOWN: M.DOWN,
+    Role.SYNCING: M.SYNCING,
+    Role.BACKUP: M.BACKUP,
+    Role.PRIMARY: M.PRIMARY,
+    Role.FAULT: M.FAULT,
+}
+
+
+@lru_cache(maxsize=65536)
+def decode(data: bytes) -> WireFrame:
+    return decode_frame(data)
+
+
+def frame_of(data: bytes, conns: Mapping[Key, str]) -> M.Frame:
+    """A queued STATE frame (encoded bytes) as the model's queue frame."""
+    wf = decode(data)
+    conn, ver = _entry_of(wf, conns)
+    return M.Frame(wf.seq, conn, ver, bool(wf.flags & FLAG_BULK_START), bool(wf.flags & FLAG_BULK_END))
+
+
+def _entry_of(wf: WireFrame, conns: Mapping[Key, str]) -> tuple[str, int]:
+    if not wf.messages:
+        return M.NoConn, 0
+    if len(wf.messages) != 1:
+        raise AssertionError(f"a STATE frame with {len(wf.messages)} messages: the model tests need one per frame")
+    kind, entry = wf.messages[0]  # type: ignore[misc]
+    return conns[entry.key], 0 if kind is EventKind.DESTROY else entry.mark
+
+
+def msg_of(src: int, dst: int, data: bytes, conns: Mapping[Key, str]) -> M.Msg | None:
+    """A datagram as the spec's message (None: not a message of the spec)."""
+    wf = decode(data)
+    t = wf.type
+    if t is MessageType.STATE:
+        conn, ver = _entry_of(wf, conns)
+        return M.Msg(M.MSG_STATE, src, dst, wf.epoch, src, seq=wf.seq, conn=conn, ver=ver,
+                     start=bool(wf.flags & FLAG_BULK_START), end=bool(wf.flags & FLAG_BULK_END))  # fmt: skip
+    if t is MessageType.ALIVE:
+        if not wf.epoch:
+            return None
+        return M.Msg(M.MSG_ALIVE, src, dst, wf.epoch, src, seq=(wf.seq + 1) % SEQ_MOD)
+    if t in (MessageType.ACK, MessageType.NACK):
+        (message,) = wf.messages
+        kind = M.MSG_ACK if t is MessageType.ACK else M.MSG_NACK
+        return M.Msg(kind, src, dst, wf.epoch, dst, lo=message.first, hi=message.last)  # type: ignore[attr-defined]
+    if t is MessageType.RESYNC_REQUEST:
+        return M.Msg(M.MSG_RESYNC, src, dst, wf.epoch, src if wf.epoch else 0)
+    if t is MessageType.HELLO:
+        hello = next(m for m in wf.messages if isinstance(m, Hello))
+        return M.Msg(M.MSG_HELLO, src, dst, hello.epoch, hello.node_id)
+    raise AssertionError(f"unknown frame type {t!r}")
+
+
+def table_of(entries: Any, conns: Mapping[Key, str], C: M.Consts) -> dict[str, int]:
+    t = M.EmptyTable(C)
+    for entry in entries:
+        t[conns[entry.key]] = entry.mark
+    return t
+
+
+def _marked(cache: Cache, conns: Mapping[Key, str]) -> frozenset[str]:
+    marked = cache._marked  # the mark-and-sweep set (None: not in a dump)
+    return frozenset(conns[k] for k in marked) if marked else frozenset()
+
+
+def abstract(sim: Simulation, C: M.Consts, conns: Mapping[Key, str], ghosts: M.State) -> M.State:
+    """The model state the simulation is in (ghost variables taken from ``ghosts``)."""
+    s = ghosts
+    role, kernel, internal, external, epoch = {}, {}, {}, {}, {}
+    nextSeq, queue, peerAck, peerLive, bulk, todo, dirty = {}, {}, {}, {}, {}, {}, {}
+    expect, ackFrom, inBulk, marked, needSync = {}, {}, {}, {}, {}
+    for n in C.Node:
+        host = sim.hosts[n]
+        node = host.node
+        kernel[n] = {c: 0 for c in C.Conn}
+        for key, (entry, _deadline) in host.table.entries.items():
+            kernel[n][conns[key]] = entry.mark
+        peerAck[n] = {m: 0 for m in C.Node}
+        peerLive[n] = {m: True for m in C.Node}
+        if node is None:
+            role[n] = M.DOWN
+            internal[n] = external[n] = M.EmptyTable(C)
+            epoch[n] = tuple(host.persisted)
+            nextSeq[n], queue[n], bulk[n] = 0, (), "idle"
+            todo[n] = dirty[n] = marked[n] = frozenset()
+            expect[n] = ackFrom[n] = 0
+            inBulk[n] = needSync[n] = False
+            continue
+        role[n] = ROLE[node.state]
+        internal[n] = table_of(node.internal, conns, C)
+        external[n] = table_of(node.external, conns, C)
+        epoch[n] = tuple(node.newest)
+        sender = node.sender
+        nextSeq[n] = sender.next_seq
+        queue[n] = tuple(frame_of(q.data, conns) for q in sender.queue)
+        for m, p in sender.peers.items():
+            peerAck[n][m] = p.acked
+            peerLive[n][m] = p.alive
+        bulk[n] = sender.bulk_phase
+        todo[n] = frozenset(conns[k] for k in sender.bulk_todo if node.internal.get(k) is not None)
+        if bulk[n] == "idle" and node._bulk_after_dump:
+            bulk[n] = "start"  # the dump asked for on promotion starts once the kernel dump is in
+        dirty[n] = frozenset(conns[k] for k in sender.notifier.dirty)
+        stream = next((r for r in node.receivers.values() if r.stream == node.newest), None)
+        if stream is None:
+            expect[n] = ackFrom[n] = 0
+            inBulk[n] = False
+        else:
+            expect[n] = stream.expected
+            ackFrom[n] = stream._ack_first if stream._ack_first is not None else stream.expected
+            inBulk[n] = stream.marking
+        marked[n] = _marked(node.external, conns)
+        needSync[n] = node.need_sync
+    msgs: dict[M.Msg, int] = {}
+    for d in sim.network.in_flight:
+        msg = msg_of(d.src, d.dst, d.data, conns)
+        if msg is not None:
+            msgs[msg] = msgs.get(msg, 0) + 1
+    return s.set(
+        role=role,
+        linkUp=frozenset(p for p in M.AllLinks(C) if p not in sim.network.down),
+        kernel=kernel,
+        internal=internal,
+        external=external,
+        epoch=epoch,
+        nextSeq=nextSeq,
+        queue=queue,
+        peerAck=peerAck,
+        peerLive=peerLive,
+        bulk=bulk,
+        todo=todo,
+        dirty=dirty,
+        expect=expect,
+        ackFrom=ackFrom,
+        inBulk=inBulk,
+        marked=marked,
+        needSync=needSync,
+        msgs=msgs,
+    )
+
+
+# ---------------------------------------------------------------------------
+# The projection: what step refinement compares
+# ---------------------------------------------------------------------------
+
+
+def projection(s: M.State, C: M.Consts) -> dict[str, Any]:
+    """The part of the state whose every change must be a model step.
+
+    Roles, kernel tables, external caches (weak level: which connections exist, the
+    spec's own SameTable), a primary's internal cache, epoch and next seq, and each
+    receiver's position in its stream. Left out: what the spec fixes only to keep
+    TLC's state space finite (the resend queue's trimming, ack/liveness bookkeeping of
+    the sender, pacing of timers); invariants and message checks cover those.
+    """
+    weak = C.Level == "weak"
+
+    def table(t: dict[str, int]) -> Any:
+        return M.Present(t) if weak else dict(t)
+
+    out: dict[str, Any] = {}
+    for n in C.Node:
+        r = s.role[n]
+        row: dict[str, Any] = {"role": r, "kernel": dict(s.kernel[n])}
+        if M.Up(r):
+            row["external"] = table(s.external[n])
+        if r == M.PRIMARY:
+            row["internal"] = table(s.internal[n])
+            row["epoch"] = s.epoch[n]
+            row["nextSeq"] = s.nextSeq[n]
+        elif M.Up(r):
+            row["expect"] = s.expect[n]
+            row["inBulk"] = s.inBulk[n]
+        out[str(n)] = row
+    return out
+
+
+def diff(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """Readable differences between two projections."""
+    lines = []
+    for n in sorted(set(a) | set(b)):
+        ra, rb = a.get(n, {}), b.get(n, {})
+        for k in sorted(set(ra) | set(rb)):
+            if ra.get(k) != rb.get(k):
+                lines.append(f"node {n} {k}: model {ra.get(k)!r} != implementation {rb.get(k)!r}")
+    return lines

@@ -1,0 +1,460 @@
+"""A simulated cluster driven one environment move at a time, each move checked
+against the model (model_tests/model.py) through the abstraction function.
+
+How a step is checked (step refinement with a bounded sequence of model actions):
+
+1. ``s`` = abstract(implementation) before the move, with the ghost variables the
+   model carried so far.
+2. The move runs on the implementation (real SyncNodes, MemoryKernels, the real
+   codec: every datagram is bytes). Every datagram sent during the move is recorded
+   (also those a down link loses).
+3. The move is *explained* as a sequence of model actions: the move's own action
+   (ConnNew, Promote, RecvState of the delivered frame, ...), then one action per
+   STATE frame the implementation sent for the first time (SendBulk, Notify or
+   FlushIncremental: the one whose emitted frame equals the sent frame), then SendAck
+   for each ACK sent. Each action must be enabled in the model state reached so far;
+   there are at most 1 + (frames sent) + (acks sent) of them, so the search is
+   bounded and deterministic.
+4. The reached model state must agree with abstract(implementation) after the move
+   on the projection (abstraction.projection: roles, kernels, external caches, a
+   primary's internal cache, epoch and next seq, receivers' stream positions).
+5. Message checks for what the spec constrains but the projection leaves out: a STATE
+   frame sent again (retransmission) is a frame of the sender's resend queue, sent by
+   a PRIMARY under its own epoch; an ALIVE with a claim comes from that PRIMARY and
+   carries its next seq; an ACK never covers a frame the receiver has not applied.
+6. Every invariant of the spec holds on the new abstract state and the step
+   satisfies the spec's action properties (NoStaleState, EpochMonotonic).
+
+Moves outside the spec (the operator commands commit and flush) are checked by the
+invariants only; the model continues from the abstraction of what they left.
+
+The spec's pacing guards (Retransmit only when nothing is in flight, SendAlive only on
+an idle channel, PeerTimeout only when unreachable) are not required of the
+implementation: those timers change nothing in the projection, and the messages they
+send are checked by 5.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from snep.cache import Key
+from snep.entry import Entry
+from snep.fsm.params import SyncParams
+from snep.fsm.role import Role
+from snep.level import Level
+from snep.sim import Datagram, Simulation, conn
+
+from model_tests import model as M
+from model_tests.abstraction import abstract, decode, diff, frame_of, msg_of, projection
+
+ONE_ENTRY_MTU = 100  # one STATE message per frame (two need 102 bytes): the spec's frames
+
+
+class RefinementError(AssertionError):
+    """The implementation did something the model does not allow."""
+
+
+@dataclass
+class Config:
+    size: int = 2
+    level: str = "strong"
+    conns: int = 3
+    queue_size: int = 4
+    seed: int = 0
+
+    def params(self) -> SyncParams:
+        return SyncParams(
+            mtu=ONE_ENTRY_MTU,
+            queue_size=self.queue_size,
+            bulk_window=self.queue_size,
+            ack_window=2,
+            ack_delay=0.05,
+            nack_interval=0.1,
+            retransmit_timeout=0.5,
+            alive_interval=1.0,
+            dead_timeout=4.0,
+            shorten_timeout=3,
+            level=Level(self.level),
+            period=1.0,
+        )
+
+    def consts(self) -> M.Consts:
+        return M.Consts(
+            Node=tuple(range(1, self.size + 1)),
+            Conn=tuple(f"c{i}" for i in range(self.conns)),
+            Level=self.level,
+            QueueBound=self.queue_size,
+        )
+
+
+@dataclass
+class Cluster:
+    cfg: Config
+    trace: list[dict[str, Any]] | None = None  # model-level trace (export), when wanted
+    sim: Simulation = field(init=False)
+    C: M.Consts = field(init=False)
+    state: M.State = field(init=False)
+    steps: int = 0
+
+    def __post_init__(self) -> None:
+        self.sim = Simulation(self.cfg.size, self.cfg.params(), seed=self.cfg.seed, expire_interval=1e9)
+        self.C = self.cfg.consts()
+        self.entries: dict[str, Entry] = {c: conn(i, timeout=100000) for i, c in enumerate(self.C.Conn)}
+        self.conns: dict[Key, str] = {e.key: c for c, e in self.entries.items()}
+        self.state = M.Init(self.C)
+        self._sent: list[tuple[int, int, bytes]] = []
+        network = self.sim.network
+        original = network.send
+
+        def send(now: float, src: int, dst: int, data: bytes) -> None:
+            self._sent.append((src, dst, data))
+            original(now, src, dst, data)
+
+        network.send = send  # type: ignore[method-assign]
+        if self.trace is not None:
+            self.trace.append({"set": self.state.as_json()})
+
+    # --- reading ------------------------------------------------------------------
+    def role(self, n: int) -> str:
+        return self.state.role[n]
+
+    def primaries(self) -> list[int]:
+        return M.Primaries(self.state)
+
+    def node(self, n: int) -> Any:
+        return self.sim.hosts[n].node
+
+    # --- the checked step -----------------------------------------------------------
+    def step(self, label: str, move: Callable[[], Any], prefix: list[tuple[str, tuple[Any, ...]]],
+             out_of_model: bool = False) -> None:  # fmt: skip
+        """Run ``move`` on the implementation and check it against the model."""
+        self.steps += 1
+        s = self.state
+        self._sent = []
+        move()
+        self._purge()
+        after = abstract(self.sim, self.C, self.conns, s)
+        if out_of_model:
+            self._check_state(s, after, label, step_properties=False)
+            self.state = after
+            if self.trace is not None:
+                self.trace.append({"set": after.as_json(), "impl": label})
+            return
+        t, actions = self._explain(s, prefix, label)
+        want, got = projection(t, self.C), projection(after, self.C)
+        if want != got:
+            raise RefinementError(
+                f"step {label!r} explained as {_show(actions)} is not a model step:\n  " + "\n  ".join(diff(want, got))
+            )
+        after = after.set(lastVer=t.lastVer, ackd=t.ackd, failedAs=t.failedAs, fenced=t.fenced,
+                          repairs=t.repairs, env=t.env)  # fmt: skip
+        self._check_state(s, after, label)
+        if self.trace is not None:
+            self.trace.append({"set": s.as_json()})
+            for name, args in actions:
+                self.trace.append({"action": name, "args": [_arg(a) for a in args]})
+            self.trace[-1 if actions else -2]["expect"] = _json_projection(got)
+            self.trace[-1 if actions else -2]["impl"] = label
+        self.state = after
+
+    def _check_state(self, s: M.State, after: M.State, label: str, step_properties: bool = True) -> None:
+        bad = M.violated(after, self.C) + (M.violated_step(s, after, self.C) if step_properties else [])
+        if bad:
+            raise RefinementError(f"step {label!r}: {', '.join(bad)} violated\n{_brief(after)}")
+
+    def _purge(self) -> None:
+        """Datagrams to a node whose process is down are lost (the spec's Fail and Send)."""
+        network = self.sim.network
+        kept = [d for d in network.in_flight if self.sim.hosts[d.dst].node is not None]
+        if len(kept) != len(network.in_flight):
+            network.in_flight = kept
+            import heapq
+
+            heapq.heapify(kept)
+
+    def _explain(self, s: M.State, prefix: list[tuple[str, tuple[Any, ...]]], label: str) -> tuple[M.State, list]:
+        C = self.C
+        t = s
+        done: list[tuple[str, tuple[Any, ...]]] = []
+
+        def apply(name: str, args: tuple[Any, ...]) -> M.State | None:
+            return (M.ACTIONS.get(name) or M.EXTENSIONS[name])(t, C, *args)
+
+        for name, args in prefix:
+            t2 = apply(name, args)
+            if t2 is None:
+                raise RefinementError(f"step {label!r}: the model does not allow {name}{args} here\n{_brief(t)}")
+            t = t2
+            done.append((name, args))
+        # STATE frames: sent for the first time (explained by a model action) or again.
+        seen: set[tuple[int, bytes]] = set()
+        tried: list[tuple[str, Any]] = []
+        for src, _dst, data in self._sent:
+            tried = []
+            wf = decode(data)
+            if wf.type.name != "STATE" or (src, data) in seen:
+                continue
+            seen.add((src, data))
+            f = frame_of(data, self.conns)
+            if t.role[src] == M.PRIMARY and (wf.epoch, src) == t.epoch[src] and f.seq >= t.nextSeq[src]:
+                if f.seq != t.nextSeq[src]:
+                    raise RefinementError(f"step {label!r}: node {src} sent seq {f.seq}, model's next is {t.nextSeq[src]}")
+                for name in ("SendBulk", "FlushIncremental", "Notify", "SendBulk"):
+                    if f.conn == M.NoConn and name != "SendBulk":
+                        continue
+                    if name == "SendBulk" and any(n == "SendBulk" for n, _ in tried):
+                        t2 = _paced_bulk(t, C, src, f.conn)
+                    else:
+                        t2 = apply(name, (src, f.conn))
+                    tried.append((name, t2))
+                    if t2 is not None and t2.nextSeq[src] == t.nextSeq[src] + 1 and t2.queue[src][-1] == f:
+                        t = t2
+                        done.append((name, (src, f.conn)))
+                        break
+                else:
+                    raise RefinementError(
+                        f"step {label!r}: node {src} sent {f} which no enabled model action sends\n{_brief(t)}"
+                        f"\n  sender of {src}: acked/live {t.peerAck[src]} {t.peerLive[src]} bulk={t.bulk[src]}"
+                    )
+            else:
+                queued = set(s.queue[src]) | set(t.queue[src])
+                if not (s.role[src] == M.PRIMARY and (wf.epoch, src) == s.epoch[src] and f in queued):
+                    raise RefinementError(
+                        f"step {label!r}: node {src} sent again {f} (claim {wf.epoch}), not a frame of its resend "
+                        f"queue {s.queue[src]} as {s.role[src]} of epoch {s.epoch[src]}"
+                    )
+        # Control messages.
+        for src, dst, data in self._sent:
+            msg = msg_of(src, dst, data, self.conns)
+            if msg is None or msg.type == M.MSG_STATE:
+                continue
+            if msg.type == M.MSG_ALIVE:
+                if not (t.role[src] == M.PRIMARY and M.MsgEpoch(msg) == t.epoch[src] and msg.seq == t.nextSeq[src]):
+                    raise RefinementError(f"step {label!r}: {msg} is not SendAlive's (next seq {t.nextSeq[src]})")
+            elif msg.type == M.MSG_ACK:
+                own = (msg.term, dst) == t.epoch[src]
+                receiver = self.node(src).receivers[dst] if self.node(src) is not None else None
+                applied = t.expect[src] if own else (receiver.expected if receiver is not None else 0)
+                if not (msg.lo <= msg.hi < applied):
+                    raise RefinementError(
+                        f"step {label!r}: {msg} acknowledges frames not applied (applied below {applied})"
+                    )
+                t2 = apply("SendAck", (src, dst)) if own else None
+                if t2 is not None:
+                    t = t2.set(msgs=t.msgs)
+                    done.append(("SendAck", (src, dst)))
+        return t, done
+
+    # --- moves ----------------------------------------------------------------------
+    def start(self, n: int) -> None:
+        self.step(f"start {n}", lambda: self.sim.start(n), [("Recover", (n,))])
+
+    def crash(self, n: int) -> None:
+        self.step(f"crash {n}", lambda: self.sim.crash(n), [("Fail", (n,))])
+
+    def promote(self, n: int) -> None:
+        self.step(f"promote {n}", lambda: self.sim.promote(n), [("Promote", (n,))])
+
+    def demote(self, n: int) -> None:
+        self.step(f"demote {n}", lambda: self.sim.demote(n), [("Demote", (n,))])
+
+    def fault(self, n: int) -> None:
+        self.step(f"fault {n}", lambda: self.sim.fault(n), [("Fault", (n,))])
+
+    def link(self, a: int, b: int, up: bool) -> None:
+        if up:
+            self.step(f"link up {a}-{b}", lambda: self.sim.network.link_up(a, b), [("LinkUp", (a, b))])
+        else:
+            self.step(f"link down {a}-{b}", lambda: self.sim.network.link_down(a, b), [("LinkDown", (a, b))])
+
+    def traffic(self, n: int, c: str, kind: str) -> None:
+        """A packet on node n's kernel: new, update or destroy connection c (version = mark)."""
+        sim, s = self.sim, self.state
+        entry = self.entries[c]._replace(mark=s.lastVer[c] + 1)
+        notify = [("Notify", (n, c))] if s.role[n] == M.PRIMARY else []
+        if kind == "new":
+            move, action = (lambda: sim.conn_new(n, entry)), "ConnNew"
+        elif kind == "update":
+            move, action = (lambda: sim.conn_update(n, entry)), "ConnUpdate"
+            if self.C.Level == "weak":
+                notify = []  # a weak level's kernel subscription has no UPDATE events
+        else:
+            move, action = (lambda: sim.conn_destroy(n, entry)), "ConnDestroy"
+        self.step(f"{kind} {c} on {n}", move, [(action, (n, c))] + notify)
+
+    def deliver(self, d: Datagram, *, copy: bool = False) -> None:
+        """Deliver one datagram in flight (any of them: the network reorders)."""
+        sim = self.sim
+        msg = msg_of(d.src, d.dst, d.data, self.conns)
+
+        def move() -> None:
+            sim.network.in_flight.remove(d)
+            import heapq
+
+            heapq.heapify(sim.network.in_flight)
+            node = sim.hosts[d.dst].node
+            if node is not None:
+                sim._carry_out(d.dst, node.on_datagram(sim.now, d.data, d.src))
+
+        prefix = [] if msg is None else [(_RECV[msg.type], (msg.dst, msg.src, msg))]
+        self.step(f"deliver {_show_msg(msg, d)}", move, prefix)
+
+    def lose(self, d: Datagram) -> None:
+        msg = msg_of(d.src, d.dst, d.data, self.conns)
+
+        def move() -> None:
+            self.sim.network.in_flight.remove(d)
+            import heapq
+
+            heapq.heapify(self.sim.network.in_flight)
+
+        self.step(f"lose {_show_msg(msg, d)}", move, [] if msg is None else [("LoseMsg", (msg,))])
+
+    def duplicate(self, d: Datagram) -> None:
+        msg = msg_of(d.src, d.dst, d.data, self.conns)
+        self.step(
+            f"duplicate {_show_msg(msg, d)}",
+            lambda: self.sim.network.duplicate(lambda x: x is d),
+            [] if msg is None else [("DuplicateMsg", (msg,))],
+        )
+
+    def advance(self, dt: float) -> None:
+        """The clock moves; kernel entries whose timeout passed expire."""
+        sim = self.sim
+        now = sim.now + dt
+        prefix: list[tuple[str, tuple[Any, ...]]] = []
+        for n, host in sim.hosts.items():
+            for key, (_entry, deadline) in host.table.entries.items():
+                if deadline <= now:
+                    c = self.conns[key]
+                    if self.state.role[n] == M.PRIMARY:
+                        prefix += [("ConnDestroy", (n, c)), ("Notify", (n, c))]
+                    else:
+                        prefix.append(("KernelExpire", (n, c)))
+
+        def move() -> None:
+            sim.now = now
+            for n, host in sim.hosts.items():
+                if host.kernel.expire(now):
+                    sim._pump(n)
+
+        self.step(f"advance {dt:g}s", move, prefix)
+
+    def timer(self, n: int) -> None:
+        """Node n's timers that are due fire (ack, retransmit, flush, bulk, alive, resync, dead peer)."""
+        sim = self.sim
+        node = sim.hosts[n].node
+        self.step(f"timers of {n}", lambda: sim._carry_out(n, node.on_timer(sim.now)), [])
+
+    def command(self, n: int, name: str) -> None:
+        """An operator command (snep ctl): commit and flush are outside the spec."""
+        outside = name in ("commit", "flush")
+        prefix = [("OperatorBulkSend", (n,))] if name == "bulk_send" else []
+        self.step(f"operator {name} on {n}", lambda: self.sim.command(n, name), prefix, out_of_model=outside)
+
+    # --- liveness ---------------------------------------------------------------------
+    def converge(self, duration: float = 40.0) -> None:
+        """Heal every link, stop faults and traffic, run the protocol: Synced must hold."""
+        sim = self.sim
+        for a in self.C.Node:
+            for b in self.C.Node:
+                if a < b:
+                    sim.network.link_up(a, b)
+        if not self.primaries() and any(sim.hosts[n].node is not None for n in self.C.Node):
+            # The HA manager elects a primary when it hears none.
+            n = min(n for n in self.C.Node if sim.hosts[n].node is not None)
+            self.promote(n)
+        sim.expire_interval = 1.0
+        sim._next_expire = sim.now + 1.0
+        sim.run(duration)
+        sim.expire_interval = 1e9
+        sim._next_expire = 1e18
+        self._purge()
+        final = abstract(sim, self.C, self.conns, self.state)
+        bad = M.violated(final.set(ackd={n: frozenset() for n in self.C.Node}), self.C)
+        if bad:  # (ackd is history the unchecked run does not keep)
+            raise RefinementError(f"convergence run: {', '.join(bad)} violated\n{_brief(final)}")
+        if not M.Synced(final, self.C):
+            raise RefinementError(f"not converged after {duration:g}s with links up and no faults:\n{_brief(final)}")
+        if len(M.Primaries(final)) > 1:
+            raise RefinementError(f"two primaries after {duration:g}s with links up:\n{_brief(final)}")
+
+
+def _paced_bulk(t: M.State, C: M.Consts, n: int, c: str) -> M.State | None:
+    """SendBulk with the implementation's pacing (a known divergence from the spec).
+
+    The spec sends a bulk frame only when the resend queue has room. The
+    implementation paces by the frames in flight to the peers the queue can still
+    serve (a peer that waits for this very dump does not count); when none can be
+    served it sends, and the bound drops the oldest frame, which is what EmitFrame does
+    with a full queue. Counted in PACING_DIVERGENCES.
+    """
+    q = t.queue[n]
+    if len(q) < C.QueueBound:
+        return None
+    PACING_DIVERGENCES[0] += 1
+    return M.SendBulk(t.set(queue=M.upd(t.queue, n, q[1:])), C, n, c)
+
+
+PACING_DIVERGENCES = [0]
+
+
+_RECV = {
+    M.MSG_STATE: "RecvState", M.MSG_ALIVE: "RecvAlive", M.MSG_ACK: "RecvAck", M.MSG_NACK: "RecvNack",
+    M.MSG_HELLO: "RecvHello", M.MSG_RESYNC: "RecvResyncRequest",
+}  # fmt: skip
+
+
+def _show(actions: list[tuple[str, tuple[Any, ...]]]) -> str:
+    return " ; ".join(f"{name}({', '.join(_show_arg(a) for a in args)})" for name, args in actions) or "a stutter"
+
+
+def _show_arg(a: Any) -> str:
+    return _show_msg(a, None) if isinstance(a, M.Msg) else str(a)
+
+
+def _show_msg(msg: M.Msg | None, d: Datagram | None) -> str:
+    if msg is None:
+        return f"ALIVE {d.src}->{d.dst} (no claim)" if d is not None else "?"
+    body = {
+        M.MSG_STATE: f"seq={msg.seq} {msg.conn}={msg.ver}{' START' if msg.start else ''}{' END' if msg.end else ''}",
+        M.MSG_ALIVE: f"next={msg.seq}",
+        M.MSG_ACK: f"{msg.lo}..{msg.hi}",
+        M.MSG_NACK: f"{msg.lo}..{msg.hi}",
+    }.get(msg.type, "")
+    return f"{msg.type} {msg.src}->{msg.dst} e={msg.term}.{msg.enode} {body}".rstrip()
+
+
+def _brief(s: M.State) -> str:
+    lines = []
+    for n in s.role:
+        lines.append(
+            f"  node {n}: {s.role[n]} epoch={s.epoch[n]} kernel={_tab(s.kernel[n])} internal={_tab(s.internal[n])}"
+            f" external={_tab(s.external[n])} next={s.nextSeq[n]} queue={[f.seq for f in s.queue[n]]}"
+            f" expect={s.expect[n]} needSync={s.needSync[n]} ackd={sorted(s.ackd[n])}"
+        )
+    lines.append(f"  links up: {sorted(tuple(sorted(p)) for p in s.linkUp)}; in flight: {sum(s.msgs.values())}")
+    return "\n".join(lines)
+
+
+def _tab(t: dict[str, int]) -> str:
+    return "{" + ",".join(f"{c}:{v}" for c, v in t.items() if v) + "}"
+
+
+def _arg(a: Any) -> Any:
+    return a._asdict() if isinstance(a, M.Msg) else a
+
+
+def _json_projection(p: dict[str, Any]) -> Any:
+    return json.loads(json.dumps(p, default=lambda v: sorted(v) if isinstance(v, frozenset) else list(v)))
+
+
+def alive_nodes(cluster: Cluster) -> list[int]:
+    return [n for n in cluster.C.Node if cluster.sim.hosts[n].node is not None]
+
+
+__all__ = ["Cluster", "Config", "RefinementError", "Role", "alive_nodes"]
