@@ -9,6 +9,7 @@ kernel, the traffic methods that stand for those packets.
 
 from __future__ import annotations
 
+import abc
 import os
 import socket
 import time
@@ -26,7 +27,7 @@ CLIENT_V4, SERVER_V4 = "10.77.0.1", "10.77.0.2"
 CLIENT_V6, SERVER_V6 = "fd77::1", "fd77::2"
 
 
-class Harness:
+class Harness(abc.ABC):
     name: str
     k: Kernel
     other: Kernel
@@ -39,9 +40,9 @@ class Harness:
         self.k.flush()
         self.k.subscribe(Level.STRONG)
 
+    @abc.abstractmethod
     def udp_exchange(self, sport: int, dport: int) -> Entry:
         """A UDP request and its reply from the client to the server: NEW, then UPDATE."""
-        raise NotImplementedError
 
     def close(self) -> None:
         self.k.close()
