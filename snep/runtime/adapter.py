@@ -73,10 +73,12 @@ class PeerTable:
         return self._address.get((peer, link))
 
 
-def open_kernel(cfg: Config) -> Any:
-    from snep.kernel.netlink import NetlinkKernel
+def open_kernel(cfg: Config, kernel: Any = None) -> Any:
+    """The netlink adapter of this namespace (or ``kernel``), subscribed to the level's events."""
+    if kernel is None:
+        from snep.kernel.netlink import NetlinkKernel
 
-    kernel = NetlinkKernel(buffer_size=cfg.kernel.netlink_buffer, buffer_max_growth=cfg.kernel.netlink_buffer_max)
+        kernel = NetlinkKernel(buffer_size=cfg.kernel.netlink_buffer, buffer_max_growth=cfg.kernel.netlink_buffer_max)
     kernel.subscribe(cfg.sync.level)
     return kernel
 
@@ -160,18 +162,29 @@ _LOG_LEVELS = {"debug": 10, "info": 20, "notice": 25, "warning": 30, "error": 40
 
 
 def kernel_events(daemon: Daemon, now: float) -> list[Any]:
-    """Read the kernel's queued events into the node; on overrun, resync from a dump."""
+    """Read the kernel's queued events into the node until none are left (a loss is
+    reported after the events queued before it); on overrun, resync from a dump."""
     node = daemon.node
-    try:
-        events = daemon.kernel.read_events()
-    except EventOverrun:
-        daemon.counters["netlink_overruns"] += 1
-        log.warning("netlink event socket overrun: events lost; resynchronizing the internal cache from the kernel")
-        known = {entry.key: entry for entry in node.internal.entries()}
-        events = daemon.kernel.resync(known)
-    if not events:
-        return []
-    return list(node.on_kernel_events(now, events) or ())
+    outputs: list[Any] = []
+    for _ in range(READS_PER_WAKEUP):
+        try:
+            events = daemon.kernel.read_events()
+        except EventOverrun:
+            daemon.counters["netlink_overruns"] += 1
+            log.warning("netlink event socket overrun: events lost; resynchronizing the internal cache from the kernel")
+            known = {entry.key: entry for entry in node.internal.entries()}
+            events = daemon.kernel.resync(known)
+            if events:
+                outputs.extend(node.on_kernel_events(now, events) or ())
+            break
+        if not events:
+            break
+        outputs.extend(node.on_kernel_events(now, events) or ())
+    return outputs
+
+
+#: event reads per wake-up of the netlink socket (each up to 65536 events)
+READS_PER_WAKEUP = 4
 
 
 def role_change(node: SyncNode, kernel: Any, role: str, now: float) -> list[Any]:

@@ -56,10 +56,12 @@ STATUS_COUNTERS = (
 class Daemon:
     """One node: config, kernel, SyncNode, transport, control socket, metrics."""
 
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, kernel: Any = None) -> None:
+        """``kernel``: a kernel adapter to use instead of the netlink one (tests)."""
         self.cfg = cfg
         self.keyring = adapter.load_keyring(cfg)
         self.loop: asyncio.AbstractEventLoop | None = None
+        self._given_kernel = kernel
         self.kernel: Any = None
         self.node: Any = None
         self.transport: Transport | None = None
@@ -102,7 +104,7 @@ class Daemon:
         except OSError as error:
             raise SnepError(f"cannot write the state file {cfg.state_file}: {error.strerror}") from None
         try:
-            self.kernel = adapter.open_kernel(cfg)
+            self.kernel = adapter.open_kernel(cfg, self._given_kernel)
         except (KernelError, OSError) as error:
             raise SnepError(f"cannot open the kernel's conntrack table: {error}") from None
         try:
@@ -315,7 +317,12 @@ class Daemon:
                 started = time.monotonic()
                 self._feed(adapter.command(self.node, self.kernel, command, now, argv, self.cfg))
                 self._tick()
-                return {"done": command, "seconds": round(time.monotonic() - started, 6)}
+                return {
+                    "done": command,
+                    "seconds": round(time.monotonic() - started, 6),
+                    "internal": adapter.cache_size(self.node, "internal"),  # right after the command
+                    "external": adapter.cache_size(self.node, "external"),
+                }
         except (SnepError, ValueError) as error:
             raise ControlError(f"{command}: {error}") from None
         self.counters["control_unknown_commands"] += 1

@@ -1,0 +1,177 @@
+"""Two daemons in one event loop on loopback, each over an in-memory kernel (no root).
+
+Every control command goes through the real control socket and the real UDP
+transport; only the conntrack table is the in-memory one (snep.kernel.memory), which
+also lets a test overflow the event queue to check the overrun -> resync path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+
+import pytest
+
+from snep import config
+from snep.entry import Proto, make_entry
+from snep.kernel.memory import MemoryKernel
+from snep.runtime.client import ControlError, request
+from snep.runtime.daemon import Daemon
+from snep.runtime.log import setup
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def node_config(tmp: Path, index: int, ports: dict[int, int]) -> config.Config:
+    other = 2 if index == 1 else 1
+    return config.parse(
+        {
+            "node": {"id": index, "state_file": str(tmp / f"state{index}")},
+            "sync": {
+                "listen": f"127.0.0.{index}:{ports[index]}",
+                "peers": [f"127.0.0.{other}:{ports[other]}"],
+                "alive_interval": 0.1,
+                "peer_dead_timeout": 0.5,
+            },
+            "control": {"socket": str(tmp / f"ctl{index}.sock")},
+        },
+        str(tmp / f"node{index}.toml"),
+    )
+
+
+class Pair:
+    def __init__(self, tmp: Path, capacity: int = 1 << 20) -> None:
+        ports = {1: free_port(), 2: free_port()}
+        self.tmp = tmp
+        self.kernels = {1: MemoryKernel(event_capacity=capacity, event_capacity_max=capacity), 2: MemoryKernel()}
+        self.daemons = {i: Daemon(node_config(tmp, i, ports), self.kernels[i]) for i in (1, 2)}
+        self.tasks: list[asyncio.Task[int]] = []
+
+    async def __aenter__(self) -> Pair:
+        for daemon in self.daemons.values():
+            self.tasks.append(asyncio.create_task(daemon.run()))
+        for i in (1, 2):
+            await self.until(lambda i=i: self.daemons[i].control is not None and (self.tmp / f"ctl{i}.sock").exists())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for daemon in self.daemons.values():
+            if daemon.stopping is not None:
+                daemon.stopping.set()
+        results = await asyncio.gather(*self.tasks, return_exceptions=True)
+        assert all(r == 0 for r in results), results
+
+    async def ctl(self, index: int, command: str, *argv: str):
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, request, self.tmp / f"ctl{index}.sock", command, {"argv": list(argv)}, 5.0)
+
+    @staticmethod
+    async def until(condition, timeout: float = 5.0) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not condition():
+            if loop.time() > deadline:
+                raise AssertionError("condition not met in time")
+            await asyncio.sleep(0.01)
+
+
+def entry(n: int):
+    return make_entry("10.1.0.10", "10.2.0.10", Proto.TCP, 10000 + n, 80, timeout=3600)
+
+
+def test_control_commands_end_to_end(tmp_path):
+    setup("warning")
+
+    async def go() -> None:
+        async with Pair(tmp_path) as pair:
+            k1, k2 = pair.kernels[1], pair.kernels[2]
+            d1, d2 = pair.daemons[1], pair.daemons[2]
+            assert (await pair.ctl(1, "notify", "primary"))["role"] == "PRIMARY"
+            await pair.ctl(2, "notify", "backup")
+            await pair.until(lambda: d2.node.ready)
+            for n in range(5):
+                k1.conn_new(entry(n))
+            await pair.until(lambda: len(d2.node.external) == 5)
+            assert k2.count() == 0
+
+            # commit: the external cache goes into the backup's kernel
+            answer = await pair.ctl(2, "commit")
+            assert answer["done"] == "commit" and k2.count() == 5
+
+            # shorten-timeouts: explicit seconds, and a bad argument refused clearly
+            await pair.ctl(2, "shorten-timeouts", "7")
+            assert all(e.timeout <= 7 for e in k2.dump())
+            with pytest.raises(ControlError, match="shorten-timeouts takes a number of seconds"):
+                await pair.ctl(2, "shorten-timeouts", "soon")
+
+            # flush empties both caches and refills them: internal from the kernel, external
+            # from the primary's dump
+            flushed = await pair.ctl(2, "flush")
+            assert flushed["external"] == 0 and flushed["internal"] == k2.count() == 5
+            await pair.until(lambda: len(d2.node.external) == 5)
+
+            # request-resync: one more complete dump from the primary
+            completed = d2.node.counters.bulk_completed
+            await pair.ctl(2, "request-resync")
+            await pair.until(lambda: d2.node.counters.bulk_completed > completed)
+            assert len(d2.node.external) == 5
+
+            # bulk from the primary: one more complete dump arrives
+            completed = d2.node.counters.bulk_completed
+            await pair.ctl(1, "bulk")
+            await pair.until(lambda: d2.node.counters.bulk_completed == completed + 1)
+            with pytest.raises(ControlError, match="only a PRIMARY"):
+                await pair.ctl(2, "bulk")
+
+            # resync: the primary's internal cache is rebuilt from its kernel
+            k1.conn_new(entry(99))
+            d1.node.internal.clear()
+            await pair.ctl(1, "resync")
+            assert len(d1.node.internal) == 6
+
+            # listings, ready, status, stats
+            listing = await pair.ctl(2, "external")
+            assert listing["count"] == len(listing["entries"]) >= 5
+            assert any("10.2.0.10:80" in line for line in listing["entries"])
+            assert (await pair.ctl(2, "ready"))["ready"] is True
+            status = await pair.ctl(2, "status")
+            assert status["role"] == "BACKUP" and status["epoch"] == [1, 1]
+            assert status["peers"]["127.0.0.1:" + str(d1.cfg.sync.link.listen.port)]["alive"] is True
+            stats = await pair.ctl(1, "stats")
+            assert stats["state_messages_sent"] >= 5 and stats["transport"]["main"]["sent"] > 0
+
+            # unknown commands and bad role names: clear errors, counted
+            with pytest.raises(ControlError, match="unknown command 'frobnicate'"):
+                await pair.ctl(1, "frobnicate")
+            with pytest.raises(ControlError, match="primary, backup or fault"):
+                await pair.ctl(1, "notify", "master")
+            assert (await pair.ctl(1, "stats"))["control_unknown_commands"] == 1
+            with pytest.raises(ControlError, match="takes no arguments"):
+                await pair.ctl(1, "commit", "now")
+
+    asyncio.run(go())
+    # the epoch survives in the state file, written atomically
+    assert (tmp_path / "state1").read_text().strip() == '{"term": 1, "node_id": 1}'
+
+
+def test_event_overrun_resyncs_from_the_kernel(tmp_path):
+    setup("error")
+
+    async def go() -> None:
+        async with Pair(tmp_path, capacity=8) as pair:
+            k1 = pair.kernels[1]
+            d1, d2 = pair.daemons[1], pair.daemons[2]
+            await pair.ctl(1, "notify", "primary")
+            await pair.until(lambda: d2.node.ready)
+            for n in range(100):  # more events than the queue holds, before the loop reads any
+                k1.conn_new(entry(n))
+            await pair.until(lambda: len(d2.node.external) == 100)
+            assert d1.counters["netlink_overruns"] >= 1
+            assert len(d1.node.internal) == 100
+
+    asyncio.run(go())
