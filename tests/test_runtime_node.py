@@ -27,21 +27,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def node_config(tmp: Path, index: int, ports: dict[int, int]) -> config.Config:
+def node_config(tmp: Path, index: int, ports: dict[int, int], extra: str = "") -> config.Config:
     other = 2 if index == 1 else 1
-    return config.parse(
-        {
-            "node": {"id": index, "state_file": str(tmp / f"state{index}")},
-            "sync": {
-                "listen": f"127.0.0.{index}:{ports[index]}",
-                "peers": [f"127.0.0.{other}:{ports[other]}"],
-                "alive_interval": 0.1,
-                "peer_dead_timeout": 0.5,
-            },
-            "control": {"socket": str(tmp / f"ctl{index}.sock")},
-        },
-        str(tmp / f"node{index}.toml"),
+    path = tmp / f"node{index}.toml"
+    path.write_text(
+        f"""
+[node]
+id = {index}
+state_file = "{tmp / f"state{index}"}"
+[sync]
+listen = "127.0.0.{index}:{ports[index]}"
+peers = ["127.0.0.{other}:{ports[other]}"]
+alive_interval = 0.1
+peer_dead_timeout = 0.5
+[control]
+socket = "{tmp / f"ctl{index}.sock"}"
+{extra}"""
     )
+    return config.load(path)
 
 
 class Pair:
@@ -173,5 +176,33 @@ def test_event_overrun_resyncs_from_the_kernel(tmp_path):
             await pair.until(lambda: len(d2.node.external) == 100)
             assert d1.counters["netlink_overruns"] >= 1
             assert len(d1.node.internal) == 100
+
+    asyncio.run(go())
+
+
+def test_reload_applies_a_new_filter(tmp_path):
+    setup("error")
+
+    async def go() -> None:
+        async with Pair(tmp_path) as pair:
+            k1 = pair.kernels[1]
+            d1, d2 = pair.daemons[1], pair.daemons[2]
+            await pair.ctl(1, "notify", "primary")
+            await pair.until(lambda: d2.node.ready)
+            k1.conn_new(entry(1))
+            await pair.until(lambda: len(d2.node.external) == 1)
+            path = tmp_path / "node1.toml"
+            path.write_text(path.read_text() + '[filter]\nignore = ["10.2.0.0/16"]\n')
+            assert (await pair.ctl(1, "reload"))["filter"] == "reloaded"
+            k1.conn_new(entry(2))  # to 10.2.0.10: now ignored
+            k1.conn_new(make_entry("10.1.0.10", "10.3.0.10", Proto.UDP, 5, 53))
+            await pair.until(lambda: len(d2.node.external) == 2)
+            await asyncio.sleep(0.2)
+            assert sorted(e.orig.dport for e in d2.node.external.entries()) == [53, 80]
+            assert d1.counters["reloads"] == 1
+            # a broken config is refused as a whole: the running filter stays
+            path.write_text(path.read_text() + "bogus = 1\n")
+            with pytest.raises(ControlError, match="filter.bogus: unknown key"):
+                await pair.ctl(1, "reload")
 
     asyncio.run(go())
