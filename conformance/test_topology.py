@@ -52,3 +52,19 @@ def test_teardown_also_when_the_body_raises(real_kernel: None) -> None:
             names = [topo.sw, topo.client, topo.fw(1).ns]
             raise RuntimeError("scenario broke")
     assert not any(netns.exists(n) for n in names)
+
+
+def test_three_firewalls_with_two_sync_links(real_kernel: None) -> None:
+    with Topology(firewalls=3, sync_links=2) as topo:
+        fw3 = topo.fw(3)
+        assert fw3.sync_ips == ("10.99.0.3", "10.98.0.3")
+        addrs = topo.exec(fw3.ns, ["ip", "-4", "-o", "addr", "show"]).stdout
+        assert " 10.99.0.3/24 " in addrs and " 10.98.0.3/24 " in addrs
+        reach = [sys.executable, "-c",
+                 "import socket,sys; s=socket.create_connection((sys.argv[1], 7001), 1)"]
+        topo.spawn(topo.fw(1).ns, [sys.executable, "-c", LISTEN.replace("7000", "7001")],
+                   name="listen", stdout=subprocess.PIPE).stdout.readline()
+        assert topo.exec(fw3.ns, [*reach, "10.98.0.1"], check=False).returncode == 0
+        topo.cut_sync(fw3)  # both sync links of fw3 go dark
+        assert topo.exec(fw3.ns, [*reach, "10.98.0.1"], check=False).returncode != 0
+        assert topo.exec(fw3.ns, [*reach, "10.99.0.1"], check=False).returncode != 0
