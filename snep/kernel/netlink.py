@@ -13,6 +13,12 @@ Sockets are plain ``AF_NETLINK`` sockets; every byte layout lives in
 ``NetlinkKernel(netns="name")`` opens both sockets inside a named namespace from
 anywhere (a helper thread enters it, creates them, and ends); inside ``ip netns exec``
 no argument is needed.
+
+``reliable=True`` is conntrackd's NetlinkEventsReliable (NETLINK_BROADCAST_ERROR and
+NETLINK_NO_ENOBUFS on the event socket): the kernel learns that delivery failed and
+holds DESTROY events back to retry them, instead of dropping events. The price is
+that a loss of other events is no longer reported to us (no ENOBUFS, so no
+EventOverrun and no resync); the default is therefore off, as in conntrackd.
 """
 
 from __future__ import annotations
@@ -37,8 +43,8 @@ from snep.kernel.base import (
     Kernel,
     KernelStats,
 )
-from snep.level import Level
 from snep.kernel.recvmmsg import BatchReceiver
+from snep.level import Level
 
 _RECV_SIZE = 1 << 20  # one recv never returns more than one skb (<= 32 KiB for dumps)
 _BATCH_BYTES = 512 * 1024  # requests per send()
