@@ -169,3 +169,4 @@ def test_ipv6_multicast_main_link(pair):
     stats = request(tmp / "ctl2.sock", "stats")
     assert stats["transport"]["active_link"] == "main" and stats["transport"]["main"]["received"] > 0
     assert stats["auth_failures"] == 0 and stats["malformed"] == 0
+    assert stats["unknown_sources"] == 0  # frames carry the configured source, not fe80::

@@ -79,10 +79,16 @@ def test_failover_follows_the_link_where_peers_are_heard():
         loop = asyncio.get_running_loop()
         p = [free_port() for _ in range(4)]
         got: list[int] = []
+        def receiver(transport_of, offset):
+            def receive(data, addr, i):
+                got.append(offset + i)
+                transport_of().heard(i, loop.time())
+            return receive
+
         a = Transport([link("127.0.0.1", p[0], p[1]), link("127.0.0.1", p[2], p[3])], 1 << 20,
-                      lambda d, addr, i: got.append(i), silence=0.2)
+                      receiver(lambda: a, 0), silence=0.2)
         b = Transport([link("127.0.0.1", p[1], p[0]), link("127.0.0.1", p[3], p[2])], 1 << 20,
-                      lambda d, addr, i: got.append(10 + i), silence=0.2)
+                      receiver(lambda: b, 10), silence=0.2)
         a.open(loop)
         b.open(loop)
         try:

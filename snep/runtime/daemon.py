@@ -226,6 +226,7 @@ class Daemon:
             self.counters["unknown_sources"] += 1
             return
         now = self.loop.time()  # type: ignore[union-attr]
+        self.transport.heard(link, now)  # type: ignore[union-attr]
         self._feed(self.node.on_datagram(now, data, peer))
 
     def _on_timer(self) -> None:

@@ -34,6 +34,8 @@ LINK_ERRORS = {errno.ENETUNREACH, errno.ENETDOWN, errno.EHOSTUNREACH, errno.EADD
 #: errors of sendto that mean "momentarily full": the frame is lost, the protocol repairs it
 TRANSIENT_ERRORS = {errno.EAGAIN, errno.ENOBUFS, errno.ECONNREFUSED, errno.EPERM}
 
+IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)  # (Linux value; Python names it only on some builds)
+
 RECV_BATCH = 256
 MAX_DATAGRAM = 65535
 
@@ -60,6 +62,10 @@ class Link:
         self.stats = LinkStats()
         self.destinations = [d.sockaddr for d in config.destinations()]
         self.sock: socket.socket | None = None
+        # multicast: ancillary data that pins the source address to ``listen`` (otherwise
+        # the kernel picks one, e.g. the link-local address for ff02::, and the peers,
+        # which know us by our configured address, would not recognise us)
+        self._pktinfo: list[tuple[int, int, bytes]] | None = None
 
     @property
     def name(self) -> str:
@@ -96,6 +102,9 @@ class Link:
             sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, mreqn)
             sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
             sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
+            # struct in_pktinfo { int ipi_ifindex; in_addr ipi_spec_dst; in_addr ipi_addr; }
+            info = struct.pack("@i", ifindex) + socket.inet_aton(listen.host) + bytes(4)
+            self._pktinfo = [(socket.IPPROTO_IP, IP_PKTINFO, info)]
         else:
             sock.bind(("::", listen.port, 0, 0))
             mreq = ipaddress.IPv6Address(group).packed + struct.pack("@I", ifindex)
@@ -104,6 +113,9 @@ class Link:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 1)
             self.destinations = [(group, listen.port, 0, ifindex)]
+            # struct in6_pktinfo { in6_addr ipi6_addr; unsigned int ipi6_ifindex; }
+            info = ipaddress.IPv6Address(listen.host).packed + struct.pack("@I", ifindex)
+            self._pktinfo = [(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, info)]
 
     def close(self) -> None:
         if self.sock is not None:
@@ -116,7 +128,10 @@ class Link:
         failure = None
         for address in (to,) if to is not None else self.destinations:
             try:
-                self.sock.sendto(data, address)
+                if self._pktinfo is None:
+                    self.sock.sendto(data, address)
+                else:
+                    self.sock.sendmsg((data,), self._pktinfo, 0, address)
             except OSError as error:
                 self.stats.send_errors += 1
                 if error.errno in LINK_ERRORS:
@@ -203,7 +218,6 @@ class Transport:
                 break
             link.stats.received += 1
             link.stats.received_bytes += len(data)
-            link.stats.last_heard = now
             self.receive(data, address, link.index)
         self.after_batch()
 
@@ -219,6 +233,10 @@ class Transport:
             self._switch(f"send failed: {errno.errorcode.get(failure, failure)}")
             link = self.links[self.active]
             link.send(data, address_on(link.index) if address_on else None)
+
+    def heard(self, link: int, now: float) -> None:
+        """A configured peer spoke on ``link`` (strangers do not keep a link alive)."""
+        self.links[link].stats.last_heard = now
 
     def check(self, now: float) -> None:
         """Periodic liveness check (call every alive interval): fail over when silent."""
