@@ -180,6 +180,7 @@ class Transport:
         self.failovers = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._last_switch = 0.0
+        self._searching = False  # alternating because no peer is heard anywhere
 
     def open(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -237,6 +238,7 @@ class Transport:
     def heard(self, link: int, now: float) -> None:
         """A configured peer spoke on ``link`` (strangers do not keep a link alive)."""
         self.links[link].stats.last_heard = now
+        self._searching = False
 
     def check(self, now: float) -> None:
         """Periodic liveness check (call every alive interval): fail over when silent."""
@@ -250,14 +252,21 @@ class Transport:
         elif active_silent and now - other.stats.last_heard <= self.silence:
             self._switch("peers are heard on the other link", now)
         elif active_silent and other.interface_up():
-            self._switch("nothing heard", now)
+            # no peer anywhere: alternate, so that peers whose main link broke meet us on
+            # the other one; said once, not every few seconds while the peers are down
+            self._switch("nothing heard", now, quiet=self._searching)
+            self._searching = True
 
-    def _switch(self, reason: str, now: float | None = None) -> None:
+    def _switch(self, reason: str, now: float | None = None, quiet: bool = False) -> None:
         old = self.links[self.active]
         self.active = 1 - self.active
         self.failovers += 1
         self._last_switch = now if now is not None else (self._loop.time() if self._loop else 0.0)
-        log.warning("sync link failover: %s -> %s (%s)", old.name, self.links[self.active].name, reason)
+        if not quiet:
+            self._searching = False
+            log.warning("sync link failover: %s -> %s (%s)", old.name, self.links[self.active].name, reason)
+        else:
+            log.debug("sync link: %s -> %s (still nothing heard)", old.name, self.links[self.active].name)
 
     def stats(self) -> dict[str, object]:
         out: dict[str, object] = {"active_link": self.links[self.active].name, "link_failovers": self.failovers}
