@@ -206,3 +206,32 @@ def test_reload_applies_a_new_filter(tmp_path):
                 await pair.ctl(1, "reload")
 
     asyncio.run(go())
+
+
+def test_ctl_ready_exit_status_follows_the_role(tmp_path):
+    """keepalived's track_script: `snep ctl ready` exits 0 only in BACKUP (in sync) or PRIMARY."""
+    import subprocess
+    import sys
+
+    setup("error")
+
+    def ready(index: int) -> int:
+        return subprocess.run([sys.executable, "-m", "snep.cli", "ctl", "--socket", str(tmp_path / f"ctl{index}.sock"),
+                               "ready"], capture_output=True, timeout=30).returncode
+
+    async def go() -> None:
+        loop = asyncio.get_running_loop()
+        async with Pair(tmp_path) as pair:
+            d2 = pair.daemons[2]
+            assert await loop.run_in_executor(None, ready, 2) == 1  # SYNCING: no primary yet
+            await pair.ctl(1, "notify", "primary")
+            assert await loop.run_in_executor(None, ready, 1) == 0  # PRIMARY
+            await pair.until(lambda: d2.node.ready)
+            assert await loop.run_in_executor(None, ready, 2) == 0  # BACKUP, in sync
+            await pair.ctl(2, "notify", "fault")
+            assert await loop.run_in_executor(None, ready, 2) == 1  # FAULT
+            await pair.ctl(2, "notify", "backup")  # back: resyncs first, then ready again
+            await pair.until(lambda: d2.node.ready)
+            assert await loop.run_in_executor(None, ready, 2) == 0
+
+    asyncio.run(go())
