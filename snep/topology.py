@@ -363,14 +363,15 @@ class Topology:
         for port in self._ports(fw, sync=sync):
             self._set_port(port, True)
 
-    def cut_sync(self, fw: Firewall) -> None:
-        """Cut only ``fw``'s sync links: it keeps forwarding and doing VRRP."""
-        for iface in SYNC_IFACES[: self.sync_links]:
-            self._set_port(f"{fw.name}{iface[0]}", False)
+    def cut_sync(self, fw: Firewall, links: Sequence[int] | None = None) -> None:
+        """Cut ``fw``'s sync links (all, or those numbered in ``links``: 0 = y0, 1 = z0);
+        it keeps forwarding and doing VRRP."""
+        for k in range(self.sync_links) if links is None else links:
+            self._set_port(f"{fw.name}{SYNC_IFACES[k][0]}", False)
 
-    def heal_sync(self, fw: Firewall) -> None:
-        for iface in SYNC_IFACES[: self.sync_links]:
-            self._set_port(f"{fw.name}{iface[0]}", True)
+    def heal_sync(self, fw: Firewall, links: Sequence[int] | None = None) -> None:
+        for k in range(self.sync_links) if links is None else links:
+            self._set_port(f"{fw.name}{SYNC_IFACES[k][0]}", True)
 
     def _ports(self, fw: Firewall, *, sync: bool) -> list[str]:
         ports = [f"{fw.name}c", f"{fw.name}s"]

@@ -14,7 +14,9 @@ the same with loss, duplication and reordering on the sync link (tc netem):
   disturb the new primary; then the new primary crashes and the former takes over;
 - ``sync-link-split``: the sync link fails while both live, connections open and
   close meanwhile, the link heals, then the primary crashes;
-- ``three-fw-two-failures``: three firewalls; the primary crashes, then the next one.
+- ``three-fw-two-failures``: three firewalls; the primary crashes, then the next one;
+- ``second-sync-link``: two sync links; the main one fails at both ends, connections
+  open meanwhile (synchronized over the second link), then the primary crashes.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class Scenario:
     summary: str
     run: Callable[[Harness], None]
     firewalls: int = 2
+    sync_links: int = 1
 
 
 def primary_killed(h: Harness) -> None:
@@ -138,6 +141,18 @@ def sync_link_split(h: Harness) -> None:
     h.result.failovers.append(h.failover(fw1, "crash", "fw1 crashed after the split healed"))
 
 
+def second_sync_link(h: Harness) -> None:
+    topo, p = h.topo, h.profile
+    h.churn(p.churn)
+    for fw in topo.firewalls:  # the main sync cable dies at both ends; the second one is left
+        topo.cut_sync(fw, links=[0])
+    time.sleep(p.split / 2)
+    h.open_more(p.extra_tcp)  # must reach the backup over the second link
+    time.sleep(p.split / 2)
+    h.result.failovers.append(h.failover(topo.fw(1), "crash",
+                                         "fw1 crashed, main sync link down"))
+
+
 def three_fw_two_failures(h: Harness) -> None:
     topo, p = h.topo, h.profile
     h.result.failovers.append(h.failover(topo.fw(1), "crash", "fw1 crashed"))
@@ -159,6 +174,8 @@ BASE = [
              sync_link_split),
     Scenario("three-fw-two-failures", "three firewalls, two crashes in a row",
              three_fw_two_failures, firewalls=3),
+    Scenario("second-sync-link", "two sync links; the main one fails, then the primary crashes",
+             second_sync_link, sync_links=2),
 ]
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in BASE}
 NAMES: list[str] = [s.name for s in BASE] + [f"{s.name}+netem" for s in BASE]
@@ -176,7 +193,8 @@ def run_scenario(name: str, impl_name: str, profile: Profile, *, keep_logs: bool
     try:
         impl = make(impl_name, profile)
         harness = Harness(impl, profile, result, firewalls=scenario.firewalls,
-                          netem=variant == "netem", keep_logs=keep_logs, workdir=workdir)
+                          sync_links=scenario.sync_links, netem=variant == "netem",
+                          keep_logs=keep_logs, workdir=workdir)
         with harness:
             try:
                 harness.start()
