@@ -341,6 +341,10 @@ def run_demo(
 ) -> list[RunResult]:
     """Both runs, with the numbers printed as they come; returns the results."""
     results = []
+    say("snep demo: a client and a server talk through two stateful firewalls (fw1 primary, fw2")
+    say("backup, keepalived/VRRP, nftables dropping packets of connections a firewall does not know).")
+    say("fw1 dies mid-stream; fw2 takes over. Does fw2 know the connections?")
+    say("")
     say("== 1. failover WITH snep ==")
     options = NodeOptions(inject_on_arrival=inject)
     results.append(failover_run(True, tcp=tcp, udp=udp, watch=watch, options=options, say=say))
@@ -363,6 +367,8 @@ def describe(result: RunResult) -> str:
     ]
     if f.max_gap is not None:
         lines.append(f"  data gap of the surviving TCP connections: median {f.median_gap:.2f} s, max {f.max_gap:.2f} s")
+        if result.takeover is not None:
+            lines.append(f"    (of which {result.takeover:.1f} s until keepalived on fw2 noticed and took the addresses)")
     if result.with_snep:
         lines.append(f"  entries synchronized to fw2 before the failure: {result.synced}")
         if result.inject:
