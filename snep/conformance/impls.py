@@ -90,11 +90,6 @@ class Impl:
     def notify(self, topo: Topology, fw: Firewall) -> str:
         return _write_notify_wrapper(fw, self.notify_body(topo, fw))
 
-    def check(self, topo: Topology) -> None:
-        """Raise NotApplicable when this implementation cannot run on ``topo``."""
-        if topo.n > self.max_firewalls:
-            raise NotApplicable(f"{self.name} supports at most {self.max_firewalls} firewalls")
-
     def start(self, topo: Topology, fw: Firewall) -> None:
         """Start the daemon on ``fw`` (before its keepalived)."""
 
@@ -107,10 +102,6 @@ class Impl:
 
     def daemon(self, fw: Firewall) -> subprocess.Popen[bytes] | None:
         return fw.procs.get("sync")
-
-    def stats(self, topo: Topology, fw: Firewall) -> str:
-        """Free-form counters of the daemon, for the logs."""
-        return ""
 
     def counters(self, topo: Topology, fw: Firewall) -> dict[str, object]:
         """Named counters of the daemon (flattened ``a.b`` keys), empty when it has none."""
@@ -204,10 +195,6 @@ General {{
             time.sleep(0.05)
         raise TopologyError(f"conntrackd on {fw.name} did not start; see {fw.dir}/sync.log")
 
-    def stats(self, topo: Topology, fw: Firewall) -> str:
-        return topo.exec(fw.ns, ["conntrackd", "-C", str(self.conf_path(fw)), "-s"],
-                         check=False).stdout
-
 
 class SnepImpl(Impl):
     """snep: ``snep run --config`` per firewall, ``snep notify`` from keepalived."""
@@ -270,9 +257,6 @@ class SnepImpl(Impl):
 
     def in_sync(self, topo: Topology, fw: Firewall) -> bool | None:
         return self._ctl(topo, fw, "ready").returncode == 0
-
-    def stats(self, topo: Topology, fw: Firewall) -> str:
-        return self._ctl(topo, fw, "stats").stdout
 
     def counters(self, topo: Topology, fw: Firewall) -> dict[str, object]:
         out = self._ctl(topo, fw, "--json", "stats")
