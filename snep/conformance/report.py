@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import platform
 import time
+from dataclasses import asdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from snep.conformance.harness import Result
+from snep.conformance.profile import PROFILES
 
 
 def _failover_cell(f: Any) -> str:
@@ -82,7 +84,8 @@ def markdown(results: Sequence[Result], profile: str) -> str:
 
 
 def to_json(results: Sequence[Result], profile: str) -> dict[str, Any]:
-    return {"profile": profile, "kernel": platform.release(), "time": time.time(),
+    return {"profile": profile, "settings": asdict(PROFILES[profile]) if profile in PROFILES else {},
+            "kernel": platform.release(), "time": time.time(),
             "results": [r.to_json() for r in results]}
 
 
