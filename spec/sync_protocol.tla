@@ -465,22 +465,22 @@ SendBulk(n) ==
 
 \* Retransmission timer: resend the queued frames a live, reachable peer has
 \* not acknowledged (when nothing else is in flight to it).
+Unacked(n, m) == {f \in {queue[n][i] : i \in 1..Len(queue[n])} : f.seq >= peerAck[n][m]}
+
 Retransmit(n) ==
     /\ role[n] = PRIMARY
     /\ \E m \in Peers(n) :
-        LET frames == {f \in {queue[n][i] : i \in 1..Len(queue[n])} :
-                         f.seq >= peerAck[n][m]}
-        IN /\ peerLive[n][m] /\ Reachable(n, m)
-           /\ frames # {}
-           /\ Quiet(n, m)
-           /\ Send({StateMsg(n, m, f) : f \in frames})
+        /\ peerLive[n][m] /\ Reachable(n, m) /\ Quiet(n, m)
+        /\ Unacked(n, m) # {}
+        /\ Send({StateMsg(n, m, f) : f \in Unacked(n, m)})
     /\ UNCHANGED <<envVars, tableVars, epoch, senderVars, receiverVars, ghostVars>>
 
-\* ALIVE on an idle channel: carries the next seq, so a receiver that missed
-\* the last frames detects the gap.
+\* ALIVE on an idle channel (nothing to retransmit to that peer): carries the
+\* next seq, so a receiver that missed the last frames detects the gap.
 SendAlive(n) ==
     /\ role[n] = PRIMARY
-    /\ LET idle == {m \in Peers(n) : Reachable(n, m) /\ Quiet(n, m)}
+    /\ LET idle == {m \in Peers(n) : Reachable(n, m) /\ Quiet(n, m)
+                                     /\ ~(peerLive[n][m] /\ Unacked(n, m) # {})}
        IN /\ idle # {}
           /\ Send({[MsgOf(MSG_ALIVE, n, m) EXCEPT !.seq = nextSeq[n]] : m \in idle})
     /\ UNCHANGED <<envVars, tableVars, epoch, senderVars, receiverVars, ghostVars>>
@@ -751,18 +751,21 @@ Protocol ==
 
 Next == Environment \/ Protocol
 
-\* The protocol's own steps are weakly fair (timers fire, messages in
-\* flight on an up link get received). The environment is not: every fault
-\* budget is finite, so faults and traffic eventually stop.
+\* The protocol's own steps are fair: messages in flight on an up link get
+\* received, events get notified (weak fairness). The timers (retransmit,
+\* alive, ack delay, resync retry) fire only on a quiet channel, so they are
+\* enabled on and off: strong fairness says a timer that keeps becoming
+\* due eventually fires. The environment is not fair: every fault budget is
+\* finite, so faults and traffic eventually stop.
 Fairness ==
     /\ \A n \in Node :
           /\ WF_vars(Notify(n)) /\ WF_vars(FlushIncremental(n))
-          /\ WF_vars(SendBulk(n)) /\ WF_vars(Retransmit(n)) /\ WF_vars(SendAlive(n))
+          /\ WF_vars(SendBulk(n)) /\ SF_vars(Retransmit(n)) /\ SF_vars(SendAlive(n))
     /\ \A n, m \in Node :
           /\ WF_vars(RecvAck(n, m)) /\ WF_vars(RecvNack(n, m))
           /\ WF_vars(RecvResyncRequest(n, m)) /\ WF_vars(PeerTimeout(n, m))
           /\ WF_vars(RecvState(n, m)) /\ WF_vars(RecvAlive(n, m))
-          /\ WF_vars(SendAck(n, m)) /\ WF_vars(RequestResync(n, m))
+          /\ SF_vars(SendAck(n, m)) /\ SF_vars(RequestResync(n, m))
           /\ WF_vars(RecvHello(n, m))
 
 Spec == Init /\ [][Next]_vars

@@ -1,0 +1,247 @@
+"""``snep spec``: TLC output parsing, verdicts, the jar check, and one real TLC run.
+
+The parsing tests run always, on output captured from TLC runs of this spec. The
+real run (`snep spec check` on the smallest model) needs TLA2TOOLS_JAR.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from snep import tlc
+
+SPEC = Path(__file__).resolve().parent.parent / "spec"
+
+# Captured from `snep spec check` runs of spec/ (traces shortened).
+PASSED = """\
+TLC2 Version 2026.04.29.164809 (rev: cc6b616cf)
+Running breadth-first search Model-Checking with fp 79 and seed -5756393138654167496 \
+with 2 workers on 2 cores with 1820MB heap and 64MB offheap memory [pid: 18562]
+Parsing file /work/main/spec/MC2.tla
+Semantic processing of module MC2
+Starting... (2026-11-26 06:30:45)
+Computing initial states...
+Finished computing initial states: 1 distinct state generated at 2026-11-26 06:30:46.
+Progress(8) at 2026-11-26 06:30:49: 5,793 states generated (5,793 s/min), 2,997 distinct \
+states found (2,997 ds/min), 1,717 states left on queue.
+Progress(31) at 2026-11-26 06:37:49: 5,901,675 states generated (1,586,233 s/min), \
+2,252,141 distinct states found (575,653 ds/min), 122,125 states left on queue.
+Model checking completed. No error has been found.
+  Estimates of the probability that TLC did not check all reachable states
+  because two distinct states had the same fingerprint:
+  calculated (optimistic):  val = 1.2E-6
+7438173 states generated, 2744001 distinct states found, 0 states left on queue.
+The depth of the complete state graph search is 49.
+The average outdegree of the complete state graph is 1 (minimum is 0, the maximum 9 \
+and the 95th percentile is 3).
+Finished in 07min 35s at (2026-11-26 06:38:20)
+"""
+
+INVARIANT_VIOLATED = """\
+TLC2 Version 2026.04.29.164809 (rev: cc6b616cf)
+Starting... (2026-11-26 06:07:45)
+Computing initial states...
+Progress(13) at 2026-11-26 06:08:49: 585,567 states generated (581,483 s/min), 240,312 \
+distinct states found (238,163 ds/min), 129,880 states left on queue.
+Error: Invariant NoAckedStateLost is violated.
+Error: The behavior up to this point is:
+State 1: <Initial predicate>
+/\\ role = <<"SYNCING", "SYNCING">>
+
+State 2: <Promote(1) line 259, col 5 to line 281, col 63 of module sync_protocol>
+/\\ role = <<"PRIMARY", "SYNCING">>
+
+1708537 states generated, 664847 distinct states found, 328116 states left on queue.
+The depth of the complete state graph search is 14.
+Finished in 02min 13s at (2026-11-26 06:09:56)
+"""
+
+TEMPORAL_VIOLATED = """\
+Implied-temporal checking--satisfiability problem has 1 branches.
+Checking temporal properties for the current state space with 49853 total distinct \
+states at (2026-11-26 06:41:15)
+Error: Temporal property Converges was violated.
+
+Error: The following behavior constitutes a counter-example:
+
+State 1: <Initial predicate>
+
+Back to state 11: <RecvState(1,2) line 618, col 5 to line 663, col 38 of module sync_protocol>
+
+Finished checking temporal properties in 00s at 2026-11-26 06:41:15
+179591 states generated, 60659 distinct states found, 10806 states left on queue.
+The depth of the complete state graph search is 18.
+Finished in 01min 05s at (2026-11-26 06:41:15)
+"""
+
+PARSE_ERROR = """\
+Parsing file /work/main/spec/sync_protocol.tla
+***Parse Error***
+Encountered "Beginning of definition STATE" at line 60, column 1 and token "}"
+Fatal errors while parsing TLA+ spec in file MC2.tla
+"""
+
+PASS_MODEL = tlc.Model("M", "M", "M.cfg", tlc.Expect.PASS)
+REACH_MODEL = tlc.Model(
+    "R", "M", "R.cfg", tlc.Expect.VIOLATION, invariant="Scenario1NotReached"
+)
+
+
+def test_parse_success_with_figures():
+    out = tlc.parse_output(PASSED)
+    assert out.completed and not out.errors
+    assert (out.generated, out.distinct, out.depth) == (7438173, 2744001, 49)
+    assert out.finished_in == "07min 35s"
+    assert out.violated_invariant is None and not out.temporal_violated
+    assert tlc.verdict(PASS_MODEL, out) == (True, "pass")
+
+
+def test_parse_invariant_violation():
+    out = tlc.parse_output(INVARIANT_VIOLATED)
+    assert not out.completed
+    assert out.violated_invariant == "NoAckedStateLost"
+    assert (out.distinct, out.depth) == (664847, 14)
+    ok, line = tlc.verdict(PASS_MODEL, out)
+    assert not ok and "NoAckedStateLost" in line
+    # a reachability model that expects another invariant is not satisfied either
+    assert not tlc.verdict(REACH_MODEL, out)[0]
+
+
+def test_reachability_violated_as_intended():
+    out = tlc.parse_output(INVARIANT_VIOLATED.replace("NoAckedStateLost", "Scenario1NotReached"))
+    ok, line = tlc.verdict(REACH_MODEL, out)
+    assert ok and line == "reachability violated as intended (Scenario1NotReached)"
+    verdicts = dict(tlc.property_verdicts(REACH_MODEL, out, ["Scenario1NotReached"], []))
+    assert verdicts == {"Scenario1NotReached": "violated as intended"}
+
+
+def test_reachability_never_violated_is_a_failure():
+    ok, line = tlc.verdict(REACH_MODEL, tlc.parse_output(PASSED))
+    assert not ok and "not reached" in line
+
+
+def test_parse_temporal_violation():
+    out = tlc.parse_output(TEMPORAL_VIOLATED)
+    assert out.temporal_violated and out.liveness_checked and not out.completed
+    ok, line = tlc.verdict(PASS_MODEL, out)
+    assert not ok and "Converges" in line
+    verdicts = dict(tlc.property_verdicts(PASS_MODEL, out, ["TypeOK"], ["Converges"]))
+    assert verdicts["Converges"].startswith("VIOLATED")
+    assert verdicts["TypeOK"].startswith("not established")
+
+
+def test_parse_error_is_reported():
+    out = tlc.parse_output(PARSE_ERROR)
+    assert not out.completed and out.errors
+    ok, line = tlc.verdict(PASS_MODEL, out)
+    assert not ok and "parse" in line
+
+
+def test_killed_run_is_a_failure():
+    out = tlc.parse_output(PASSED.split("Model checking completed")[0])
+    ok, line = tlc.verdict(PASS_MODEL, out)
+    assert not ok and "did not finish" in line
+
+
+def test_cfg_names():
+    cfg = "INVARIANTS TypeOK\n    QueueBounded \\* comment\nPROPERTIES NoStaleState\nSYMMETRY S\n"
+    assert tlc.checked_names(cfg) == (["TypeOK", "QueueBounded"], ["NoStaleState"])
+
+
+def test_manifest_models_exist_and_name_spec_invariants():
+    models = tlc.load_models(SPEC)
+    spec = (SPEC / "sync_protocol.tla").read_text()
+    defined = set(re.findall(r"^(\w+)\s*(?:\([^)]*\))?\s*==", spec, re.MULTILINE))
+    assert {m.expect for m in models} == {tlc.Expect.PASS, tlc.Expect.VIOLATION}
+    for model in models:
+        assert (SPEC / f"{model.module}.tla").is_file(), model
+        cfg = (SPEC / model.config).read_text()
+        invariants, properties = tlc.checked_names(cfg)
+        assert set(invariants + properties) <= defined, model
+        if model.expect is tlc.Expect.VIOLATION:
+            assert invariants == [model.invariant], model
+    scenarios = {m.invariant for m in models if m.expect is tlc.Expect.VIOLATION}
+    assert {"Scenario1NotReached", "Scenario2NotReached", "Scenario3NotReached",
+            "Scenario4NotReached"} <= scenarios
+    assert any(s.startswith("Scenario5") for s in scenarios)
+
+
+def test_select_unknown_model_is_an_error():
+    with pytest.raises(tlc.SnepError, match="unknown model"):
+        tlc.select(tlc.load_models(SPEC), ["NoSuchModel"])
+
+
+# --- the jar -----------------------------------------------------------------------
+
+
+def test_jar_unset_says_what_to_do():
+    with pytest.raises(tlc.TlcUnavailable, match="TLA2TOOLS_JAR is not set.*tla2tools.jar"):
+        tlc.find_jar({})
+
+
+def test_jar_missing(tmp_path):
+    with pytest.raises(tlc.TlcUnavailable, match="no such file"):
+        tlc.find_jar({"TLA2TOOLS_JAR": str(tmp_path / "nope.jar")})
+
+
+def test_jar_not_a_jar(tmp_path):
+    bogus = tmp_path / "tla2tools.jar"
+    bogus.write_text("not a zip")
+    with pytest.raises(tlc.TlcUnavailable, match="not a tla2tools.jar"):
+        tlc.find_jar({"TLA2TOOLS_JAR": str(bogus)})
+    other = tmp_path / "other.jar"
+    with zipfile.ZipFile(other, "w") as archive:
+        archive.writestr("x.class", b"")
+    with pytest.raises(tlc.TlcUnavailable, match="no tlc2/TLC.class"):
+        tlc.find_jar({"TLA2TOOLS_JAR": str(other)})
+
+
+def _snep(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "snep.cli", "spec", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+
+
+def test_check_without_jar_exits_with_clear_message():
+    env = {k: v for k, v in os.environ.items() if k != "TLA2TOOLS_JAR"}
+    result = _snep("check", "MCLive", env=env)
+    assert result.returncode == 3
+    assert "cannot run TLC" in result.stderr and "TLA2TOOLS_JAR is not set" in result.stderr
+
+
+def test_list_shows_every_model():
+    result = _snep("list", env=dict(os.environ))
+    assert result.returncode == 0
+    for model in tlc.load_models(SPEC):
+        assert model.name in result.stdout
+
+
+# --- a real TLC run ----------------------------------------------------------------
+
+SMALLEST = "MC2_Scenario1"
+
+
+@pytest.mark.tlc
+@pytest.mark.slow
+def test_check_smallest_model_with_tlc():
+    try:
+        tlc.find_jar()
+        tlc.find_java()
+    except tlc.TlcUnavailable as error:
+        pytest.skip(f"TLC unavailable: {error}")
+    before = sorted(p.name for p in SPEC.iterdir())
+    result = _snep("check", SMALLEST, "--workers", "1", env=dict(os.environ))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "reachability violated as intended" in result.stdout
+    assert "1/1 models as expected" in result.stdout
+    assert sorted(p.name for p in SPEC.iterdir()) == before  # no states/ in the repo
