@@ -168,13 +168,8 @@ ConsumeAndSend(msg, S) ==
 InFlight(n, m, t) == \E msg \in BagToSet(msgs) :
                         msg.src = n /\ msg.dst = m /\ msg.type = t
 
-\* A timer abstraction: a timer (alive, retransmit, resync retry) fires only
-\* when nothing is in flight between the two nodes, in either direction.
-Quiet(n, m) == ~\E msg \in BagToSet(msgs) : {msg.src, msg.dst} = {n, m}
-
-\* The receiver acknowledges after a window of frames, or when the stream
-\* pauses (the ack delay).
-AckWindow == 2
+\* Timers are abstracted by their guards: a timer (retransmit, alive, resync
+\* retry) fires only when what it waits for is not already in flight.
 
 ToPeers(t, n) == {MsgOf(t, n, m) : m \in Peers(n)}
 StateMsg(n, m, f) ==
@@ -204,6 +199,17 @@ NewFrame(n, c, v) == [seq |-> nextSeq[n], conn |-> c, ver |-> v,
 \* A full resync for the peers: (re)start the bulk dump unless one is about
 \* to start anyway (its BULK_START is what a lagging receiver jumps to).
 StartBulk(n) == bulk' = [bulk EXCEPT ![n] = "start"]
+
+\* A full resync for peer m: (re)start the dump unless its BULK_START is
+\* still to come, and count m as having acknowledged every frame sent so far:
+\* the dump supersedes them for m, and a peer that waits for the dump must
+\* not hold the queue (else the paced dump never starts: a livelock TLC found).
+ResyncPeer(n, m) ==
+    LET pa == [peerAck EXCEPT ![n][m] = nextSeq[n]]
+        pl == [peerLive EXCEPT ![n][m] = TRUE]
+    IN /\ peerAck' = pa
+       /\ queue' = [queue EXCEPT ![n] = Trim(@, n, pa[n], pl[n])]
+       /\ IF bulk[n] = "start" THEN UNCHANGED bulk ELSE StartBulk(n)
 
 \* Reset the sender side (a node that stops being primary).
 ClearSender(n) ==
@@ -470,7 +476,7 @@ Unacked(n, m) == {f \in {queue[n][i] : i \in 1..Len(queue[n])} : f.seq >= peerAc
 Retransmit(n) ==
     /\ role[n] = PRIMARY
     /\ \E m \in Peers(n) :
-        /\ peerLive[n][m] /\ Reachable(n, m) /\ Quiet(n, m)
+        /\ peerLive[n][m] /\ Reachable(n, m) /\ ~InFlight(n, m, MSG_STATE)
         /\ Unacked(n, m) # {}
         /\ Send({StateMsg(n, m, f) : f \in Unacked(n, m)})
     /\ UNCHANGED <<envVars, tableVars, epoch, senderVars, receiverVars, ghostVars>>
@@ -479,7 +485,8 @@ Retransmit(n) ==
 \* next seq, so a receiver that missed the last frames detects the gap.
 SendAlive(n) ==
     /\ role[n] = PRIMARY
-    /\ LET idle == {m \in Peers(n) : Reachable(n, m) /\ Quiet(n, m)
+    /\ LET idle == {m \in Peers(n) : Reachable(n, m) /\ ~InFlight(n, m, MSG_STATE)
+                                     /\ ~InFlight(n, m, MSG_ALIVE)
                                      /\ ~(peerLive[n][m] /\ Unacked(n, m) # {})}
        IN /\ idle # {}
           /\ Send({[MsgOf(MSG_ALIVE, n, m) EXCEPT !.seq = nextSeq[n]] : m \in idle})
@@ -540,20 +547,20 @@ RecvNack(n, m) ==
            THEN /\ StepDown(n, msg)
                 /\ msgs' = Consume(msg)
                 /\ UNCHANGED <<repairs>>
-           ELSE /\ UNCHANGED <<epoch, role, needSync, ackd, queue, todo, dirty,
+           ELSE /\ UNCHANGED <<epoch, role, needSync, ackd, todo, dirty,
                                receiverVars>>
                 /\ IF serve /\ inQueue
                    THEN /\ ConsumeAndSend(msg, {StateMsg(n, m, f) :
                               f \in {g \in held : msg.lo <= g.seq /\ g.seq <= msg.hi}})
                         /\ repairs' = repairs \cup {"retransmit"}
-                        /\ UNCHANGED bulk
+                        /\ UNCHANGED <<bulk, queue, peerAck>>
                    ELSE IF serve
                    THEN /\ msgs' = Consume(msg)
-                        /\ IF bulk[n] = "start" THEN UNCHANGED bulk ELSE StartBulk(n)
+                        /\ ResyncPeer(n, m)
                         /\ repairs' = repairs \cup {"resync"}
                    ELSE /\ msgs' = Consume(msg)
-                        /\ UNCHANGED <<bulk, repairs>>
-    /\ UNCHANGED <<linkUp, env, tableVars, nextSeq, peerAck, lastVer, born, failedAs,
+                        /\ UNCHANGED <<bulk, queue, peerAck, repairs>>
+    /\ UNCHANGED <<linkUp, env, tableVars, nextSeq, lastVer, born, failedAs,
                    fenced>>
 
 \* RESYNC_REQUEST: the primary answers with a bulk dump (any epoch: the
@@ -565,11 +572,12 @@ RecvResyncRequest(n, m) ==
         /\ peerLive' = [peerLive EXCEPT ![n][m] = TRUE]
         /\ IF Newer(n, msg)
            THEN /\ StepDown(n, msg)
-           ELSE /\ IF role[n] = PRIMARY /\ bulk[n] # "start"
-                   THEN StartBulk(n) ELSE UNCHANGED bulk
-                /\ UNCHANGED <<epoch, role, needSync, ackd, queue, todo, dirty,
+                /\ UNCHANGED peerAck
+           ELSE /\ IF role[n] = PRIMARY
+                   THEN ResyncPeer(n, m) ELSE UNCHANGED <<bulk, queue, peerAck>>
+                /\ UNCHANGED <<epoch, role, needSync, ackd, todo, dirty,
                                receiverVars>>
-    /\ UNCHANGED <<linkUp, env, tableVars, nextSeq, peerAck, lastVer, born, failedAs,
+    /\ UNCHANGED <<linkUp, env, tableVars, nextSeq, lastVer, born, failedAs,
                    fenced, repairs>>
 
 \* A peer silent for the dead timeout: its acks no longer hold the queue.
@@ -689,14 +697,14 @@ RecvAlive(n, m) ==
     /\ UNCHANGED <<linkUp, env, tableVars, nextSeq, peerAck, lastVer, born, failedAs,
                    repairs>>
 
-\* The ack timer: ACK(first, last) for the frames applied and not yet
-\* acknowledged, to the primary of the newest epoch. (Ghost: what n now has
+\* The ack timer (after a window of frames or the ack delay; the model lets
+\* it fire after any number): ACK(first, last) for the frames applied and not
+\* yet acknowledged, to the primary of the newest epoch. (Ghost: what n now has
 \* acknowledged that the primary has.)
 SendAck(n, m) ==
     /\ role[n] \in Receiving
     /\ epoch[n][2] = m /\ m # n
     /\ ackFrom[n] < expect[n]
-    /\ expect[n] - ackFrom[n] >= AckWindow \/ ~InFlight(m, n, MSG_STATE)
     /\ Send({[MsgOf(MSG_ACK, n, m) EXCEPT !.lo = ackFrom[n], !.hi = expect[n] - 1]})
     /\ ackFrom' = [ackFrom EXCEPT ![n] = expect[n]]
     /\ ackd' = [ackd EXCEPT ![n] =
@@ -706,13 +714,15 @@ SendAck(n, m) ==
                    needSync, lastVer, born, failedAs, fenced, repairs>>
 
 \* A node that must (re)synchronize asks the primary it knows (or everyone,
-\* when it knows none) for a bulk dump; retried while none is in flight.
+\* when it knows none) for a bulk dump; retried when no request is in flight
+\* and no frame of the primary is on its way.
 RequestResync(n, m) ==
     /\ role[n] \in Receiving
     /\ needSync[n] /\ ~inBulk[n]
     /\ m # n
     /\ epoch[n][2] \in {m, 0, n}
-    /\ Reachable(n, m) /\ Quiet(n, m)
+    /\ Reachable(n, m)
+    /\ ~InFlight(n, m, MSG_RESYNC) /\ ~InFlight(m, n, MSG_STATE)
     /\ Send({MsgOf(MSG_RESYNC, n, m)})
     /\ UNCHANGED <<envVars, tableVars, epoch, senderVars, receiverVars, ghostVars>>
 
@@ -751,21 +761,18 @@ Protocol ==
 
 Next == Environment \/ Protocol
 
-\* The protocol's own steps are fair: messages in flight on an up link get
-\* received, events get notified (weak fairness). The timers (retransmit,
-\* alive, ack delay, resync retry) fire only on a quiet channel, so they are
-\* enabled on and off: strong fairness says a timer that keeps becoming
-\* due eventually fires. The environment is not fair: every fault budget is
-\* finite, so faults and traffic eventually stop.
+\* The protocol's own steps are weakly fair: messages in flight on an up link
+\* get received, events get notified, timers fire. The environment is not
+\* fair: every fault budget is finite, so faults and traffic eventually stop.
 Fairness ==
     /\ \A n \in Node :
           /\ WF_vars(Notify(n)) /\ WF_vars(FlushIncremental(n))
-          /\ WF_vars(SendBulk(n)) /\ SF_vars(Retransmit(n)) /\ SF_vars(SendAlive(n))
+          /\ WF_vars(SendBulk(n)) /\ WF_vars(Retransmit(n)) /\ WF_vars(SendAlive(n))
     /\ \A n, m \in Node :
           /\ WF_vars(RecvAck(n, m)) /\ WF_vars(RecvNack(n, m))
           /\ WF_vars(RecvResyncRequest(n, m)) /\ WF_vars(PeerTimeout(n, m))
           /\ WF_vars(RecvState(n, m)) /\ WF_vars(RecvAlive(n, m))
-          /\ SF_vars(SendAck(n, m)) /\ SF_vars(RequestResync(n, m))
+          /\ WF_vars(SendAck(n, m)) /\ WF_vars(RequestResync(n, m))
           /\ WF_vars(RecvHello(n, m))
 
 Spec == Init /\ [][Next]_vars
