@@ -333,3 +333,61 @@ def test_resync_request_paces_the_dump_for_the_requester():
     out = []
     sender.on_resync_request(0.0, 2, out)
     assert len(frames(out)) == 2 and sender.bulk_room() == 0
+
+
+# --- one dump per need (a peer's repeated requests and late NACKs do not restart it) ---
+
+
+def test_repeated_resync_request_of_a_peer_its_dump_serves_does_not_restart_it():
+    sender = make(peers=(2,), entries=[conn(i) for i in range(30)], queue_size=64, bulk_window=2, mtu=200)
+    out = []
+    sender.on_resync_request(0.0, 2, out)
+    start = frames(out)[0].seq
+    assert frames(out)[0].flags & FLAG_BULK_START and sender.peers[2].resume == start
+    again = []
+    sender.on_resync_request(0.5, 2, again)  # its retry, sent before the BULK_START arrived
+    assert again == [] and sender.counters.resyncs == 1 and sender.counters.resync_joined == 1
+    assert sender.bulk_phase == "run"
+
+
+def test_late_nack_of_a_peer_its_dump_serves_resends_from_the_bulk_start():
+    """A NACK sent before the peer saw its dump's BULK_START (older than the queue) is
+    answered from that BULK_START, not with yet another dump; a lost BULK_START too."""
+    sender = make(peers=(2,), entries=[conn(i) for i in range(30)], queue_size=8, bulk_window=2, mtu=200)
+    send_events(sender, 10, start=100)  # seqs 0..9, the queue keeps 2..9
+    sender.on_ack(0.0, 2, Ack(0, 9), 1, [])
+    out = []
+    sender.on_resync_request(0.1, 2, out)
+    start = frames(out)[0].seq
+    late = []
+    sender.on_nack(0.2, 2, Nack(0, 9), 1, late)  # sent by a restarted receiver before the dump
+    assert late == [] and sender.counters.resyncs == 1 and sender.counters.resync_fallbacks == 0
+    lost = []
+    sender.on_nack(0.3, 2, Nack(0, start), 1, lost)  # its BULK_START was lost
+    assert [f.seq for f in frames(lost)] == [start] and frames(lost)[0].flags & FLAG_BULK_START
+    assert sender.counters.resyncs == 1
+
+
+def test_reordered_nack_below_the_acknowledged_position_is_no_resync():
+    sender = make(peers=(2,), queue_size=16)
+    send_events(sender, 10)
+    sender.on_nack(0.1, 2, Nack(6, 9), 1, [])  # the newer NACK first: 0..5 applied
+    sender.on_ack(0.1, 2, Ack(6, 7), 1, [])  # ... and 6..7; 0..7 leave the queue
+    out = []
+    sender.on_nack(0.2, 2, Nack(3, 9), 1, out)  # the older NACK, reordered
+    assert [f.seq for f in frames(out)] == [8, 9]
+    assert sender.counters.resyncs == 0 and sender.counters.stale_nacks == 1
+
+
+def test_request_after_the_dump_left_the_queue_gets_a_new_dump():
+    """Only a dump the peer can still get whole serves it: once its BULK_START has been
+    pushed out of the queue (the peer lagged, events filled the queue), a new one starts."""
+    sender = make(peers=(2,), entries=[conn(i) for i in range(3)], queue_size=4, bulk_window=2, mtu=200)
+    out = []
+    sender.on_resync_request(0.0, 2, out)
+    sender.mark_dead(2)  # silent: its acks no longer hold the queue ...
+    send_events(sender, 6, start=100)  # ... which the stream fills past the dump
+    sender.mark_alive(2)
+    again = []
+    sender.on_resync_request(3.0, 2, again)
+    assert sender.counters.resyncs == 2 and frames(again)[0].flags & FLAG_BULK_START

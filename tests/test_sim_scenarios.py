@@ -352,3 +352,42 @@ def test_ipv6_and_other_protocols_sync():
     sim.crash(1)
     sim.promote(2)
     assert sim.kernel_keys(2) == {e.key for e in entries}
+
+
+@pytest.mark.parametrize("gap", [0.3, 2.5])
+def test_regression_backup_started_after_a_promotion_gets_one_dump(gap):
+    """A backup starts while (0.3 s) or after (2.5 s: its peer already dead) the new
+    primary dumps; datagrams are reordered. Its late NACKs (sent before it saw the
+    dump's BULK_START, or overtaken by newer ones) used to restart the dump each time:
+    tens of dumps, and it never got in sync. One dump per need: the promotion's and the
+    backup's request."""
+    n = 2000
+    params = SyncParams(queue_size=4096, bulk_window=64, dead_timeout=2.0, alive_interval=0.5, ack_delay=0.02)
+    sim = Simulation(2, params=params, latency=0.001, jitter=0.01)
+    for i in range(n):
+        sim.kernel(1).conn_new(conn(i))
+    sim.start(1)
+    sim.run(0.05)
+    sim.promote(1)
+    sim.run(gap)
+    sim.start(2)
+    sim.settle(limit=30)
+    counters = sim.node(1).counters
+    assert counters.resyncs == 2 and counters.resync_fallbacks == 0
+    assert counters.bulk_messages_sent <= 2 * n
+    assert_in_sync(sim, 1)
+
+
+def test_flush_on_a_backup_in_the_middle_of_its_dump_still_ends_in_sync():
+    """The flushed backup's new request is not a restart (the running dump serves it),
+    but what that dump sent before the flush is gone: its end must not count, and the
+    backup gets a new dump after it."""
+    sim = cluster(params=SyncParams(queue_size=256, bulk_window=4, mtu=300, dead_timeout=3.0, alive_interval=0.5))
+    traffic(sim, 1, 0, 300)
+    sim.settle()
+    sim.command(2, "request_resync")
+    sim.run(0.02)
+    assert sim.node(2).receivers[1].marking  # the dump is under way
+    sim.command(2, "flush")
+    sim.settle()
+    assert_in_sync(sim, 1)

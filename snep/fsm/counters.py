@@ -32,6 +32,8 @@ class Counters:
     resync_requests_ignored: int = 0  # received while not primary
     resyncs: int = 0  # bulk dumps started (requested, fallback, promotion)
     resync_fallbacks: int = 0  # NACKs older than the resend queue, answered with a dump
+    resync_joined: int = 0  # requests/NACKs of a peer a running dump already serves (no restart)
+    stale_nacks: int = 0  # NACKs reaching below what the peer had acknowledged (late copies)
     bulk_messages_sent: int = 0
     bulk_completed: int = 0  # dumps received completely (BULK_START .. BULK_END)
     gap_drops: int = 0  # STATE frames beyond the expected seq, dropped

@@ -464,6 +464,8 @@ class SyncNode:
         them) and, on a non-primary, the external cache from the primary's dump."""
         self.internal.clear()
         self.external.clear()
+        for receiver in self.receivers.values():
+            receiver.abandon_dump()  # a dump under way no longer fills the cache whole
         out: list[Output] = [Log("info", "caches flushed"), DumpKernel()]
         self._awaiting_dump = True
         if self.role.state in (Role.SYNCING, Role.BACKUP, Role.FAULT):

@@ -101,6 +101,14 @@ class SyncReceiver:
         self._nack_expected = None
         self.mode.fire("new_stream")
 
+    def abandon_dump(self) -> None:
+        """The external cache was emptied in the middle of a dump (operator flush): what
+        that dump sent before is gone, so its BULK_END must not count as a complete dump.
+        The node asks again; the sender starts a new dump once we acknowledged this one."""
+        if self.marking:
+            self.external.unmark()
+            self.marking = False
+
     @spec_action("RecvState")
     def on_state(self, now: float, frame: Frame, claim: Epoch, out: list[Output]) -> Received:
         """Apply the frame if it is the expected one; NACK a gap; drop a duplicate."""

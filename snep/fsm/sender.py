@@ -35,7 +35,7 @@ from snep.fsm.params import SyncParams
 from snep.fsm.spec_map import spec_action
 from snep.wire.codec import FLAG_BULK_END, FLAG_BULK_START
 from snep.wire.messages import Ack, Alive, MessageType, Nack
-from snep.wire.serial import SEQ_MAX, seq_add, seq_between, seq_diff, seq_ge, seq_gt, seq_le
+from snep.wire.serial import SEQ_MAX, seq_add, seq_between, seq_diff, seq_ge, seq_gt, seq_le, seq_lt
 
 _HALF = 1 << 31
 
@@ -265,14 +265,39 @@ class SyncSender:
         if not self._sent(ack.last):
             self.counters.bad_acks += 1
             return
-        state = self.peers[peer]
-        after = seq_add(ack.last, 1)
+        self._advance(self.peers[peer], seq_add(ack.last, 1))
+        self._trim()
+        self.on_bulk_step(now, out)
+
+    @staticmethod
+    def _advance(state: PeerTx, after: int) -> None:
+        """The peer applied everything before ``after`` (an ACK, or the start of a NACK)."""
         if seq_gt(after, state.acked):
             state.acked = after
             if state.behind and state.resume is not None and seq_gt(after, state.resume):
                 state.behind, state.resume = False, None  # it applied the dump's BULK_START
-        self._trim()
-        self.on_bulk_step(now, out)
+
+    def _dump_serves(self, state: PeerTx) -> bool:
+        """Is a dump already under way for this peer, one it can still get whole?
+
+        Either its BULK_START is about to go out, or it went out (at ``resume``, after
+        the peer's need arose) and is still in the resend queue, so that whatever of
+        that dump the peer misses can be resent (NACK, retransmission timer). Only when
+        that frame has left the queue does the peer need a new dump.
+        """
+        if not state.behind:
+            return False
+        if state.resume is None:
+            return self.mode.state is SenderMode.BULK_START
+        return bool(self.queue) and seq_ge(state.resume, self.queue[0].seq)
+
+    def _needs_dump(self, now: float, state: PeerTx, out: list[Output]) -> None:
+        """The peer can only be repaired by a dump: one starts, unless one serves it already."""
+        if self._dump_serves(state):
+            self.counters.resync_joined += 1
+            return
+        state.behind, state.resume = True, None  # it follows from the next BULK_START
+        self.start_bulk(now, out)
 
     @spec_action("RecvNack")
     def on_nack(self, now: float, peer: PeerId, nack: Nack, term: int, out: list[Output]) -> None:
@@ -284,19 +309,43 @@ class SyncSender:
             self.counters.bad_acks += 1
             return
         state = self.peers[peer]
-        if seq_gt(nack.first, state.acked):
-            state.acked = nack.first  # everything before the gap was applied
-        if not self.queue or seq_gt(self.queue[0].seq, nack.first):
+        first = nack.first
+        if seq_gt(first, state.acked):
+            self._advance(state, first)  # everything before the gap was applied
+        elif seq_lt(first, state.acked) and first != 0:
+            # A late copy (reordered, duplicated): the peer has since acknowledged more.
+            # Only what it has not acknowledged may need resending; never a dump. (A
+            # receiver never goes back, except to 0 when it starts over: a restarted
+            # process, which the branch below serves with a dump.)
+            self.counters.stale_nacks += 1
+            first = state.acked
+            if seq_gt(first, nack.last):
+                return
+        if self._dump_serves(state):
+            # It waits for a dump it can still get whole (it has not acknowledged that
+            # dump's BULK_START, or the NACK would have cleared ``behind``): nothing
+            # before that BULK_START is of use to it, and no new dump is needed.
+            resume = state.resume
+            if resume is None or seq_gt(resume, first):
+                self.counters.resync_joined += 1
+                if resume is None or seq_gt(resume, nack.last):
+                    return  # the BULK_START is yet to go out, or the gap is all before it
+                first = resume
+            self._resend(now, peer, first, nack.last, out)
+            return
+        if not self.queue or seq_gt(self.queue[0].seq, first):
             # Older than the queue holds: only a full resync can repair it. (A restarted
             # peer is back at seq 0: what it acked before no longer holds the window.)
-            state.behind, state.resume = True, None
             self.counters.resync_fallbacks += 1
-            self.start_bulk(now, out)
+            self._needs_dump(now, state, out)
             return
-        start = nack.first
+        self._resend(now, peer, first, nack.last, out)
+
+    def _resend(self, now: float, peer: PeerId, start: int, last: int, out: list[Output]) -> None:
+        """Send the queued frames ``start..last`` again to ``peer``."""
         sent = 0
         for item in self.queue:
-            if seq_between(item.seq, start, nack.last):
+            if seq_between(item.seq, start, last):
                 self.framer.send(out, (peer,), item.data)
                 item.sent_at = now
                 sent += 1
@@ -362,8 +411,7 @@ class SyncSender:
         if self.epoch is None:
             self.counters.resync_requests_ignored += 1
             return
-        self.peers[peer].behind, self.peers[peer].resume = True, None  # follows from the BULK_START
-        self.start_bulk(now, out)
+        self._needs_dump(now, self.peers[peer], out)
 
     def start_bulk(self, now: float, out: list[Output]) -> None:
         """StartBulk: a dump is due (a running one restarts: its BULK_START is what a
