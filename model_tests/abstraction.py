@@ -7,7 +7,9 @@ What maps to what (model variable <- implementation):
 - kernel[n]    <- the MemoryTable of host n: connection -> version, where the test's
                   connections are named (``conns``: entry key -> name) and an entry's
                   version is its conntrack *mark* (the tests write version = mark)
-- internal[n], external[n] <- the node's caches, the same way (empty when down)
+- internal[n], external[n] <- the node's caches, the same way (empty when down;
+                  weak level: a connection's version in the internal cache is the
+                  kernel's, since that level receives no UPDATE events)
 - epoch[n]     <- SyncNode.newest (the persisted epoch while the process is down)
 - nextSeq, queue, peerAck, peerLive, bulk, todo, dirty <- the SyncSender: its next
                   seq, its resend queue (each queued frame *decoded with the real
@@ -138,13 +140,19 @@ def abstract(sim: Simulation, C: M.Consts, conns: Mapping[Key, str], ghosts: M.S
             continue
         role[n] = ROLE[node.state]
         internal[n] = table_of(node.internal, conns, C)
+        if C.Level == "weak":
+            # The weak level never sees UPDATE events: its internal cache knows which
+            # connections exist, not their newest version; it holds the kernel's.
+            internal[n] = {c: kernel[n][c] if v and kernel[n][c] else v for c, v in internal[n].items()}
         external[n] = table_of(node.external, conns, C)
         epoch[n] = tuple(node.newest)
         sender = node.sender
         nextSeq[n] = sender.next_seq
         queue[n] = tuple(frame_of(q.data, conns) for q in sender.queue)
         for m, p in sender.peers.items():
-            peerAck[n][m] = p.acked
+            # A peer that waits for a dump counts from the dump's BULK_START (the
+            # spec's ResyncPeer), not from its own old acknowledgement.
+            peerAck[n][m] = (p.resume if p.resume is not None else sender.next_seq) if p.behind else p.acked
             peerLive[n][m] = p.alive
         bulk[n] = sender.bulk_phase
         todo[n] = frozenset(conns[k] for k in sender.bulk_todo if node.internal.get(k) is not None)

@@ -115,8 +115,16 @@ class Cluster:
             original(now, src, dst, data)
 
         network.send = send  # type: ignore[method-assign]
+        # The spec's Init: every process just started (SYNCING), no epoch yet.
+        self.sim.start()
+        self._purge()
+        started = abstract(self.sim, self.C, self.conns, self.state)
+        if projection(started, self.C) != projection(self.state, self.C):
+            raise RefinementError("the started cluster is not the spec's Init:\n  " + "\n  ".join(
+                diff(projection(self.state, self.C), projection(started, self.C))))  # fmt: skip
+        self.state = started
         if self.trace is not None:
-            self.trace.append({"set": self.state.as_json()})
+            self.trace.append({"set": started.as_json(), "impl": "start every node (Init)"})
 
     # --- reading ------------------------------------------------------------------
     def role(self, n: int) -> str:
@@ -139,6 +147,8 @@ class Cluster:
         self._purge()
         after = abstract(self.sim, self.C, self.conns, s)
         if out_of_model:
+            # What a node acknowledged and the operator then flushed is no longer owed.
+            after = after.set(ackd={n: a & M.Present(after.external[n]) for n, a in after.ackd.items()})
             self._check_state(s, after, label, step_properties=False)
             self.state = after
             if self.trace is not None:
@@ -150,16 +160,64 @@ class Cluster:
             raise RefinementError(
                 f"step {label!r} explained as {_show(actions)} is not a model step:\n  " + "\n  ".join(diff(want, got))
             )
-        after = after.set(lastVer=t.lastVer, ackd=t.ackd, failedAs=t.failedAs, fenced=t.fenced,
+        after = after.set(lastVer=t.lastVer, born=t.born, ackd=t.ackd, failedAs=t.failedAs, fenced=t.fenced,
                           repairs=t.repairs, env=t.env)  # fmt: skip
         self._check_state(s, after, label)
         if self.trace is not None:
-            self.trace.append({"set": s.as_json()})
-            for name, args in actions:
-                self.trace.append({"action": name, "args": [_arg(a) for a in args]})
-            self.trace[-1 if actions else -2]["expect"] = _json_projection(got)
-            self.trace[-1 if actions else -2]["impl"] = label
+            self._record(s, actions, label)
         self.state = after
+
+    def _record(self, s: M.State, actions: list, label: str) -> None:
+        """The trace: the abstract state, then each model action with the state it gives
+        (actions that are not the spec's, the operator's and the paced bulk, as states)."""
+        assert self.trace is not None
+        self.trace.append({"set": s.as_json(), "impl": label})
+        for name, args, state in actions:
+            if name in M.ACTIONS and name != "PacedSendBulk":
+                self.trace.append({"action": name, "args": [_arg(a) for a in args], "state": state.as_json()})
+            else:
+                self.trace.append({"set": state.as_json(), "impl": f"{label}: {name} (not a spec action)"})
+
+    def _frames(self, s: M.State, t: M.State, frames: list, i: int, done: list) -> tuple[M.State, list] | str:
+        """Explain frames[i:] from t: the model state and the actions, or why not."""
+        if i == len(frames):
+            return t, done
+        C = self.C
+        src, term, f = frames[i]
+        if t.role[src] == M.PRIMARY and (term, src) == t.epoch[src] and f.seq >= t.nextSeq[src]:
+            if f.seq != t.nextSeq[src]:
+                return f"node {src} sent seq {f.seq}, the model's next is {t.nextSeq[src]}"
+            why = f"node {src} sent {f} which no enabled model action sends\n{_brief(t)}" + (
+                f"\n  sender of {src}: acked/live {t.peerAck[src]} {t.peerLive[src]} bulk={t.bulk[src]} "
+                f"todo={sorted(t.todo[src])} dirty={sorted(t.dirty[src])}")  # fmt: skip
+            for name in ("SendBulk", "FlushIncremental", "Notify", "PacedSendBulk"):
+                if f.conn == M.NoConn and name in ("FlushIncremental", "Notify"):
+                    continue
+                if name == "PacedSendBulk":
+                    t2 = _paced_bulk(t, C, src, f.conn)
+                else:
+                    t2 = M.ACTIONS[name](t, C, src, f.conn)
+                if t2 is None or t2.nextSeq[src] != t.nextSeq[src] + 1 or not self._same(t2.queue[src][-1], f):
+                    continue
+                found = self._frames(s, t2, frames, i + 1, done + [(name, (src, f.conn), t2)])
+                if not isinstance(found, str):
+                    return found
+                why = found
+            return why
+        queued = set(s.queue[src]) | set(t.queue[src])
+        if not (s.role[src] == M.PRIMARY and (term, src) == s.epoch[src] and f in queued):
+            return (
+                f"node {src} sent again {f} (claim {term}), not a frame of its resend queue "
+                f"{s.queue[src]} as {s.role[src]} of epoch {s.epoch[src]}"
+            )
+        return self._frames(s, t, frames, i + 1, done)
+
+    def _same(self, model: M.Frame, impl: M.Frame) -> bool:
+        """The model's frame is the implementation's (weak level: up to the version of a
+        present connection, which that level does not keep track of)."""
+        if self.C.Level == "weak" and model.ver and impl.ver:
+            return model._replace(ver=impl.ver) == impl
+        return model == impl
 
     def _check_state(self, s: M.State, after: M.State, label: str, step_properties: bool = True) -> None:
         bad = M.violated(after, self.C) + (M.violated_step(s, after, self.C) if step_properties else [])
@@ -177,6 +235,7 @@ class Cluster:
             heapq.heapify(kept)
 
     def _explain(self, s: M.State, prefix: list[tuple[str, tuple[Any, ...]]], label: str) -> tuple[M.State, list]:
+        """The model state reached by the move's explanation, and its (action, args, state) list."""
         C = self.C
         t = s
         done: list[tuple[str, tuple[Any, ...]]] = []
@@ -189,44 +248,20 @@ class Cluster:
             if t2 is None:
                 raise RefinementError(f"step {label!r}: the model does not allow {name}{args} here\n{_brief(t)}")
             t = t2
-            done.append((name, args))
-        # STATE frames: sent for the first time (explained by a model action) or again.
-        seen: set[tuple[int, bytes]] = set()
-        tried: list[tuple[str, Any]] = []
+            done.append((name, args, t))
+        # STATE frames: each sent for the first time (explained by a model action:
+        # which one is searched, with backtracking, since a dump's middle frame and an
+        # incremental flush look alike) or again (a frame of the resend queue).
+        frames: list[tuple[int, int, M.Frame]] = []
         for src, _dst, data in self._sent:
-            tried = []
             wf = decode(data)
-            if wf.type.name != "STATE" or (src, data) in seen:
-                continue
-            seen.add((src, data))
-            f = frame_of(data, self.conns)
-            if t.role[src] == M.PRIMARY and (wf.epoch, src) == t.epoch[src] and f.seq >= t.nextSeq[src]:
-                if f.seq != t.nextSeq[src]:
-                    raise RefinementError(f"step {label!r}: node {src} sent seq {f.seq}, model's next is {t.nextSeq[src]}")
-                for name in ("SendBulk", "FlushIncremental", "Notify", "SendBulk"):
-                    if f.conn == M.NoConn and name != "SendBulk":
-                        continue
-                    if name == "SendBulk" and any(n == "SendBulk" for n, _ in tried):
-                        t2 = _paced_bulk(t, C, src, f.conn)
-                    else:
-                        t2 = apply(name, (src, f.conn))
-                    tried.append((name, t2))
-                    if t2 is not None and t2.nextSeq[src] == t.nextSeq[src] + 1 and t2.queue[src][-1] == f:
-                        t = t2
-                        done.append((name, (src, f.conn)))
-                        break
-                else:
-                    raise RefinementError(
-                        f"step {label!r}: node {src} sent {f} which no enabled model action sends\n{_brief(t)}"
-                        f"\n  sender of {src}: acked/live {t.peerAck[src]} {t.peerLive[src]} bulk={t.bulk[src]}"
-                    )
-            else:
-                queued = set(s.queue[src]) | set(t.queue[src])
-                if not (s.role[src] == M.PRIMARY and (wf.epoch, src) == s.epoch[src] and f in queued):
-                    raise RefinementError(
-                        f"step {label!r}: node {src} sent again {f} (claim {wf.epoch}), not a frame of its resend "
-                        f"queue {s.queue[src]} as {s.role[src]} of epoch {s.epoch[src]}"
-                    )
+            if wf.type.name == "STATE" and (src, wf.epoch, frame_of(data, self.conns)) not in frames:
+                frames.append((src, wf.epoch, frame_of(data, self.conns)))
+        found = self._frames(s, t, frames, 0, [])
+        if isinstance(found, str):
+            raise RefinementError(f"step {label!r}: {found}")
+        t, more = found
+        done += more
         # Control messages.
         for src, dst, data in self._sent:
             msg = msg_of(src, dst, data, self.conns)
@@ -245,8 +280,8 @@ class Cluster:
                     )
                 t2 = apply("SendAck", (src, dst)) if own else None
                 if t2 is not None:
-                    t = t2.set(msgs=t.msgs)
-                    done.append(("SendAck", (src, dst)))
+                    t = t2
+                    done.append(("SendAck", (src, dst), t))
         return t, done
 
     # --- moves ----------------------------------------------------------------------
@@ -279,9 +314,9 @@ class Cluster:
         if kind == "new":
             move, action = (lambda: sim.conn_new(n, entry)), "ConnNew"
         elif kind == "update":
+            # (A weak level subscribes to no UPDATE events: the spec's Notify, which
+            # sends nothing for it, is the level dropping it.)
             move, action = (lambda: sim.conn_update(n, entry)), "ConnUpdate"
-            if self.C.Level == "weak":
-                notify = []  # a weak level's kernel subscription has no UPDATE events
         else:
             move, action = (lambda: sim.conn_destroy(n, entry)), "ConnDestroy"
         self.step(f"{kind} {c} on {n}", move, [(action, (n, c))] + notify)
@@ -384,23 +419,19 @@ class Cluster:
             raise RefinementError(f"two primaries after {duration:g}s with links up:\n{_brief(final)}")
 
 
-def _paced_bulk(t: M.State, C: M.Consts, n: int, c: str) -> M.State | None:
+def _paced_bulk(t: M.State, C: M.Consts, n: int, c: str) -> M.State | None:  # noqa: D401
     """SendBulk with the implementation's pacing (a known divergence from the spec).
 
     The spec sends a bulk frame only when the resend queue has room. The
     implementation paces by the frames in flight to the peers the queue can still
     serve (a peer that waits for this very dump does not count); when none can be
     served it sends, and the bound drops the oldest frame, which is what EmitFrame does
-    with a full queue. Counted in PACING_DIVERGENCES.
+    with a full queue.
     """
     q = t.queue[n]
     if len(q) < C.QueueBound:
         return None
-    PACING_DIVERGENCES[0] += 1
     return M.SendBulk(t.set(queue=M.upd(t.queue, n, q[1:])), C, n, c)
-
-
-PACING_DIVERGENCES = [0]
 
 
 _RECV = {

@@ -36,6 +36,7 @@ class Consts:
     MaxCut: int = 1 << 30
     MaxLoss: int = 1 << 30
     MaxDup: int = 1 << 30
+    SplitBrain: bool = True  # may the HA manager promote while a primary is alive?
 
 
 NoConn = "NoConn"
@@ -134,6 +135,7 @@ class State:
     msgs: dict[Msg, int] = field(default_factory=dict)
     # ghosts
     lastVer: dict[str, int] = field(default_factory=dict)
+    born: dict[str, int] = field(default_factory=dict)
     ackd: dict[int, frozenset[str]] = field(default_factory=dict)
     failedAs: dict[int, str] = field(default_factory=dict)
     fenced: bool = False
@@ -266,6 +268,17 @@ def StartBulk(s: State, n: int) -> dict[str, Any]:
     return {"bulk": upd(s.bulk, n, "start")}
 
 
+def ResyncPeer(s: State, C: Consts, n: int, m: int) -> dict[str, Any]:
+    """A full resync for peer m: (re)start the dump unless its BULK_START is still to
+    come, and count m as having acknowledged every frame sent so far."""
+    pa = upd(s.peerAck, n, upd(s.peerAck[n], m, s.nextSeq[n]))
+    pl = upd(s.peerLive, n, upd(s.peerLive[n], m, True))
+    u: dict[str, Any] = {"peerAck": pa, "queue": upd(s.queue, n, Trim(C, s.queue[n], n, pa[n], pl[n]))}
+    if s.bulk[n] != "start":
+        u.update(StartBulk(s, n))
+    return u
+
+
 def ClearSender(s: State, n: int) -> dict[str, Any]:
     return {
         "queue": upd(s.queue, n, ()),
@@ -285,7 +298,8 @@ def ResetReceiver(s: State, n: int) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------
-# Initial state
+# Initial state: every process just started (SYNCING, must sync), empty tables,
+# all links up, no epoch yet.
 # ---------------------------------------------------------------------------
 
 
@@ -296,7 +310,7 @@ def AllLinks(C: Consts) -> frozenset[frozenset[int]]:
 def Init(C: Consts) -> State:
     N = C.Node
     return State(
-        role={n: DOWN for n in N},
+        role={n: SYNCING for n in N},
         linkUp=AllLinks(C),
         env={"fail": 0, "ha": 0, "cut": 0, "loss": 0, "dup": 0},
         kernel={n: EmptyTable(C) for n in N},
@@ -314,9 +328,10 @@ def Init(C: Consts) -> State:
         ackFrom={n: 0 for n in N},
         inBulk={n: False for n in N},
         marked={n: frozenset() for n in N},
-        needSync={n: False for n in N},
+        needSync={n: True for n in N},
         msgs={},
         lastVer={c: 0 for c in C.Conn},
+        born={c: 0 for c in C.Conn},
         ackd={n: frozenset() for n in N},
         failedAs={n: "none" for n in N},
         fenced=False,
@@ -332,7 +347,10 @@ def Init(C: Consts) -> State:
 def Promote(s: State, C: Consts, n: int) -> State | None:
     if not (s.role[n] in Receiving and s.epoch[n][0] < C.MaxTerm):
         return None
-    if any(Reachable(s, n, p) for p in Primaries(s)):
+    if C.SplitBrain:
+        if any(Reachable(s, n, p) for p in Primaries(s)):
+            return None
+    elif Primaries(s):
         return None
     committed = {c: s.external[n][c] if s.external[n][c] != 0 else s.kernel[n][c] for c in C.Conn}
     e = (s.epoch[n][0] + 1, n)
@@ -395,16 +413,15 @@ def Fail(s: State, C: Consts, n: int) -> State | None:
 
 
 def Recover(s: State, C: Consts, n: int) -> State | None:
+    """Its first RequestResync is the start's HELLO + RESYNC_REQUEST."""
     if s.role[n] != DOWN:
         return None
-    out = ToPeers(s, C, MSG_HELLO, n) | ToPeers(s, C, MSG_RESYNC, n)
     return s.set(
         role=upd(s.role, n, SYNCING),
         internal=upd(s.internal, n, dict(s.kernel[n])),
         external=upd(s.external, n, EmptyTable(C)),
         needSync=upd(s.needSync, n, True),
         **ResetReceiver(s, n),
-        msgs=bag_add(s.msgs, {m for m in out if Pair(m.src, m.dst) in s.linkUp and Up(s.role[m.dst])}),
     )
 
 
@@ -446,16 +463,24 @@ def DuplicateMsg(s: State, C: Consts, msg: Msg) -> State | None:
 # ---------------------------------------------------------------------------
 
 
+def Settled(s: State, n: int) -> bool:
+    """The kernel reports its events one at a time (one pending event at most)."""
+    return s.internal[n] == s.kernel[n]
+
+
+
 def ConnNew(s: State, C: Consts, n: int, c: str) -> State | None:
-    if not (s.role[n] == PRIMARY and s.kernel[n][c] == 0 and s.lastVer[c] < C.MaxVersion):
+    if not (s.role[n] == PRIMARY and Settled(s, n) and s.kernel[n][c] == 0 and s.lastVer[c] < C.MaxVersion):
         return None
     return s.set(
-        kernel=upd(s.kernel, n, upd(s.kernel[n], c, s.lastVer[c] + 1)), lastVer=upd(s.lastVer, c, s.lastVer[c] + 1)
+        kernel=upd(s.kernel, n, upd(s.kernel[n], c, s.lastVer[c] + 1)),
+        lastVer=upd(s.lastVer, c, s.lastVer[c] + 1),
+        born=upd(s.born, c, s.lastVer[c] + 1),
     )
 
 
 def ConnUpdate(s: State, C: Consts, n: int, c: str) -> State | None:
-    if not (s.role[n] == PRIMARY and s.kernel[n][c] != 0 and s.lastVer[c] < C.MaxVersion):
+    if not (s.role[n] == PRIMARY and Settled(s, n) and s.kernel[n][c] != 0 and s.lastVer[c] < C.MaxVersion):
         return None
     return s.set(
         kernel=upd(s.kernel, n, upd(s.kernel[n], c, s.lastVer[c] + 1)), lastVer=upd(s.lastVer, c, s.lastVer[c] + 1)
@@ -463,7 +488,7 @@ def ConnUpdate(s: State, C: Consts, n: int, c: str) -> State | None:
 
 
 def ConnDestroy(s: State, C: Consts, n: int, c: str) -> State | None:
-    if not (s.role[n] == PRIMARY and s.kernel[n][c] != 0):
+    if not (s.role[n] == PRIMARY and Settled(s, n) and s.kernel[n][c] != 0):
         return None
     return s.set(
         kernel=upd(s.kernel, n, upd(s.kernel[n], c, 0)), ackd={m: a - {c} for m, a in s.ackd.items()}
@@ -524,12 +549,16 @@ def SendBulk(s: State, C: Consts, n: int, c: str) -> State | None:
     )
 
 
+def Unacked(s: State, n: int, m: int) -> set[Frame]:
+    return {f for f in s.queue[n] if f.seq >= s.peerAck[n][m]}
+
+
 def Retransmit(s: State, C: Consts, n: int, m: int) -> State | None:
     """``m``: the peer the queued frames go to again."""
     if not (s.role[n] == PRIMARY and m != n):
         return None
-    frames = {f for f in s.queue[n] if f.seq >= s.peerAck[n][m]}
-    if not (s.peerLive[n][m] and Reachable(s, n, m) and frames and not InFlight(s, n, m, MSG_STATE)):
+    frames = Unacked(s, n, m)
+    if not (s.peerLive[n][m] and Reachable(s, n, m) and not InFlight(s, n, m, MSG_STATE) and frames):
         return None
     return s.set(msgs=Send(s, {StateMsg(s, n, m, f) for f in frames}))
 
@@ -540,7 +569,8 @@ def SendAlive(s: State, C: Consts, n: int) -> State | None:
     idle = [
         m
         for m in Peers(C, n)
-        if Reachable(s, n, m) and not InFlight(s, n, m, MSG_ALIVE) and not InFlight(s, n, m, MSG_STATE)
+        if Reachable(s, n, m) and not InFlight(s, n, m, MSG_STATE) and not InFlight(s, n, m, MSG_ALIVE)
+        and not (s.peerLive[n][m] and Unacked(s, n, m))
     ]
     if not idle:
         return None
@@ -602,8 +632,7 @@ def RecvNack(s: State, C: Consts, n: int, m: int, msg: Msg) -> State | None:
         u["repairs"] = s.repairs | {"retransmit"}
     elif serve:
         u["msgs"] = Consume(s, msg)
-        if s.bulk[n] != "start":
-            u.update(StartBulk(s, n))
+        u.update(ResyncPeer(s, C, n, m))
         u["repairs"] = s.repairs | {"resync"}
     else:
         u["msgs"] = Consume(s, msg)
@@ -616,8 +645,8 @@ def RecvResyncRequest(s: State, C: Consts, n: int, m: int, msg: Msg) -> State | 
     u: dict[str, Any] = {"msgs": Consume(s, msg), "peerLive": upd(s.peerLive, n, upd(s.peerLive[n], m, True))}
     if Newer(s, n, msg):
         u.update(StepDown(s, n, msg))
-    elif s.role[n] == PRIMARY and s.bulk[n] != "start":
-        u.update(StartBulk(s, n))
+    elif s.role[n] == PRIMARY:
+        u.update(ResyncPeer(s, C, n, m))
     return s.set(**u)
 
 
@@ -691,7 +720,7 @@ def RecvState(s: State, C: Consts, n: int, m: int, msg: Msg) -> State | None:
         u.update(ApplyState(s, n, msg, r0))
     elif msg.seq > r0.expect:  # gap: drop it, NACK what is missing
         nack = Msg(MSG_NACK, n, m, msg.term, msg.enode, lo=r0.expect, hi=msg.seq - 1)
-        u["msgs"] = ConsumeAndSend(s, msg, {nack})
+        u["msgs"] = ConsumeAndSend(s, msg, {nack} if not InFlight(s, n, m, MSG_NACK) else set())
         u["expect"] = upd(s.expect, n, r0.expect)
         u["ackFrom"] = upd(s.ackFrom, n, r0.ackFrom)
         u["role"] = upd(s.role, n, r0.role)
@@ -718,7 +747,7 @@ def RecvAlive(s: State, C: Consts, n: int, m: int, msg: Msg) -> State | None:
         u.update(StepDown(s, n, msg))
     if (s.role[n] != PRIMARY or adopt) and msg.seq > exp:
         nack = Msg(MSG_NACK, n, m, msg.term, msg.enode, lo=exp, hi=msg.seq - 1)
-        u["msgs"] = ConsumeAndSend(s, msg, {nack})
+        u["msgs"] = ConsumeAndSend(s, msg, {nack} if not InFlight(s, n, m, MSG_NACK) else set())
     else:
         u["msgs"] = Consume(s, msg)
     return s.set(**u)
@@ -734,7 +763,10 @@ def SendAck(s: State, C: Consts, n: int, m: int) -> State | None:
         ackd=upd(
             s.ackd,
             n,
-            frozenset(c for c in Present(s.external[n]) if s.kernel[m][c] != 0 and s.role[m] == PRIMARY),
+            frozenset(
+                c for c in Present(s.external[n])
+                if s.role[m] == PRIMARY and s.kernel[m][c] != 0 and s.external[n][c] >= s.born[c]
+            ),  # fmt: skip
         ),
     )
 
@@ -742,7 +774,9 @@ def SendAck(s: State, C: Consts, n: int, m: int) -> State | None:
 def RequestResync(s: State, C: Consts, n: int, m: int) -> State | None:
     if not (s.role[n] in Receiving and s.needSync[n] and not s.inBulk[n] and m != n):
         return None
-    if not (s.epoch[n][1] in (m, 0, n) and not InFlight(s, n, m, MSG_RESYNC) and Reachable(s, n, m)):
+    if not (s.epoch[n][1] in (m, 0, n) and Reachable(s, n, m)):
+        return None
+    if InFlight(s, n, m, MSG_RESYNC) or InFlight(s, m, n, MSG_STATE):
         return None
     return s.set(msgs=Send(s, {MsgOf(s, MSG_RESYNC, n, m)}))
 
