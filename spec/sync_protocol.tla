@@ -168,6 +168,8 @@ ConsumeAndSend(msg, S) ==
 InFlight(n, m, t) == \E msg \in BagToSet(msgs) :
                         msg.src = n /\ msg.dst = m /\ msg.type = t
 
+AckWindow == 2
+
 \* Timers are abstracted by their guards: a timer (retransmit, alive, resync
 \* retry) fires only when what it waits for is not already in flight.
 
@@ -599,6 +601,16 @@ PeerTimeout(n, m) ==
 \* every external entry, the dump refreshes them, BULK_END sweeps the ones
 \* still marked and makes a SYNCING node ready (BACKUP). A BULK_START ahead
 \* of the expected seq is applied too: the dump supersedes the missed frames.
+Applied(n, msg, r0) ==
+    LET ext0 == external[n]
+        mk0 == IF msg.start THEN Present(ext0) ELSE r0.marked
+        ib == msg.start \/ r0.inBulk
+        ext1 == IF msg.conn = NoConn THEN ext0
+                ELSE [ext0 EXCEPT ![msg.conn] = msg.ver]
+        mk1 == mk0 \ {msg.conn}
+        sweep == msg.end /\ ib
+    IN IF sweep THEN [c \in Conn |-> IF c \in mk1 THEN 0 ELSE ext1[c]] ELSE ext1
+
 ApplyState(n, msg, r0) ==
     LET ext0 == external[n]
         mk0 == IF msg.start THEN Present(ext0) ELSE r0.marked
@@ -613,11 +625,30 @@ ApplyState(n, msg, r0) ==
        /\ marked' = [marked EXCEPT ![n] = IF sweep THEN {} ELSE mk1]
        /\ inBulk' = [inBulk EXCEPT ![n] = ib /\ ~sweep]
        /\ expect' = [expect EXCEPT ![n] = msg.seq + 1]
-       /\ ackFrom' = [ackFrom EXCEPT ![n] = IF msg.seq > r0.expect
-                                            THEN msg.seq ELSE r0.ackFrom]
        /\ needSync' = [needSync EXCEPT ![n] = IF sweep THEN FALSE ELSE r0.needSync]
        /\ role' = [role EXCEPT ![n] = IF sweep /\ r0.role = SYNCING THEN BACKUP
                                        ELSE r0.role]
+
+\* What an ACK of n to the primary m acknowledges (ghost): the connections of
+\* n's external cache that m has, in the incarnation m has.
+AckedSet(n, m, ext) ==
+    {c \in Present(ext) : role[m] = PRIMARY /\ kernel[m][c] # 0 /\ ext[c] >= born[c]}
+
+\* The ack delay: when no further frame of the stream is in flight, the frames
+\* applied and not yet acknowledged are acknowledged at once (af..ex-1).
+AckOnPause(n, m, msg, af, ex, ext, ackd0) ==
+    LET rest == Consume(msg)
+        pause == ~\E x \in BagToSet(rest) :
+                     x.src = m /\ x.dst = n /\ x.type = MSG_STATE
+        ack == [MsgOf(MSG_ACK, n, m) EXCEPT !.term = msg.term, !.enode = msg.enode,
+                                            !.lo = af, !.hi = ex - 1]
+    IN IF pause /\ af < ex
+       THEN /\ msgs' = rest (+) SetToBag({a \in {ack} : Reachable(n, m)})
+            /\ ackFrom' = [ackFrom EXCEPT ![n] = ex]
+            /\ ackd' = [ackd EXCEPT ![n] = AckedSet(n, m, ext)]
+       ELSE /\ msgs' = rest
+            /\ ackFrom' = [ackFrom EXCEPT ![n] = af]
+            /\ ackd' = [ackd EXCEPT ![n] = ackd0]
 
 \* STATE: strictly in order; a gap is dropped and NACKed; a duplicate is
 \* dropped and re-acknowledged (the sender retransmits when our ACK got
@@ -634,19 +665,22 @@ RecvState(n, m) ==
                    inBulk |-> IF adopt THEN FALSE ELSE inBulk[n],
                    marked |-> IF adopt THEN {} ELSE marked[n]]
             wasPrimary == adopt /\ role[n] = PRIMARY
+            ackd0 == IF adopt THEN {} ELSE ackd[n]
         IN
         /\ peerLive' = [peerLive EXCEPT ![n][m] = TRUE]
         /\ epoch' = [epoch EXCEPT ![n] = IF adopt THEN MsgEpoch(msg) ELSE @]
-        /\ ackd' = [ackd EXCEPT ![n] = IF adopt THEN {} ELSE @]
         /\ IF wasPrimary THEN ClearSender(n) ELSE UNCHANGED <<queue, bulk, todo, dirty>>
         /\ IF Stale(n, msg) \/ (role[n] = PRIMARY /\ ~adopt)
            THEN \* fenced: never applied
                 /\ msgs' = Consume(msg)
                 /\ fenced' = (fenced \/ Stale(n, msg))
+                /\ ackd' = [ackd EXCEPT ![n] = ackd0]
                 /\ UNCHANGED <<role, external, receiverVars>>
            ELSE IF msg.seq = r0.expect \/ (msg.start /\ msg.seq > r0.expect)
-           THEN /\ msgs' = Consume(msg)
-                /\ ApplyState(n, msg, r0)
+           THEN /\ ApplyState(n, msg, r0)
+                /\ AckOnPause(n, m, msg,
+                               IF msg.seq > r0.expect THEN msg.seq ELSE r0.ackFrom,
+                               msg.seq + 1, Applied(n, msg, r0), ackd0)
                 /\ UNCHANGED fenced
            ELSE IF msg.seq > r0.expect
            THEN \* gap: drop it, NACK what is missing
@@ -660,11 +694,12 @@ RecvState(n, m) ==
                 /\ needSync' = [needSync EXCEPT ![n] = r0.needSync]
                 /\ inBulk' = [inBulk EXCEPT ![n] = IF adopt THEN FALSE ELSE @]
                 /\ marked' = [marked EXCEPT ![n] = IF adopt THEN {} ELSE @]
+                /\ ackd' = [ackd EXCEPT ![n] = ackd0]
                 /\ UNCHANGED <<external, fenced>>
            ELSE \* duplicate: drop, acknowledge again from its seq
-                /\ msgs' = Consume(msg)
-                /\ ackFrom' = [ackFrom EXCEPT ![n] =
-                                 IF msg.seq < r0.ackFrom THEN msg.seq ELSE r0.ackFrom]
+                /\ AckOnPause(n, m, msg,
+                               IF msg.seq < r0.ackFrom THEN msg.seq ELSE r0.ackFrom,
+                               r0.expect, external[n], ackd0)
                 /\ UNCHANGED <<role, external, expect, inBulk, marked, needSync,
                                fenced>>
     /\ UNCHANGED <<linkUp, env, kernel, internal, nextSeq, peerAck, lastVer, born,
@@ -697,19 +732,16 @@ RecvAlive(n, m) ==
     /\ UNCHANGED <<linkUp, env, tableVars, nextSeq, peerAck, lastVer, born, failedAs,
                    repairs>>
 
-\* The ack timer (after a window of frames or the ack delay; the model lets
-\* it fire after any number): ACK(first, last) for the frames applied and not
-\* yet acknowledged, to the primary of the newest epoch. (Ghost: what n now has
+\* The ack window: after AckWindow applied frames, ACK(first, last) to the
+\* primary of the newest epoch (the ack delay is AckOnPause in RecvState). (Ghost: what n now has
 \* acknowledged that the primary has.)
 SendAck(n, m) ==
     /\ role[n] \in Receiving
     /\ epoch[n][2] = m /\ m # n
-    /\ ackFrom[n] < expect[n]
+    /\ expect[n] - ackFrom[n] >= AckWindow
     /\ Send({[MsgOf(MSG_ACK, n, m) EXCEPT !.lo = ackFrom[n], !.hi = expect[n] - 1]})
     /\ ackFrom' = [ackFrom EXCEPT ![n] = expect[n]]
-    /\ ackd' = [ackd EXCEPT ![n] =
-                   {c \in Present(external[n]) : role[m] = PRIMARY /\ kernel[m][c] # 0
-                                                 /\ external[n][c] >= born[c]}]
+    /\ ackd' = [ackd EXCEPT ![n] = AckedSet(n, m, external[n])]
     /\ UNCHANGED <<envVars, tableVars, epoch, senderVars, expect, inBulk, marked,
                    needSync, lastVer, born, failedAs, fenced, repairs>>
 
