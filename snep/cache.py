@@ -37,6 +37,21 @@ class Cache:
         else:
             self._entries[key] = event.entry
 
+    def apply_all(self, events: Iterable[Event]) -> None:
+        """``apply`` for each event in order (a frame's worth, without a call per entry)."""
+        entries = self._entries
+        marked = self._marked
+        destroy = EventKind.DESTROY
+        for kind, entry in events:
+            key = (entry[0], entry[2])  # entry.key: (orig, zone)
+            if marked is not None:
+                marked.discard(key)
+            if kind is destroy:
+                if entries.pop(key, None) is None:
+                    self.missing_deletes += 1
+            else:
+                entries[key] = entry
+
     def replace(self, entries: Iterable[Entry]) -> None:
         """Become exactly ``entries`` (a kernel dump)."""
         self._entries = {entry.key: entry for entry in entries}

@@ -25,7 +25,8 @@ EPOCH = Epoch(1, 1)
 def make(peers=(2, 3), entries=(), **params) -> SyncSender:
     defaults = dict(queue_size=8, bulk_window=4, retransmit_timeout=0.5, alive_interval=1.0)
     defaults.update(params)
-    sender = SyncSender(list(peers), SyncParams(**defaults), Framer(1, Counters()), Cache(entries))
+    params = SyncParams(**defaults)
+    sender = SyncSender(list(peers), params, Framer(1, Counters(), mtu=params.mtu), Cache(entries))
     sender.activate(0.0, EPOCH)
     return sender
 
@@ -253,10 +254,10 @@ def test_resync_request_during_a_dump_restarts_it():
 
 def test_dump_sends_current_values_and_skips_destroyed():
     internal = Cache([conn(1), conn(2), conn(3)])
-    sender = SyncSender([2], SyncParams(bulk_window=1, mtu=200), Framer(1, Counters()), internal)
+    sender = SyncSender([2], SyncParams(bulk_window=1, mtu=90), Framer(1, Counters(), mtu=90), internal)
     sender.activate(0.0, EPOCH)
     out = []
-    sender.start_bulk(0.0, out)  # BULK_START frame with the first entry only
+    sender.start_bulk(0.0, out)  # BULK_START frame with the first entry only (one fits the MTU)
     internal.apply(Event(EventKind.DESTROY, conn(2)))
     newer = conn(3)._replace(mark=7)
     internal.apply(Event(EventKind.UPDATE, newer))
@@ -391,3 +392,23 @@ def test_request_after_the_dump_left_the_queue_gets_a_new_dump():
     again = []
     sender.on_resync_request(3.0, 2, again)
     assert sender.counters.resyncs == 2 and frames(again)[0].flags & FLAG_BULK_START
+
+
+def test_dump_frames_are_full_when_the_window_is_refilled_ack_by_ack():
+    """Each ACK frees a little of the window: the dump still sends full frames (it used
+    to send as many messages as free frames, down to frames of a single entry)."""
+    entries = [conn(i) for i in range(400)]
+    sender = make(peers=(2,), entries=entries, queue_size=64, bulk_window=8)
+    out = []
+    sender.start_bulk(0.0, out)
+    sent = frames(out)
+    while sender.bulk_active:
+        more = []
+        sender.on_ack(0.1, 2, Ack(sender.newest_seq, sender.newest_seq), 1, more)  # one frame acked
+        assert sender.in_flight() <= 8
+        sent += frames(more)
+    sizes = [len(f.messages) for f in sent]
+    assert sum(sizes) == 400 and {e.entry for f in sent for e in f.messages} == set(entries)
+    full = max(sizes)
+    assert full > 20 and len(sent) <= 400 // full + 2
+    assert sum(size < full for size in sizes[:-1]) <= 1  # (one while it learns the sizes)

@@ -38,6 +38,9 @@ class Filter:
     _prefixes: dict[int, tuple[tuple[int, frozenset[int]], ...]] = field(
         init=False, repr=False, compare=False, default_factory=dict
     )
+    # address -> ignored?, remembered: a dump checks two addresses per entry, and
+    # firewalls see the same addresses again and again (bounded: emptied when full)
+    _seen: dict[bytes, bool] = field(init=False, repr=False, compare=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         tables: dict[int, dict[int, set[int]]] = {4: {}, 16: {}}
@@ -83,8 +86,18 @@ class Filter:
         orig = entry.orig
         if self.protocols is not None and orig.proto not in self.protocols:
             return False
-        if self.ignore and (_ignored(orig.src, self._prefixes) or _ignored(orig.dst, self._prefixes)):
-            return False
+        if self.ignore:
+            seen = self._seen
+            src = seen.get(orig.src)
+            if src is None:
+                src = self._remember(orig.src)
+            if src:
+                return False
+            dst = seen.get(orig.dst)
+            if dst is None:
+                dst = self._remember(orig.dst)
+            if dst:
+                return False
         if (
             self.tcp_states is not None
             and kind is not EventKind.DESTROY
@@ -94,6 +107,17 @@ class Filter:
         ):
             return False
         return True
+
+
+    def _remember(self, address: bytes) -> bool:
+        seen = self._seen
+        if len(seen) >= _SEEN_MAX:
+            seen.clear()
+        ignored = seen[address] = _ignored(address, self._prefixes)
+        return ignored
+
+
+_SEEN_MAX = 1 << 16  # remembered addresses (a few MB at most)
 
 
 def _protocol(value: int | str) -> int:

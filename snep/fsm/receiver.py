@@ -143,8 +143,7 @@ class SyncReceiver:
             self.external.mark()
             self.marking = True
         external = self.external
-        for event in frame.messages:
-            external.apply(event)  # type: ignore[arg-type]
+        external.apply_all(frame.messages)  # type: ignore[arg-type]
         self.counters.state_messages_applied += len(frame.messages)
         self.expected = seq_add(seq, 1)
         # Counted for the ACK only now that it is applied.

@@ -33,11 +33,12 @@ from snep.fsm.modes import ModeMachine, ModeRow
 from snep.fsm.notify import Notifier
 from snep.fsm.params import SyncParams
 from snep.fsm.spec_map import spec_action
-from snep.wire.codec import FLAG_BULK_END, FLAG_BULK_START
+from snep.wire.codec import FLAG_BULK_END, FLAG_BULK_START, frame_overhead
 from snep.wire.messages import Ack, Alive, MessageType, Nack
 from snep.wire.serial import SEQ_MAX, seq_add, seq_between, seq_diff, seq_ge, seq_gt, seq_le, seq_lt
 
 _HALF = 1 << 31
+_event = tuple.__new__  # Event without the NamedTuple __new__: one per dumped entry
 
 
 class SenderMode(Enum):
@@ -103,6 +104,7 @@ class SyncSender:
         self.queue: deque[Queued] = deque()
         self.last_sent = float("-inf")
         self._bulk_keys: deque[Key] = deque()
+        self._per_frame = max(1, (framer.mtu - frame_overhead(framer.key)) // 48)  # learnt while dumping
 
     # --- mode changes -----------------------------------------------------------------
     @property
@@ -184,14 +186,22 @@ class SyncSender:
     def _send_state(self, now: float, events: list[Event], flags: int, out: list[Output]) -> None:
         assert self.epoch is not None
         frames = self.framer.state(self.epoch.term, self.next_seq, events, flags)
+        self._queue_frames(now, frames, len(events), out)
+
+    def _queue_frames(self, now: float, frames: list[bytes], messages: int, out: list[Output]) -> None:
+        """Frames encoded from ``next_seq`` on: queued, and sent to every peer."""
         peers = list(self.peers)
+        queue = self.queue
+        seq = self.next_seq
+        send = self.framer.send
         for data in frames:
-            self.queue.append(Queued(self.next_seq, data, now))
-            self.next_seq = seq_add(self.next_seq, 1)
-            self.framer.send(out, peers, data)
+            queue.append(Queued(seq, data, now))
+            seq = (seq + 1) & SEQ_MAX
+            send(out, peers, data)
+        self.next_seq = seq
         self.sent_count = min(self.sent_count + len(frames), _HALF - 1)
         self.counters.state_frames_sent += len(frames)
-        self.counters.state_messages_sent += len(events)
+        self.counters.state_messages_sent += messages
         self.last_sent = now
         self._bound()
 
@@ -454,30 +464,48 @@ class SyncSender:
         The first frame (BULK_START) snapshots the internal cache's keys; each key is
         sent with its value at the time it goes out (a connection destroyed since is
         skipped), the last frame carries BULK_END; an empty dump is one empty frame
-        with both flags.
+        with both flags. Frames are filled up to the MTU (the number of messages per
+        frame is estimated from the sizes seen, and fewer are taken when they do not
+        fit the window), so that a window refilled by each ACK is not spent on frames
+        of a message or two.
         """
         if not self.bulk_active:
             return
         accepts = self.params.filter.accepts
         get = self.internal.get
+        new = EventKind.NEW
         room = self.bulk_room()
         while room > 0:
             first = self.mode.state is SenderMode.BULK_START
             if first:
                 self._bulk_keys = deque(self.internal.keys())
             keys = self._bulk_keys
+            popleft = keys.popleft
+            want = room * self._per_frame
             events: list[Event] = []
-            while keys and len(events) < room:  # a message never takes more than one frame
-                entry = get(keys.popleft())
+            taken: list[Key] = []
+            while keys and len(events) < want:
+                key = popleft()
+                entry = get(key)
                 if entry is not None and accepts(entry):
-                    events.append(Event(EventKind.NEW, entry))
-            flags = (FLAG_BULK_START if first else 0) | (0 if keys else FLAG_BULK_END)
-            if first:
-                for peer in self.peers.values():
-                    if peer.behind:
-                        peer.resume = self.next_seq  # it jumps to this BULK_START
-            if events or flags:
-                self._send_state(now, events, flags, out)
+                    events.append(_event(Event, (new, entry)))
+                    taken.append(key)
+            while True:
+                flags = (FLAG_BULK_START if first else 0) | (0 if keys else FLAG_BULK_END)
+                frames = self.framer.state(self.term, self.next_seq, events, flags) if events or flags else []
+                if len(frames) <= room:
+                    break
+                # Larger messages than estimated: give back what does not fit the window.
+                keep = max(1, len(events) * room // len(frames) - 1)
+                keys.extendleft(reversed(taken[keep:]))
+                del events[keep:], taken[keep:]
+            if frames:
+                self._learn_packing(frames, len(events))
+                if first:
+                    for peer in self.peers.values():
+                        if peer.behind:
+                            peer.resume = self.next_seq  # it jumps to this BULK_START
+                self._queue_frames(now, frames, len(events), out)
                 self.counters.bulk_messages_sent += len(events)
             if not keys:
                 self.mode.fire("last_frame")
@@ -485,6 +513,15 @@ class SyncSender:
             if first:
                 self.mode.fire("first_frame")
             room = self.bulk_room()
+
+    def _learn_packing(self, frames: list[bytes], messages: int) -> None:
+        """Messages per full frame, from the average message size of what was encoded."""
+        if messages < 8:
+            return
+        overhead = frame_overhead(self.framer.key)
+        payload = sum(len(data) for data in frames) - overhead * len(frames)
+        if payload > 0:
+            self._per_frame = max(1, (self.framer.mtu - overhead) * messages // payload)
 
     # --- timers -----------------------------------------------------------------------
     def next_deadline(self, now: float) -> float:
