@@ -2,7 +2,9 @@
 
 - ``snep spec list``: the models of spec/models.toml and what TLC must say;
 - ``snep spec check [MODEL ...]``: run TLC on them (all but the slow ones when none is
-  named; ``--all`` includes the slow ones) and report per model and per property.
+  named; ``--all`` includes the slow ones) and report per model and per property;
+- ``snep spec trace-check TRACE.json``: is a trace of the model tests a behaviour of
+  the spec (spec/Trace.tla; snep/tracecheck.py)?
 
 Exit status: 0 when every model gave its expected verdict, 1 when one did not,
 3 when TLC cannot run (TLA2TOOLS_JAR unset, missing or unreadable; no java).
@@ -29,9 +31,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     check.add_argument(
         "--timeout", type=float, default=None, help="seconds before a TLC run is killed"
     )
+    trace = sub.add_parser(
+        "trace-check", help="check a model-test trace (JSON) against the spec (spec/Trace.tla)"
+    )
+    trace.add_argument("trace", metavar="TRACE.json", help="a trace written by the model tests")
+    trace.add_argument("--timeout", type=float, default=None, help="seconds before TLC is killed")
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.action == "trace-check":
+        from snep import tracecheck
+
+        return tracecheck.main(args)
     models = tlc.load_models()
     if args.action == "list":
         return _list(models)
