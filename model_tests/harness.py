@@ -282,6 +282,11 @@ class Cluster:
                 if t2 is not None:
                     t = t2
                     done.append(("SendAck", (src, dst), t))
+                elif own:
+                    # The implementation's ack delay is a timer; the spec acknowledges
+                    # on the stream's pause (AckOnPause): the ghost follows the ACK.
+                    t = t.set(ackd=M.upd(t.ackd, src, M.AckedSet(t, src, dst, t.external[src])))
+                    done.append(("DelayedAck", (src, dst), t))
         return t, done
 
     # --- moves ----------------------------------------------------------------------

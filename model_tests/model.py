@@ -211,6 +211,14 @@ def bag_remove(bag: dict[Msg, int], msg: Msg) -> dict[Msg, int]:
     return out
 
 
+def bag_minus_set(bag: dict[Msg, int], S: Any) -> dict[Msg, int]:
+    """``bag (-) SetToBag(S)``: one copy of each message of S goes (not every copy)."""
+    out = dict(bag)
+    for msg in set(S):
+        out = bag_remove(out, msg) if msg in out else out
+    return out
+
+
 def Send(s: State, S: Any) -> dict[Msg, int]:
     """Sending on a link that is down, or to a node that is down, loses it (a set: one copy each)."""
     return bag_add(s.msgs, {m for m in S if Reachable(s, m.src, m.dst)})
@@ -226,6 +234,9 @@ def ConsumeAndSend(s: State, msg: Msg, S: Any) -> dict[Msg, int]:
 
 def InFlight(s: State, n: int, m: int, t: str) -> bool:
     return any(msg.src == n and msg.dst == m and msg.type == t for msg in s.msgs)
+
+
+AckWindow = 2
 
 
 def ToPeers(s: State, C: Consts, t: str, n: int) -> set[Msg]:
@@ -397,7 +408,7 @@ def Fault(s: State, C: Consts, n: int) -> State | None:
 def Fail(s: State, C: Consts, n: int) -> State | None:
     if not (Up(s.role[n]) and s.env["fail"] < C.MaxFail):
         return None
-    msgs = {m: k for m, k in s.msgs.items() if m.dst != n}
+    msgs = bag_minus_set(s.msgs, {m for m in s.msgs if m.dst == n})
     return s.set(
         env=upd(s.env, "fail", s.env["fail"] + 1),
         role=upd(s.role, n, DOWN),
@@ -436,7 +447,7 @@ def LinkDown(s: State, C: Consts, a: int, b: int) -> State | None:
     return s.set(
         env=upd(s.env, "cut", s.env["cut"] + 1),
         linkUp=s.linkUp - {Pair(a, b)},
-        msgs={m: k for m, k in s.msgs.items() if Pair(m.src, m.dst) != Pair(a, b)},
+        msgs=bag_minus_set(s.msgs, {m for m in s.msgs if Pair(m.src, m.dst) == Pair(a, b)}),
     )
 
 
@@ -686,10 +697,38 @@ def ApplyState(s: State, n: int, msg: Msg, r0: R0) -> dict[str, Any]:
         "marked": upd(s.marked, n, frozenset() if sweep else mk1),
         "inBulk": upd(s.inBulk, n, ib and not sweep),
         "expect": upd(s.expect, n, msg.seq + 1),
-        "ackFrom": upd(s.ackFrom, n, msg.seq if msg.seq > r0.expect else r0.ackFrom),
         "needSync": upd(s.needSync, n, False if sweep else r0.needSync),
         "role": upd(s.role, n, BACKUP if sweep and r0.role == SYNCING else r0.role),
     }
+
+
+def Applied(s: State, n: int, msg: Msg, r0: R0) -> dict[str, int]:
+    """The external cache ApplyState leaves."""
+    return ApplyState(s, n, msg, r0)["external"][n]
+
+
+def AckedSet(s: State, n: int, m: int, ext: dict[str, int]) -> frozenset[str]:
+    """What an ACK of n to the primary m acknowledges (ghost): the connections of n's
+    external cache that m has, in the incarnation m has."""
+    return frozenset(
+        c for c in Present(ext) if s.role[m] == PRIMARY and s.kernel[m][c] != 0 and ext[c] >= s.born[c]
+    )
+
+
+def AckOnPause(s: State, n: int, m: int, msg: Msg, af: int, ex: int, ext: dict[str, int],
+               ackd0: frozenset[str]) -> dict[str, Any]:  # fmt: skip
+    """The ack delay: when no further frame of the stream is in flight, the frames
+    applied and not yet acknowledged are acknowledged at once (af..ex-1)."""
+    rest = Consume(s, msg)
+    pause = not any(x.src == m and x.dst == n and x.type == MSG_STATE for x in rest)
+    ack = Msg(MSG_ACK, n, m, msg.term, msg.enode, lo=af, hi=ex - 1)
+    if pause and af < ex:
+        return {
+            "msgs": bag_add(rest, {ack} if Reachable(s, n, m) else set()),
+            "ackFrom": upd(s.ackFrom, n, ex),
+            "ackd": upd(s.ackd, n, AckedSet(s, n, m, ext)),
+        }
+    return {"msgs": rest, "ackFrom": upd(s.ackFrom, n, af), "ackd": upd(s.ackd, n, ackd0)}
 
 
 def RecvState(s: State, C: Consts, n: int, m: int, msg: Msg) -> State | None:
@@ -705,19 +744,21 @@ def RecvState(s: State, C: Consts, n: int, m: int, msg: Msg) -> State | None:
         marked=frozenset() if adopt else s.marked[n],
     )
     wasPrimary = adopt and s.role[n] == PRIMARY
+    ackd0 = frozenset() if adopt else s.ackd[n]
     u: dict[str, Any] = {
         "peerLive": upd(s.peerLive, n, upd(s.peerLive[n], m, True)),
         "epoch": upd(s.epoch, n, MsgEpoch(msg)) if adopt else s.epoch,
-        "ackd": upd(s.ackd, n, frozenset()) if adopt else s.ackd,
     }
     if wasPrimary:
         u.update(ClearSender(s, n))
     if Stale(s, n, msg) or (s.role[n] == PRIMARY and not adopt):
         u["msgs"] = Consume(s, msg)  # fenced: never applied
         u["fenced"] = s.fenced or Stale(s, n, msg)
+        u["ackd"] = upd(s.ackd, n, ackd0)
     elif msg.seq == r0.expect or (msg.start and msg.seq > r0.expect):
-        u["msgs"] = Consume(s, msg)
         u.update(ApplyState(s, n, msg, r0))
+        af = msg.seq if msg.seq > r0.expect else r0.ackFrom
+        u.update(AckOnPause(s, n, m, msg, af, msg.seq + 1, Applied(s, n, msg, r0), ackd0))
     elif msg.seq > r0.expect:  # gap: drop it, NACK what is missing
         nack = Msg(MSG_NACK, n, m, msg.term, msg.enode, lo=r0.expect, hi=msg.seq - 1)
         u["msgs"] = ConsumeAndSend(s, msg, {nack} if not InFlight(s, n, m, MSG_NACK) else set())
@@ -727,9 +768,10 @@ def RecvState(s: State, C: Consts, n: int, m: int, msg: Msg) -> State | None:
         u["needSync"] = upd(s.needSync, n, r0.needSync)
         u["inBulk"] = upd(s.inBulk, n, False) if adopt else s.inBulk
         u["marked"] = upd(s.marked, n, frozenset()) if adopt else s.marked
+        u["ackd"] = upd(s.ackd, n, ackd0)
     else:  # duplicate: drop, acknowledge again from its seq
-        u["msgs"] = Consume(s, msg)
-        u["ackFrom"] = upd(s.ackFrom, n, msg.seq if msg.seq < r0.ackFrom else r0.ackFrom)
+        af = msg.seq if msg.seq < r0.ackFrom else r0.ackFrom
+        u.update(AckOnPause(s, n, m, msg, af, r0.expect, s.external[n], ackd0))
     return s.set(**u)
 
 
@@ -754,20 +796,14 @@ def RecvAlive(s: State, C: Consts, n: int, m: int, msg: Msg) -> State | None:
 
 
 def SendAck(s: State, C: Consts, n: int, m: int) -> State | None:
-    if not (s.role[n] in Receiving and s.epoch[n][1] == m and m != n and s.ackFrom[n] < s.expect[n]):
+    """The ack window: after AckWindow applied frames (the ack delay is AckOnPause)."""
+    if not (s.role[n] in Receiving and s.epoch[n][1] == m and m != n and s.expect[n] - s.ackFrom[n] >= AckWindow):
         return None
     ack = MsgOf(s, MSG_ACK, n, m, lo=s.ackFrom[n], hi=s.expect[n] - 1)
     return s.set(
         msgs=Send(s, {ack}),
         ackFrom=upd(s.ackFrom, n, s.expect[n]),
-        ackd=upd(
-            s.ackd,
-            n,
-            frozenset(
-                c for c in Present(s.external[n])
-                if s.role[m] == PRIMARY and s.kernel[m][c] != 0 and s.external[n][c] >= s.born[c]
-            ),  # fmt: skip
-        ),
+        ackd=upd(s.ackd, n, AckedSet(s, n, m, s.external[n])),
     )
 
 

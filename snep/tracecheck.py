@@ -1,0 +1,105 @@
+"""Trace validation: is a trace exported by the model tests a behaviour of the spec?
+
+The model tests (model_tests/, with ``SNEP_TRACE_DIR`` set) write each scenario as a
+JSON file: ``{"consts": {...}, "log": [...]}``, where the log alternates the
+abstraction of the implementation's state and the spec actions that explain each
+move, each with the state model_tests/model.py computed. spec/Trace.tla replays the
+log in TLC: every action record must be a step of the named spec action leading
+exactly to the logged state. TLC runs through :func:`snep.tlc.run_tlc`; the trace is
+accepted when the ``Done`` invariant is violated (the end of the log was reached).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from snep import tlc
+from snep.errors import SnepError
+
+
+@dataclass(frozen=True)
+class TraceVerdict:
+    ok: bool
+    records: int
+    message: str
+    seconds: float
+    output: str = ""
+
+
+def _value(v: object) -> str:
+    if isinstance(v, bool):
+        return "TRUE" if v else "FALSE"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, list):
+        return "{" + ", ".join(_value(x) for x in v) + "}"
+    raise SnepError(f"trace: constant value {v!r} has no TLC form")
+
+
+def trace_config(consts: dict[str, object], trace_path: Path) -> str:
+    """The TLC configuration that checks ``trace_path`` against spec/Trace.tla."""
+    lines = ["CONSTANTS"]
+    for name, value in consts.items():
+        lines.append(f"    {name} = {_value(value)}")
+    lines.append(f"    TraceFile = {json.dumps(str(trace_path.resolve()))}")
+    lines += ["INIT TraceInit", "NEXT TraceNext", "INVARIANT Done", ""]
+    return "\n".join(lines)
+
+
+def load(trace_path: Path) -> tuple[dict[str, object], int]:
+    try:
+        data = json.loads(trace_path.read_text())
+        consts, log = data["consts"], data["log"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise SnepError(f"{trace_path}: not a snep trace ({error})") from None
+    return consts, len(log)
+
+
+def check_trace(trace_path: Path, *, jar: Path | None = None, timeout: float | None = None) -> TraceVerdict:
+    """Run TLC on the trace (raises tlc.TlcUnavailable when TLC cannot run)."""
+    consts, records = load(trace_path)
+    output, seconds = tlc.run_tlc(
+        "Trace",
+        "TraceCheck.cfg",
+        jar=jar,
+        workers=1,
+        heap="1g",
+        timeout=timeout,
+        extra_files={"TraceCheck.cfg": trace_config(consts, trace_path)},
+    )
+    outcome = tlc.parse_output(output)
+    if outcome.violated_invariant == "Done":
+        return TraceVerdict(True, records, f"accepted: all {records} records are steps of the spec", seconds, output)
+    if outcome.deadlock:
+        depth = outcome.depth
+        where = f" (record {depth})" if depth else ""
+        return TraceVerdict(False, records, f"rejected: a record is not a step of the spec{where}", seconds, output)
+    errors = "; ".join(outcome.errors) or "TLC stopped without a verdict"
+    return TraceVerdict(False, records, f"rejected: {errors}", seconds, output)
+
+
+def main(args: argparse.Namespace) -> int:
+    """``snep spec trace-check TRACE.json``: 0 accepted, 1 rejected, 3 TLC unavailable."""
+    path = Path(args.trace)
+    try:
+        tlc.find_jar()
+        tlc.find_java()
+    except tlc.TlcUnavailable as error:
+        print(f"snep spec trace-check: cannot run TLC: {error}", file=sys.stderr)
+        return 3
+    try:
+        result = check_trace(path, timeout=args.timeout)
+    except SnepError as error:
+        print(f"snep spec trace-check: {error}", file=sys.stderr)
+        return 1
+    print(f"{path}: {result.message} ({result.seconds:.1f} s)")
+    if not result.ok:
+        tail = "\n".join(result.output.splitlines()[-40:])
+        print(tail, file=sys.stderr)
+    return 0 if result.ok else 1
