@@ -1,0 +1,87 @@
+"""Failing scenarios the model tests found, kept as explicit replays (each a short,
+readable story; every step is checked against the model as in the random runs)."""
+
+from __future__ import annotations
+
+from model_tests import model as M
+from model_tests.harness import Cluster, Config
+
+
+def drain(c: Cluster, limit: int = 60) -> None:
+    """Deliver everything in flight, oldest first, one checked step each."""
+    for _ in range(limit):
+        flight = sorted(c.sim.network.in_flight)
+        if not flight:
+            return
+        c.deliver(flight[0])
+
+
+def test_primary_back_from_fault_expires_its_shortened_entries_to_the_backups() -> None:
+    """Weak level: a primary goes FAULT (its kernel timeouts are shortened), is promoted
+    again, and its entries expire while it is primary: the DESTROY must reach the backup
+    (found when kernel expiry did not run during the convergence phase)."""
+    c = Cluster(Config(size=2, level="weak"))
+    c.promote(1)
+    c.traffic(1, "c0", "new")
+    c.fault(1)
+    c.promote(1)
+    drain(c)
+    c.advance(4.5)  # past the shortened timeout: ConnDestroy + Notify on the primary
+    assert c.state.kernel[1]["c0"] == 0
+    drain(c)
+    c.converge()
+    assert c.sim.external_keys(2) == set() and c.sim.roles()[2] == "BACKUP"
+
+
+def test_backup_flushed_by_the_operator_owes_nothing_and_resyncs() -> None:
+    """An operator flush empties a backup's caches (outside the spec): what it had
+    acknowledged is no longer owed, its promotion loses nothing it still claims, and a
+    resync request brings it back (found as a false NoAckedStateLost)."""
+    c = Cluster(Config(size=3, level="strong"))
+    c.promote(3)
+    for conn in ("c0", "c2"):
+        c.traffic(3, conn, "new")
+    drain(c)
+    c.advance(0.06)
+    for n in (1, 2):
+        c.timer(n)
+    drain(c)
+    assert c.state.ackd[1], "node 1 acknowledged the primary's connections"
+    c.command(1, "flush")
+    assert not c.state.ackd[1]
+    c.crash(3)
+    c.promote(1)
+    c.converge()
+
+
+def test_dump_restarted_by_a_second_resync_request_is_paced_past_a_full_queue() -> None:
+    """Incremental level, three nodes: two RESYNC_REQUESTs while the first dump's frames
+    fill the resend queue. The second dump restarts (every waiting peer follows it) and
+    is sent although the queue is full; its middle frames look like incremental flushes
+    (found as frames no model action explained)."""
+    c = Cluster(Config(size=3, level="incremental"))
+    c.promote(1)
+    for conn in ("c0", "c1", "c2"):
+        c.traffic(1, conn, "new")
+    drain(c)
+    c.converge()
+
+
+def test_stale_primary_fenced_by_a_hello_with_the_newest_epoch() -> None:
+    """Three nodes: the primary is cut off, another node is promoted, and on heal the
+    old primary learns the newer epoch from a HELLO (which carries the full newest
+    epoch) or a claim, steps down and resynchronizes."""
+    c = Cluster(Config(size=3, level="weak"))
+    c.promote(1)
+    c.traffic(1, "c1", "new")
+    drain(c)
+    c.link(1, 2, False)
+    c.link(1, 3, False)
+    c.promote(2)
+    c.traffic(2, "c2", "new")
+    drain(c)
+    c.link(1, 2, True)
+    c.link(1, 3, True)
+    c.converge()
+    assert c.sim.primaries() == [2]
+    assert c.sim.external_keys(1) == c.sim.kernel_keys(2)
