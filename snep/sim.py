@@ -285,7 +285,7 @@ class Simulation:
             if isinstance(output, SendDatagram):
                 self.network.send(self.now, node_id, output.peer, output.data)  # type: ignore[arg-type]
             elif isinstance(output, KernelOps):
-                host.kernel.apply(output.events)
+                host.kernel.apply(output.events, replace=output.replace)
             elif isinstance(output, DumpKernel):
                 if host.node is not None:
                     pending[:0] = host.node.on_kernel_dump(self.now, host.kernel.dump())

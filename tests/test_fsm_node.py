@@ -63,7 +63,8 @@ def test_promotion_order_commit_epoch_dump_hello_then_bulk():
     out = n.promote(1.0)
     kinds = [type(o).__name__ for o in out]
     assert kinds[:5] == ["RoleChanged", "KernelOps", "Log", "PersistEpoch", "DumpKernel"]
-    assert out[1] == KernelOps((Event(EventKind.NEW, conn(1)),))
+    # a commit replaces existing kernel entries (stale window tracking must not survive)
+    assert out[1] == KernelOps((Event(EventKind.NEW, conn(1)),), replace=True)
     assert out[3] == PersistEpoch(Epoch(5, 2))
     assert [f.type for _, f in datagrams(out)] == [MessageType.HELLO]
     assert not n.sender.bulk_active  # the dump waits for the kernel dump
@@ -207,7 +208,7 @@ def test_operator_commands():
     n = node(node_id=1, peers=(2,))
     started(n)
     n.external.apply(Event(EventKind.NEW, conn(1)))
-    assert KernelOps((Event(EventKind.NEW, conn(1)),)) in n.commit(0.0)
+    assert KernelOps((Event(EventKind.NEW, conn(1)),), replace=True) in n.commit(0.0)
     assert n.shorten_timeouts(0.0) == [ShortenTimeouts(60)]
     assert n.resync_from_kernel(0.0) == [DumpKernel()]
     assert [f.type for _, f in datagrams(n.request_resync(0.0))] == [MessageType.RESYNC_REQUEST]

@@ -118,6 +118,20 @@ def test_create_of_existing_updates_and_counts_eexist(harness: Harness) -> None:
     assert harness.k.counters.eexist >= 1
 
 
+def test_create_with_replace_deletes_and_creates_the_existing_entry(harness: Harness) -> None:
+    """A commit replaces stale entries: no kernel-only state (TCP window tracking) of
+    the old entry survives, as an update in place would let it (conformance scenario 4)."""
+    a, b = sample_entries()[0], sample_entries()[2]
+    load(harness, [a])
+    result = harness.other.apply([Event(EventKind.NEW, a._replace(mark=42)), Event(EventKind.NEW, b)], replace=True)
+    assert (result.eexist, result.replaced, result.created, result.updated, result.errors) == (1, 1, 2, 0, 0)
+    seen = kinds_and_keys(harness.events())
+    # per key (the two kernels order the retried replacement differently)
+    assert [kind for kind, key in seen if key == a.key] == [EventKind.NEW, EventKind.DESTROY, EventKind.NEW]
+    assert [kind for kind, key in seen if key == b.key] == [EventKind.NEW]
+    assert {e.key: e.mark for e in harness.k.dump()} == {a.key: 42, b.key: b.mark}
+
+
 def test_delete_of_missing_is_ignored_and_counted_enoent(harness: Harness) -> None:
     a, b = sample_entries()[0], sample_entries()[2]
     load(harness, [a])

@@ -113,6 +113,12 @@ class KernelOps:
     """
 
     events: tuple[Event, ...]
+    #: Replace entries that exist (delete, then create) instead of updating them.
+    #: A commit does this: an entry left from an earlier life of this node (a former
+    #: primary back as backup) keeps its kernel-only TCP window tracking through an
+    #: update, and the kernel then drops the connection's packets as invalid. A
+    #: created entry learns the window from the next packets instead.
+    replace: bool = False
 
 
 @dataclass(frozen=True, slots=True)

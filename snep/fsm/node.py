@@ -218,7 +218,7 @@ class SyncNode:
 
     def _commit(self, out: list[Output]) -> None:
         if len(self.external):
-            out.append(KernelOps(tuple(Event(EventKind.NEW, e) for e in self.external)))
+            out.append(KernelOps(tuple(Event(EventKind.NEW, e) for e in self.external), replace=True))
         out.append(Log("info", f"commit: {len(self.external)} entries of the external cache to the kernel"))
 
     def _adopt(self, claim: Epoch, out: list[Output]) -> None:

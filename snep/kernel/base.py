@@ -75,6 +75,7 @@ class ApplyResult:
     deleted: int = 0
     eexist: int = 0
     enoent: int = 0
+    replaced: int = 0  # entries deleted and created again (``replace``)
     errors: int = 0
     failures: list[tuple[Event, int]] = dataclasses.field(default_factory=list)  # (event, errno), first few
 
@@ -125,12 +126,15 @@ class Kernel(abc.ABC):
         """A descriptor that is readable when events are queued (after subscribe)."""
 
     @abc.abstractmethod
-    def apply(self, events: Iterable[Event]) -> ApplyResult:
+    def apply(self, events: Iterable[Event], *, replace: bool = False) -> ApplyResult:
         """Write events into the table in batches.
 
         NEW and UPDATE make the entry exist with this value (create, or update when
         it exists: EEXIST / ENOENT are absorbed and counted); DESTROY deletes it (a
-        missing entry is ENOENT, counted and ignored).
+        missing entry is ENOENT, counted and ignored). With ``replace``, a NEW that
+        finds the entry deletes and creates it instead of updating it, so that no
+        kernel-only state (TCP window tracking) of the old entry survives: what a
+        commit on takeover needs.
         """
 
     @abc.abstractmethod

@@ -276,7 +276,7 @@ class MemoryKernel(Kernel):
         if self._notify is not None:
             self._drain_notify()
 
-    def apply(self, events: Iterable[Event]) -> ApplyResult:
+    def apply(self, events: Iterable[Event], *, replace: bool = False) -> ApplyResult:
         t = self.table
         result = ApplyResult()
         me = self.portid
@@ -296,6 +296,11 @@ class MemoryKernel(Kernel):
                     self._remove(key, me)
                     result.deleted += 1
                 continue
+            if current is not None and replace and kind is EventKind.NEW:
+                result.eexist += 1
+                result.replaced += 1
+                self._remove(key, me)
+                current = None
             if current is None:
                 if kind is EventKind.UPDATE:
                     result.enoent += 1

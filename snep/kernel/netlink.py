@@ -327,7 +327,7 @@ class NetlinkKernel(Kernel):
             self._submit(data, last_seq, first_seq, total, failed)
         return failed
 
-    def apply(self, events: Iterable[Event]) -> ApplyResult:
+    def apply(self, events: Iterable[Event], *, replace: bool = False) -> ApplyResult:
         evs = events if isinstance(events, list) else list(events)
         result = ApplyResult()
         first = self._reserve(len(evs))
@@ -354,7 +354,11 @@ class NetlinkKernel(Kernel):
                 result.created -= 1
                 if err == errno_mod.EEXIST:
                     result.eexist += 1
-                    retry.append(("update", event, None))
+                    if replace:
+                        retry.append(("delete", event, None))
+                        retry.append(("create", event, None))
+                    else:
+                        retry.append(("update", event, None))
                     continue
             elif kind is EventKind.UPDATE:
                 result.updated -= 1
@@ -380,6 +384,8 @@ class NetlinkKernel(Kernel):
                 try:
                     if op == "create":
                         msgs.append(ct.encode_create(event.entry, first + i))
+                    elif op == "delete":
+                        msgs.append(ct.encode_delete(event.entry, first + i))
                     else:
                         msgs.append(ct.encode_update(event.entry, first + i, with_status=op == "update"))
                 except (struct.error, ValueError, TypeError, AttributeError, OverflowError):
@@ -389,7 +395,11 @@ class NetlinkKernel(Kernel):
             failed.update(unencodable)
             for i, (op, event, _) in enumerate(retry):
                 err = failed.get(i)
-                if err is None:
+                if op == "delete":
+                    # the create that follows tells whether the replacement worked
+                    if err is None:
+                        result.replaced += 1
+                elif err is None:
                     if op == "create":
                         result.created += 1
                     else:

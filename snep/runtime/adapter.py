@@ -132,7 +132,7 @@ def execute(daemon: Daemon, output: Any) -> list[Any] | None:
     daemon._last_multicast = None
     node = daemon.node
     if isinstance(output, effects.KernelOps):
-        result = daemon.kernel.apply(output.events)
+        result = daemon.kernel.apply(output.events, replace=output.replace)
         daemon.applied += len(output.events)
         if result.errors:
             log.warning(
