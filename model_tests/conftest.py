@@ -20,17 +20,21 @@ _COMMON = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, Healt
 settings.register_profile("ci", max_examples=250, stateful_step_count=40, derandomize=True, print_blob=True, **_COMMON)
 settings.register_profile("dev", max_examples=20, stateful_step_count=30, **_COMMON)
 settings.register_profile(
-    "deep", max_examples=3000, stateful_step_count=120, phases=[Phase.explicit, Phase.reuse, Phase.generate,
+    "deep", max_examples=2000, stateful_step_count=100, phases=[Phase.explicit, Phase.reuse, Phase.generate,
                                                                   Phase.target, Phase.shrink], **_COMMON)  # fmt: skip
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):  # type: ignore[no-untyped-def]
-    from model_tests.machine import STATS
+    from model_tests.machine import MUTATION_STATS, STATS
 
+    profile = os.environ.get("HYPOTHESIS_PROFILE", "ci")
     if STATS["scenarios"]:
-        profile = os.environ.get("HYPOTHESIS_PROFILE", "ci")
         terminalreporter.write_line(
             f"model tests ({profile} profile): {STATS['scenarios']} scenarios, {STATS['steps']} checked steps, "
             f"{STATS['converged']} convergence runs passed"
+        )
+    if MUTATION_STATS["scenarios"]:
+        terminalreporter.write_line(
+            f"mutation check: {MUTATION_STATS['scenarios']} scenarios, {MUTATION_STATS['steps']} checked steps"
         )

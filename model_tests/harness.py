@@ -158,7 +158,7 @@ class Cluster:
         want, got = projection(t, self.C), projection(after, self.C)
         if want != got:
             raise RefinementError(
-                f"step {label!r} explained as {_show(actions)} is not a model step:\n  " + "\n  ".join(diff(want, got))
+                f"step {label!r} explained as {_show([(a, b) for a, b, _ in actions])} is not a model step:\n  " + "\n  ".join(diff(want, got))
             )
         after = after.set(lastVer=t.lastVer, born=t.born, ackd=t.ackd, failedAs=t.failedAs, fenced=t.fenced,
                           repairs=t.repairs, env=t.env)  # fmt: skip

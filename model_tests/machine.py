@@ -21,8 +21,10 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition,
 from model_tests import model as M
 from model_tests.harness import Cluster, Config
 
-#: figures for the run summary (conftest prints them)
+#: figures for the run summary (conftest prints them): the model tests proper, and
+#: the runs of the mutation check (counted apart)
 STATS: dict[str, int] = {"scenarios": 0, "steps": 0, "converged": 0}
+MUTATION_STATS: dict[str, int] = {"scenarios": 0, "steps": 0, "converged": 0}
 
 
 class ClusterMachine(RuleBasedStateMachine):
