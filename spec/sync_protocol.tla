@@ -472,13 +472,15 @@ SendBulk(n) ==
                    receiverVars, ghostVars>>
 
 \* Retransmission timer: resend the queued frames a live, reachable peer has
-\* not acknowledged (when nothing else is in flight to it).
+\* not acknowledged (the timeout exceeds a round trip: not while frames to
+\* the peer or acks from it are in flight).
 Unacked(n, m) == {f \in {queue[n][i] : i \in 1..Len(queue[n])} : f.seq >= peerAck[n][m]}
 
 Retransmit(n) ==
     /\ role[n] = PRIMARY
     /\ \E m \in Peers(n) :
-        /\ peerLive[n][m] /\ Reachable(n, m) /\ ~InFlight(n, m, MSG_STATE)
+        /\ peerLive[n][m] /\ Reachable(n, m)
+        /\ ~InFlight(n, m, MSG_STATE) /\ ~InFlight(m, n, MSG_ACK)
         /\ Unacked(n, m) # {}
         /\ Send({StateMsg(n, m, f) : f \in Unacked(n, m)})
     /\ UNCHANGED <<envVars, tableVars, epoch, senderVars, receiverVars, ghostVars>>
