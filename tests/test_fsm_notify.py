@@ -99,12 +99,13 @@ def test_filtered_events_are_counted():
     assert notifier.filtered == 1
 
 
-def test_remembered_addresses_give_the_same_answers_and_stay_bounded():
+def test_remembered_addresses_give_the_same_answers_and_stay_bounded(monkeypatch):
     from snep.fsm import notify
 
+    monkeypatch.setattr(notify, "_SEEN_MAX", 100)
     f = Filter.build(ignore=["10.0.0.0/9", "192.0.2.7/32"])
     entries = [make_entry(f"10.{i % 256}.{i // 256 % 256}.1", "192.0.2.7" if i % 97 == 0 else "192.0.2.8",
-                          Proto.TCP, 1024 + i % 60000, 80) for i in range(notify._SEEN_MAX + 500)]
+                          Proto.TCP, 1024 + i, 80) for i in range(700)]
     first = [f.accepts(e) for e in entries]
     again = [f.accepts(e) for e in entries]
     assert first == again == [i % 256 >= 128 and i % 97 != 0 for i in range(len(entries))]
