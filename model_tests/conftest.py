@@ -6,7 +6,8 @@
 - ``dev``: fewer, random scenarios for a quick local check.
 - ``deep`` (``make model-tests-deep``): many more and longer random scenarios.
 
-Select one with HYPOTHESIS_PROFILE=name.
+Select one with HYPOTHESIS_PROFILE=name. The profile applies to the model tests'
+machines only (model_settings), never globally.
 """
 
 from __future__ import annotations
@@ -22,7 +23,16 @@ settings.register_profile("dev", max_examples=20, stateful_step_count=30, **_COM
 settings.register_profile(
     "deep", max_examples=2000, stateful_step_count=100, phases=[Phase.explicit, Phase.reuse, Phase.generate,
                                                                   Phase.target, Phase.shrink], **_COMMON)  # fmt: skip
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def model_settings() -> settings:
+    """The selected profile, for the model tests' machines only: loading it globally
+    would change every other suite's Hypothesis tests when all run in one pytest."""
+    name = os.environ.get("HYPOTHESIS_PROFILE", "ci")
+    try:
+        return settings.get_profile(name)
+    except Exception:  # a profile of another suite: the model tests run with "ci"
+        return settings.get_profile("ci")
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):  # type: ignore[no-untyped-def]

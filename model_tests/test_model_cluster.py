@@ -7,11 +7,19 @@ every scenario. A failure prints the shortest sequence of moves Hypothesis finds
 
 from __future__ import annotations
 
+from model_tests.conftest import model_settings
 from model_tests.machine import machine_for
 
-TestTwoStrong = machine_for(2, "strong").TestCase
-TestTwoWeak = machine_for(2, "weak").TestCase
-TestTwoIncremental = machine_for(2, "incremental").TestCase
-TestThreeStrong = machine_for(3, "strong").TestCase
-TestThreeWeak = machine_for(3, "weak").TestCase
-TestThreeIncremental = machine_for(3, "incremental").TestCase
+
+def case(size: int, level: str) -> type:
+    test_case = machine_for(size, level).TestCase
+    test_case.settings = model_settings()
+    return test_case
+
+
+TestTwoStrong = case(2, "strong")
+TestTwoWeak = case(2, "weak")
+TestTwoIncremental = case(2, "incremental")
+TestThreeStrong = case(3, "strong")
+TestThreeWeak = case(3, "weak")
+TestThreeIncremental = case(3, "incremental")
