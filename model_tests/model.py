@@ -569,7 +569,9 @@ def Retransmit(s: State, C: Consts, n: int, m: int) -> State | None:
     if not (s.role[n] == PRIMARY and m != n):
         return None
     frames = Unacked(s, n, m)
-    if not (s.peerLive[n][m] and Reachable(s, n, m) and not InFlight(s, n, m, MSG_STATE) and frames):
+    if not (s.peerLive[n][m] and Reachable(s, n, m) and frames):
+        return None
+    if InFlight(s, n, m, MSG_STATE) or InFlight(s, m, n, MSG_ACK):  # (a timeout exceeds a round trip)
         return None
     return s.set(msgs=Send(s, {StateMsg(s, n, m, f) for f in frames}))
 
