@@ -412,3 +412,17 @@ def test_dump_frames_are_full_when_the_window_is_refilled_ack_by_ack():
     full = max(sizes)
     assert full > 20 and len(sent) <= 400 // full + 2
     assert sum(size < full for size in sizes[:-1]) <= 1  # (one while it learns the sizes)
+
+
+def test_nack_below_an_old_acknowledgement_is_a_restarted_peer_that_needs_a_dump():
+    """Below what the peer acknowledged, but long after (or after its HELLO): not a late
+    copy but a receiver that started over; what the queue lost only a dump repairs."""
+    for hello in (False, True):
+        sender = make(peers=(2,), entries=[conn(1)], queue_size=4)
+        send_events(sender, 10, start=100)
+        sender.on_ack(0.1, 2, Ack(0, 8), 1, [])  # the queue keeps 9 only
+        if hello:
+            sender.peer_introduced(2)
+        out = []
+        sender.on_nack(0.2 if hello else 5.0, 2, Nack(3, 9), 1, out)
+        assert sender.counters.resyncs == 1 and frames(out)[0].flags & FLAG_BULK_START

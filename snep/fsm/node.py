@@ -374,6 +374,7 @@ class SyncNode:
         """A peer introduced itself (start-up, promotion, or to fence us): adopt the newest
         epoch it knows. A newer one fences us when we are a primary (see _observe)."""
         self.counters.hellos_received += 1
+        self.sender.peer_introduced(peer)
         for message in frame.messages:
             if isinstance(message, Hello) and message.epoch:
                 self._observe(now, Epoch(message.epoch, message.node_id), out)

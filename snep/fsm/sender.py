@@ -63,6 +63,7 @@ class PeerTx:
     """What the sender knows about one peer."""
 
     acked: int = 0  # the first seq this peer has not acknowledged
+    acked_at: float = float("-inf")  # when ``acked`` last moved (-inf: it may have restarted since)
     alive: bool = True
     behind: bool = False  # it needs a dump (NACK older than the queue, RESYNC_REQUEST)
     resume: int | None = None  # ... and will follow from that dump's BULK_START seq
@@ -129,7 +130,7 @@ class SyncSender:
         self.sent_count = 0
         self.queue.clear()
         for peer in self.peers.values():
-            peer.acked = 0
+            peer.acked, peer.acked_at = 0, float("-inf")
             peer.behind, peer.resume = False, None
         self.notifier.reset()
 
@@ -275,15 +276,16 @@ class SyncSender:
         if not self._sent(ack.last):
             self.counters.bad_acks += 1
             return
-        self._advance(self.peers[peer], seq_add(ack.last, 1))
+        self._advance(now, self.peers[peer], seq_add(ack.last, 1))
         self._trim()
         self.on_bulk_step(now, out)
 
     @staticmethod
-    def _advance(state: PeerTx, after: int) -> None:
+    def _advance(now: float, state: PeerTx, after: int) -> None:
         """The peer applied everything before ``after`` (an ACK, or the start of a NACK)."""
         if seq_gt(after, state.acked):
             state.acked = after
+            state.acked_at = now
             if state.behind and state.resume is not None and seq_gt(after, state.resume):
                 state.behind, state.resume = False, None  # it applied the dump's BULK_START
 
@@ -321,12 +323,11 @@ class SyncSender:
         state = self.peers[peer]
         first = nack.first
         if seq_gt(first, state.acked):
-            self._advance(state, first)  # everything before the gap was applied
-        elif seq_lt(first, state.acked) and first != 0:
-            # A late copy (reordered, duplicated): the peer has since acknowledged more.
-            # Only what it has not acknowledged may need resending; never a dump. (A
-            # receiver never goes back, except to 0 when it starts over: a restarted
-            # process, which the branch below serves with a dump.)
+            self._advance(now, state, first)  # everything before the gap was applied
+        elif self._late_copy(now, state, first):
+            # Sent before the ACK/NACK that moved the peer past it (reordered,
+            # duplicated): only what the peer has not acknowledged may need resending,
+            # and that is no reason for a dump.
             self.counters.stale_nacks += 1
             first = state.acked
             if seq_gt(first, nack.last):
@@ -350,6 +351,26 @@ class SyncSender:
             self._needs_dump(now, state, out)
             return
         self._resend(now, peer, first, nack.last, out)
+
+    def _late_copy(self, now: float, state: PeerTx, first: int) -> bool:
+        """Is a NACK starting at ``first``, which the queue no longer holds, a late copy?
+
+        Only when the peer acknowledged past ``first`` a moment ago (within
+        ``retransmit_timeout``) and has not introduced itself since (HELLO), and
+        ``first`` is not 0: a receiver never goes back, except to 0 when it starts
+        over, and a restarted process, whatever it acknowledged in its former life,
+        needs a dump. (NACKs the queue can serve are served as they are.)
+        """
+        if first == 0 or not seq_lt(first, state.acked):
+            return False
+        if self.queue and seq_ge(first, self.queue[0].seq):
+            return False
+        return now - state.acked_at <= self.params.retransmit_timeout
+
+    def peer_introduced(self, peer: PeerId) -> None:
+        """A HELLO from ``peer``: it may have restarted, its former acknowledgements no
+        longer tell what it holds (NACKs below them are not taken for late copies)."""
+        self.peers[peer].acked_at = float("-inf")
 
     def _resend(self, now: float, peer: PeerId, start: int, last: int, out: list[Output]) -> None:
         """Send the queued frames ``start..last`` again to ``peer``."""
