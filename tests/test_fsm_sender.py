@@ -426,3 +426,25 @@ def test_nack_below_an_old_acknowledgement_is_a_restarted_peer_that_needs_a_dump
         out = []
         sender.on_nack(0.2 if hello else 5.0, 2, Nack(3, 9), 1, out)
         assert sender.counters.resyncs == 1 and frames(out)[0].flags & FLAG_BULK_START
+
+
+def test_dump_of_larger_messages_than_estimated_keeps_the_window():
+    """IPv6 entries with helpers are larger than the first estimate: what does not fit
+    the window goes back to the dump's keys, nothing is lost or sent twice."""
+    from snep.entry import make_entry
+
+    big = [make_entry(f"2001:db8::{i:x}", "2001:db8:1::1", Proto.TCP, 1024 + i, 21, helper="ftp" * 20)
+           for i in range(120)]
+    entries = big + [conn(i) for i in range(120)]
+    sender = make(peers=(2,), entries=entries, queue_size=64, bulk_window=3)
+    out = []
+    sender.start_bulk(0.0, out)
+    sent = frames(out)
+    assert len(sent) <= 3
+    while sender.bulk_active:
+        more = []
+        sender.on_ack(0.1, 2, Ack(sender.newest_seq, sender.newest_seq), 1, more)
+        assert len(frames(more)) <= 3 and sender.in_flight() <= 3
+        sent += frames(more)
+    dumped = [e.entry for f in sent for e in f.messages]
+    assert sorted(dumped) == sorted(entries)
