@@ -214,7 +214,7 @@ def _snep(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 def test_check_without_jar_exits_with_clear_message():
     env = {k: v for k, v in os.environ.items() if k != "TLA2TOOLS_JAR"}
-    result = _snep("check", "MCLive", env=env)
+    result = _snep("check", "MCLiveCalm", env=env)
     assert result.returncode == 3
     assert "cannot run TLC" in result.stderr and "TLA2TOOLS_JAR is not set" in result.stderr
 
