@@ -155,7 +155,7 @@ def abstract(sim: Simulation, C: M.Consts, conns: Mapping[Key, str], ghosts: M.S
             peerAck[n][m] = (p.resume if p.resume is not None else sender.next_seq) if p.behind else p.acked
             peerLive[n][m] = p.alive
         bulk[n] = sender.bulk_phase
-        todo[n] = frozenset(conns[k] for k in sender.bulk_todo if node.internal.get(k) is not None)
+        todo[n] = frozenset(conns[k] for k in sender.bulk_todo)
         if bulk[n] == "idle" and node._bulk_after_dump:
             bulk[n] = "start"  # the dump asked for on promotion starts once the kernel dump is in
         dirty[n] = frozenset(conns[k] for k in sender.notifier.dirty)

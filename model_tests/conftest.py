@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, Phase, settings
 
 _COMMON = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
                                                        HealthCheck.data_too_large])  # fmt: skip
-settings.register_profile("ci", max_examples=600, stateful_step_count=50, derandomize=True, print_blob=True, **_COMMON)
+settings.register_profile("ci", max_examples=400, stateful_step_count=50, derandomize=True, print_blob=True, **_COMMON)
 settings.register_profile("dev", max_examples=20, stateful_step_count=30, **_COMMON)
 settings.register_profile(
     "deep", max_examples=2000, stateful_step_count=100, phases=[Phase.explicit, Phase.reuse, Phase.generate,
