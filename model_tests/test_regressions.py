@@ -85,3 +85,30 @@ def test_stale_primary_fenced_by_a_hello_with_the_newest_epoch() -> None:
     c.converge()
     assert c.sim.primaries() == [2]
     assert c.sim.external_keys(1) == c.sim.kernel_keys(2)
+
+
+def test_dump_skips_a_connection_destroyed_while_it_runs() -> None:
+    """Weak level: a paced dump has started, a connection it has yet to send is
+    destroyed; the implementation skips it and ends the dump with an empty BULK_END
+    frame, where the spec would send its absence (found by a deep run)."""
+    c = Cluster(Config(size=2, level="weak", queue_size=2))
+    c.promote(1)
+    drain(c)
+    for conn in ("c0", "c1", "c2"):
+        c.traffic(1, conn, "new")
+    drain(c)
+    c.command(2, "request_resync")
+    resync = next(d for d in sorted(c.sim.network.in_flight) if d.dst == 1)
+    c.deliver(resync)
+    sender = c.node(1).sender
+    assert sender.bulk_phase == "run" and sender.bulk_todo, "the dump is paced: some keys wait"
+    waiting = c.conns[sender.bulk_todo[-1]]
+    c.traffic(1, waiting, "destroy")
+    for _ in range(6):
+        drain(c)
+        c.advance(0.06)
+        for n in (1, 2):
+            if c.node(n).next_timer(c.sim.now) <= c.sim.now:
+                c.timer(n)
+    c.converge()
+    assert c.sim.external_keys(2) == c.sim.kernel_keys(1)
