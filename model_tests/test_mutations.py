@@ -11,6 +11,11 @@ fault and must find nothing.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
@@ -56,15 +61,39 @@ def _count_apart() -> object:
         STATS[key] = before[key]
 
 
-@pytest.mark.parametrize("name", sorted(MUTATIONS))
-def test_fault_is_caught(name: str) -> None:
+def find(name: str) -> str:
+    """Run the model tests with fault ``name`` injected; the first line of what caught
+    it, or an AssertionError when nothing did."""
     size, level = WHERE[name]
     machine = machine_for(size, level)
     with MUTATIONS[name]():
         with pytest.raises(RefinementError) as caught:
             run_state_machine_as_test(machine, settings=BUDGET)
-    CAUGHT[name] = str(caught.value).splitlines()[0]
-    print(f"{name}: caught: {caught.value}"[:1500])
+    return str(caught.value).splitlines()[0]
+
+
+@pytest.mark.parametrize("name", sorted(MUTATIONS))
+def test_fault_is_caught(name: str) -> None:
+    """Each fault in a fresh interpreter: a fault is injected into a clean process, and
+    what earlier tests of a long pytest run left behind cannot change the search
+    (a full `make test` once missed a fault that the same search finds alone)."""
+    script = (
+        "import json, sys\n"
+        "from model_tests.test_mutations import find\n"
+        "from model_tests.machine import STATS\n"
+        f"line = find({name!r})\n"
+        "print(json.dumps({'caught': line, 'stats': STATS}))\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, f"{name} was not caught:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    for key, value in report["stats"].items():
+        MUTATION_STATS[key] += value
+    CAUGHT[name] = report["caught"]
+    print(f"{name}: caught: {report['caught']}"[:1500])
 
 
 @pytest.mark.parametrize("size, level", sorted(set(WHERE.values())))
