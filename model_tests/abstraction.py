@@ -15,6 +15,10 @@ What maps to what (model variable <- implementation):
                   seq, its resend queue (each queued frame *decoded with the real
                   codec*), each peer's acked position and liveness, the bulk dump's
                   phase and what it has left, the incremental level's dirty set
+- behind, resume, ackedRecently <- each PeerTx's ``behind`` and ``resume`` (None:
+                  NoSeq), and whether ``acked_at`` is within retransmit_timeout of
+                  the simulation's clock (a HELLO sets it to -inf); all reset while
+                  the node does not send (the spec's ClearSender)
 - expect, ackFrom, inBulk, marked <- the SyncReceiver that follows the stream of the
                   node's newest epoch (none: 0 / not in a dump), and the external
                   cache's mark-and-sweep set
@@ -120,6 +124,8 @@ def abstract(sim: Simulation, C: M.Consts, conns: Mapping[Key, str], ghosts: M.S
     s = ghosts
     role, kernel, internal, external, epoch = {}, {}, {}, {}, {}
     nextSeq, queue, peerAck, peerLive, bulk, todo, dirty = {}, {}, {}, {}, {}, {}, {}
+    behind, resume, recent = {}, {}, {}
+    rto = sim.params.retransmit_timeout
     expect, ackFrom, inBulk, marked, needSync = {}, {}, {}, {}, {}
     for n in C.Node:
         host = sim.hosts[n]
@@ -129,6 +135,9 @@ def abstract(sim: Simulation, C: M.Consts, conns: Mapping[Key, str], ghosts: M.S
             kernel[n][conns[key]] = entry.mark
         peerAck[n] = {m: 0 for m in C.Node}
         peerLive[n] = {m: True for m in C.Node}
+        behind[n] = {m: False for m in C.Node}
+        resume[n] = {m: M.NoSeq for m in C.Node}
+        recent[n] = {m: False for m in C.Node}
         if node is None:
             role[n] = M.DOWN
             internal[n] = external[n] = M.EmptyTable(C)
@@ -150,10 +159,12 @@ def abstract(sim: Simulation, C: M.Consts, conns: Mapping[Key, str], ghosts: M.S
         nextSeq[n] = sender.next_seq
         queue[n] = tuple(frame_of(q.data, conns) for q in sender.queue)
         for m, p in sender.peers.items():
-            # A peer that waits for a dump counts from the dump's BULK_START (the
-            # spec's ResyncPeer), not from its own old acknowledgement.
-            peerAck[n][m] = (p.resume if p.resume is not None else sender.next_seq) if p.behind else p.acked
+            peerAck[n][m] = p.acked
             peerLive[n][m] = p.alive
+            if sender.active:
+                behind[n][m] = p.behind
+                resume[n][m] = p.resume if p.behind and p.resume is not None else M.NoSeq
+                recent[n][m] = sim.now - p.acked_at <= rto
         bulk[n] = sender.bulk_phase
         todo[n] = frozenset(conns[k] for k in sender.bulk_todo)
         if bulk[n] == "idle" and node._bulk_after_dump:
@@ -188,6 +199,9 @@ def abstract(sim: Simulation, C: M.Consts, conns: Mapping[Key, str], ghosts: M.S
         bulk=bulk,
         todo=todo,
         dirty=dirty,
+        behind=behind,
+        resume=resume,
+        ackedRecently=recent,
         expect=expect,
         ackFrom=ackFrom,
         inBulk=inBulk,

@@ -169,11 +169,11 @@ class Cluster:
 
     def _record(self, s: M.State, actions: list, label: str) -> None:
         """The trace: the abstract state, then each model action with the state it gives
-        (actions that are not the spec's, the operator's and the paced bulk, as states)."""
+        (what is not a spec action, the operator's commands, as states)."""
         assert self.trace is not None
         self.trace.append({"set": s.as_json(), "impl": label})
         for name, args, state in actions:
-            if name in M.ACTIONS and name != "PacedSendBulk":
+            if name in M.ACTIONS:
                 self.trace.append({"action": name, "args": [_arg(a) for a in args], "state": state.as_json()})
             else:
                 self.trace.append({"set": state.as_json(), "impl": f"{label}: {name} (not a spec action)"})
@@ -190,18 +190,14 @@ class Cluster:
             why = f"node {src} sent {f} which no enabled model action sends\n{_brief(t)}" + (
                 f"\n  sender of {src}: acked/live {t.peerAck[src]} {t.peerLive[src]} bulk={t.bulk[src]} "
                 f"todo={sorted(t.todo[src])} dirty={sorted(t.dirty[src])}")  # fmt: skip
-            for name in ("SendBulk", "FlushIncremental", "Notify", "PacedSendBulk", "SkipGoneSendBulk"):
-                if f.conn == M.NoConn and name in ("FlushIncremental", "Notify"):
-                    continue
-                if name == "PacedSendBulk":
-                    t2 = _paced_bulk(t, C, src, f.conn)
-                elif name == "SkipGoneSendBulk":
-                    t2 = _skip_gone_bulk(t, C, src, f.conn)
-                else:
-                    t2 = M.ACTIONS[name](t, C, src, f.conn)
+            choices = [("SendBulk", (src, f.conn, d)) for d in _subsets(M.BulkGone(t, src))] if t.bulk[src] != "idle" else []
+            if f.conn != M.NoConn:
+                choices += [("FlushIncremental", (src, f.conn)), ("Notify", (src, f.conn))]
+            for name, args in choices:
+                t2 = M.ACTIONS[name](t, C, *args)
                 if t2 is None or t2.nextSeq[src] != t.nextSeq[src] + 1 or not self._same(t2.queue[src][-1], f):
                     continue
-                found = self._frames(s, t2, frames, i + 1, done + [(name, (src, f.conn), t2)])
+                found = self._frames(s, t2, frames, i + 1, done + [(name, args, t2)])
                 if not isinstance(found, str):
                     return found
                 why = found
@@ -426,34 +422,10 @@ class Cluster:
             raise RefinementError(f"two primaries after {duration:g}s with links up:\n{_brief(final)}")
 
 
-def _paced_bulk(t: M.State, C: M.Consts, n: int, c: str) -> M.State | None:  # noqa: D401
-    """SendBulk with the implementation's pacing (a known divergence from the spec).
-
-    The spec sends a bulk frame only when the resend queue has room. The
-    implementation paces by the frames in flight to the peers the queue can still
-    serve (a peer that waits for this very dump does not count); when none can be
-    served it sends, and the bound drops the oldest frame, which is what EmitFrame does
-    with a full queue.
-    """
-    q = t.queue[n]
-    if len(q) < C.QueueBound:
-        return None
-    return M.SendBulk(t.set(queue=M.upd(t.queue, n, q[1:])), C, n, c)
-
-
-def _skip_gone_bulk(t: M.State, C: M.Consts, n: int, c: str) -> M.State | None:
-    """SendBulk after dropping, from what the running dump has left, the connections
-    destroyed since it started (a known divergence from the spec).
-
-    The spec sends such a connection with version 0 (its absence); the implementation
-    skips it (its DESTROY went out as an event of its own) and may end the dump with an
-    empty BULK_END frame. Accepted only when some left connection is gone.
-    """
-    gone = frozenset(x for x in t.todo[n] if t.internal[n][x] == 0)
-    if t.bulk[n] != "run" or not gone:
-        return None
-    t = t.set(todo=M.upd(t.todo, n, t.todo[n] - gone))
-    return M.SendBulk(t, C, n, c) or _paced_bulk(t, C, n, c)
+def _subsets(xs: frozenset[str]) -> list[frozenset[str]]:
+    """Every subset of ``xs`` (what a dump step may skip of the connections destroyed since it started)."""
+    items = sorted(xs)
+    return [frozenset(x for i, x in enumerate(items) if k >> i & 1) for k in range(1 << len(items))]
 
 
 _RECV = {
@@ -499,6 +471,8 @@ def _tab(t: dict[str, int]) -> str:
 
 
 def _arg(a: Any) -> Any:
+    if isinstance(a, frozenset):
+        return sorted(a)
     return a._asdict() if isinstance(a, M.Msg) else a
 
 

@@ -125,6 +125,9 @@ class State:
     bulk: dict[int, str]
     todo: dict[int, frozenset[str]]
     dirty: dict[int, frozenset[str]]
+    behind: dict[int, dict[int, bool]]
+    resume: dict[int, dict[int, int]]
+    ackedRecently: dict[int, dict[int, bool]]
     # receiver
     expect: dict[int, int]
     ackFrom: dict[int, int]
@@ -211,12 +214,9 @@ def bag_remove(bag: dict[Msg, int], msg: Msg) -> dict[Msg, int]:
     return out
 
 
-def bag_minus_set(bag: dict[Msg, int], S: Any) -> dict[Msg, int]:
-    """``bag (-) SetToBag(S)``: one copy of each message of S goes (not every copy)."""
-    out = dict(bag)
-    for msg in set(S):
-        out = bag_remove(out, msg) if msg in out else out
-    return out
+def DropAll(bag: dict[Msg, int], P: Callable[[Msg], bool]) -> dict[Msg, int]:
+    """Every copy of the messages that satisfy P goes (a cut link, a dead process)."""
+    return {msg: k for msg, k in bag.items() if not P(msg)}
 
 
 def Send(s: State, S: Any) -> dict[Msg, int]:
@@ -279,15 +279,49 @@ def StartBulk(s: State, n: int) -> dict[str, Any]:
     return {"bulk": upd(s.bulk, n, "start")}
 
 
-def ResyncPeer(s: State, C: Consts, n: int, m: int) -> dict[str, Any]:
-    """A full resync for peer m: (re)start the dump unless its BULK_START is still to
-    come, and count m as having acknowledged every frame sent so far."""
-    pa = upd(s.peerAck, n, upd(s.peerAck[n], m, s.nextSeq[n]))
-    pl = upd(s.peerLive, n, upd(s.peerLive[n], m, True))
-    u: dict[str, Any] = {"peerAck": pa, "queue": upd(s.queue, n, Trim(C, s.queue[n], n, pa[n], pl[n]))}
+NoSeq = -1  # resume[n][m] of a peer whose dump's BULK_START is yet to be sent
+
+
+def upd2(f: dict, n: Any, m: Any, value: Any) -> dict:
+    """``[f EXCEPT ![n][m] = value]``"""
+    return upd(f, n, upd(f[n], m, value))
+
+
+def Position(s: State, n: int, m: int) -> int:
+    """One dump per need: the first seq m still needs from the queue (NoSeq: only a dump helps)."""
+    return s.resume[n][m] if s.behind[n][m] else s.peerAck[n][m]
+
+
+def QueueFirst(s: State, n: int) -> int:
+    return s.queue[n][0].seq if s.queue[n] else s.nextSeq[n]
+
+
+def DumpServes(s: State, n: int, b: bool, r: int) -> bool:
+    """A dump under way serves the peer (b, r: its behind, resume), one it can still get whole."""
+    if not b:
+        return False
+    if r == NoSeq:
+        return s.bulk[n] == "start"
+    return bool(s.queue[n]) and r >= s.queue[n][0].seq
+
+
+def NeedsDump(s: State, n: int, m: int, b: bool, r: int) -> dict[str, Any]:
+    """Only a dump repairs m: it joins the one that serves it, else a dump (re)starts."""
+    if DumpServes(s, n, b, r):
+        return {"behind": upd2(s.behind, n, m, b), "resume": upd2(s.resume, n, m, r)}
+    u: dict[str, Any] = {"behind": upd2(s.behind, n, m, True), "resume": upd2(s.resume, n, m, NoSeq)}
     if s.bulk[n] != "start":
         u.update(StartBulk(s, n))
     return u
+
+
+def ResetPeers(s: State, n: int) -> dict[str, Any]:
+    """No peer waits for a dump of n, none acknowledged a moment ago."""
+    return {
+        "behind": upd(s.behind, n, {m: False for m in s.role}),
+        "resume": upd(s.resume, n, {m: NoSeq for m in s.role}),
+        "ackedRecently": upd(s.ackedRecently, n, {m: False for m in s.role}),
+    }
 
 
 def ClearSender(s: State, n: int) -> dict[str, Any]:
@@ -296,6 +330,7 @@ def ClearSender(s: State, n: int) -> dict[str, Any]:
         "bulk": upd(s.bulk, n, "idle"),
         "todo": upd(s.todo, n, frozenset()),
         "dirty": upd(s.dirty, n, frozenset()),
+        **ResetPeers(s, n),
     }
 
 
@@ -335,6 +370,9 @@ def Init(C: Consts) -> State:
         bulk={n: "idle" for n in N},
         todo={n: frozenset() for n in N},
         dirty={n: frozenset() for n in N},
+        behind={n: {m: False for m in N} for n in N},
+        resume={n: {m: NoSeq for m in N} for n in N},
+        ackedRecently={n: {m: False for m in N} for n in N},
         expect={n: 0 for n in N},
         ackFrom={n: 0 for n in N},
         inBulk={n: False for n in N},
@@ -378,6 +416,7 @@ def Promote(s: State, C: Consts, n: int) -> State | None:
         bulk=upd(s.bulk, n, "start"),
         todo=upd(s.todo, n, frozenset()),
         dirty=upd(s.dirty, n, frozenset()),
+        **ResetPeers(s, n),
         needSync=upd(s.needSync, n, False),
         **ResetReceiver(s, n),
     )
@@ -408,7 +447,7 @@ def Fault(s: State, C: Consts, n: int) -> State | None:
 def Fail(s: State, C: Consts, n: int) -> State | None:
     if not (Up(s.role[n]) and s.env["fail"] < C.MaxFail):
         return None
-    msgs = bag_minus_set(s.msgs, {m for m in s.msgs if m.dst == n})
+    msgs = DropAll(s.msgs, lambda m: m.dst == n)
     return s.set(
         env=upd(s.env, "fail", s.env["fail"] + 1),
         role=upd(s.role, n, DOWN),
@@ -447,7 +486,7 @@ def LinkDown(s: State, C: Consts, a: int, b: int) -> State | None:
     return s.set(
         env=upd(s.env, "cut", s.env["cut"] + 1),
         linkUp=s.linkUp - {Pair(a, b)},
-        msgs=bag_minus_set(s.msgs, {m for m in s.msgs if Pair(m.src, m.dst) == Pair(a, b)}),
+        msgs=DropAll(s.msgs, lambda m: Pair(m.src, m.dst) == Pair(a, b)),
     )
 
 
@@ -536,32 +575,65 @@ def FlushIncremental(s: State, C: Consts, n: int, c: str) -> State | None:
     )
 
 
-def SendBulk(s: State, C: Consts, n: int, c: str) -> State | None:
-    """``c``: the connection this step sends (NoConn: the empty last frame)."""
-    if not (s.role[n] == PRIMARY and s.bulk[n] != "idle" and len(s.queue[n]) < C.QueueBound):
+def Holding(s: State, C: Consts, n: int) -> set[int]:
+    """Positions of the live peers the queue can still serve."""
+    first = QueueFirst(s, n)
+    return {Position(s, n, m) for m in Peers(C, n) if s.peerLive[n][m] and Position(s, n, m) >= first}
+
+
+def InFlightFrames(s: State, C: Consts, n: int) -> int:
+    held = Holding(s, C, n)
+    return s.nextSeq[n] - min(held) if held else 0
+
+
+def BulkRoom(s: State, C: Consts, n: int) -> bool:
+    """The dump's window (QueueBound), counted for the peers the queue serves."""
+    return InFlightFrames(s, C, n) < C.QueueBound
+
+
+def BulkGone(s: State, n: int) -> frozenset[str]:
+    """What the dump has left that was destroyed since it started (skipped)."""
+    left = Present(s.internal[n]) if s.bulk[n] == "start" else s.todo[n]
+    return frozenset(c for c in left if s.internal[n][c] == 0)
+
+
+def SendBulk(s: State, C: Consts, n: int, c: str, drop: frozenset[str] = frozenset()) -> State | None:
+    """``c``: the connection this step sends (NoConn: the empty last frame); ``drop``:
+    the connections destroyed since the dump started that this step skips."""
+    if not (s.role[n] == PRIMARY and s.bulk[n] != "idle" and BulkRoom(s, C, n)):
         return None
     first = s.bulk[n] == "start"
     left = Present(s.internal[n]) if first else s.todo[n]
-    if not left:
-        if c != NoConn:
+    gone = frozenset(x for x in left if s.internal[n][x] == 0)
+    u: dict[str, Any] = {}
+    if first:
+        u["resume"] = upd(s.resume, n, {m: s.nextSeq[n] if s.behind[n][m] else r for m, r in s.resume[n].items()})
+    if not (left - gone):
+        if c != NoConn or drop:
             return None
         return s.set(
             **EmitFrame(s, C, n, NewFrame(s, n, NoConn, 0)._replace(start=first, end=True)),
             bulk=upd(s.bulk, n, "idle"),
             todo=upd(s.todo, n, frozenset()),
+            **u,
         )
-    if c not in left:
+    if c not in left - gone or not drop <= gone:
         return None
-    last = left == {c}
+    rest = left - {c} - drop
     return s.set(
-        **EmitFrame(s, C, n, NewFrame(s, n, c, s.internal[n][c])._replace(start=first, end=last)),
-        bulk=upd(s.bulk, n, "idle" if last else "run"),
-        todo=upd(s.todo, n, left - {c}),
+        **EmitFrame(s, C, n, NewFrame(s, n, c, s.internal[n][c])._replace(start=first, end=not rest)),
+        bulk=upd(s.bulk, n, "run" if rest else "idle"),
+        todo=upd(s.todo, n, rest),
+        **u,
     )
 
 
 def Unacked(s: State, n: int, m: int) -> set[Frame]:
-    return {f for f in s.queue[n] if f.seq >= s.peerAck[n][m]}
+    """What a peer the queue serves has not acknowledged (waiting for a dump: from its BULK_START)."""
+    p = Position(s, n, m)
+    if p < QueueFirst(s, n):
+        return set()
+    return {f for f in s.queue[n] if f.seq >= p}
 
 
 def Retransmit(s: State, C: Consts, n: int, m: int) -> State | None:
@@ -616,6 +688,18 @@ def Receivable(s: State, n: int, m: int, t: str) -> list[Msg]:
     return [msg for msg in s.msgs if msg.dst == n and msg.src == m and msg.type == t]
 
 
+def Advance(s: State, n: int, m: int, after: int) -> dict[str, Any]:
+    """m applied every frame before ``after``: acknowledged a moment ago; past the
+    BULK_START it waited for, it follows the stream again."""
+    if after <= s.peerAck[n][m]:
+        return {}
+    u: dict[str, Any] = {"peerAck": upd2(s.peerAck, n, m, after), "ackedRecently": upd2(s.ackedRecently, n, m, True)}
+    if s.behind[n][m] and s.resume[n][m] != NoSeq and after > s.resume[n][m]:
+        u["behind"] = upd2(s.behind, n, m, False)
+        u["resume"] = upd2(s.resume, n, m, NoSeq)
+    return u
+
+
 def RecvAck(s: State, C: Consts, n: int, m: int, msg: Msg) -> State | None:
     if not (Up(s.role[n]) and msg in Receivable(s, n, m, MSG_ACK)):
         return None
@@ -625,30 +709,60 @@ def RecvAck(s: State, C: Consts, n: int, m: int, msg: Msg) -> State | None:
     elif s.role[n] == PRIMARY and MsgEpoch(msg) == s.epoch[n]:
         pa = upd(s.peerAck, n, upd(s.peerAck[n], m, max(msg.hi + 1, s.peerAck[n][m])))
         pl = upd(s.peerLive, n, upd(s.peerLive[n], m, True))
-        u["peerAck"] = pa
+        u.update(Advance(s, n, m, msg.hi + 1))
         u["queue"] = upd(s.queue, n, Trim(C, s.queue[n], n, pa[n], pl[n]))
     return s.set(**u)
 
 
 def RecvNack(s: State, C: Consts, n: int, m: int, msg: Msg) -> State | None:
+    """A late copy gets the frames from the acknowledged position; a peer a dump serves
+    gets those from its BULK_START; one older than the queue, a dump; else retransmit."""
     if not (Up(s.role[n]) and msg in Receivable(s, n, m, MSG_NACK)):
         return None
-    held = set(s.queue[n])
-    inQueue = any(f.seq <= msg.lo for f in held)
+    held = s.queue[n]
     serve = s.role[n] == PRIMARY and MsgEpoch(msg) == s.epoch[n]
     u: dict[str, Any] = {"peerLive": upd(s.peerLive, n, upd(s.peerLive[n], m, True))}
     if Newer(s, n, msg):
         u.update(StepDown(s, n, msg))
         u["msgs"] = Consume(s, msg)
-    elif serve and inQueue:
-        u["msgs"] = ConsumeAndSend(s, msg, {StateMsg(s, n, m, g) for g in held if msg.lo <= g.seq <= msg.hi})
-        u["repairs"] = s.repairs | {"retransmit"}
-    elif serve:
+        return s.set(**u)
+    if not serve:
         u["msgs"] = Consume(s, msg)
-        u.update(ResyncPeer(s, C, n, m))
+        return s.set(**u)
+    ack = s.peerAck[n][m]
+    adv = msg.lo > ack
+    b = s.behind[n][m] and not (adv and s.resume[n][m] != NoSeq and msg.lo > s.resume[n][m])
+    r = s.resume[n][m] if b else NoSeq
+
+    def in_queue(x: int) -> bool:
+        return bool(held) and x >= held[0].seq
+
+    late = not adv and msg.lo != 0 and msg.lo < ack and not in_queue(msg.lo) and s.ackedRecently[n][m]
+    first = ack if late else msg.lo
+
+    def resend(lo: int) -> dict[Msg, int]:
+        return ConsumeAndSend(s, msg, {StateMsg(s, n, m, g) for g in held if lo <= g.seq <= msg.hi})
+
+    u["peerAck"] = upd2(s.peerAck, n, m, msg.lo if adv else ack)
+    u["ackedRecently"] = upd2(s.ackedRecently, n, m, s.ackedRecently[n][m] or adv)
+    keep = {"behind": upd2(s.behind, n, m, b), "resume": upd2(s.resume, n, m, r)}
+    if late and first > msg.hi:
+        u["msgs"] = Consume(s, msg)
+    elif DumpServes(s, n, b, r):
+        u.update(keep)
+        if r == NoSeq or r > msg.hi:
+            u["msgs"] = Consume(s, msg)
+        else:
+            u["msgs"] = resend(max(r, first))
+            u["repairs"] = s.repairs | {"retransmit"}
+    elif not in_queue(first):
+        u["msgs"] = Consume(s, msg)
+        u.update(NeedsDump(s, n, m, b, r))
         u["repairs"] = s.repairs | {"resync"}
     else:
-        u["msgs"] = Consume(s, msg)
+        u.update(keep)
+        u["msgs"] = resend(first)
+        u["repairs"] = s.repairs | {"retransmit"}
     return s.set(**u)
 
 
@@ -659,8 +773,15 @@ def RecvResyncRequest(s: State, C: Consts, n: int, m: int, msg: Msg) -> State | 
     if Newer(s, n, msg):
         u.update(StepDown(s, n, msg))
     elif s.role[n] == PRIMARY:
-        u.update(ResyncPeer(s, C, n, m))
+        u.update(NeedsDump(s, n, m, s.behind[n][m], s.resume[n][m]))
     return s.set(**u)
+
+
+def AckAges(s: State, C: Consts, n: int, m: int) -> State | None:
+    """The retransmit timeout passes: m's acknowledgement is no longer a moment ago."""
+    if not s.ackedRecently[n][m]:
+        return None
+    return s.set(ackedRecently=upd2(s.ackedRecently, n, m, False))
 
 
 def PeerTimeout(s: State, C: Consts, n: int, m: int) -> State | None:
@@ -825,6 +946,8 @@ def RecvHello(s: State, C: Consts, n: int, m: int, msg: Msg) -> State | None:
     u: dict[str, Any] = {"msgs": Consume(s, msg), "peerLive": upd(s.peerLive, n, upd(s.peerLive[n], m, True))}
     if Newer(s, n, msg):
         u.update(StepDown(s, n, msg))
+    else:  # it may have restarted: its acknowledgements tell no late copy any more
+        u["ackedRecently"] = upd2(s.ackedRecently, n, m, False)
     return s.set(**u)
 
 
@@ -853,7 +976,7 @@ ENVIRONMENT = (
 )  # fmt: skip
 PROTOCOL = (
     "Notify", "FlushIncremental", "SendBulk", "Retransmit", "SendAlive", "RecvAck", "RecvNack",
-    "RecvResyncRequest", "PeerTimeout", "RecvState", "RecvAlive", "SendAck", "RequestResync", "RecvHello",
+    "RecvResyncRequest", "PeerTimeout", "AckAges", "RecvState", "RecvAlive", "SendAck", "RequestResync", "RecvHello",
 )  # fmt: skip
 ACTIONS: dict[str, Callable[..., State | None]] = {name: globals()[name] for name in ENVIRONMENT + PROTOCOL}
 EXTENSIONS: dict[str, Callable[..., State | None]] = {"OperatorBulkSend": OperatorBulkSend}
@@ -875,8 +998,11 @@ def params(s: State, C: Consts, name: str) -> Iterator[tuple[Any, ...]]:
     elif name in ("ConnNew", "ConnUpdate", "ConnDestroy", "KernelExpire", "Notify", "FlushIncremental"):
         yield from ((n, c) for n in N for c in C.Conn)
     elif name == "SendBulk":
-        yield from ((n, c) for n in N for c in C.Conn + (NoConn,))
-    elif name in ("Retransmit", "PeerTimeout", "SendAck", "RequestResync"):
+        for n in N:
+            gone = sorted(BulkGone(s, n)) if s.bulk[n] != "idle" else []
+            drops = [frozenset(x for i, x in enumerate(gone) if k >> i & 1) for k in range(1 << len(gone))]
+            yield from ((n, c, d) for c in C.Conn + (NoConn,) for d in drops)
+    elif name in ("Retransmit", "PeerTimeout", "SendAck", "RequestResync", "AckAges"):
         yield from ((n, m) for n in N for m in N)
     elif name in RECEIVE:
         yield from ((msg.dst, msg.src, msg) for msg in s.msgs if msg.type == RECEIVE[name])
@@ -906,6 +1032,7 @@ def TypeOK(s: State, C: Consts) -> bool:
                 for tables in (s.kernel, s.internal, s.external) for t in tables.values())
         and all(f.seq >= 0 for q in s.queue.values() for f in q)
         and all(b in ("idle", "start", "run") for b in s.bulk.values())
+        and all(r == NoSeq or r >= 0 for rs in s.resume.values() for r in rs.values())
         and all(k > 0 for k in s.msgs.values())
     )  # fmt: skip
 

@@ -47,10 +47,16 @@ def test_random_walks_keep_every_invariant(level: str) -> None:
     assert {"Promote", "SendBulk", "RecvState", "RecvAck", "Notify"} <= names
 
 
+def _arg(a: object) -> object:
+    if isinstance(a, frozenset):
+        return sorted(a)
+    return a._asdict() if isinstance(a, M.Msg) else a
+
+
 def write_walk(path: Path, C: M.Consts, seed: int, length: int) -> Path:
     log: list[dict] = [{"set": M.Init(C).as_json()}]
     for name, args, t in walk(C, seed, length):
-        log.append({"action": name, "args": [a._asdict() if isinstance(a, M.Msg) else a for a in args],
+        log.append({"action": name, "args": [_arg(a) for a in args],
                     "state": t.as_json()})  # fmt: skip
     consts = {k: (list(v) if isinstance(v, tuple) else v) for k, v in C.__dict__.items()}
     consts["NoConn"] = M.NoConn

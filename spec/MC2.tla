@@ -13,6 +13,7 @@ ConnSymmetry == Permutations(Conn)
 \* that differ only in them have the same futures for every other property.
 SafetyView == <<role, linkUp, env, kernel, internal, external, epoch,
                 nextSeq, queue, peerAck, peerLive, bulk, todo, dirty,
+                behind, resume, ackedRecently,
                 expect, ackFrom, inBulk, marked, needSync, msgs,
                 lastVer, born, ackd>>
 

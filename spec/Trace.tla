@@ -47,6 +47,9 @@ IsState(st) ==
     /\ bulk' = [n \in Node |-> st.bulk[S(n)]]
     /\ todo' = [n \in Node |-> ToSet(st.todo[S(n)])]
     /\ dirty' = [n \in Node |-> ToSet(st.dirty[S(n)])]
+    /\ behind' = [n \in Node |-> [m \in Node |-> st.behind[S(n)][S(m)]]]
+    /\ resume' = [n \in Node |-> [m \in Node |-> st.resume[S(n)][S(m)]]]
+    /\ ackedRecently' = [n \in Node |-> [m \in Node |-> st.ackedRecently[S(n)][S(m)]]]
     /\ expect' = [n \in Node |-> st.expect[S(n)]]
     /\ ackFrom' = [n \in Node |-> st.ackFrom[S(n)]]
     /\ inBulk' = [n \in Node |-> st.inBulk[S(n)]]
@@ -87,6 +90,7 @@ Act(r) ==
       [] r.action = "RecvNack" -> RecvNack(a[1], a[2])
       [] r.action = "RecvResyncRequest" -> RecvResyncRequest(a[1], a[2])
       [] r.action = "PeerTimeout" -> PeerTimeout(a[1], a[2])
+      [] r.action = "AckAges" -> AckAges(a[1], a[2])
       [] r.action = "RecvState" -> RecvState(a[1], a[2])
       [] r.action = "RecvAlive" -> RecvAlive(a[1], a[2])
       [] r.action = "SendAck" -> SendAck(a[1], a[2])

@@ -12,7 +12,9 @@
 (*   6. traffic on the primary (ConnNew, ConnUpdate, ConnDestroy) and the  *)
 (*      kernel of the others (KernelExpire);                               *)
 (*   7. the sender (Notify, FlushIncremental, SendBulk, Retransmit,        *)
-(*      SendAlive, RecvAck, RecvNack, RecvResyncRequest, PeerTimeout);     *)
+(*      SendAlive, RecvAck, RecvNack, RecvResyncRequest, PeerTimeout,      *)
+(*      AckAges): one dump per need (a peer waiting for a dump it can      *)
+(*      still get whole starts no new one);                                *)
 (*   8. the receiver (RecvState, RecvAlive, SendAck, RequestResync,        *)
 (*      RecvHello);                                                        *)
 (*   9. Next, fairness, and the properties.                                *)
@@ -21,9 +23,10 @@
 (* table). A protocol change starts here, is model-checked, then mirrored. *)
 (*                                                                         *)
 (* Messages live in a bag: any message in flight can be received next      *)
-(* (reordering), LoseMsg removes a copy, DuplicateMsg adds one.            *)
+(* (reordering), LoseMsg removes a copy, DuplicateMsg adds one; a cut     *)
+(* link or a dead process loses every copy in flight to it.               *)
 (***************************************************************************)
-EXTENDS Naturals, Sequences, FiniteSets, Bags
+EXTENDS Integers, Sequences, FiniteSets, Bags
 
 \* ---------------------------------------------------------------------------
 \* 1. Constants
@@ -84,6 +87,9 @@ EpochLT(a, b) == a[1] < b[1] \/ (a[1] = b[1] /\ a[2] < b[2])
 \* Bulk dump progress of a sender: idle, start requested, running.
 BulkPhase == {"idle", "start", "run"}
 
+\* resume[n][m] of a peer whose dump's BULK_START is yet to be sent.
+NoSeq == -1
+
 \* A frame of the resend queue (a STATE frame without its destination).
 Frame == [seq : Nat, conn : Conn \cup {NoConn}, ver : Version,
           start : BOOLEAN, end : BOOLEAN]
@@ -120,8 +126,14 @@ VARIABLES nextSeq,   \* nextSeq[n]: seq of n's next STATE frame in its epoch
           peerLive,  \* peerLive[n][m]: n believes m alive (its acks count)
           bulk,      \* bulk[n] \in BulkPhase
           todo,      \* todo[n]: connections the running dump has yet to send
-          dirty      \* dirty[n]: changed connections (incremental level)
-senderVars == <<nextSeq, queue, peerAck, peerLive, bulk, todo, dirty>>
+          dirty,     \* dirty[n]: changed connections (incremental level)
+          behind,    \* behind[n][m]: m waits for a dump (PeerTx.behind)
+          resume,    \* resume[n][m]: seq of the BULK_START sent while m
+                     \*   waited (it follows from there), NoSeq: not sent yet
+          ackedRecently \* ackedRecently[n][m]: m's acknowledged position moved
+                     \*   a moment ago (retransmit_timeout), no HELLO since
+peerVars == <<behind, resume, ackedRecently>>
+senderVars == <<nextSeq, queue, peerAck, peerLive, bulk, todo, dirty, peerVars>>
 
 \* receiver (meaningful on a non-primary): one stream, from the primary of
 \* the newest epoch seen
@@ -163,6 +175,9 @@ MsgEpoch(msg) == <<msg.term, msg.enode>>
 \* Sending on a link that is down, or to a node that is down, loses it.
 Send(S) == msgs' = msgs (+) SetToBag({msg \in S : Reachable(msg.src, msg.dst)})
 Consume(msg) == msgs (-) SetToBag({msg})
+\* Every copy of the messages in flight that satisfy P goes (a cut link, a
+\* dead process: nothing of what was on its way arrives).
+DropAll(P(_)) == [x \in {y \in DOMAIN msgs : ~P(y)} |-> msgs[x]]
 ConsumeAndSend(msg, S) ==
     msgs' = Consume(msg) (+) SetToBag({x \in S : Reachable(x.src, x.dst)})
 InFlight(n, m, t) == \E msg \in BagToSet(msgs) :
@@ -202,16 +217,37 @@ NewFrame(n, c, v) == [seq |-> nextSeq[n], conn |-> c, ver |-> v,
 \* to start anyway (its BULK_START is what a lagging receiver jumps to).
 StartBulk(n) == bulk' = [bulk EXCEPT ![n] = "start"]
 
-\* A full resync for peer m: (re)start the dump unless its BULK_START is
-\* still to come, and count m as having acknowledged every frame sent so far:
-\* the dump supersedes them for m, and a peer that waits for the dump must
-\* not hold the queue (else the paced dump never starts: a livelock TLC found).
-ResyncPeer(n, m) ==
-    LET pa == [peerAck EXCEPT ![n][m] = nextSeq[n]]
-        pl == [peerLive EXCEPT ![n][m] = TRUE]
-    IN /\ peerAck' = pa
-       /\ queue' = [queue EXCEPT ![n] = Trim(@, n, pa[n], pl[n])]
-       /\ IF bulk[n] = "start" THEN UNCHANGED bulk ELSE StartBulk(n)
+\* One dump per need. For the sender, a peer either follows the stream, or
+\* waits for a dump (behind): for the next BULK_START (resume = NoSeq) or for
+\* the one sent at resume. Where it stands in the stream: the first seq it
+\* still needs from the queue, NoSeq when only a dump helps.
+Position(n, m) == IF behind[n][m] THEN resume[n][m] ELSE peerAck[n][m]
+QueueFirst(n) == IF queue[n] = <<>> THEN nextSeq[n] ELSE Head(queue[n]).seq
+
+\* A dump under way serves peer m, one it can still get whole: its BULK_START
+\* is about to go out, or it went out and is still in the resend queue (what
+\* m misses of the dump can be resent). Only then is no new dump needed.
+DumpServes(n, b, r) ==   \* b, r: behind[n][m], resume[n][m]
+    /\ b
+    /\ IF r = NoSeq THEN bulk[n] = "start"
+       ELSE queue[n] # <<>> /\ r >= Head(queue[n]).seq
+
+\* Peer m can be repaired by a dump only: it joins the one that serves it,
+\* else it waits for the next BULK_START and a dump (re)starts.
+NeedsDump(n, m, b, r) ==
+    IF DumpServes(n, b, r)
+    THEN /\ behind' = [behind EXCEPT ![n][m] = b]
+         /\ resume' = [resume EXCEPT ![n][m] = r]
+         /\ UNCHANGED bulk
+    ELSE /\ behind' = [behind EXCEPT ![n][m] = TRUE]
+         /\ resume' = [resume EXCEPT ![n][m] = NoSeq]
+         /\ IF bulk[n] = "start" THEN UNCHANGED bulk ELSE StartBulk(n)
+
+\* No peer waits for a dump of n, none acknowledged a moment ago.
+ResetPeers(n) ==
+    /\ behind' = [behind EXCEPT ![n] = [m \in Node |-> FALSE]]
+    /\ resume' = [resume EXCEPT ![n] = [m \in Node |-> NoSeq]]
+    /\ ackedRecently' = [ackedRecently EXCEPT ![n] = [m \in Node |-> FALSE]]
 
 \* Reset the sender side (a node that stops being primary).
 ClearSender(n) ==
@@ -219,6 +255,8 @@ ClearSender(n) ==
     /\ bulk' = [bulk EXCEPT ![n] = "idle"]
     /\ todo' = [todo EXCEPT ![n] = {}]
     /\ dirty' = [dirty EXCEPT ![n] = {}]
+    /\ ResetPeers(n)
+
 
 \* The receiver's stream state for a new epoch of its peer.
 ResetReceiver(n) ==
@@ -246,6 +284,9 @@ Init ==
     /\ bulk = [n \in Node |-> "idle"]
     /\ todo = [n \in Node |-> {}]
     /\ dirty = [n \in Node |-> {}]
+    /\ behind = [n \in Node |-> [m \in Node |-> FALSE]]
+    /\ resume = [n \in Node |-> [m \in Node |-> NoSeq]]
+    /\ ackedRecently = [n \in Node |-> [m \in Node |-> FALSE]]
     /\ expect = [n \in Node |-> 0]
     /\ ackFrom = [n \in Node |-> 0]
     /\ inBulk = [n \in Node |-> FALSE]
@@ -290,6 +331,7 @@ Promote(n) ==
     /\ bulk' = [bulk EXCEPT ![n] = "start"]
     /\ todo' = [todo EXCEPT ![n] = {}]
     /\ dirty' = [dirty EXCEPT ![n] = {}]
+    /\ ResetPeers(n)
     /\ needSync' = [needSync EXCEPT ![n] = FALSE]
     /\ ResetReceiver(n)
     /\ UNCHANGED <<linkUp, env, external, peerLive, ghostVars>>
@@ -329,7 +371,7 @@ Fail(n) ==
     /\ ClearSender(n)
     /\ ResetReceiver(n)
     /\ needSync' = [needSync EXCEPT ![n] = FALSE]
-    /\ msgs' = msgs (-) SetToBag({msg \in BagToSet(msgs) : msg.dst = n})
+    /\ msgs' = DropAll(LAMBDA msg : msg.dst = n)
     /\ failedAs' = [failedAs EXCEPT ![n] = role[n]]
     /\ ackd' = [ackd EXCEPT ![n] = {}]
     /\ UNCHANGED <<linkUp, kernel, epoch, nextSeq, peerAck, peerLive,
@@ -355,8 +397,7 @@ LinkDown(a, b) ==
     /\ env.cut < MaxCut
     /\ env' = [env EXCEPT !.cut = @ + 1]
     /\ linkUp' = linkUp \ {Pair(a, b)}
-    /\ msgs' = msgs (-) SetToBag({msg \in BagToSet(msgs) :
-                                  {msg.src, msg.dst} = Pair(a, b)})
+    /\ msgs' = DropAll(LAMBDA msg : {msg.src, msg.dst} = Pair(a, b))
     /\ UNCHANGED <<role, tableVars, epoch, senderVars, receiverVars, ghostVars>>
 
 LinkUp(a, b) ==
@@ -436,7 +477,7 @@ Notify(n) ==
                                    IF Level = "incremental" THEN @ \cup {c} ELSE @]
                    /\ UNCHANGED <<queue, nextSeq, msgs>>
     /\ UNCHANGED <<envVars, kernel, external, epoch, peerAck, peerLive, bulk,
-                   todo, receiverVars, ghostVars>>
+                   todo, peerVars, receiverVars, ghostVars>>
 
 \* Incremental level: the period's flush sends the newest state of each
 \* dirty connection (one frame per step).
@@ -447,34 +488,59 @@ FlushIncremental(n) ==
         /\ EmitFrame(n, NewFrame(n, c, internal[n][c]))
         /\ dirty' = [dirty EXCEPT ![n] = @ \ {c}]
     /\ UNCHANGED <<envVars, tableVars, epoch, peerAck, peerLive, bulk, todo,
-                   receiverVars, ghostVars>>
+                   peerVars, receiverVars, ghostVars>>
 
-\* One step of the paced bulk dump: only when the resend queue has room.
-\* The first frame (BULK_START) snapshots the internal cache to send; the
-\* last one carries BULK_END; an empty dump is one empty frame with both.
+\* The dump is paced by a window of frames in flight, counted only for the
+\* live peers the queue can still serve (Position at or after its first
+\* frame): a peer that waits for this very dump does not hold it back (else
+\* a lagging peer keeps the queue full and the dump it needs never starts).
+\* The window is QueueBound (the implementation's bulk_window <= queue size).
+Holding(n) == {Position(n, m) :
+                  m \in {p \in Peers(n) : peerLive[n][p] /\ Position(n, p) >= QueueFirst(n)}}
+InFlightFrames(n) ==
+    IF Holding(n) = {} THEN 0
+    ELSE nextSeq[n] - (CHOOSE a \in Holding(n) : \A b \in Holding(n) : a <= b)
+BulkRoom(n) == InFlightFrames(n) < QueueBound
+
+\* One step of the paced bulk dump. The first frame (BULK_START) snapshots
+\* the internal cache's connections to send (every peer waiting for a dump
+\* follows from it: resume); each goes with its value when its frame goes.
+\* One destroyed since is skipped (its DESTROY went as an event of its own):
+\* drop, the skipped ones taken along this step. The frame that leaves
+\* nothing to send carries BULK_END; when only skipped ones are left, that is
+\* an empty frame (an empty dump: one empty frame with both flags).
 SendBulk(n) ==
     /\ role[n] = PRIMARY
     /\ bulk[n] # "idle"
-    /\ Len(queue[n]) < QueueBound
+    /\ BulkRoom(n)
     /\ LET first == bulk[n] = "start"
            left == IF first THEN Present(internal[n]) ELSE todo[n]
-       IN IF left = {}
-          THEN /\ EmitFrame(n, [NewFrame(n, NoConn, 0) EXCEPT !.start = first,
-                                                             !.end = TRUE])
-               /\ bulk' = [bulk EXCEPT ![n] = "idle"]
-               /\ todo' = [todo EXCEPT ![n] = {}]
-          ELSE \E c \in left :
-               /\ EmitFrame(n, [NewFrame(n, c, internal[n][c]) EXCEPT
-                                  !.start = first, !.end = (left = {c})])
-               /\ bulk' = [bulk EXCEPT ![n] = IF left = {c} THEN "idle" ELSE "run"]
-               /\ todo' = [todo EXCEPT ![n] = left \ {c}]
-    /\ UNCHANGED <<envVars, tableVars, epoch, peerAck, peerLive, dirty,
-                   receiverVars, ghostVars>>
+           gone == {c \in left : internal[n][c] = 0}
+       IN /\ IF left \ gone = {}
+             THEN /\ EmitFrame(n, [NewFrame(n, NoConn, 0) EXCEPT !.start = first,
+                                                                !.end = TRUE])
+                  /\ bulk' = [bulk EXCEPT ![n] = "idle"]
+                  /\ todo' = [todo EXCEPT ![n] = {}]
+             ELSE \E c \in left \ gone, drop \in SUBSET gone :
+                  LET rest == left \ ({c} \cup drop) IN
+                  /\ EmitFrame(n, [NewFrame(n, c, internal[n][c]) EXCEPT
+                                     !.start = first, !.end = (rest = {})])
+                  /\ bulk' = [bulk EXCEPT ![n] = IF rest = {} THEN "idle" ELSE "run"]
+                  /\ todo' = [todo EXCEPT ![n] = rest]
+          /\ IF first
+             THEN resume' = [resume EXCEPT ![n] =
+                               [m \in Node |-> IF behind[n][m] THEN nextSeq[n] ELSE @[m]]]
+             ELSE UNCHANGED resume
+    /\ UNCHANGED <<envVars, tableVars, epoch, peerAck, peerLive, dirty, behind,
+                   ackedRecently, receiverVars, ghostVars>>
 
-\* Retransmission timer: resend the queued frames a live, reachable peer has
-\* not acknowledged (the timeout exceeds a round trip: not while frames to
-\* the peer or acks from it are in flight).
-Unacked(n, m) == {f \in {queue[n][i] : i \in 1..Len(queue[n])} : f.seq >= peerAck[n][m]}
+\* Retransmission timer: resend the queued frames a live, reachable peer the
+\* queue serves has not acknowledged (a peer waiting for a dump: from its
+\* BULK_START on). The timeout exceeds a round trip: not while frames to the
+\* peer or acks from it are in flight.
+Unacked(n, m) ==
+    IF Position(n, m) < QueueFirst(n) THEN {}
+    ELSE {f \in {queue[n][i] : i \in 1..Len(queue[n])} : f.seq >= Position(n, m)}
 
 Retransmit(n) ==
     /\ role[n] = PRIMARY
@@ -509,11 +575,24 @@ StepDown(n, msg) ==
     /\ needSync' = [needSync EXCEPT ![n] = @ \/ role[n] = PRIMARY]
     /\ ackd' = [ackd EXCEPT ![n] = {}]
     /\ IF role[n] = PRIMARY THEN ClearSender(n)
-       ELSE UNCHANGED <<queue, bulk, todo, dirty>>
+       ELSE UNCHANGED <<queue, bulk, todo, dirty, peerVars>>
     /\ ResetReceiver(n)
 
 Receivable(n, m, t) ==
     {msg \in BagToSet(msgs) : msg.dst = n /\ msg.src = m /\ msg.type = t}
+
+\* m applied every frame before `after` (an ACK's end + 1, a NACK's start):
+\* its acknowledged position moves, a moment ago; once it is past the
+\* BULK_START m waited for, m follows the stream again.
+Advance(n, m, after) ==
+    IF after > peerAck[n][m]
+    THEN /\ peerAck' = [peerAck EXCEPT ![n][m] = after]
+         /\ ackedRecently' = [ackedRecently EXCEPT ![n][m] = TRUE]
+         /\ IF behind[n][m] /\ resume[n][m] # NoSeq /\ after > resume[n][m]
+            THEN /\ behind' = [behind EXCEPT ![n][m] = FALSE]
+                 /\ resume' = [resume EXCEPT ![n][m] = NoSeq]
+            ELSE UNCHANGED <<behind, resume>>
+    ELSE UNCHANGED <<peerAck, peerVars>>
 
 \* ACK(lo, hi): m has applied every frame up to hi (cumulative). Frames that
 \* every live peer acknowledged leave the queue. An ACK about an older
@@ -530,45 +609,81 @@ RecvAck(n, m) ==
                    THEN LET pa == [peerAck EXCEPT ![n][m] =
                                       IF msg.hi + 1 > @ THEN msg.hi + 1 ELSE @]
                             pl == [peerLive EXCEPT ![n][m] = TRUE]
-                        IN /\ peerAck' = pa
+                        IN /\ Advance(n, m, msg.hi + 1)
                            /\ queue' = [queue EXCEPT ![n] = Trim(@, n, pa[n], pl[n])]
-                   ELSE UNCHANGED <<peerAck, queue>>
+                   ELSE UNCHANGED <<peerAck, queue, peerVars>>
                 /\ UNCHANGED <<epoch, role, needSync, ackd, bulk, todo, dirty,
                                receiverVars, nextSeq>>
     /\ UNCHANGED <<linkUp, env, tableVars, lastVer, born, failedAs, fenced, repairs>>
 
-\* NACK(lo, hi): retransmit lo..hi from the queue when it still holds lo;
-\* otherwise the gap is larger than what is buffered: full resync.
+\* NACK(lo, hi) of the current stream. A start beyond what m acknowledged
+\* acknowledges the frames before it (Advance). Then:
+\* - a late copy (reordered, duplicated): lo is below what m acknowledged a
+\*   moment ago, not 0 (a receiver that started over NACKs from 0), no HELLO
+\*   since, and the queue no longer holds it: only the frames from the
+\*   acknowledged position on are resent, never a dump;
+\* - m waits for a dump that serves it: nothing before that BULK_START is of
+\*   use to it: the frames from it to hi are resent (none when hi is before
+\*   it, or it is yet to be sent); no new dump (m joined it);
+\* - lo older than the queue holds: only a dump repairs it (NeedsDump);
+\* - else: retransmit lo..hi from the queue.
 RecvNack(n, m) ==
     /\ Up(role[n])
     /\ \E msg \in Receivable(n, m, MSG_NACK) :
         LET held == {queue[n][i] : i \in 1..Len(queue[n])}
-            inQueue == \E f \in held : f.seq <= msg.lo
             serve == role[n] = PRIMARY /\ MsgEpoch(msg) = epoch[n]
+            ack == peerAck[n][m]
+            adv == msg.lo > ack
+            \* whether m waits for a dump, and from where, after Advance
+            b == behind[n][m] /\ ~(adv /\ resume[n][m] # NoSeq /\ msg.lo > resume[n][m])
+            r == IF b THEN resume[n][m] ELSE NoSeq
+            inQueue(s) == queue[n] # <<>> /\ s >= Head(queue[n]).seq
+            late == ~adv /\ msg.lo # 0 /\ msg.lo < ack /\ ~inQueue(msg.lo)
+                    /\ ackedRecently[n][m]
+            first == IF late THEN ack ELSE msg.lo
+            Resend(lo) == ConsumeAndSend(msg, {StateMsg(n, m, f) :
+                              f \in {g \in held : lo <= g.seq /\ g.seq <= msg.hi}})
         IN
         /\ peerLive' = [peerLive EXCEPT ![n][m] = TRUE]
         /\ IF Newer(n, msg)
            THEN /\ StepDown(n, msg)
                 /\ msgs' = Consume(msg)
-                /\ UNCHANGED <<repairs>>
-           ELSE /\ UNCHANGED <<epoch, role, needSync, ackd, todo, dirty,
+                /\ UNCHANGED <<peerAck, repairs>>
+           ELSE IF ~serve
+           THEN /\ msgs' = Consume(msg)
+                /\ UNCHANGED <<epoch, role, needSync, ackd, queue, bulk, todo, dirty,
+                               peerAck, peerVars, receiverVars, repairs>>
+           ELSE /\ UNCHANGED <<epoch, role, needSync, ackd, queue, todo, dirty,
                                receiverVars>>
-                /\ IF serve /\ inQueue
-                   THEN /\ ConsumeAndSend(msg, {StateMsg(n, m, f) :
-                              f \in {g \in held : msg.lo <= g.seq /\ g.seq <= msg.hi}})
-                        /\ repairs' = repairs \cup {"retransmit"}
-                        /\ UNCHANGED <<bulk, queue, peerAck>>
-                   ELSE IF serve
+                /\ peerAck' = [peerAck EXCEPT ![n][m] = IF adv THEN msg.lo ELSE @]
+                /\ ackedRecently' = [ackedRecently EXCEPT ![n][m] = @ \/ adv]
+                /\ IF late /\ first > msg.hi
                    THEN /\ msgs' = Consume(msg)
-                        /\ ResyncPeer(n, m)
+                        /\ UNCHANGED <<behind, resume, bulk, repairs>>
+                   ELSE IF DumpServes(n, b, r)
+                   THEN /\ behind' = [behind EXCEPT ![n][m] = b]
+                        /\ resume' = [resume EXCEPT ![n][m] = r]
+                        /\ UNCHANGED bulk
+                        /\ IF r = NoSeq \/ r > msg.hi
+                           THEN /\ msgs' = Consume(msg)
+                                /\ UNCHANGED repairs
+                           ELSE /\ Resend(IF r > first THEN r ELSE first)
+                                /\ repairs' = repairs \cup {"retransmit"}
+                   ELSE IF ~inQueue(first)
+                   THEN /\ msgs' = Consume(msg)
+                        /\ NeedsDump(n, m, b, r)
                         /\ repairs' = repairs \cup {"resync"}
-                   ELSE /\ msgs' = Consume(msg)
-                        /\ UNCHANGED <<bulk, queue, peerAck, repairs>>
+                   ELSE /\ Resend(first)
+                        /\ behind' = [behind EXCEPT ![n][m] = b]
+                        /\ resume' = [resume EXCEPT ![n][m] = r]
+                        /\ UNCHANGED bulk
+                        /\ repairs' = repairs \cup {"retransmit"}
     /\ UNCHANGED <<linkUp, env, tableVars, nextSeq, lastVer, born, failedAs,
                    fenced>>
 
 \* RESYNC_REQUEST: the primary answers with a bulk dump (any epoch: the
-\* requester may not know the newest yet; the dump tells it).
+\* requester may not know the newest yet; the dump tells it), unless one
+\* under way serves the requester (NeedsDump).
 RecvResyncRequest(n, m) ==
     /\ Up(role[n])
     /\ \E msg \in Receivable(n, m, MSG_RESYNC) :
@@ -578,11 +693,22 @@ RecvResyncRequest(n, m) ==
            THEN /\ StepDown(n, msg)
                 /\ UNCHANGED peerAck
            ELSE /\ IF role[n] = PRIMARY
-                   THEN ResyncPeer(n, m) ELSE UNCHANGED <<bulk, queue, peerAck>>
-                /\ UNCHANGED <<epoch, role, needSync, ackd, todo, dirty,
-                               receiverVars>>
+                   THEN NeedsDump(n, m, behind[n][m], resume[n][m])
+                   ELSE UNCHANGED <<bulk, behind, resume>>
+                /\ UNCHANGED <<epoch, role, needSync, ackd, queue, todo, dirty,
+                               peerAck, ackedRecently, receiverVars>>
     /\ UNCHANGED <<linkUp, env, tableVars, nextSeq, lastVer, born, failedAs,
                    fenced, repairs>>
+
+\* The retransmit timeout passes: what m acknowledged is no longer "a moment
+\* ago" (a NACK below it may now come from a receiver that started over, and
+\* is answered as any other). A timer: weakly fair.
+AckAges(n, m) ==
+    /\ ackedRecently[n][m]
+    /\ ackedRecently' = [ackedRecently EXCEPT ![n][m] = FALSE]
+    /\ UNCHANGED <<envVars, tableVars, epoch, nextSeq, queue, peerAck, peerLive,
+                   bulk, todo, dirty, behind, resume, receiverVars, msgs,
+                   ghostVars>>
 
 \* A peer silent for the dead timeout: its acks no longer hold the queue.
 \* (The model lets it fire only when the peer really is unreachable.)
@@ -594,7 +720,7 @@ PeerTimeout(n, m) ==
        IN /\ peerLive' = pl
           /\ queue' = [queue EXCEPT ![n] = Trim(@, n, peerAck[n], pl[n])]
     /\ UNCHANGED <<envVars, tableVars, epoch, nextSeq, peerAck, bulk, todo,
-                   dirty, receiverVars, msgs, ghostVars>>
+                   dirty, peerVars, receiverVars, msgs, ghostVars>>
 
 \* ---------------------------------------------------------------------------
 \* 8. The receiver (a non-primary)
@@ -671,7 +797,8 @@ RecvState(n, m) ==
         IN
         /\ peerLive' = [peerLive EXCEPT ![n][m] = TRUE]
         /\ epoch' = [epoch EXCEPT ![n] = IF adopt THEN MsgEpoch(msg) ELSE @]
-        /\ IF wasPrimary THEN ClearSender(n) ELSE UNCHANGED <<queue, bulk, todo, dirty>>
+        /\ IF wasPrimary THEN ClearSender(n)
+           ELSE UNCHANGED <<queue, bulk, todo, dirty, peerVars>>
         /\ IF Stale(n, msg) \/ (role[n] = PRIMARY /\ ~adopt)
            THEN \* fenced: never applied
                 /\ msgs' = Consume(msg)
@@ -716,12 +843,12 @@ RecvAlive(n, m) ==
            THEN /\ msgs' = Consume(msg)
                 /\ fenced' = TRUE
                 /\ UNCHANGED <<epoch, role, needSync, ackd, queue, bulk, todo,
-                               dirty, receiverVars>>
+                               dirty, peerVars, receiverVars>>
            ELSE LET adopt == Newer(n, msg)
                     exp == IF adopt THEN 0 ELSE expect[n]
                 IN /\ IF adopt THEN StepDown(n, msg)
                       ELSE UNCHANGED <<epoch, role, needSync, ackd, queue, bulk,
-                                       todo, dirty, receiverVars>>
+                                       todo, dirty, peerVars, receiverVars>>
                    /\ IF role[n] # PRIMARY \/ adopt
                       THEN IF msg.seq > exp
                            THEN ConsumeAndSend(msg, {x \in {[MsgOf(MSG_NACK, n, m) EXCEPT
@@ -761,15 +888,17 @@ RequestResync(n, m) ==
     /\ UNCHANGED <<envVars, tableVars, epoch, senderVars, receiverVars, ghostVars>>
 
 \* HELLO: announces a node and its epoch; a newer epoch is adopted (and
-\* fences a primary that hears it).
+\* fences a primary that hears it). The peer may have restarted: what it
+\* acknowledged no longer tells a late NACK copy from a new need.
 RecvHello(n, m) ==
     /\ Up(role[n])
     /\ \E msg \in Receivable(n, m, MSG_HELLO) :
         /\ msgs' = Consume(msg)
         /\ peerLive' = [peerLive EXCEPT ![n][m] = TRUE]
         /\ IF Newer(n, msg) THEN StepDown(n, msg)
-           ELSE UNCHANGED <<epoch, role, needSync, ackd, queue, bulk, todo, dirty,
-                            receiverVars>>
+           ELSE /\ ackedRecently' = [ackedRecently EXCEPT ![n][m] = FALSE]
+                /\ UNCHANGED <<epoch, role, needSync, ackd, queue, bulk, todo, dirty,
+                               behind, resume, receiverVars>>
     /\ UNCHANGED <<linkUp, env, tableVars, nextSeq, peerAck, lastVer, born, failedAs,
                    fenced, repairs>>
 
@@ -789,7 +918,7 @@ Protocol ==
           \/ SendAlive(n)
     \/ \E n, m \in Node :
           \/ RecvAck(n, m) \/ RecvNack(n, m) \/ RecvResyncRequest(n, m)
-          \/ PeerTimeout(n, m)
+          \/ PeerTimeout(n, m) \/ AckAges(n, m)
           \/ RecvState(n, m) \/ RecvAlive(n, m) \/ SendAck(n, m)
           \/ RequestResync(n, m) \/ RecvHello(n, m)
 
@@ -805,6 +934,7 @@ Fairness ==
     /\ \A n, m \in Node :
           /\ WF_vars(RecvAck(n, m)) /\ WF_vars(RecvNack(n, m))
           /\ WF_vars(RecvResyncRequest(n, m)) /\ WF_vars(PeerTimeout(n, m))
+          /\ WF_vars(AckAges(n, m))
           /\ WF_vars(RecvState(n, m)) /\ WF_vars(RecvAlive(n, m))
           /\ WF_vars(SendAck(n, m)) /\ WF_vars(RequestResync(n, m))
           /\ WF_vars(RecvHello(n, m))
@@ -829,6 +959,9 @@ TypeOK ==
     /\ peerLive \in [Node -> [Node -> BOOLEAN]]
     /\ bulk \in [Node -> BulkPhase]
     /\ todo \in [Node -> SUBSET Conn] /\ dirty \in [Node -> SUBSET Conn]
+    /\ behind \in [Node -> [Node -> BOOLEAN]]
+    /\ resume \in [Node -> [Node -> Nat \cup {NoSeq}]]
+    /\ ackedRecently \in [Node -> [Node -> BOOLEAN]]
     /\ expect \in [Node -> Nat] /\ ackFrom \in [Node -> Nat]
     /\ inBulk \in [Node -> BOOLEAN] /\ marked \in [Node -> SUBSET Conn]
     /\ needSync \in [Node -> BOOLEAN]

@@ -36,6 +36,11 @@ def spec_action(action: str) -> Callable[[F], F]:
     return mark
 
 
+# The clock, read where it matters: an acknowledgement older than retransmit_timeout
+# no longer makes a NACK below it a late copy (the spec's timer AckAges).
+register("AckAges", "SyncSender._late_copy")
+
+
 def load_all() -> dict[str, list[str]]:
     """Import every module that registers counterparts, and return the registry."""
     import snep.fsm.node  # noqa: F401  (imports role, sender, receiver)
