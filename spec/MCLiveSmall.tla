@@ -28,7 +28,7 @@ UnfairRecvState ==
     /\ \A n, m \in Node :
           /\ WF_vars(RecvAck(n, m)) /\ WF_vars(RecvNack(n, m))
           /\ WF_vars(RecvResyncRequest(n, m)) /\ WF_vars(PeerTimeout(n, m))
-          /\ WF_vars(RecvAlive(n, m))
+          /\ WF_vars(AckAges(n, m)) /\ WF_vars(RecvAlive(n, m))
           /\ WF_vars(SendAck(n, m)) /\ WF_vars(RequestResync(n, m))
           /\ WF_vars(RecvHello(n, m))
 BrokenSpec == Init /\ [][SmallNext]_vars /\ UnfairRecvState
