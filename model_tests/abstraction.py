@@ -167,8 +167,6 @@ def abstract(sim: Simulation, C: M.Consts, conns: Mapping[Key, str], ghosts: M.S
                 recent[n][m] = sim.now - p.acked_at <= rto
         bulk[n] = sender.bulk_phase
         todo[n] = frozenset(conns[k] for k in sender.bulk_todo)
-        if bulk[n] == "idle" and node._bulk_after_dump:
-            bulk[n] = "start"  # the dump asked for on promotion starts once the kernel dump is in
         dirty[n] = frozenset(conns[k] for k in sender.notifier.dirty)
         stream = next((r for r in node.receivers.values() if r.stream == node.newest), None)
         if stream is None:

@@ -66,8 +66,10 @@ def test_promotion_order_commit_epoch_dump_hello_then_bulk():
     # a commit replaces existing kernel entries (stale window tracking must not survive)
     assert out[1] == KernelOps((Event(EventKind.NEW, conn(1)),), replace=True)
     assert out[3] == PersistEpoch(Epoch(5, 2))
-    assert [f.type for _, f in datagrams(out)] == [MessageType.HELLO]
-    assert not n.sender.bulk_active  # the dump waits for the kernel dump
+    assert [f.type for _, f in datagrams(out)] == [MessageType.HELLO]  # no STATE yet:
+    assert n.sender.bulk_phase == "start"  # the dump is due, and waits for the kernel dump
+    assert not [f for _, f in datagrams(n.on_timer(1.0)) if f.type is MessageType.STATE]
+    assert n.next_timer(1.0) > 1.0  # (nothing due until it arrives: no busy loop)
     bulk = n.on_kernel_dump(1.0, [conn(1), conn(2)])  # the dump arrives: now the bulk
     frames = [f for _, f in datagrams(bulk)]
     assert frames[0].flags & FLAG_BULK_START and frames[-1].flags & FLAG_BULK_END
@@ -280,3 +282,65 @@ def test_set_filter_applies_to_what_is_sent_from_now_on():
     udp = conn(2, Proto.UDP)
     sent = [m for _, f in datagrams(n.on_kernel_event(0.2, Event(EventKind.NEW, udp))) for m in f.messages]
     assert sent == [Event(EventKind.NEW, udp)]
+
+
+def _deliver(out, to: SyncNode, src: int, now: float) -> list:
+    """The datagrams of ``out`` addressed to ``to``, received from ``src``."""
+    more = []
+    for o in out:
+        if isinstance(o, SendDatagram) and o.peer == to.node_id:
+            more += to.on_datagram(now, o.data, src)
+    return more
+
+
+def test_a_resync_request_before_the_promotions_kernel_dump_joins_the_promotion_dump():
+    """A newly promoted primary's internal cache is loaded by the kernel dump it asked
+    for; until it is in, no dump may be read from it: a backup would sweep, at its
+    BULK_END, the connections the primary committed (and, ready, could take over
+    without them). A RESYNC_REQUEST meanwhile joins the promotion's dump (the spec's
+    NeedsDump with bulk = "start")."""
+    peers = {2: (1, 3), 3: (1, 2)}
+    old_primary_dump = state_frame(0, conn(1), term=1, sender=1, flags=FLAG_BULK_START | FLAG_BULK_END)
+    b2, b3 = (SyncNode(i, list(peers[i]), SyncParams()) for i in (2, 3))
+    for b in (b2, b3):
+        started(b)
+        b.on_datagram(0.5, old_primary_dump, 1)
+        assert b.state is Role.BACKUP and conn(1).key in b.external
+    promoted = b2.promote(1.0)
+    assert DumpKernel() in promoted  # not answered yet (a runtime may take its time)
+    _deliver(promoted, b3, 2, 1.01)  # HELLO: node 3 learns the new epoch
+    request = b3.request_resync(1.1)
+    out = b2.on_datagram(1.2, next(o.data for o in request if isinstance(o, SendDatagram) and o.peer == 2), 3)
+    out += b2.on_timer(1.2)
+    assert not [f for _, f in datagrams(out) if f.type is MessageType.STATE], "a dump of the unloaded cache"
+    _deliver(out, b3, 2, 1.21)
+    assert conn(1).key in b3.external
+    assert b2.sender.bulk_phase == "start" and b2.sender.peers[3].behind  # it waits for the due dump
+
+    dumped = b2.on_kernel_dump(1.3, [conn(1)])  # the committed connection is in the kernel
+    frames = [f for peer, f in datagrams(dumped) if peer == 3 and f.type is MessageType.STATE]
+    assert frames[0].flags & FLAG_BULK_START and frames[-1].flags & FLAG_BULK_END and frames[0].seq == 0
+    assert [m.entry for f in frames for m in f.messages] == [conn(1)]
+    assert b2.counters.resyncs == 1 and b2.sender.peers[3].resume == 0  # one dump, joined
+    _deliver(dumped, b3, 2, 1.31)
+    assert conn(1).key in b3.external and b3.state is Role.BACKUP
+
+
+def test_a_flushed_primary_dumps_only_once_its_cache_is_reloaded():
+    """After a flush (conntrackd -f) the internal cache is empty until the kernel dump is
+    in: a dump asked for meanwhile (RESYNC_REQUEST) waits for it, or the backups would
+    sweep every connection the primary holds."""
+    n = node(node_id=1, peers=(2,))
+    started(n)
+    n.promote(0.0)
+    n.on_kernel_dump(0.0, [conn(1), conn(2)])
+    assert len(n.internal) == 2
+    n.flush(1.0)
+    request = encode_frame(Frame(MessageType.RESYNC_REQUEST, 2, 0, 0, ()))
+    out = n.on_datagram(1.1, request, 2) + n.on_timer(1.1)
+    assert not [f for _, f in datagrams(out) if f.type is MessageType.STATE], "a dump of the flushed cache"
+    assert n.sender.bulk_phase == "start"
+    dumped = n.on_kernel_dump(1.2, [conn(1), conn(2)])
+    frames = [f for _, f in datagrams(dumped) if f.type is MessageType.STATE]
+    assert frames[0].flags & FLAG_BULK_START and frames[-1].flags & FLAG_BULK_END
+    assert sorted(m.entry.key for f in frames for m in f.messages) == sorted([conn(1).key, conn(2).key])

@@ -113,8 +113,6 @@ class SyncNode:
         self._told_stale: dict[PeerId, float] = {}
         self.need_sync = False  # must (re)synchronize: RESYNC_REQUEST until a dump completes
         self._resync_at = float("inf")  # when to ask again
-        self._awaiting_dump = False
-        self._bulk_after_dump = False
 
     def _fresh_sync(self) -> None:
         """A new process's sender and receivers: no stream, nothing queued."""
@@ -194,17 +192,14 @@ class SyncNode:
                 self.need_sync = False
                 self._resync_at = float("inf")
             elif isinstance(action, ResyncInternalFromKernel):
-                self._awaiting_dump = True
+                self.sender.cache_loading()
                 out.append(DumpKernel())
             elif isinstance(action, ClearExternal):
                 self.external.clear()
             elif isinstance(action, SendHello):
                 self._send_hello(now, self.peers, out)
             elif isinstance(action, BulkSendToPeers):
-                if self._awaiting_dump:
-                    self._bulk_after_dump = True
-                else:
-                    self.sender.start_bulk(now, out)
+                self.sender.start_bulk(now, out)  # (it waits for the kernel dump, if one is due)
             elif isinstance(action, ShortenKernelTimeouts):
                 out.append(ShortenTimeouts(self.params.shorten_timeout))
             elif isinstance(action, RequestResync):
@@ -280,10 +275,7 @@ class SyncNode:
         """The kernel dump asked for by DumpKernel: it becomes the internal cache."""
         out: list[Output] = []
         self.internal.replace(entries)
-        self._awaiting_dump = False
-        if self._bulk_after_dump:
-            self._bulk_after_dump = False
-            self.sender.start_bulk(now, out)
+        self.sender.cache_loaded(now, out)
         return out
 
     # --- network ----------------------------------------------------------------------
@@ -468,7 +460,7 @@ class SyncNode:
         for receiver in self.receivers.values():
             receiver.abandon_dump()  # a dump under way no longer fills the cache whole
         out: list[Output] = [Log("info", "caches flushed"), DumpKernel()]
-        self._awaiting_dump = True
+        self.sender.cache_loading()
         if self.role.state in (Role.SYNCING, Role.BACKUP, Role.FAULT):
             self.need_sync = True
             self._request_resync(now, out)
@@ -476,7 +468,7 @@ class SyncNode:
 
     def resync_from_kernel(self, now: float) -> list[Output]:
         """Rebuild the internal cache from a kernel dump (conntrackd -R)."""
-        self._awaiting_dump = True
+        self.sender.cache_loading()
         return [DumpKernel()]
 
     def bulk_send(self, now: float) -> list[Output]:

@@ -7,7 +7,9 @@ position is tracked; a frame leaves the queue once every live peer that can stil
 served from the queue acked it, or when the bound is hit (the oldest goes: a dead
 backup never blocks the primary nor grows its memory). A NACK is answered from the
 queue, or, when it reaches back further than the queue holds, by a bulk dump (full
-resync). Bulk dumps are paced: at most ``bulk_window`` unacked frames in flight.
+resync). Bulk dumps are paced: at most ``bulk_window`` unacked frames in flight, and
+read the internal cache only once it is loaded: while it awaits a kernel dump (on
+promotion, after a flush or ``-R``) a due dump waits in BULK_START, and requesters join it.
 
 Control frames (ALIVE) carry the newest data seq in the header so that a receiver
 also notices a lost tail on an idle channel. Every node sends ALIVE when it has sent
@@ -105,6 +107,7 @@ class SyncSender:
         self.queue: deque[Queued] = deque()
         self.last_sent = float("-inf")
         self._bulk_keys: deque[Key] = deque()
+        self.loading = False  # the internal cache awaits a kernel dump: no dump reads it
         self._per_frame = max(1, (framer.mtu - frame_overhead(framer.key)) // 48)  # learnt while dumping
 
     # --- mode changes -----------------------------------------------------------------
@@ -143,6 +146,17 @@ class SyncSender:
         self.queue.clear()
         self._bulk_keys.clear()
         self.notifier.reset()
+
+    def cache_loading(self) -> None:
+        """A kernel dump will replace the internal cache: until it is in, the cache may
+        lack what the kernel holds (the connections a promotion committed, all of them
+        after a flush), and a dump of it would make backups sweep them at its BULK_END."""
+        self.loading = True
+
+    def cache_loaded(self, now: float, out: list[Output]) -> None:
+        """The kernel dump is in: a dump that waited for it goes on."""
+        self.loading = False
+        self.on_bulk_step(now, out)
 
     def mark_dead(self, peer: PeerId) -> None:
         self.peers[peer].alive = False
@@ -490,7 +504,7 @@ class SyncSender:
         fit the window), so that a window refilled by each ACK is not spent on frames
         of a message or two.
         """
-        if not self.bulk_active:
+        if not self.bulk_active or self.loading:
             return
         accepts = self.params.filter.accepts
         get = self.internal.get
@@ -550,7 +564,7 @@ class SyncSender:
         if self.epoch is not None:
             if self.notifier.next_flush is not None:
                 deadlines.append(self.notifier.next_flush)
-            if self.bulk_active and self.bulk_room() > 0:
+            if self.bulk_active and not self.loading and self.bulk_room() > 0:
                 deadlines.append(now)
             retransmit = self.retransmit_deadline()
             if retransmit is not None:
