@@ -448,3 +448,27 @@ def test_dump_of_larger_messages_than_estimated_keeps_the_window():
         sent += frames(more)
     dumped = [e.entry for f in sent for e in f.messages]
     assert sorted(dumped) == sorted(entries)
+
+
+def test_a_dump_due_while_the_cache_awaits_its_kernel_dump_waits_and_is_joined():
+    """While the internal cache awaits its kernel dump, a NACK older than the queue and a
+    RESYNC_REQUEST find the due dump (BULK_START) and join it; nothing is dumped until the
+    cache is loaded, then one dump of the loaded cache serves both peers."""
+    sender = make(queue_size=4)
+    sender.cache_loading()
+    send_events(sender, 10)  # kernel events still stream
+    out = []
+    sender.on_nack(0.2, 2, Nack(2, 9), 1, out)
+    sender.on_resync_request(0.2, 3, out)
+    sender.on_bulk_step(0.3, out)
+    assert not [f for f in frames(out) if f.flags & (FLAG_BULK_START | FLAG_BULK_END)]
+    assert sender.bulk_phase == "start" and sender.counters.resyncs == 1
+    assert sender.next_deadline(0.3) > 0.3  # (no busy loop while it waits)
+    sender.internal.replace([conn(100), conn(101)])
+    out = []
+    sender.cache_loaded(0.4, out)
+    sent = frames(out, 2)
+    assert sent[0].flags & FLAG_BULK_START and sent[-1].flags & FLAG_BULK_END
+    assert {e.entry for f in sent for e in f.messages} == {conn(100), conn(101)}
+    assert sender.counters.resyncs == 1
+    assert sender.peers[2].resume == sender.peers[3].resume == sent[0].seq
