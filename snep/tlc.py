@@ -51,6 +51,7 @@ class Model:
     expect: Expect
     about: str = ""
     invariant: str | None = None  # the invariant a reachability model must violate
+    temporal_property: str | None = None  # the property a non-vacuity model must violate
     slow: bool = False
 
 
@@ -144,12 +145,19 @@ def load_models(spec_dir: Path = SPEC_DIR) -> list[Model]:
                 expect=expect,
                 about=entry.get("about", ""),
                 invariant=entry.get("invariant"),
+                temporal_property=entry.get("property"),
                 slow=bool(entry.get("slow", False)),
             )
         except (KeyError, ValueError) as error:
             raise SnepError(f"{path}: bad model entry {entry!r}: {error}") from None
-        if model.expect is Expect.VIOLATION and not model.invariant:
-            raise SnepError(f"{path}: model {model.name} expects a violation of no invariant")
+        if model.expect is Expect.VIOLATION and not (model.invariant or model.temporal_property):
+            raise SnepError(
+                f"{path}: model {model.name} expects a violation of no invariant or property"
+            )
+        if model.invariant and model.temporal_property:
+            raise SnepError(
+                f"{path}: model {model.name} names both an invariant and a property to violate"
+            )
         models.append(model)
     return models
 
@@ -243,6 +251,12 @@ def verdict(model: Model, outcome: TlcOutcome) -> tuple[bool, str]:
         if outcome.completed and not outcome.errors:
             return True, "pass"
         return False, "FAIL: " + _what_went_wrong(outcome)
+    if model.temporal_property:
+        if outcome.violated_property == model.temporal_property:
+            return True, f"property violated as intended ({model.temporal_property}: not vacuous)"
+        if outcome.completed:
+            return False, f"FAIL: {model.temporal_property} never violated: it may hold vacuously"
+        return False, "FAIL: " + _what_went_wrong(outcome)
     if outcome.violated_invariant == model.invariant:
         return True, f"reachability violated as intended ({model.invariant})"
     if outcome.completed:
@@ -269,18 +283,19 @@ def property_verdicts(
 ) -> tuple[tuple[str, str], ...]:
     """One verdict per invariant/property the .cfg lists."""
     result = []
+    intended = {model.invariant, model.temporal_property} - {None}
     for name in [*invariants, *properties]:
         if name == outcome.violated_invariant or name == outcome.violated_property:
             state = (
                 "violated as intended"
-                if model.expect is Expect.VIOLATION and name == model.invariant
+                if model.expect is Expect.VIOLATION and name in intended
                 else "VIOLATED"
             )
         elif name in properties and outcome.temporal_violated:
             state = "VIOLATED (temporal)"
         elif outcome.completed and not outcome.errors:
             state = "holds"
-        elif model.expect is Expect.VIOLATION and name == model.invariant:
+        elif model.expect is Expect.VIOLATION and name in intended:
             state = "NOT violated"
         else:
             state = "not established (TLC stopped early)"

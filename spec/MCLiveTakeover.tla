@@ -16,4 +16,8 @@ TakeoverEnvironment ==
     \/ \E n \in Node, c \in Conn : ConnNew(n, c)
 
 TakeoverSpec == SyncedState(1) /\ [][TakeoverEnvironment \/ Protocol]_vars /\ Fairness
+
+\* The non-vacuity check (MCLiveTakeover_Unfair): without the fairness of
+\* RecvState, TLC must find Converges violated.
+BrokenSpec == SyncedState(1) /\ [][TakeoverEnvironment \/ Protocol]_vars /\ FairnessButRecvState
 =============================================================================

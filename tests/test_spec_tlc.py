@@ -137,6 +137,34 @@ def test_parse_temporal_violation():
     assert verdicts["TypeOK"].startswith("not established")
 
 
+UNFAIR_MODEL = tlc.Model(
+    "U", "M", "U.cfg", tlc.Expect.VIOLATION, temporal_property="Converges"
+)
+
+
+def test_non_vacuity_model_wants_its_property_violated():
+    out = tlc.parse_output(TEMPORAL_VIOLATED)
+    ok, line = tlc.verdict(UNFAIR_MODEL, out)
+    assert ok and "Converges" in line and "not vacuous" in line
+    verdicts = dict(tlc.property_verdicts(UNFAIR_MODEL, out, [], ["Converges"]))
+    assert verdicts == {"Converges": "violated as intended"}
+    ok, line = tlc.verdict(UNFAIR_MODEL, tlc.parse_output(PASSED))
+    assert not ok and "vacuously" in line
+    # another violation is no evidence for this one
+    assert not tlc.verdict(UNFAIR_MODEL, tlc.parse_output(INVARIANT_VIOLATED))[0]
+
+
+def test_manifest_entry_names_one_thing_to_violate(tmp_path):
+    entry = '[[model]]\nname = "X"\nmodule = "M"\nconfig = "X.cfg"\nexpect = "violation"\n'
+    (tmp_path / tlc.MANIFEST).write_text(entry)
+    with pytest.raises(tlc.SnepError, match="no invariant or property"):
+        tlc.load_models(tmp_path)
+    both = entry + 'invariant = "I"\nproperty = "P"\n'
+    (tmp_path / tlc.MANIFEST).write_text(both)
+    with pytest.raises(tlc.SnepError, match="both"):
+        tlc.load_models(tmp_path)
+
+
 def test_parse_error_is_reported():
     out = tlc.parse_output(PARSE_ERROR)
     assert not out.completed and out.errors
@@ -180,8 +208,10 @@ def test_manifest_models_exist_and_name_spec_invariants():
         cfg = (SPEC / model.config).read_text()
         invariants, properties = tlc.checked_names(cfg)
         assert set(invariants + properties) <= _defined(model.module), model
-        if model.expect is tlc.Expect.VIOLATION:
+        if model.expect is tlc.Expect.VIOLATION and model.invariant:
             assert invariants == [model.invariant], model
+        if model.expect is tlc.Expect.VIOLATION and model.temporal_property:
+            assert properties == [model.temporal_property] and not invariants, model
     scenarios = {m.invariant for m in models if m.expect is tlc.Expect.VIOLATION}
     assert {"Scenario1NotReached", "Scenario2NotReached", "Scenario3NotReached",
             "Scenario4NotReached"} <= scenarios

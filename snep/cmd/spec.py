@@ -73,7 +73,7 @@ def _list(models: list[tlc.Model]) -> int:
         expect = (
             "pass"
             if model.expect is tlc.Expect.PASS
-            else f"must violate {model.invariant}"
+            else f"must violate {model.invariant or model.temporal_property}"
         )
         slow = " [slow]" if model.slow else ""
         print(f"{model.name:<{width}}  {expect}{slow}  {model.about}")
@@ -95,5 +95,7 @@ def _report(result: tlc.ModelResult) -> None:
     print(f"{result.model.name}: {result.summary} ({figures})")
     for name, state in result.properties:
         print(f"    {name}: {state}")
-    if out.liveness_checked:
+    if out.liveness_checked and out.completed:
         print("    (liveness checked on the complete state graph)")
+    elif out.liveness_checked:
+        print("    (liveness checked on the part of the state graph TLC explored)")
