@@ -2,7 +2,7 @@
 (***************************************************************************)
 (* Three nodes, from a synchronized cluster (MCSynced: node 1 primary,     *)
 (* 2 and 3 backups in sync); MC2's bounds (MaxSeq, MaxMsgs), symmetry and  *)
-(* constraint. Two models:                                                  *)
+(* constraint. Two models:                                                 *)
 (*   MC3.cfg        two process failures that stay down, one link cut:     *)
 (*                  the takeover, the other backup following the new       *)
 (*                  primary, a second takeover by the last node;           *)
@@ -14,7 +14,8 @@
 (***************************************************************************)
 EXTENDS MC2, MCSynced
 
-\* A failed process stays down (only Recover brings a DOWN node up).
+\* A failed process stays down (only Recover brings a DOWN node up): MC3's
+\* ACTION_CONSTRAINT.
 StaysDown == \A n \in Node : role[n] = DOWN => role'[n] = DOWN
 
 FromSynced == SyncedState(1) /\ [][Next]_vars
