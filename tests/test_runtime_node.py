@@ -15,6 +15,7 @@ import pytest
 
 from snep import config
 from snep.entry import Proto, make_entry
+from snep.errors import KernelError
 from snep.kernel.memory import MemoryKernel
 from snep.runtime.client import ControlError, request
 from snep.runtime.daemon import Daemon
@@ -176,6 +177,35 @@ def test_event_overrun_resyncs_from_the_kernel(tmp_path):
             await pair.until(lambda: len(d2.node.external) == 100)
             assert d1.counters["netlink_overruns"] >= 1
             assert len(d1.node.internal) == 100
+
+    asyncio.run(go())
+
+
+def test_a_refused_kernel_dump_is_retried_and_the_promotion_dump_follows(tmp_path):
+    """The node holds its dumps until its cache is loaded: a failed kernel dump must not hold them forever."""
+    setup("error")
+
+    async def go() -> None:
+        async with Pair(tmp_path) as pair:
+            k1 = pair.kernels[1]
+            d1, d2 = pair.daemons[1], pair.daemons[2]
+            await pair.ctl(2, "notify", "backup")
+            for n in range(3):
+                k1.conn_new(entry(n))
+            real_dump = k1.dump
+            refusals = []
+
+            def refusing_dump():
+                if not refusals:
+                    refusals.append(1)
+                    raise KernelError("dump: Operation not permitted", errno=1)
+                return real_dump()
+
+            k1.dump = refusing_dump  # type: ignore[method-assign]
+            await pair.ctl(1, "notify", "primary")
+            await pair.until(lambda: len(d2.node.external) == 3 and d2.node.ready)
+            assert refusals == [1]
+            assert d1.counters["kernel_dump_retries"] == 1 and d1.counters["kernel_errors"] == 1
 
     asyncio.run(go())
 

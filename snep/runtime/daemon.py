@@ -27,6 +27,7 @@ from typing import Any
 from snep import config as configuration
 from snep.config import Config
 from snep.errors import ConfigError, KernelError, SnepError
+from snep.fsm.effects import DumpKernel
 from snep.runtime import adapter
 from snep.runtime.control import ControlError, ControlServer
 from snep.runtime.log import log, notice, setup
@@ -36,6 +37,11 @@ from snep.runtime.transport import Transport
 
 #: longest time the loop sleeps without checking links and timers
 MAX_SLEEP = 0.5
+
+#: seconds between attempts at a kernel dump the node asked for and the kernel refused:
+#: the node holds its bulk dumps until its internal cache is loaded, so a failed dump
+#: is retried, never dropped
+KERNEL_DUMP_RETRY = 1.0
 
 #: the collector's thresholds: a node keeps hundreds of thousands of entries (tuples)
 #: and a dump allocates as many again; with the default (700, 10, 10) a backup spends
@@ -88,6 +94,7 @@ class Daemon:
             "unknown_sources": 0,
             "netlink_overruns": 0,
             "kernel_errors": 0,
+            "kernel_dump_retries": 0,
             "reloads": 0,
             "internal_errors": 0,
         }
@@ -286,10 +293,19 @@ class Daemon:
                 more = adapter.execute(self, output)
             except KernelError as error:
                 self.counters["kernel_errors"] += 1
-                log.error("kernel operation failed: %s", error)
+                if isinstance(output, DumpKernel):
+                    self.counters["kernel_dump_retries"] += 1
+                    log.error("kernel dump failed: %s; retrying in %.0f s", error, KERNEL_DUMP_RETRY)
+                    self.loop.call_later(KERNEL_DUMP_RETRY, self._retry, output)
+                else:
+                    log.error("kernel operation failed: %s", error)
                 continue
             if more:
                 pending.extend(more)
+
+    def _retry(self, output: Any) -> None:
+        if self.stopping is None or not self.stopping.is_set():
+            self._feed([output])
 
     def send(self, data: bytes, peer: Any) -> None:
         assert self.transport is not None
