@@ -1,8 +1,8 @@
 ------------------------------- MODULE MC3 ----------------------------------
 (***************************************************************************)
 (* Three nodes, from a synchronized cluster (MCSynced: node 1 primary,     *)
-(* 2 and 3 backups in sync); MC2's bounds (MaxSeq, MaxMsgs), symmetry and  *)
-(* constraint. Two models:                                                 *)
+(* 2 and 3 backups in sync; MCFromSynced: FromSynced, StaysDown,          *)
+(* LiveView). Two models:                                                  *)
 (*   MC3.cfg        two process failures that stay down, one link cut:     *)
 (*                  the takeover, the other backup following the new       *)
 (*                  primary, a second takeover by the last node;           *)
@@ -12,28 +12,7 @@
 (* figures are in spec/README.md); start-up with three nodes is left to    *)
 (* MC3_Start, which only shows that the synchronized cluster is reached.   *)
 (***************************************************************************)
-EXTENDS MC2, MCSynced
-
-\* A failed process stays down (only Recover brings a DOWN node up): MC3's
-\* ACTION_CONSTRAINT.
-StaysDown == \A n \in Node : role[n] = DOWN => role'[n] = DOWN
-
-FromSynced == SyncedState(1) /\ [][Next]_vars
-
-
-\* Values a node's role makes irrelevant until they are overwritten: a
-\* non-primary's internal cache (Recover and Promote set it), next seq and
-\* acknowledged positions (Promote resets them). States that differ only
-\* there have the same futures, so the view leaves them out (on top of
-\* MC2's SafetyView, which leaves out the reachability-only ghosts).
-IfPrimary(n, x, none) == IF role[n] = PRIMARY THEN x ELSE none
-LiveView ==
-    <<role, linkUp, env, kernel,
-      [n \in Node |-> IfPrimary(n, internal[n], EmptyTable)], external, epoch,
-      [n \in Node |-> IfPrimary(n, nextSeq[n], 0)], queue,
-      [n \in Node |-> IfPrimary(n, peerAck[n], [m \in Node |-> 0])], peerLive,
-      bulk, todo, dirty, behind, resume, ackedRecently,
-      expect, ackFrom, inBulk, marked, needSync, msgs, lastVer, born, ackd>>
+EXTENDS MCFromSynced
 
 \* Reachability (must be violated; MC3_Start checks MCSynced's
 \* SyncedStateNotReached): after two failures the last node took over, holding a
