@@ -1,8 +1,8 @@
 ------------------------------- MODULE MC3 ----------------------------------
 (***************************************************************************)
 (* Three nodes, from a synchronized cluster (MCSynced: node 1 primary,     *)
-(* 2 and 3 backups in sync; MCFromSynced: FromSynced, StaysDown,          *)
-(* LiveView). Two models:                                                  *)
+(* 2 and 3 backups in sync; MCFromSynced: FromSynced, StaysDown). Two     *)
+(* models:                                                                 *)
 (*   MC3.cfg        two process failures that stay down, one link cut:     *)
 (*                  the takeover, the other backup following the new       *)
 (*                  primary, a second takeover by the last node;           *)

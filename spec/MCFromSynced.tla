@@ -13,18 +13,4 @@ StaysDown == \A n \in Node : role[n] = DOWN => role'[n] = DOWN
 
 FromSynced == SyncedState(1) /\ [][Next]_vars
 
-
-\* Values a node's role makes irrelevant until they are overwritten: a
-\* non-primary's internal cache (Recover and Promote set it), next seq and
-\* acknowledged positions (Promote resets them). States that differ only
-\* there have the same futures, so the view leaves them out (on top of
-\* MC2's SafetyView, which leaves out the reachability-only ghosts).
-IfPrimary(n, x, none) == IF role[n] = PRIMARY THEN x ELSE none
-LiveView ==
-    <<role, linkUp, env, kernel,
-      [n \in Node |-> IfPrimary(n, internal[n], EmptyTable)], external, epoch,
-      [n \in Node |-> IfPrimary(n, nextSeq[n], 0)], queue,
-      [n \in Node |-> IfPrimary(n, peerAck[n], [m \in Node |-> 0])], peerLive,
-      bulk, todo, dirty, behind, resume, ackedRecently,
-      expect, ackFrom, inBulk, marked, needSync, msgs, lastVer, born, ackd>>
 =============================================================================
