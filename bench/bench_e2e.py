@@ -28,11 +28,11 @@ import threading
 import time
 from pathlib import Path
 
-from snep import netns
-from snep.conformance.impls import ConntrackdImpl
-from snep.demo import NodeOptions, SnepCluster
+from snep.lab import netns
+from snep.lab.conformance.impls import ConntrackdImpl
+from snep.lab.demo import NodeOptions, SnepCluster
+from snep.lab.topology import CLIENT_VIP, SERVER_VIP, Firewall, Topology
 from snep.runtime.client import ControlError, request
-from snep.topology import CLIENT_VIP, SERVER_VIP, Firewall, Topology
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -252,7 +252,7 @@ def resync(impl_class, n: int, prefix: str) -> dict[str, float]:
         up = time.time()
         impl.request_resync(fw2)
         requested = time.time()
-        reached, _ = poll_until(impl, fw2, n, 60, period=0.002)
+        reached, _ = poll_until(impl, fw2, n, 60, incremental_period=0.002)
         final = impl.external(fw2)
         return {
             "flows": n,

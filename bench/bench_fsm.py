@@ -17,8 +17,8 @@ from snep.fsm.effects import SendDatagram
 from snep.fsm.node import SyncNode
 from snep.fsm.notify import Filter
 from snep.fsm.params import SyncParams
+from snep.lab.sim import conn
 from snep.runtime.daemon import GC_THRESHOLDS
-from snep.sim import conn
 from snep.wire.auth import Key, Keyring
 
 
@@ -43,7 +43,7 @@ def deliver(node: SyncNode, outputs, now: float) -> int:
 
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 50_000
-    params = SyncParams(queue_size=1 << 16, bulk_window=1 << 15)
+    params = SyncParams(resend_queue=1 << 16, bulk_window=1 << 15)
     events = [Event(EventKind.NEW, conn(i)) for i in range(n)]
 
     for batch in (1, 64):
@@ -83,8 +83,9 @@ def paced(n: int) -> None:
 
     flt = demo_filter()
     keyring = Keyring([Key(1, bytes(32))])
-    params = SyncParams(filter=flt)
-    primary, backup = SyncNode(1, [2], params, keyring=keyring), SyncNode(2, [1], params, keyring=keyring)
+    params = SyncParams()
+    primary = SyncNode(1, [2], params, keyring=keyring, filter=flt)
+    backup = SyncNode(2, [1], params, keyring=keyring, filter=flt)
     for node in (primary, backup):
         node.start(0.0)
         node.on_kernel_dump(0.0, [])

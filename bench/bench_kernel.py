@@ -35,9 +35,9 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 
-from snep import netns
 from snep.entry import Event, EventKind, Proto, make_entry
 from snep.kernel.netlink import NetlinkKernel
+from snep.lab import netns
 from snep.level import Level
 
 PID = os.getpid()

@@ -18,8 +18,8 @@ import os
 import statistics
 import sys
 
-from snep import netns
-from snep.demo import NodeOptions, failover_run
+from snep.lab import netns
+from snep.lab.demo import NodeOptions, failover_run
 
 
 def main() -> int:

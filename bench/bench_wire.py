@@ -23,7 +23,16 @@ import gc
 import random
 import time
 
-from snep.entry import Entry, Event, EventKind, Proto, Status, TcpInfo, make_entry, make_tuple
+from snep.entry import (
+    Entry,
+    Event,
+    EventKind,
+    Proto,
+    Status,
+    TcpInfo,
+    make_entry,
+    make_tuple,
+)
 from snep.wire.auth import Key, Keyring
 from snep.wire.codec import HEADER_SIZE, decode_frame, encode_frames, encode_message
 from snep.wire.messages import DEFAULT_MTU, MessageType

@@ -1,4 +1,4 @@
-"""The abstraction function: a running simulation (snep.sim) seen as a state of the model.
+"""The abstraction function: a running simulation (snep.lab.sim) seen as a state of the model.
 
 What maps to what (model variable <- implementation):
 
@@ -42,16 +42,15 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
-from snep.cache import Cache, Key
-from snep.entry import EventKind
+from model_tests import model as M
+from snep.cache import Cache
+from snep.entry import EventKind, Key
 from snep.fsm.role import Role
-from snep.sim import Simulation
+from snep.lab.sim import Simulation
 from snep.wire.codec import FLAG_BULK_END, FLAG_BULK_START, decode_frame
 from snep.wire.messages import Frame as WireFrame
 from snep.wire.messages import Hello, MessageType
 from snep.wire.serial import SEQ_MOD
-
-from model_tests import model as M
 
 ROLE = {
     Role.DOWN: M.DOWN,

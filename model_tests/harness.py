@@ -41,15 +41,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from snep.cache import Key
-from snep.entry import Entry
-from snep.fsm.params import SyncParams
-from snep.fsm.role import Role
-from snep.level import Level
-from snep.sim import Datagram, Simulation, conn
-
 from model_tests import model as M
 from model_tests.abstraction import abstract, decode, diff, frame_of, msg_of, projection
+from snep.entry import Entry, Key
+from snep.fsm.params import SyncParams
+from snep.fsm.role import Role
+from snep.lab.sim import Datagram, Simulation, conn
+from snep.level import Level
 
 ONE_ENTRY_MTU = 100  # one STATE message per frame (two need 102 bytes): the spec's frames
 
@@ -69,17 +67,17 @@ class Config:
     def params(self) -> SyncParams:
         return SyncParams(
             mtu=ONE_ENTRY_MTU,
-            queue_size=self.queue_size,
+            resend_queue=self.queue_size,
             bulk_window=self.queue_size,
             ack_window=2,
             ack_delay=0.05,
             nack_interval=0.1,
             retransmit_timeout=0.5,
             alive_interval=1.0,
-            dead_timeout=4.0,
+            peer_dead_timeout=4.0,
             shorten_timeout=3,
             level=Level(self.level),
-            period=1.0,
+            incremental_period=1.0,
         )
 
     def consts(self) -> M.Consts:
@@ -334,9 +332,7 @@ class Cluster:
             import heapq
 
             heapq.heapify(sim.network.in_flight)
-            node = sim.hosts[d.dst].node
-            if node is not None:
-                sim._carry_out(d.dst, node.on_datagram(sim.now, d.data, d.src))
+            sim.deliver(d)
 
         prefix = [] if msg is None else [(_RECV[msg.type], (msg.dst, msg.src, msg))]
         self.step(f"deliver {_show_msg(msg, d)}", move, prefix)
@@ -384,14 +380,12 @@ class Cluster:
 
     def timer(self, n: int) -> None:
         """Node n's timers that are due fire (ack, retransmit, flush, bulk, alive, resync, dead peer)."""
-        sim = self.sim
-        node = sim.hosts[n].node
-        self.step(f"timers of {n}", lambda: sim._carry_out(n, node.on_timer(sim.now)), [])
+        self.step(f"timers of {n}", lambda: self.sim.fire_timers(n), [])
 
     def command(self, n: int, name: str) -> None:
         """An operator command (snep ctl): commit and flush are outside the spec."""
         outside = name in ("commit", "flush")
-        prefix = [("OperatorBulkSend", (n,))] if name == "bulk_send" else []
+        prefix = [("OperatorBulkSend", (n,))] if name == "bulk" else []
         self.step(f"operator {name} on {n}", lambda: self.sim.command(n, name), prefix, out_of_model=outside)
 
     # --- liveness ---------------------------------------------------------------------

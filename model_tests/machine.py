@@ -160,12 +160,12 @@ class ClusterMachine(RuleBasedStateMachine):
             self.c.fault(data.draw(st.sampled_from(able), label="node"))
 
     # --- the operator -------------------------------------------------------------
-    @rule(data=st.data(), name=st.sampled_from(["bulk_send", "request_resync", "resync_from_kernel", "commit", "flush"]))
+    @rule(data=st.data(), name=st.sampled_from(["bulk", "request-resync", "resync", "commit", "flush"]))
     def operator(self, data: st.DataObject, name: str) -> None:
         s = self.c.state
-        if name == "bulk_send":
+        if name == "bulk":
             able = [n for n in self.nodes if s.role[n] == M.PRIMARY]
-        elif name in ("commit", "flush", "request_resync"):
+        elif name in ("commit", "flush", "request-resync"):
             able = [n for n in self.nodes if s.role[n] in M.Receiving]
         else:
             able = [n for n in self.nodes if self.up(n)]
@@ -174,7 +174,7 @@ class ClusterMachine(RuleBasedStateMachine):
         n = data.draw(st.sampled_from(able), label="node")
         self.c.command(n, name)
         if name == "flush":
-            self.c.command(n, "request_resync")  # the operator's procedure: flush, then resync
+            self.c.command(n, "request-resync")  # the operator's procedure: flush, then resync
 
     def teardown(self) -> None:
         STATS["steps"] += self.c.steps

@@ -16,6 +16,7 @@ from snep.fsm import node as node_mod
 from snep.fsm import receiver as receiver_mod
 from snep.fsm.node import SyncNode
 from snep.fsm.receiver import SyncReceiver
+from snep.fsm.resend import ResendQueue
 from snep.fsm.sender import SyncSender
 from snep.wire import serial
 
@@ -80,10 +81,10 @@ def ack_before_apply() -> Any:
 def unbounded_queue() -> Any:
     """The resend queue loses its bound (a dead backup grows the primary's memory)."""
 
-    def _bound(self: SyncSender) -> None:
-        return None
+    def drop_excess(self: ResendQueue, needed_from: Any) -> int:
+        return 0
 
-    return _patched(SyncSender, "_bound", _bound)
+    return _patched(ResendQueue, "drop_excess", drop_excess)
 
 
 def serial_off_by_one() -> Any:

@@ -68,7 +68,7 @@ def write_walk(path: Path, C: M.Consts, seed: int, length: int) -> Path:
 @pytest.mark.skipif(not os.environ.get("TLA2TOOLS_JAR"), reason="TLA2TOOLS_JAR is not set: TLC is not available")
 @pytest.mark.parametrize("level, seed", [("strong", 1), ("weak", 2), ("incremental", 3)])
 def test_tlc_accepts_the_mirror_s_walks(tmp_path: Path, level: str, seed: int) -> None:
-    from snep.tracecheck import check_trace
+    from snep.lab.tracecheck import check_trace
 
     C = M.Consts(**{**SMALL.__dict__, "Level": level})
     path = write_walk(tmp_path / f"walk-{level}.json", C, seed, 150)

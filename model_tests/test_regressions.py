@@ -3,7 +3,6 @@ readable story; every step is checked against the model as in the random runs)."
 
 from __future__ import annotations
 
-from model_tests import model as M
 from model_tests.harness import Cluster, Config
 
 
@@ -97,7 +96,7 @@ def test_dump_skips_a_connection_destroyed_while_it_runs() -> None:
     for conn in ("c0", "c1", "c2"):
         c.traffic(1, conn, "new")
     drain(c)
-    c.command(2, "request_resync")
+    c.command(2, "request-resync")
     resync = next(d for d in sorted(c.sim.network.in_flight) if d.dst == 1)
     c.deliver(resync)
     sender = c.node(1).sender

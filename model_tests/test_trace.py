@@ -67,7 +67,7 @@ def test_trace_check_without_tlc_says_so(tmp_path: Path) -> None:
 @needs_tlc
 @pytest.mark.parametrize("level", ["strong", "incremental"])
 def test_tlc_accepts_the_trace(tmp_path: Path, level: str) -> None:
-    from snep.tracecheck import check_trace
+    from snep.lab.tracecheck import check_trace
 
     verdict = check_trace(scenario_trace(tmp_path, level), timeout=120)
     assert verdict.ok, verdict.message + "\n" + verdict.output[-3000:]
@@ -77,7 +77,7 @@ def test_tlc_accepts_the_trace(tmp_path: Path, level: str) -> None:
 @needs_tlc
 def test_tlc_rejects_a_forged_step(tmp_path: Path) -> None:
     """A trace whose implementation applied a version no frame carried is refused."""
-    from snep.tracecheck import check_trace
+    from snep.lab.tracecheck import check_trace
 
     path = scenario_trace(tmp_path)
     data = json.loads(path.read_text())
@@ -92,7 +92,7 @@ def test_tlc_rejects_a_forged_step(tmp_path: Path) -> None:
 @needs_tlc
 def test_tlc_accepts_random_scenarios(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A few random three-node scenarios, exported and replayed in TLC."""
-    from snep.tracecheck import check_trace
+    from snep.lab.tracecheck import check_trace
 
     monkeypatch.setenv("SNEP_TRACE_DIR", str(tmp_path))
     run_state_machine_as_test(

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from snep.entry import ConnTuple, Entry, Event, EventKind
-
-Key = tuple[ConnTuple, int]
+from snep.entry import Entry, Event, EventKind, Key
 
 
 class Cache:

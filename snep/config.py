@@ -7,6 +7,11 @@ defaults are the safe ones for a real firewall: strong level, large socket buffe
 (conntrackd loses entries with 1.2 MB ones at 200,000 flows), metrics off, loopback
 and link-local traffic ignored.
 
+:data:`SETTINGS` lists every key with its default, unit and meaning; the protocol's
+tunables take their names and defaults from :class:`~snep.fsm.params.SyncParams`,
+the kernel's from :mod:`snep.kernel.base`, so a default is defined once. The man
+page, contrib/snep.toml and the docs are checked against this table.
+
 The result is a tree of frozen dataclasses; nothing else in snep reads TOML.
 """
 
@@ -17,18 +22,20 @@ import os
 import socket
 import stat
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from snep.entry import Proto, TcpState
 from snep.errors import ConfigError
 from snep.fsm.notify import Filter
+from snep.fsm.params import SyncParams
+from snep.kernel.base import DEFAULT_BUFFER_MAX_GROWTH, DEFAULT_BUFFER_SIZE
 from snep.level import Level
-from snep.runtime.client import DEFAULT_SOCKET as DEFAULT_CONTROL_SOCKET
+from snep.paths import CONTROL_SOCKET as DEFAULT_CONTROL_SOCKET
+from snep.paths import STATE_FILE as DEFAULT_STATE_FILE
 
 DEFAULT_PORT = 3780
-DEFAULT_STATE_FILE = "/var/lib/snep/state"
 LOG_LEVELS = ("debug", "info", "notice", "warning", "error")
 
 
@@ -75,42 +82,30 @@ class LinkConfig:
         return self.peers
 
 
+#: SO_RCVBUF / SO_SNDBUF of the sync sockets: a bulk dump of 200,000 entries fits
+SOCKET_BUFFER = 8 * 1024 * 1024
+
+
 @dataclass(frozen=True, slots=True)
 class SyncConfig:
     link: LinkConfig
     second_link: LinkConfig | None = None
     key_file: Path | None = None
-    level: Level = Level.STRONG
-    incremental_period: float = 1.0
-    mtu: int = 1472
-    resend_queue: int = 16384  # STATE frames kept for retransmission
-    ack_window: int = 64  # frames acknowledged together
-    ack_delay: float = 0.02  # seconds before a partial window is acknowledged
-    alive_interval: float = 1.0
-    peer_dead_timeout: float = 3.0
-    socket_buffer: int = 8 * 1024 * 1024  # SO_RCVBUF / SO_SNDBUF of the sync sockets
+    socket_buffer: int = SOCKET_BUFFER
+    params: SyncParams = field(default_factory=SyncParams)  # the protocol's tunables
 
 
 @dataclass(frozen=True, slots=True)
 class KernelConfig:
     # event socket receive buffer, doubled on each overrun up to the max (conntrackd's
     # NetlinkBufferSize / NetlinkBufferSizeMaxGrowth)
-    netlink_buffer: int = 8 * 1024 * 1024
-    netlink_buffer_max: int = 64 * 1024 * 1024
-    # Write peers' states into the kernel as they arrive (conntrackd's
-    # DisableExternalCache): takeover needs no commit, the backup's kernel is warm.
-    inject_on_arrival: bool = False
-    # Timeout (s) given to the kernel's entries when this node becomes backup, so that
-    # stale entries of a former primary expire (conntrackd -t).
-    shorten_timeout: int = 60
+    netlink_buffer: int = DEFAULT_BUFFER_SIZE
+    netlink_buffer_max: int = DEFAULT_BUFFER_MAX_GROWTH
 
 
 #: The default filter: every protocol and TCP state, loopback traffic ignored.
-DEFAULT_FILTER = Filter(
-    protocols=None,
-    ignore=(ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")),
-    tcp_states=None,
-)
+DEFAULT_IGNORE = ("127.0.0.0/8", "::1/128")
+DEFAULT_FILTER = Filter(protocols=None, ignore=tuple(ipaddress.ip_network(n) for n in DEFAULT_IGNORE), tcp_states=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +129,81 @@ class Config:
     state_file: Path = Path(DEFAULT_STATE_FILE)
     log_level: str = "info"
     source: Path | None = None  # the file this came from
+
+
+# ---------------------------------------------------------------------------
+# every key, with its default, unit and meaning
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """One config key: what the man page, contrib/snep.toml and the parser agree on."""
+
+    section: str  # "sync", "sync.second_link", "kernel" ...
+    key: str
+    default: Any  # None: no default (required, or off when absent)
+    about: str
+    unit: str = ""  # seconds, bytes, frames ...
+    low: float | None = None  # range of a number
+    high: float | None = None
+    choices: tuple[str, ...] = ()  # the words a string may be
+    required: bool = False
+
+    @property
+    def name(self) -> str:
+        return f"{self.section}.{self.key}"
+
+
+_P = SyncParams()
+
+
+def _tunable(section: str, key: str, unit: str, low: float, high: float, about: str) -> Setting:
+    """A protocol tunable: its name and default are SyncParams'."""
+    return Setting(section, key, getattr(_P, key), about, unit, low, high)
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("node", "id", None, "this node's id, unique in the cluster", "", 1, 0xFFFF_FFFF, required=True),
+    Setting("node", "state_file", DEFAULT_STATE_FILE, "where the newest epoch seen is persisted across restarts", "path"),
+    Setting("node", "log_level", "info", "the least severe records logged", choices=LOG_LEVELS),
+    Setting("sync", "listen", None, "this node's address on the sync link", "ADDRESS:PORT", required=True),
+    Setting("sync", "peers", None, "the peers' addresses (with multicast_group too: who may speak)", "[ADDRESS:PORT, ...]", required=True),
+    Setting("sync", "multicast_group", None, "send frames to this group instead of each peer", "address"),
+    Setting("sync", "interface", None, "the dedicated sync interface (required with multicast_group)", "name"),
+    Setting("sync", "key_file", None, "pre-shared keys ('KEYID HEXSECRET' lines, mode 0600); absent: unauthenticated", "path"),
+    Setting("sync", "level", _P.level.value, "which events are synchronized", choices=tuple(level.value for level in Level)),
+    _tunable("sync", "incremental_period", "seconds", 0.01, 3600, "the incremental level's flush period"),
+    _tunable("sync", "mtu", "bytes", 576, 65507, "UDP payload per frame"),
+    _tunable("sync", "resend_queue", "frames", 16, 10_000_000, "STATE frames kept for retransmission (bounded)"),
+    _tunable("sync", "bulk_window", "frames", 1, 1_000_000, "unacknowledged frames a bulk dump keeps in flight"),
+    _tunable("sync", "ack_window", "frames", 1, 65536, "frames acknowledged together"),
+    _tunable("sync", "ack_delay", "seconds", 0.0, 10, "delay before a partial window is acknowledged"),
+    _tunable("sync", "nack_interval", "seconds", 0.001, 60, "a NACK for the same gap is repeated at most this often"),
+    _tunable("sync", "retransmit_timeout", "seconds", 0.01, 600, "unacknowledged frames are sent again after this long"),
+    _tunable("sync", "alive_interval", "seconds", 0.01, 3600, "keep-alive interval on an idle link"),
+    _tunable("sync", "peer_dead_timeout", "seconds", 0.02, 36000, "silence after which a peer counts as dead"),
+    _tunable("sync", "resync_retry", "seconds", 0.1, 3600, "a node that needs a dump asks again after this long"),
+    Setting("sync", "socket_buffer", SOCKET_BUFFER, "SO_RCVBUF/SO_SNDBUF of the sync sockets", "bytes", 65536, 1 << 30),
+    Setting("sync.second_link", "listen", None, "this node's address on the redundant link", "ADDRESS:PORT"),
+    Setting("sync.second_link", "peers", None, "the peers' addresses on the redundant link, in the order of sync.peers", "[ADDRESS:PORT, ...]"),
+    Setting("sync.second_link", "multicast_group", None, "the redundant link's multicast group", "address"),
+    Setting("sync.second_link", "interface", None, "the redundant link's interface", "name"),
+    Setting("kernel", "netlink_buffer", DEFAULT_BUFFER_SIZE, "event socket buffer; an overrun resyncs from the kernel and doubles it", "bytes", 65536, 1 << 30),
+    Setting("kernel", "netlink_buffer_max", DEFAULT_BUFFER_MAX_GROWTH, "the event socket buffer grows up to this", "bytes", 65536, 1 << 30),
+    Setting("kernel", "inject_on_arrival", _P.inject_on_arrival, "write the peers' states into the kernel as they arrive (no commit on takeover)"),
+    _tunable("kernel", "shorten_timeout", "seconds", 1, 1 << 31, "timeout left to kernel entries when the node becomes backup"),
+    Setting("filter", "protocols", None, "synchronize only these protocols (absent: all)", "[name, ...]"),
+    Setting("filter", "ignore", list(DEFAULT_IGNORE), "addresses and prefixes never synchronized (the sync links' own are added)", "[prefix, ...]"),
+    Setting("filter", "tcp_states", None, "synchronize TCP connections only in these states (absent: all)", "[STATE, ...]"),
+    Setting("control", "socket", DEFAULT_CONTROL_SOCKET, "the control socket (mode 0600)", "path"),
+    Setting("metrics", "listen", None, "serve Prometheus text on /metrics here (absent: off)", "ADDRESS:PORT"),
+)
+
+#: the SyncParams numbers and switches each section sets (same names end to end)
+_PARAMS_OF = {
+    section: [s for s in SETTINGS if s.section == section and s.key in {f.name for f in fields(SyncParams)} and not s.choices]
+    for section in ("sync", "kernel")
+}
 
 
 # ---------------------------------------------------------------------------
@@ -376,6 +446,25 @@ def _filter(reader: _Reader | None) -> Filter:
     return Filter(protocols=protocols, ignore=ignore, tcp_states=states)
 
 
+def _setting(section: str, key: str) -> Setting:
+    return next(s for s in SETTINGS if s.section == section and s.key == key)
+
+
+def _read(reader: _Reader, setting: Setting) -> Any:
+    """A scalar setting's value: its type and range are the table's, absent is its default."""
+    default = setting.default
+    if isinstance(default, bool):
+        return reader.get(setting.key, bool, default)
+    assert setting.low is not None and setting.high is not None
+    if isinstance(default, int):
+        return reader.integer(setting.key, default, int(setting.low), int(setting.high))
+    return reader.number(setting.key, default, setting.low, setting.high)
+
+
+def _read_all(reader: _Reader, settings: list[Setting]) -> dict[str, Any]:
+    return {setting.key: _read(reader, setting) for setting in settings}
+
+
 def parse(data: dict[str, Any], path: str = "<config>", check_files: bool = True) -> Config:
     """Validate a parsed TOML document."""
     top = _Reader(path, "", data)
@@ -405,50 +494,37 @@ def parse(data: dict[str, Any], path: str = "<config>", check_files: bool = True
     key_path = Path(key_file) if key_file else None
     if key_path is not None and check_files:
         check_key_file(key_path, f"{path}: sync.key_file")
-    level_name = sync.get("level", str, "strong")
+    level_name = sync.get("level", str, _P.level.value)
     try:
         level = Level(level_name.lower())
     except ValueError:
         raise sync.error("level", f"unknown level {level_name!r} (known: {', '.join(l.value for l in Level)})") from None
-    defaults = SyncConfig(link=link)
-    period = sync.number("incremental_period", defaults.incremental_period, 0.01, 3600)
-    mtu = sync.integer("mtu", defaults.mtu, 576, 65507)
-    resend = sync.integer("resend_queue", defaults.resend_queue, 16, 10_000_000)
-    window = sync.integer("ack_window", defaults.ack_window, 1, 65536)
-    ack_delay = sync.number("ack_delay", defaults.ack_delay, 0.0, 10)
-    alive = sync.number("alive_interval", defaults.alive_interval, 0.01, 3600)
-    dead = sync.number("peer_dead_timeout", defaults.peer_dead_timeout, 0.02, 36000)
-    if dead <= alive:
-        raise sync.error("peer_dead_timeout", f"{dead:g} must be longer than alive_interval ({alive:g})")
-    buffer = sync.integer("socket_buffer", defaults.socket_buffer, 65536, 1 << 30)
+    tunables: dict[str, Any] = {"level": level}
+    tunables.update(_read_all(sync, _PARAMS_OF["sync"]))
+    if tunables["peer_dead_timeout"] <= tunables["alive_interval"]:
+        raise sync.error(
+            "peer_dead_timeout",
+            f"{tunables['peer_dead_timeout']:g} must be longer than alive_interval ({tunables['alive_interval']:g})",
+        )
+    buffer = _read(sync, _setting("sync", "socket_buffer"))
     sync.done()
+
+    kernel = top.sub("kernel") or _Reader(path, "kernel", {})
+    tunables.update(_read_all(kernel, _PARAMS_OF["kernel"]))
+    kernel_config = KernelConfig(
+        netlink_buffer=_read(kernel, _setting("kernel", "netlink_buffer")),
+        netlink_buffer_max=_read(kernel, _setting("kernel", "netlink_buffer_max")),
+    )
+    kernel.done()
+    if kernel_config.netlink_buffer_max < kernel_config.netlink_buffer:
+        raise kernel.error("netlink_buffer_max", "is smaller than netlink_buffer")
     sync_config = SyncConfig(
         link=link,
         second_link=second,
         key_file=key_path,
-        level=level,
-        incremental_period=period,
-        mtu=mtu,
-        resend_queue=resend,
-        ack_window=window,
-        ack_delay=ack_delay,
-        alive_interval=alive,
-        peer_dead_timeout=dead,
         socket_buffer=buffer,
+        params=SyncParams(**tunables),
     )
-
-    kernel_config = KernelConfig()
-    kernel = top.sub("kernel")
-    if kernel is not None:
-        kernel_config = KernelConfig(
-            netlink_buffer=kernel.integer("netlink_buffer", kernel_config.netlink_buffer, 65536, 1 << 30),
-            netlink_buffer_max=kernel.integer("netlink_buffer_max", kernel_config.netlink_buffer_max, 65536, 1 << 30),
-            inject_on_arrival=kernel.get("inject_on_arrival", bool, False),
-            shorten_timeout=kernel.integer("shorten_timeout", kernel_config.shorten_timeout, 1, 1 << 31),
-        )
-        kernel.done()
-        if kernel_config.netlink_buffer_max < kernel_config.netlink_buffer:
-            raise kernel.error("netlink_buffer_max", "is smaller than netlink_buffer")
 
     filter_config = _filter(top.sub("filter"))
 
@@ -483,6 +559,16 @@ def parse(data: dict[str, Any], path: str = "<config>", check_files: bool = True
         log_level=log_level,
         source=Path(path),
     )
+
+
+def sync_filter(cfg: Config) -> Filter:
+    """The configured filter, plus the sync links' own addresses: the sync traffic is
+    conntracked like any other, and must not be synchronized itself."""
+    links = [cfg.sync.link] + ([cfg.sync.second_link] if cfg.sync.second_link else [])
+    hosts = {ep.host for link in links for ep in (link.listen, *link.peers)}
+    own = tuple(ipaddress.ip_network(host) for host in sorted(hosts))
+    extra = tuple(net for net in own if net not in cfg.filter.ignore)
+    return Filter(cfg.filter.protocols, cfg.filter.ignore + extra, cfg.filter.tcp_states)
 
 
 def load(path: str | os.PathLike[str], check_files: bool = True) -> Config:

@@ -337,6 +337,33 @@ class Event(NamedTuple):
     entry: Entry
 
 
+#: A connection's identity (``Entry.key``): its original tuple and zone.
+Key = tuple[ConnTuple, int]
+
+
+def complete_update(old: Entry | None, new: Entry) -> Entry:
+    """An UPDATE event's entry with what the kernel left out taken from ``old``.
+
+    The kernel's UPDATE events are partial: protoinfo, sequence adjustment, labels and
+    helper are present only when they changed. A cache keeps, and a primary sends,
+    the whole entry.
+    """
+    if old is None:
+        return new
+    fill = {}
+    if new.protoinfo is None and old.protoinfo is not None:
+        fill["protoinfo"] = old.protoinfo
+    if new.seqadj_orig is None and old.seqadj_orig is not None:
+        fill["seqadj_orig"] = old.seqadj_orig
+    if new.seqadj_reply is None and old.seqadj_reply is not None:
+        fill["seqadj_reply"] = old.seqadj_reply
+    if not new.labels and old.labels:
+        fill["labels"] = old.labels
+    if not new.helper and old.helper:
+        fill["helper"] = old.helper
+    return new._replace(**fill) if fill else new
+
+
 def pack_address(text: str) -> tuple[Family, bytes]:
     """``"10.0.0.1"`` or ``"fd00::1"`` -> (family, packed bytes)."""
     address = ipaddress.ip_address(text)

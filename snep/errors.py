@@ -38,3 +38,10 @@ class KernelError(SnepError):
     def __init__(self, message: str, errno: int = 0) -> None:
         super().__init__(message)
         self.errno = errno
+
+
+class EventOverrun(KernelError):
+    """Kernel events were lost (ENOBUFS): the caller must ``resync`` from a dump."""
+
+    def __init__(self, message: str = "conntrack events lost (ENOBUFS)") -> None:
+        super().__init__(message, errno=105)

@@ -50,8 +50,26 @@ def test_one_input(data: bytes) -> None:
 
 def seed_frames() -> list[bytes]:
     """Valid frames (prefixed with the keyring byte) to start the corpus from."""
-    from snep.entry import DccpInfo, Event, EventKind, Proto, SctpInfo, SeqAdj, make_entry, make_tuple
-    from snep.wire.messages import Ack, Alive, Capability, Frame, Hello, MessageType, Nack, ResyncRequest
+    from snep.entry import (
+        DccpInfo,
+        Event,
+        EventKind,
+        Proto,
+        SctpInfo,
+        SeqAdj,
+        make_entry,
+        make_tuple,
+    )
+    from snep.wire.messages import (
+        Ack,
+        Alive,
+        Capability,
+        Frame,
+        Hello,
+        MessageType,
+        Nack,
+        ResyncRequest,
+    )
 
     tcp = make_entry("10.0.0.1", "10.0.0.2", Proto.TCP, 40000, 80)
     nat = tcp._replace(

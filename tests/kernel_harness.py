@@ -17,10 +17,20 @@ from collections.abc import Iterator
 
 import pytest
 
-from snep import netns
-from snep.entry import Entry, Event, EventKind, Proto, SctpInfo, SctpState, Status, make_entry, make_tuple
+from snep.entry import (
+    Entry,
+    Event,
+    EventKind,
+    Proto,
+    SctpInfo,
+    SctpState,
+    Status,
+    make_entry,
+    make_tuple,
+)
 from snep.kernel.base import Kernel
 from snep.kernel.memory import MemoryKernel, MemoryTable
+from snep.lab import netns
 from snep.level import Level
 
 CLIENT_V4, SERVER_V4 = "10.77.0.1", "10.77.0.2"

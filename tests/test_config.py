@@ -42,10 +42,10 @@ def test_minimal_config_has_safe_defaults(tmp_path):
     assert cfg.node_id == 1
     assert cfg.sync.link.listen == config.Endpoint("10.0.0.1", 3780)
     assert cfg.sync.link.peers == (config.Endpoint("10.0.0.2", 3780),)
-    assert cfg.sync.level is Level.STRONG
+    assert cfg.sync.params.level is Level.STRONG
     assert cfg.sync.key_file is None
     assert cfg.metrics.listen is None  # off by default
-    assert cfg.kernel.inject_on_arrival is False
+    assert cfg.sync.params.inject_on_arrival is False
     assert cfg.sync.socket_buffer >= 8 * 1024 * 1024
     assert not cfg.filter.accepts(make_entry("127.0.0.1", "127.0.0.1", Proto.TCP, 1, 2))
     assert cfg.filter.accepts(make_entry("10.0.0.1", "10.0.0.2", Proto.SCTP, 1, 2))
@@ -94,14 +94,14 @@ def test_full_config(tmp_path):
     )
     assert cfg.sync.link.multicast and cfg.sync.link.destinations() == (config.Endpoint("ff02::123", 4000),)
     assert cfg.sync.second_link.peers == (config.Endpoint("fd01::2", 4000),)
-    assert cfg.sync.level is Level.INCREMENTAL and cfg.sync.incremental_period == 0.5
+    assert cfg.sync.params.level is Level.INCREMENTAL and cfg.sync.params.incremental_period == 0.5
     assert cfg.filter.protocols == {Proto.TCP, Proto.UDP}
     assert cfg.filter.accepts(make_entry("10.0.0.1", "10.9.0.1", Proto.TCP, 1, 2))
     assert not cfg.filter.accepts(make_entry("192.168.1.1", "10.9.0.1", Proto.TCP, 1, 2))
     assert not cfg.filter.accepts(make_entry("10.0.0.1", "10.9.0.1", Proto.ICMP))
     assert cfg.filter.tcp_states == {TcpState.ESTABLISHED, TcpState.SYN_SENT}
     assert cfg.metrics.listen == config.Endpoint("127.0.0.1", 9477)
-    assert cfg.kernel.inject_on_arrival
+    assert cfg.sync.params.inject_on_arrival
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from snep import netns
+from snep.lab import netns
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 

@@ -19,7 +19,7 @@ from snep.fsm.effects import (
 from snep.fsm.node import SyncNode
 from snep.fsm.params import SyncParams
 from snep.fsm.role import Role
-from snep.sim import conn
+from snep.lab.sim import conn
 from snep.wire.auth import Key, Keyring
 from snep.wire.codec import FLAG_BULK_END, FLAG_BULK_START, decode_frame, encode_frame
 from snep.wire.messages import Alive, Frame, Hello, MessageType
@@ -32,7 +32,7 @@ def node(node_id=2, peers=(1,), **params) -> SyncNode:
 
 
 def datagrams(out):
-    return [(o.peer, decode_frame(o.data)) for o in out if isinstance(o, SendDatagram)]
+    return [(peer, decode_frame(o.data)) for o in out if isinstance(o, SendDatagram) for peer in o.peers]
 
 
 def state_frame(seq, *entries, term=1, sender=1, flags=0) -> bytes:
@@ -164,14 +164,14 @@ def test_authentication_failures_are_counted():
 
 
 def test_inject_external_writes_states_into_the_kernel_as_they_arrive():
-    n = node(inject_external=True)
+    n = node(inject_on_arrival=True)
     started(n)
     out = n.on_datagram(1.0, state_frame(0, conn(1)), 1)
     assert KernelOps((Event(EventKind.NEW, conn(1)),)) in out
 
 
 def test_peer_silence_marks_it_dead_and_hearing_it_revives_it():
-    n = node(node_id=1, peers=(2,), dead_timeout=3.0, alive_interval=1.0)
+    n = node(node_id=1, peers=(2,), peer_dead_timeout=3.0, alive_interval=1.0)
     started(n, now=0.0)
     assert n.next_timer(0.0) <= 1.0
     n.on_timer(2.9)
@@ -198,9 +198,9 @@ def test_update_events_are_completed_before_they_are_kept_and_sent():
     n.promote(0.0)
     n.on_kernel_dump(0.0, [])
     full = conn(1)
-    n.on_kernel_event(0.1, Event(EventKind.NEW, full))
+    n.on_kernel_events(0.1, [Event(EventKind.NEW, full)])
     partial = full._replace(protoinfo=None, mark=9)
-    out = n.on_kernel_event(0.2, Event(EventKind.UPDATE, partial))
+    out = n.on_kernel_events(0.2, [Event(EventKind.UPDATE, partial)])
     sent = [m for _, f in datagrams(out) for m in f.messages]
     assert sent == [Event(EventKind.UPDATE, full._replace(mark=9))]
     assert n.internal.get(full.key) == full._replace(mark=9)
@@ -220,15 +220,14 @@ def test_operator_commands():
     assert len(n.external) == len(n.internal) == 0
     assert DumpKernel() in flushed  # refilled at once
     assert [f.type for _, f in datagrams(flushed)] == [MessageType.RESYNC_REQUEST]
-    status = n.status()
-    assert status["role"] == "syncing" and status["counters"]["resync_requests_sent"] == 3
+    assert n.status(0.0)["role"] == "SYNCING" and n.counters.resync_requests_sent == 3
 
 
 def test_a_down_node_ignores_everything():
     n = node()
     assert n.on_datagram(0.0, state_frame(0, conn(1)), 1) == []
     assert n.on_timer(10.0) == [] and n.next_timer(10.0) is None
-    assert n.on_kernel_event(0.0, Event(EventKind.NEW, conn(1))) == []
+    assert n.on_kernel_events(0.0, [Event(EventKind.NEW, conn(1))]) == []
 
 
 def test_an_abandoned_dump_of_an_old_primary_does_not_stop_resync_requests():
@@ -278,9 +277,9 @@ def test_set_filter_applies_to_what_is_sent_from_now_on():
     n.promote(0.0)
     n.on_kernel_dump(0.0, [])
     n.set_filter(Filter.build(protocols=["udp"]))
-    assert datagrams(n.on_kernel_event(0.1, Event(EventKind.NEW, conn(1)))) == []
+    assert datagrams(n.on_kernel_events(0.1, [Event(EventKind.NEW, conn(1))])) == []
     udp = conn(2, Proto.UDP)
-    sent = [m for _, f in datagrams(n.on_kernel_event(0.2, Event(EventKind.NEW, udp))) for m in f.messages]
+    sent = [m for _, f in datagrams(n.on_kernel_events(0.2, [Event(EventKind.NEW, udp)])) for m in f.messages]
     assert sent == [Event(EventKind.NEW, udp)]
 
 
@@ -288,7 +287,7 @@ def _deliver(out, to: SyncNode, src: int, now: float) -> list:
     """The datagrams of ``out`` addressed to ``to``, received from ``src``."""
     more = []
     for o in out:
-        if isinstance(o, SendDatagram) and o.peer == to.node_id:
+        if isinstance(o, SendDatagram) and to.node_id in o.peers:
             more += to.on_datagram(now, o.data, src)
     return more
 
@@ -310,7 +309,7 @@ def test_a_resync_request_before_the_promotions_kernel_dump_joins_the_promotion_
     assert DumpKernel() in promoted  # not answered yet (a runtime may take its time)
     _deliver(promoted, b3, 2, 1.01)  # HELLO: node 3 learns the new epoch
     request = b3.request_resync(1.1)
-    out = b2.on_datagram(1.2, next(o.data for o in request if isinstance(o, SendDatagram) and o.peer == 2), 3)
+    out = b2.on_datagram(1.2, next(o.data for o in request if isinstance(o, SendDatagram) and 2 in o.peers), 3)
     out += b2.on_timer(1.2)
     assert not [f for _, f in datagrams(out) if f.type is MessageType.STATE], "a dump of the unloaded cache"
     _deliver(out, b3, 2, 1.21)

@@ -82,7 +82,7 @@ def test_levels_pass_events_on(level, sent):
 
 
 def test_incremental_keeps_the_newest_state_per_connection():
-    notifier = Notifier(Level.INCREMENTAL, period=2.0)
+    notifier = Notifier(Level.INCREMENTAL, incremental_period=2.0)
     updated = WEB._replace(mark=5)
     notifier.on_event(1.0, Event(EventKind.NEW, WEB))
     notifier.on_event(1.5, Event(EventKind.UPDATE, updated))

@@ -13,7 +13,7 @@ from snep.fsm.effects import Epoch, SendDatagram
 from snep.fsm.framer import Framer
 from snep.fsm.params import SyncParams
 from snep.fsm.receiver import ReceiverMode, SyncReceiver
-from snep.sim import conn
+from snep.lab.sim import conn
 from snep.wire.codec import FLAG_BULK_END, FLAG_BULK_START, decode_frame
 from snep.wire.messages import Ack, Alive, Frame, MessageType, Nack, ResyncRequest
 

@@ -14,25 +14,31 @@ from snep.fsm.framer import Framer
 from snep.fsm.notify import Filter
 from snep.fsm.params import SyncParams
 from snep.fsm.sender import SenderMode, SyncSender
+from snep.lab.sim import conn
 from snep.level import Level
-from snep.sim import conn
 from snep.wire.codec import FLAG_BULK_END, FLAG_BULK_START, decode_frame
 from snep.wire.messages import Ack, MessageType, Nack
 
 EPOCH = Epoch(1, 1)
 
 
-def make(peers=(2, 3), entries=(), **params) -> SyncSender:
-    defaults = dict(queue_size=8, bulk_window=4, retransmit_timeout=0.5, alive_interval=1.0)
+def make(peers=(2, 3), entries=(), filter=Filter(), **params) -> SyncSender:
+    defaults = dict(resend_queue=8, bulk_window=4, retransmit_timeout=0.5, alive_interval=1.0)
     defaults.update(params)
     params = SyncParams(**defaults)
-    sender = SyncSender(list(peers), params, Framer(1, Counters(), mtu=params.mtu), Cache(entries))
+    sender = SyncSender(list(peers), params, Framer(1, Counters(), mtu=params.mtu), Cache(entries), filter)
     sender.activate(0.0, EPOCH)
     return sender
 
 
 def frames(out, peer=None):
-    return [decode_frame(o.data) for o in out if isinstance(o, SendDatagram) and (peer is None or o.peer == peer)]
+    return [
+        decode_frame(o.data)
+        for o in out
+        if isinstance(o, SendDatagram)
+        for to in o.peers
+        if peer is None or to == peer
+    ]
 
 
 def new(i):
@@ -42,7 +48,7 @@ def new(i):
 def send_events(sender, n, now=0.0, start=0):
     out = []
     for i in range(start, start + n):
-        sender.on_event(now, new(i), out)
+        sender.on_events(now, [new(i)], out)
     return out
 
 
@@ -95,7 +101,7 @@ def test_no_live_peer_empties_the_queue():
 
 
 def test_queue_is_bounded_and_counts_what_it_drops():
-    sender = make(queue_size=8)
+    sender = make(resend_queue=8)
     send_events(sender, 20)
     assert len(sender.queue) == 8
     assert [q.seq for q in sender.queue] == list(range(12, 20))
@@ -131,7 +137,7 @@ def test_nack_retransmits_the_range_to_that_peer():
 
 
 def test_nack_older_than_the_queue_falls_back_to_a_full_resync():
-    sender = make(queue_size=4, entries=[conn(100), conn(101)])
+    sender = make(resend_queue=4, entries=[conn(100), conn(101)])
     send_events(sender, 10)
     out = []
     sender.on_nack(0.2, 2, Nack(2, 9), 1, out)
@@ -210,7 +216,7 @@ def test_resync_request_to_a_non_primary_is_ignored():
 
 def test_bulk_dump_is_paced_by_the_flight_window():
     entries = [conn(i) for i in range(40)]
-    sender = make(peers=(2,), entries=entries, queue_size=16, bulk_window=2, mtu=300)
+    sender = make(peers=(2,), entries=entries, resend_queue=16, bulk_window=2, mtu=300)
     out = []
     sender.on_resync_request(0.0, 2, out)
     first = frames(out, 2)
@@ -272,7 +278,7 @@ def test_filter_keeps_connections_back_from_events_and_dumps():
     udp = conn(5, Proto.UDP)
     sender = make(peers=(2,), entries=[conn(1), udp], filter=only_udp)
     out = []
-    sender.on_event(0.0, new(1), out)
+    sender.on_events(0.0, [new(1)], out)
     assert out == [] and sender.counters.filtered == 1
     sender.start_bulk(0.0, out)
     assert [e.entry for f in frames(out) for e in f.messages] == [udp]
@@ -281,20 +287,20 @@ def test_filter_keeps_connections_back_from_events_and_dumps():
 def test_weak_level_sends_only_new_and_destroy():
     sender = make(peers=(2,), level=Level.WEAK)
     out = []
-    sender.on_event(0.0, Event(EventKind.NEW, conn(1)), out)
-    sender.on_event(0.0, Event(EventKind.UPDATE, conn(1)), out)
-    sender.on_event(0.0, Event(EventKind.DESTROY, conn(1)), out)
+    sender.on_events(0.0, [Event(EventKind.NEW, conn(1))], out)
+    sender.on_events(0.0, [Event(EventKind.UPDATE, conn(1))], out)
+    sender.on_events(0.0, [Event(EventKind.DESTROY, conn(1))], out)
     assert [e.kind for f in frames(out) for e in f.messages] == [EventKind.NEW, EventKind.DESTROY]
 
 
 def test_incremental_level_coalesces_until_the_flush():
-    sender = make(peers=(2,), level=Level.INCREMENTAL, period=1.0)
+    sender = make(peers=(2,), level=Level.INCREMENTAL, incremental_period=1.0)
     sender.last_sent = 0.0  # (no ALIVE due before the flush)
     out = []
     closing = conn(1)._replace(protoinfo=TcpInfo(TcpState.FIN_WAIT))
-    sender.on_event(0.0, Event(EventKind.NEW, conn(1)), out)
-    sender.on_event(0.2, Event(EventKind.UPDATE, closing), out)
-    sender.on_event(0.3, Event(EventKind.NEW, conn(2)), out)
+    sender.on_events(0.0, [Event(EventKind.NEW, conn(1))], out)
+    sender.on_events(0.2, [Event(EventKind.UPDATE, closing)], out)
+    sender.on_events(0.3, [Event(EventKind.NEW, conn(2))], out)
     assert out == []
     assert sender.next_deadline(0.3) == pytest.approx(1.0)
     sender.on_flush_timer(0.9, out)
@@ -314,7 +320,7 @@ def test_mode_changes_follow_the_table():
 def test_a_restarted_peer_stale_ack_does_not_block_its_dump():
     """A peer that acked up to 5 restarts (back at 0) and NACKs: the dump it needs
     must go out, paced from its BULK_START, not wait for acks it can never send."""
-    sender = make(peers=(2,), entries=[conn(i) for i in range(12)], queue_size=8, bulk_window=2, mtu=200)
+    sender = make(peers=(2,), entries=[conn(i) for i in range(12)], resend_queue=8, bulk_window=2, mtu=200)
     send_events(sender, 6, start=100)
     sender.on_ack(0.1, 2, Ack(0, 4), 1, [])  # acked 0..4; frame 5 in flight
     out = []
@@ -329,7 +335,7 @@ def test_a_restarted_peer_stale_ack_does_not_block_its_dump():
 
 
 def test_resync_request_paces_the_dump_for_the_requester():
-    sender = make(peers=(2,), entries=[conn(i) for i in range(12)], queue_size=8, bulk_window=2, mtu=200)
+    sender = make(peers=(2,), entries=[conn(i) for i in range(12)], resend_queue=8, bulk_window=2, mtu=200)
     send_events(sender, 3, start=100)
     out = []
     sender.on_resync_request(0.0, 2, out)
@@ -340,7 +346,7 @@ def test_resync_request_paces_the_dump_for_the_requester():
 
 
 def test_repeated_resync_request_of_a_peer_its_dump_serves_does_not_restart_it():
-    sender = make(peers=(2,), entries=[conn(i) for i in range(30)], queue_size=64, bulk_window=2, mtu=200)
+    sender = make(peers=(2,), entries=[conn(i) for i in range(30)], resend_queue=64, bulk_window=2, mtu=200)
     out = []
     sender.on_resync_request(0.0, 2, out)
     start = frames(out)[0].seq
@@ -354,7 +360,7 @@ def test_repeated_resync_request_of_a_peer_its_dump_serves_does_not_restart_it()
 def test_late_nack_of_a_peer_its_dump_serves_resends_from_the_bulk_start():
     """A NACK sent before the peer saw its dump's BULK_START (older than the queue) is
     answered from that BULK_START, not with yet another dump; a lost BULK_START too."""
-    sender = make(peers=(2,), entries=[conn(i) for i in range(30)], queue_size=8, bulk_window=2, mtu=200)
+    sender = make(peers=(2,), entries=[conn(i) for i in range(30)], resend_queue=8, bulk_window=2, mtu=200)
     send_events(sender, 10, start=100)  # seqs 0..9, the queue keeps 2..9
     sender.on_ack(0.0, 2, Ack(0, 9), 1, [])
     out = []
@@ -370,7 +376,7 @@ def test_late_nack_of_a_peer_its_dump_serves_resends_from_the_bulk_start():
 
 
 def test_reordered_nack_below_the_acknowledged_position_is_no_resync():
-    sender = make(peers=(2,), queue_size=16)
+    sender = make(peers=(2,), resend_queue=16)
     send_events(sender, 10)
     sender.on_nack(0.1, 2, Nack(6, 9), 1, [])  # the newer NACK first: 0..5 applied
     sender.on_ack(0.1, 2, Ack(6, 7), 1, [])  # ... and 6..7; 0..7 leave the queue
@@ -383,7 +389,7 @@ def test_reordered_nack_below_the_acknowledged_position_is_no_resync():
 def test_request_after_the_dump_left_the_queue_gets_a_new_dump():
     """Only a dump the peer can still get whole serves it: once its BULK_START has been
     pushed out of the queue (the peer lagged, events filled the queue), a new one starts."""
-    sender = make(peers=(2,), entries=[conn(i) for i in range(3)], queue_size=4, bulk_window=2, mtu=200)
+    sender = make(peers=(2,), entries=[conn(i) for i in range(3)], resend_queue=4, bulk_window=2, mtu=200)
     out = []
     sender.on_resync_request(0.0, 2, out)
     sender.mark_dead(2)  # silent: its acks no longer hold the queue ...
@@ -398,7 +404,7 @@ def test_dump_frames_are_full_when_the_window_is_refilled_ack_by_ack():
     """Each ACK frees a little of the window: the dump still sends full frames (it used
     to send as many messages as free frames, down to frames of a single entry)."""
     entries = [conn(i) for i in range(400)]
-    sender = make(peers=(2,), entries=entries, queue_size=64, bulk_window=8)
+    sender = make(peers=(2,), entries=entries, resend_queue=64, bulk_window=8)
     out = []
     sender.start_bulk(0.0, out)
     sent = frames(out)
@@ -418,7 +424,7 @@ def test_nack_below_an_old_acknowledgement_is_a_restarted_peer_that_needs_a_dump
     """Below what the peer acknowledged, but long after (or after its HELLO): not a late
     copy but a receiver that started over; what the queue lost only a dump repairs."""
     for hello in (False, True):
-        sender = make(peers=(2,), entries=[conn(1)], queue_size=4)
+        sender = make(peers=(2,), entries=[conn(1)], resend_queue=4)
         send_events(sender, 10, start=100)
         sender.on_ack(0.1, 2, Ack(0, 8), 1, [])  # the queue keeps 9 only
         if hello:
@@ -436,7 +442,7 @@ def test_dump_of_larger_messages_than_estimated_keeps_the_window():
     big = [make_entry(f"2001:db8::{i:x}", "2001:db8:1::1", Proto.TCP, 1024 + i, 21, helper="ftp" * 20)
            for i in range(120)]
     entries = big + [conn(i) for i in range(120)]
-    sender = make(peers=(2,), entries=entries, queue_size=64, bulk_window=3)
+    sender = make(peers=(2,), entries=entries, resend_queue=64, bulk_window=3)
     out = []
     sender.start_bulk(0.0, out)
     sent = frames(out)
@@ -454,7 +460,7 @@ def test_a_dump_due_while_the_cache_awaits_its_kernel_dump_waits_and_is_joined()
     """While the internal cache awaits its kernel dump, a NACK older than the queue and a
     RESYNC_REQUEST find the due dump (BULK_START) and join it; nothing is dumped until the
     cache is loaded, then one dump of the loaded cache serves both peers."""
-    sender = make(queue_size=4)
+    sender = make(resend_queue=4)
     sender.cache_loading()
     send_events(sender, 10)  # kernel events still stream
     out = []

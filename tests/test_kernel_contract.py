@@ -25,11 +25,17 @@ from snep.entry import (
     TcpState,
     make_entry,
 )
-from snep.errors import KernelError
-from snep.kernel.base import EventOverrun, apply_to, diff, same_state
+from snep.errors import EventOverrun, KernelError
+from snep.kernel.base import apply_to, diff, same_state
 from snep.kernel.memory import as_created
 from snep.level import Level
-from tests.kernel_harness import Harness, harness_fixture, kinds_and_keys, sample_entries, without_timeout
+from tests.kernel_harness import (
+    Harness,
+    harness_fixture,
+    kinds_and_keys,
+    sample_entries,
+    without_timeout,
+)
 
 harness_module, harness = harness_fixture("ct")
 

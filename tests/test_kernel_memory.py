@@ -6,9 +6,18 @@ import select
 
 import pytest
 
-from snep.entry import Event, EventKind, Proto, Status, TcpInfo, TcpState, make_entry
+from snep.entry import (
+    Event,
+    EventKind,
+    Proto,
+    Status,
+    TcpInfo,
+    TcpState,
+    complete_update,
+    make_entry,
+)
 from snep.errors import KernelError
-from snep.kernel.base import apply_to, complete_update
+from snep.kernel.base import apply_to
 from snep.kernel.memory import MemoryKernel, MemoryTable
 from snep.level import Level
 

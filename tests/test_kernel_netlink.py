@@ -10,14 +10,33 @@ import struct
 
 import pytest
 
-from snep import netns
-from snep.entry import Entry, Event, EventKind, Proto, SeqAdj, Status, TcpInfo, TcpState, make_entry, make_tuple
+from snep.entry import (
+    Entry,
+    Event,
+    EventKind,
+    Proto,
+    SeqAdj,
+    Status,
+    TcpInfo,
+    TcpState,
+    make_entry,
+    make_tuple,
+)
 from snep.errors import DecodeError, KernelError
 from snep.kernel import ctnetlink as ct
 from snep.kernel.memory import as_created
+from snep.kernel.namespace import NamespaceError
 from snep.kernel.netlink import NetlinkKernel
+from snep.lab import netns
 from snep.level import Level
-from tests.kernel_harness import CLIENT_V4, CLIENT_V6, SERVER_V4, SERVER_V6, NetlinkHarness, without_timeout
+from tests.kernel_harness import (
+    CLIENT_V4,
+    CLIENT_V6,
+    SERVER_V4,
+    SERVER_V6,
+    NetlinkHarness,
+    without_timeout,
+)
 
 pytestmark = pytest.mark.root
 
@@ -181,7 +200,7 @@ def test_opening_inside_the_namespace_needs_no_argument(h: NetlinkHarness) -> No
 
 
 def test_unknown_namespace_is_a_clear_error() -> None:
-    with pytest.raises(netns.NetnsError):
+    with pytest.raises(NamespaceError, match="snepk-does-not-exist"):
         NetlinkKernel("snepk-does-not-exist")
 
 

@@ -12,9 +12,9 @@ import threading
 
 import pytest
 
+from snep.errors import SnepError
 from snep.runtime.client import ControlError, request
 from snep.runtime.control import ControlServer
-from snep.errors import SnepError
 
 
 class FakeNode:

@@ -25,9 +25,9 @@ import time
 
 import pytest
 
-from snep import netns, traffic
-from snep.demo import SYNC_PORT, NodeOptions, SnepCluster, snep_argv
-from snep.topology import CLIENT_VIP, SERVER_VIP, Topology
+from snep.lab import netns, traffic
+from snep.lab.demo import SYNC_PORT, NodeOptions, SnepCluster, snep_argv
+from snep.lab.topology import CLIENT_VIP, SERVER_VIP, Topology
 
 pytestmark = pytest.mark.root
 

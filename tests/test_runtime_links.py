@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from snep import netns
+from snep.lab import netns
 from snep.runtime import client
 from snep.runtime.client import ControlError, request
 

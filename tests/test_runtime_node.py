@@ -175,7 +175,7 @@ def test_event_overrun_resyncs_from_the_kernel(tmp_path):
             for n in range(100):  # more events than the queue holds, before the loop reads any
                 k1.conn_new(entry(n))
             await pair.until(lambda: len(d2.node.external) == 100)
-            assert d1.counters["netlink_overruns"] >= 1
+            assert d1.driver.counters.netlink_overruns >= 1
             assert len(d1.node.internal) == 100
 
     asyncio.run(go())
@@ -205,7 +205,7 @@ def test_a_refused_kernel_dump_is_retried_and_the_promotion_dump_follows(tmp_pat
             await pair.ctl(1, "notify", "primary")
             await pair.until(lambda: len(d2.node.external) == 3 and d2.node.ready)
             assert refusals == [1]
-            assert d1.counters["kernel_dump_retries"] == 1 and d1.counters["kernel_errors"] == 1
+            assert d1.driver.counters.kernel_dump_retries == 1 and d1.driver.counters.kernel_errors == 1
 
     asyncio.run(go())
 

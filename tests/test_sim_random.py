@@ -15,11 +15,11 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from snep.entry import TcpInfo, TcpState
 from snep.fsm.params import SyncParams
 from snep.fsm.role import Role
+from snep.lab.sim import Simulation, conn
 from snep.level import Level
-from snep.sim import Simulation, conn
 
 NODES = (1, 2, 3)
-PARAMS = SyncParams(queue_size=8, bulk_window=4, dead_timeout=1.5, alive_interval=0.3, resync_retry=1.0)
+PARAMS = SyncParams(resend_queue=8, bulk_window=4, peer_dead_timeout=1.5, alive_interval=0.3, resync_retry=1.0)
 
 
 class Cluster(RuleBasedStateMachine):
@@ -114,9 +114,9 @@ class Cluster(RuleBasedStateMachine):
             self.sim.demote(n)
 
     @rule(n=st.sampled_from(NODES), command=st.sampled_from(
-        ["commit", "flush", "resync_from_kernel", "bulk_send", "request_resync", "shorten_timeouts"]))
+        ["commit", "flush", "resync", "bulk", "request-resync", "shorten-timeouts"]))
     def operator(self, n, command):
-        if not self.sim.hosts[n].up or (command == "bulk_send" and self.sim.role(n) is not Role.PRIMARY):
+        if not self.sim.hosts[n].up or (command == "bulk" and self.sim.role(n) is not Role.PRIMARY):
             return
         self.sim.command(n, command)
 
@@ -131,7 +131,7 @@ class Cluster(RuleBasedStateMachine):
     def queues_bounded(self):
         for host in self.sim.hosts.values():
             if host.node is not None:
-                assert len(host.node.sender.queue) <= PARAMS.queue_size
+                assert len(host.node.sender.queue) <= PARAMS.resend_queue
 
     def teardown(self):
         """Faults stop, links heal, HA settles on one primary: everyone converges."""

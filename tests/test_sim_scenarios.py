@@ -12,8 +12,8 @@ from snep.entry import Entry, TcpInfo, TcpState
 from snep.fsm.effects import Epoch, RoleChanged
 from snep.fsm.params import SyncParams
 from snep.fsm.role import Role
+from snep.lab.sim import Simulation, conn
 from snep.level import Level
-from snep.sim import Simulation, conn
 from snep.wire.codec import decode_frame
 from snep.wire.messages import MessageType
 
@@ -24,7 +24,7 @@ def plain(entries) -> dict:
 
 
 def cluster(size=2, **kw) -> Simulation:
-    kw.setdefault("params", SyncParams(queue_size=64, dead_timeout=3.0, alive_interval=0.5))
+    kw.setdefault("params", SyncParams(resend_queue=64, peer_dead_timeout=3.0, alive_interval=0.5))
     sim = Simulation(size, **kw)
     sim.start()
     sim.run(0.05)
@@ -98,7 +98,7 @@ def test_scenario_2_backup_fails_and_resynchronizes():
 
 
 def test_scenario_3_backup_dead_for_good_primary_memory_stays_bounded():
-    sim = cluster(params=SyncParams(queue_size=32, dead_timeout=2.0, alive_interval=0.5))
+    sim = cluster(params=SyncParams(resend_queue=32, peer_dead_timeout=2.0, alive_interval=0.5))
     traffic(sim, 1, 0, 5)
     sim.settle()
     sim.crash(2)
@@ -162,7 +162,7 @@ def test_scenario_4_stale_primary_across_a_partition_is_fenced():
 
 
 def test_scenario_5a_short_link_outage_is_repaired_by_retransmission():
-    sim = cluster(params=SyncParams(queue_size=64, dead_timeout=3.0, alive_interval=0.5))
+    sim = cluster(params=SyncParams(resend_queue=64, peer_dead_timeout=3.0, alive_interval=0.5))
     traffic(sim, 1, 0, 10)
     sim.settle()
     sim.network.link_down(1, 2)
@@ -178,7 +178,7 @@ def test_scenario_5a_short_link_outage_is_repaired_by_retransmission():
 
 
 def test_scenario_5b_long_outage_beyond_the_queue_needs_a_full_resync():
-    sim = cluster(params=SyncParams(queue_size=16, dead_timeout=3.0, alive_interval=0.5))
+    sim = cluster(params=SyncParams(resend_queue=16, peer_dead_timeout=3.0, alive_interval=0.5))
     entries = traffic(sim, 1, 0, 10)
     sim.settle()
     sim.network.link_down(1, 2)
@@ -224,7 +224,7 @@ def test_three_nodes_two_failures():
 
 @pytest.mark.parametrize("level", list(Level))
 def test_lossy_duplicating_reordering_network_converges(level):
-    params = SyncParams(queue_size=128, level=level, period=0.2, dead_timeout=3.0, alive_interval=0.5)
+    params = SyncParams(resend_queue=128, level=level, incremental_period=0.2, peer_dead_timeout=3.0, alive_interval=0.5)
     sim = cluster(3, params=params, seed=11, loss=0.15, duplication=0.1, jitter=0.02)
     live: list[Entry] = []
     rng = sim.rng
@@ -251,7 +251,7 @@ def test_lossy_duplicating_reordering_network_converges(level):
 
 
 def test_partitioned_backup_does_not_block_the_others_and_catches_up_after_heal():
-    sim = cluster(3, params=SyncParams(queue_size=16, dead_timeout=2.0, alive_interval=0.5))
+    sim = cluster(3, params=SyncParams(resend_queue=16, peer_dead_timeout=2.0, alive_interval=0.5))
     sim.network.link_down(1, 3)
     traffic(sim, 1, 0, 30)
     sim.run(5.0)
@@ -297,7 +297,7 @@ def test_regression_primary_of_an_overtaken_epoch_is_told_and_steps_down(lose_he
 def test_regression_restarted_backup_stale_ack_does_not_block_the_dump():
     """Node 2 acked the first frames, crashed and restarted (expecting seq 0): its old
     acked position must not hold the dump's flight window shut."""
-    sim = cluster(3, params=SyncParams(queue_size=8, bulk_window=4, dead_timeout=1.5, alive_interval=0.3))
+    sim = cluster(3, params=SyncParams(resend_queue=8, bulk_window=4, peer_dead_timeout=1.5, alive_interval=0.3))
     traffic(sim, 1, 0, 4)
     sim.crash(2)
     sim.restart(2)
@@ -315,7 +315,7 @@ def test_operator_flush_refills_the_caches(where):
     assert len(sim.node(1).internal) == 10
     assert_in_sync(sim, 1)
     sim.conn_destroy(1, conn(0))  # and the primary's dumps still know everything
-    sim.command(1, "bulk_send")
+    sim.command(1, "bulk")
     sim.settle()
     assert_in_sync(sim, 1)
 
@@ -362,7 +362,7 @@ def test_regression_backup_started_after_a_promotion_gets_one_dump(gap):
     tens of dumps, and it never got in sync. One dump per need: the promotion's and the
     backup's request."""
     n = 2000
-    params = SyncParams(queue_size=4096, bulk_window=64, dead_timeout=2.0, alive_interval=0.5, ack_delay=0.02)
+    params = SyncParams(resend_queue=4096, bulk_window=64, peer_dead_timeout=2.0, alive_interval=0.5, ack_delay=0.02)
     sim = Simulation(2, params=params, latency=0.001, jitter=0.01)
     for i in range(n):
         sim.kernel(1).conn_new(conn(i))
@@ -382,10 +382,10 @@ def test_flush_on_a_backup_in_the_middle_of_its_dump_still_ends_in_sync():
     """The flushed backup's new request is not a restart (the running dump serves it),
     but what that dump sent before the flush is gone: its end must not count, and the
     backup gets a new dump after it."""
-    sim = cluster(params=SyncParams(queue_size=256, bulk_window=4, mtu=300, dead_timeout=3.0, alive_interval=0.5))
+    sim = cluster(params=SyncParams(resend_queue=256, bulk_window=4, mtu=300, peer_dead_timeout=3.0, alive_interval=0.5))
     traffic(sim, 1, 0, 300)
     sim.settle()
-    sim.command(2, "request_resync")
+    sim.command(2, "request-resync")
     sim.run(0.02)
     assert sim.node(2).receivers[1].marking  # the dump is under way
     sim.command(2, "flush")

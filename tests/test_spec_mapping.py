@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from snep.fsm import spec_map
+from snep.lab import spec_table
 
 SPEC = Path(__file__).resolve().parent.parent / "spec" / "sync_protocol.tla"
 
@@ -91,7 +91,7 @@ def spec_actions() -> set[str]:
 
 @pytest.fixture(scope="module")
 def registry() -> dict[str, list[str]]:
-    return spec_map.load_all()
+    return spec_table.load_all()
 
 
 def test_every_spec_action_has_a_counterpart(spec_actions, registry):
@@ -111,7 +111,7 @@ def test_counterparts_exist(registry):
     import snep.fsm.role as role_module
     import snep.fsm.sender as sender_module
     import snep.kernel.memory as memory_module
-    import snep.sim as sim_module
+    import snep.lab.sim as sim_module
 
     owners = {
         "SyncNode": node_module.SyncNode,

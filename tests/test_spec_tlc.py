@@ -15,9 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from snep import tlc
+from snep.lab import tlc
 
 SPEC = Path(__file__).resolve().parent.parent / "spec"
+#: module name -> file, for the spec and every model (spec/, spec/models/)
+MODULES = {p.stem: p for p in tlc.spec_files(SPEC) if p.suffix == ".tla"}
 
 # Captured from `snep spec check` runs of spec/ (traces shortened).
 PASSED = """\
@@ -189,10 +191,10 @@ def _defined(module: str) -> set[str]:
     todo, seen = [module], set()
     while todo:
         name = todo.pop()
-        if name in seen or not (SPEC / f"{name}.tla").is_file():
+        if name in seen or name not in MODULES:
             continue  # a standard module (TLC, Naturals, ...)
         seen.add(name)
-        text = (SPEC / f"{name}.tla").read_text()
+        text = MODULES[name].read_text()
         names |= set(re.findall(r"^(\w+)\s*(?:\([^)]*\))?\s*==", text, re.MULTILINE))
         extends = re.search(r"^EXTENDS\s+(.+)$", text, re.MULTILINE)
         if extends:
@@ -204,8 +206,8 @@ def test_manifest_models_exist_and_name_spec_invariants():
     models = tlc.load_models(SPEC)
     assert {m.expect for m in models} == {tlc.Expect.PASS, tlc.Expect.VIOLATION}
     for model in models:
-        assert (SPEC / f"{model.module}.tla").is_file(), model
-        cfg = (SPEC / model.config).read_text()
+        assert model.module in MODULES, model
+        cfg = tlc.spec_file(model.config, SPEC).read_text()
         invariants, properties = tlc.checked_names(cfg)
         assert set(invariants + properties) <= _defined(model.module), model
         if model.expect is tlc.Expect.VIOLATION and model.invariant:

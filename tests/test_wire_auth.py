@@ -9,7 +9,13 @@ from hypothesis import strategies as st
 from snep.entry import Event, EventKind, Proto, make_entry
 from snep.errors import AuthError, ConfigError, DecodeError
 from snep.wire.auth import MAC_SIZE, Key, Keyring
-from snep.wire.codec import FLAG_AUTH, HEADER_SIZE, decode_frame, encode_frame, encode_frames
+from snep.wire.codec import (
+    FLAG_AUTH,
+    HEADER_SIZE,
+    decode_frame,
+    encode_frame,
+    encode_frames,
+)
 from snep.wire.messages import Ack, Frame, MessageType
 from tests import strategies as s
 from tests.wire_helpers import assert_valid, decode_or_none

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from snep.errors import DecodeError
-from snep.wire.codec import DECODER_BUG, HEADER, MAGIC, MSG_HEADER, decode_frame, encode_frame
+from snep.wire.codec import (
+    DECODER_BUG,
+    HEADER,
+    MAGIC,
+    MSG_HEADER,
+    decode_frame,
+    encode_frame,
+)
 from snep.wire.messages import PROTOCOL_VERSION, Frame
 
 

@@ -13,10 +13,10 @@ import os
 import sys
 from pathlib import Path
 
-from snep.conformance import report
-from snep.conformance.impls import IMPLS
-from snep.conformance.profile import PROFILES
-from snep.conformance.scenarios import NAMES, SCENARIOS, run_scenario
+from snep.lab.conformance import report
+from snep.lab.conformance.impls import IMPLS
+from snep.lab.conformance.profile import PROFILES
+from snep.lab.conformance.scenarios import NAMES, SCENARIOS, run_scenario
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -11,7 +11,7 @@ import json
 import sys
 from typing import Any
 
-from snep.runtime.client import DEFAULT_SOCKET as DEFAULT_CONTROL_SOCKET
+from snep.paths import CONTROL_SOCKET as DEFAULT_CONTROL_SOCKET
 from snep.runtime.client import ControlError, request
 
 COMMANDS = {

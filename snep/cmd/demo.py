@@ -1,10 +1,10 @@
-"""``snep demo``: the failover demo in network namespaces (see snep.demo)."""
+"""``snep demo``: the failover demo in network namespaces (see snep.lab.demo)."""
 
 from __future__ import annotations
 
 import argparse
 
-from snep import demo, netns
+from snep.lab import demo, netns
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -25,8 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def graphs() -> dict[str, Any]:
     """name -> graphviz graph of each machine, from one live SyncNode."""
     from snep.fsm.node import SyncNode
-
-    from snep.fsm import spec_map
+    from snep.lab import spec_table
 
     node = SyncNode(1, [2], graph=True)
     receiver = next(iter(node.receivers.values()))
@@ -35,7 +34,7 @@ def graphs() -> dict[str, Any]:
         "sync_sender": (node.sender.mode.graph(), "SyncSender"),
         "sync_receiver": (receiver.mode.graph(), "SyncReceiver"),
     }
-    registry = spec_map.load_all()
+    registry = spec_table.load_all()
     result = {}
     for name, (graph, owner) in drawn.items():
         handlers = sorted(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from snep.runtime.client import DEFAULT_SOCKET as DEFAULT_CONTROL_SOCKET
+from snep.paths import CONTROL_SOCKET as DEFAULT_CONTROL_SOCKET
 from snep.runtime.client import ControlError, request
 
 ROLES = ("primary", "backup", "fault")

@@ -22,7 +22,7 @@ def main(args: argparse.Namespace) -> int:
         from snep.runtime import adapter
 
         adapter.load_keyring(cfg)
-        print(f"{args.config}: ok (node {cfg.node_id}, level {cfg.sync.level.value})")
+        print(f"{args.config}: ok (node {cfg.node_id}, level {cfg.sync.params.level.value})")
         return 0
     from snep.runtime.daemon import main as run_daemon
 

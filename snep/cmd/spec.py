@@ -4,7 +4,7 @@
 - ``snep spec check [MODEL ...]``: run TLC on them (all but the slow ones when none is
   named; ``--all`` includes the slow ones) and report per model and per property;
 - ``snep spec trace-check TRACE.json``: is a trace of the model tests a behaviour of
-  the spec (spec/Trace.tla; snep/tracecheck.py)?
+  the spec (spec/Trace.tla; snep/lab/tracecheck.py)?
 
 Exit status: 0 when every model gave its expected verdict, 1 when one did not,
 3 when TLC cannot run (TLA2TOOLS_JAR unset, missing or unreadable; no java).
@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from snep import tlc
+from snep.lab import tlc
 
 EXIT_UNAVAILABLE = 3
 
@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     if args.action == "trace-check":
-        from snep import tracecheck
+        from snep.lab import tracecheck
 
         return tracecheck.main(args)
     models = tlc.load_models()

@@ -97,9 +97,10 @@ class Epoch(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class SendDatagram:
-    """Send ``data`` (one encoded frame) to ``peer``."""
+    """Send ``data`` (one encoded frame) to each of ``peers`` (a multicast link sends it
+    once, to the group)."""
 
-    peer: PeerId
+    peers: tuple[PeerId, ...]
     data: bytes
 
 

@@ -12,8 +12,15 @@ from collections.abc import Iterable, Sequence
 from snep.fsm.counters import Counters
 from snep.fsm.effects import Output, PeerId, SendDatagram
 from snep.wire.auth import Key
-from snep.wire.codec import encode_frame, encode_frames
-from snep.wire.messages import DEFAULT_MTU, Frame, Message, MessageType
+from snep.wire.codec import encode_frame, encode_frames, frame_overhead
+from snep.wire.messages import (
+    DEFAULT_MTU,
+    FLAG_BULK_END,
+    FLAG_BULK_START,
+    Frame,
+    Message,
+    MessageType,
+)
 
 
 class Framer:
@@ -27,14 +34,24 @@ class Framer:
         """One control frame (never retransmitted)."""
         return encode_frame(Frame(mtype, self.node_id, epoch, seq, (message,)), self.key)
 
-    def state(self, epoch: int, first_seq: int, events: Sequence[Message], flags: int = 0) -> list[bytes]:
-        """STATE frames with consecutive seqs from ``first_seq``, packed up to the MTU."""
+    @property
+    def overhead(self) -> int:
+        """Bytes a frame adds around its messages (header, MAC)."""
+        return frame_overhead(self.key)
+
+    def state(
+        self, epoch: int, first_seq: int, events: Sequence[Message], *, dump_start: bool = False, dump_end: bool = False
+    ) -> list[bytes]:
+        """STATE frames with consecutive seqs from ``first_seq``, packed up to the MTU;
+        the first one starts a bulk dump, the last one ends it, when so asked."""
+        flags = (FLAG_BULK_START if dump_start else 0) | (FLAG_BULK_END if dump_end else 0)
         return encode_frames(
             MessageType.STATE, self.node_id, epoch, first_seq, events, mtu=self.mtu, key=self.key, flags=flags
         )
 
     def send(self, out: list[Output], peers: Iterable[PeerId], data: bytes) -> None:
-        for peer in peers:
-            out.append(SendDatagram(peer, data))
-            self.counters.frames_sent += 1
-            self.counters.bytes_sent += len(data)
+        peers = tuple(peers)
+        if peers:
+            out.append(SendDatagram(peers, data))
+            self.counters.frames_sent += len(peers)
+            self.counters.bytes_sent += len(data) * len(peers)

@@ -3,7 +3,7 @@
 The runtime and the simulation drive it with inputs and carry out its outputs:
 
 - inputs: :meth:`start`, HA role changes (:meth:`promote`, :meth:`demote`,
-  :meth:`fault`, :meth:`stop`), kernel events (:meth:`on_kernel_event(s)`), the
+  :meth:`fault`, :meth:`stop`), kernel events (:meth:`on_kernel_events`), the
   result of a kernel dump it asked for (:meth:`on_kernel_dump`), datagrams
   (:meth:`on_datagram`), the clock (:meth:`on_timer`, :meth:`next_timer`), operator
   commands (:meth:`commit`, :meth:`flush`, :meth:`resync_from_kernel`,
@@ -37,12 +37,11 @@ older than the newest seen are dropped and counted, never applied.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from snep.cache import Cache
-from snep.entry import Entry, Event, EventKind
+from snep.entry import Entry, Event, EventKind, complete_update
 from snep.errors import AuthError, DecodeError, InvalidTransition
 from snep.fsm.counters import Counters
 from snep.fsm.effects import (
@@ -73,7 +72,6 @@ from snep.fsm.receiver import SyncReceiver
 from snep.fsm.role import Role, RoleMachine
 from snep.fsm.sender import SyncSender
 from snep.fsm.spec_map import spec_action
-from snep.kernel.base import complete_update
 from snep.wire.auth import Keyring
 from snep.wire.codec import decode_frame
 from snep.wire.messages import Ack, Capability, Frame, Hello, MessageType, Nack
@@ -90,6 +88,7 @@ class SyncNode:
         *,
         keyring: Keyring | None = None,
         newest_epoch: Epoch | tuple[int, int] = Epoch(0, 0),
+        filter: Filter | None = None,
         graph: bool = False,
     ) -> None:
         if not 1 <= node_id <= 0xFFFFFFFF:
@@ -104,7 +103,7 @@ class SyncNode:
         self.external = Cache()
         self.peers: tuple[PeerId, ...] = tuple(peers)
         self._graph = graph
-        self._fresh_sync()
+        self._fresh_sync(filter or Filter())
         self.newest = Epoch(*newest_epoch)
         self.own: Epoch | None = None  # the epoch we hold while PRIMARY
         self.last_heard: dict[PeerId, float] = {}
@@ -114,15 +113,20 @@ class SyncNode:
         self.need_sync = False  # must (re)synchronize: RESYNC_REQUEST until a dump completes
         self._resync_at = float("inf")  # when to ask again
 
-    def _fresh_sync(self) -> None:
+    def _fresh_sync(self, filter: Filter) -> None:
         """A new process's sender and receivers: no stream, nothing queued."""
-        self.sender = SyncSender(self.peers, self.params, self.framer, self.internal, graph=self._graph)
+        self.sender = SyncSender(self.peers, self.params, self.framer, self.internal, filter, graph=self._graph)
         self.receivers = {
             peer: SyncReceiver(peer, self.params, self.framer, self.external, graph=self._graph)
             for peer in self.peers
         }
 
     # --- status -----------------------------------------------------------------------
+    @property
+    def filter(self) -> Filter:
+        """Which connections this node tells its peers about (when primary)."""
+        return self.sender.notifier.filter
+
     @property
     def state(self) -> Role:
         return self.role.state
@@ -132,39 +136,51 @@ class SyncNode:
         """In sync (or primary): may win an election."""
         return self.role.state.ready
 
-    def status(self) -> dict[str, Any]:
+    def status(self, now: float) -> dict[str, Any]:
+        """What ``snep ctl status`` shows of the protocol (the daemon adds the process)."""
         return {
             "node_id": self.node_id,
-            "role": self.role.state.value,
+            "role": self.role.state.name,
             "ready": self.ready,
             "epoch": list(self.newest),
             "own_epoch": list(self.own) if self.own else None,
-            "peers": {str(p): {"alive": self.alive[p], "node_id": self.peer_node.get(p)} for p in self.peers},
+            "peers": {
+                str(p): {
+                    "alive": self.alive[p],
+                    "node_id": self.peer_node.get(p),
+                    "last_heard": round(now - self.last_heard[p], 3) if p in self.last_heard else None,
+                }
+                for p in self.peers
+            },
             "internal": len(self.internal),
             "external": len(self.external),
             "resend_queue": len(self.sender.queue),
-            "counters": self.counters.as_dict(),
         }
 
-    # --- role changes -----------------------------------------------------------------
+    # --- role changes (the rows of snep.fsm.role.TABLE) ------------------------------
+    @spec_action("Recover")
     def start(self, now: float) -> list[Output]:
         """Process start / recover: dump the kernel, empty external cache, HELLO, resync."""
         if self.role.state is Role.DOWN:
-            self._fresh_sync()  # (a node object started again after stop)
+            self._fresh_sync(self.filter)  # (a node object started again after stop)
         for peer in self.peers:
             self.last_heard[peer] = now
             self.alive[peer] = True
         return self._fire(now, "start")
 
+    @spec_action("Promote")
     def promote(self, now: float) -> list[Output]:
         return self._fire(now, "promote")
 
+    @spec_action("Demote")
     def demote(self, now: float) -> list[Output]:
         return self._fire(now, "demote")
 
+    @spec_action("Fault")
     def fault(self, now: float) -> list[Output]:
         return self._fire(now, "fault")
 
+    @spec_action("Fail")
     def stop(self, now: float) -> list[Output]:
         """Clean stop (SIGTERM): nothing more is sent."""
         out = self._fire(now, "fail")
@@ -240,18 +256,6 @@ class SyncNode:
         self._resync_at = now + self.params.resync_retry
 
     # --- kernel -----------------------------------------------------------------------
-    def on_kernel_event(self, now: float, event: Event) -> list[Output]:
-        """A conntrack event of our own kernel: internal cache; streamed if PRIMARY."""
-        out: list[Output] = []
-        if self.role.state is Role.DOWN:
-            return out
-        self.counters.kernel_events += 1
-        event = self._complete(event)
-        self.internal.apply(event)
-        if self.role.state is Role.PRIMARY:
-            self.sender.on_event(now, event, out)
-        return out
-
     def _complete(self, event: Event) -> Event:
         """UPDATE events are partial (what changed): the full entry is what we keep and send."""
         if event.kind is EventKind.UPDATE:
@@ -259,7 +263,8 @@ class SyncNode:
         return event
 
     def on_kernel_events(self, now: float, events: Sequence[Event]) -> list[Output]:
-        """A batch of kernel events (one netlink read), packed into as few frames as fit."""
+        """Conntrack events of our own kernel (one netlink read): into the internal cache;
+        a PRIMARY streams them, packed into as few frames as fit."""
         out: list[Output] = []
         if self.role.state is Role.DOWN:
             return out
@@ -341,7 +346,7 @@ class SyncNode:
             self._tell_stale(now, receiver.peer, out)
             return
         result = receiver.on_state(now, frame, claim, out)
-        if result.applied and self.params.inject_external:
+        if result.applied and self.params.inject_on_arrival:
             out.append(KernelOps(result.applied))
         if result.bulk_completed:
             self.need_sync = False
@@ -350,7 +355,8 @@ class SyncNode:
                 out.extend(self._fire(now, "synced"))
 
     def _observe(self, now: float, claim: Epoch, out: list[Output]) -> None:
-        """A claim heard: adopt it if newer; a PRIMARY with an older epoch steps down."""
+        """A claim heard: adopt it if newer; a PRIMARY with an older epoch steps down
+        (the spec's StepDown, part of RecvState, RecvAlive and RecvHello)."""
         if claim <= self.newest:
             return
         self.counters.epochs_adopted += 1
@@ -388,11 +394,11 @@ class SyncNode:
 
     @spec_action("PeerTimeout")
     def on_peer_silent(self, now: float, peer: PeerId, out: list[Output]) -> None:
-        """Nothing heard from ``peer`` for ``dead_timeout``: its acks no longer hold the queue."""
+        """Nothing heard from ``peer`` for ``peer_dead_timeout``: its acks no longer hold the queue."""
         self.alive[peer] = False
         self.sender.mark_dead(peer)
         self.counters.peer_deaths += 1
-        out.append(Log("warning", f"peer {peer} silent for {self.params.dead_timeout:g}s: marked dead"))
+        out.append(Log("warning", f"peer {peer} silent for {self.params.peer_dead_timeout:g}s: marked dead"))
 
     # --- timers -----------------------------------------------------------------------
     def on_timer(self, now: float) -> list[Output]:
@@ -414,7 +420,7 @@ class SyncNode:
                 self._resync_at = now + self.params.resync_retry  # a dump is arriving
             else:
                 self._request_resync(now, out)
-        dead = self.params.dead_timeout
+        dead = self.params.peer_dead_timeout
         for peer in self.peers:
             if self.alive[peer] and self.last_heard.get(peer, now) + dead <= now:
                 self.on_peer_silent(now, peer, out)
@@ -436,7 +442,7 @@ class SyncNode:
                 due = receiver.ack_deadline()
                 if due is not None and due < deadline and receiver.stream == self.newest:
                     deadline = due
-        dead = self.params.dead_timeout
+        dead = self.params.peer_dead_timeout
         for peer in self.peers:
             if self.alive[peer]:
                 due = self.last_heard.get(peer, now) + dead
@@ -491,11 +497,7 @@ class SyncNode:
 
     def set_filter(self, flt: Filter) -> None:
         """A new filter (SIGHUP) for the events and dumps sent from now on."""
-        self.params = dataclasses.replace(self.params, filter=flt)
-        self.sender.params = self.params
         self.sender.notifier.filter = flt
-        for receiver in self.receivers.values():
-            receiver.params = self.params
 
     def set_keyring(self, keyring: Keyring | None) -> None:
         """Key rotation (SIGHUP): new frames use the new send key."""

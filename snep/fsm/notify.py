@@ -154,7 +154,7 @@ class Notifier:
     """Level and filter between kernel events and the STATE stream."""
 
     level: Level = Level.STRONG
-    period: float = 1.0
+    incremental_period: float = 1.0
     filter: Filter = field(default_factory=Filter)
     dirty: dict[object, Event] = field(default_factory=dict)
     next_flush: float | None = None
@@ -169,7 +169,7 @@ class Notifier:
             return [event]
         self.dirty[event.entry.key] = event  # the newest state of a connection wins
         if self.next_flush is None:
-            self.next_flush = now + self.period
+            self.next_flush = now + self.incremental_period
         return []
 
     def flush(self, now: float) -> list[Event]:

@@ -32,7 +32,6 @@ from snep.fsm.framer import Framer
 from snep.fsm.modes import ModeMachine, ModeRow
 from snep.fsm.params import SyncParams
 from snep.fsm.spec_map import spec_action
-from snep.wire.codec import FLAG_BULK_END, FLAG_BULK_START
 from snep.wire.messages import Ack, Frame, MessageType, Nack, ResyncRequest
 from snep.wire.serial import seq_add, seq_diff
 
@@ -77,7 +76,7 @@ class SyncReceiver:
         self.framer = framer
         self.counters: Counters = framer.counters
         self.external = external
-        self.mode = ModeMachine(f"sync receiver", ReceiverMode, RECEIVER_TABLE, ReceiverMode.IDLE, graph=graph)
+        self.mode = ModeMachine("sync receiver", ReceiverMode, RECEIVER_TABLE, ReceiverMode.IDLE, graph=graph)
         self.stream: Epoch | None = None
         self.expected = 0
         self.marking = False  # we applied this stream's current BULK_START
@@ -125,9 +124,8 @@ class SyncReceiver:
             if self._ack_due is None:
                 self._ack_due = now + self.params.ack_delay
             return NOTHING
-        flags = frame.flags
         if ahead > 0:
-            if not flags & FLAG_BULK_START:
+            if not frame.starts_dump:
                 self.counters.gap_drops += 1
                 self._nack(now, seq_add(seq, -1), out)
                 return NOTHING
@@ -139,7 +137,7 @@ class SyncReceiver:
         elif self.mode.state is ReceiverMode.GAP:
             self.mode.fire("repaired")
             self._nack_expected = None
-        if flags & FLAG_BULK_START:
+        if frame.starts_dump:
             self.external.mark()
             self.marking = True
         external = self.external
@@ -152,7 +150,7 @@ class SyncReceiver:
             self._ack_due = now + self.params.ack_delay
         self._ack_count += 1
         completed = False
-        if flags & FLAG_BULK_END:
+        if frame.ends_dump:
             if self.marking:
                 external.sweep()
                 self.marking = False

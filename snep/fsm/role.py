@@ -23,7 +23,7 @@ role is an explicit no-op row (keepalived repeats itself at start-up).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -31,7 +31,6 @@ from typing import Any
 from transitions import Machine, MachineError
 
 from snep.errors import InvalidTransition
-from snep.fsm import spec_map
 from snep.fsm.effects import (
     BulkSendToPeers,
     ClearExternal,
@@ -55,10 +54,6 @@ class Role(Enum):
     FAULT = "fault"
 
     @property
-    def is_up(self) -> bool:
-        return self is not Role.DOWN
-
-    @property
     def ready(self) -> bool:
         """May this node win an election (keepalived track_script)?"""
         return self in (Role.BACKUP, Role.PRIMARY)
@@ -77,7 +72,7 @@ class Row:
     dest: Role | None
     actions: tuple[RoleAction, ...] = ()
     guard: str | None = None
-    spec: str | None = None  # the spec action this row is the counterpart of
+    spec: str | None = None  # the spec action this row realizes (SyncNode carries it out)
 
 
 _PROMOTE = (CommitExternal(), TakeEpoch(), ResyncInternalFromKernel(), SendHello(), BulkSendToPeers())
@@ -104,19 +99,6 @@ TABLE: tuple[Row, ...] = (
 # fmt: on
 
 TRIGGERS: tuple[str, ...] = tuple(dict.fromkeys(row.trigger for row in TABLE))
-
-# StepDown and ApplyState are parts of the spec's receive actions, not actions of
-# their own: a newer epoch heard in any frame fences a primary; a completed dump
-# makes a SYNCING node ready.
-_PART_OF = {
-    "StepDown": ("RecvState", "RecvAlive", "RecvHello"),
-    "ApplyState": ("RecvState",),
-}
-for _row in TABLE:
-    if _row.spec:
-        for _action in _PART_OF.get(_row.spec, (_row.spec,)):
-            spec_map.register(_action, f"RoleMachine.{_row.trigger}")
-
 
 def _label(row: Row) -> str:
     """The edge label: the trigger, then the actions in order, one a line."""
@@ -207,36 +189,9 @@ class RoleMachine:
         actions, self._pending = self._pending, []
         return actions
 
-    # One method per trigger, so that callers (and readers) see the vocabulary.
-    def start(self) -> list[RoleAction]:
-        return self.fire("start")
-
-    def promote(self) -> list[RoleAction]:
-        return self.fire("promote")
-
-    def demote(self) -> list[RoleAction]:
-        return self.fire("demote")
-
-    def fault(self) -> list[RoleAction]:
-        return self.fire("fault")
-
-    def fenced(self, heard: Epoch, own: Epoch) -> list[RoleAction]:
-        """A PRIMARY heard ``heard``, newer than its ``own`` epoch: step down."""
-        return self.fire("fenced", heard=heard, own=own)
-
-    def synced(self) -> list[RoleAction]:
-        return self.fire("synced")
-
-    def fail(self) -> list[RoleAction]:
-        return self.fire("fail")
-
     def graph(self) -> Any:
         """The graphviz graph of the live machine (needs ``graph=True``)."""
         return self._model.get_graph()  # type: ignore[attr-defined]
 
     def __repr__(self) -> str:
         return f"RoleMachine({self.state.name})"
-
-
-def rows_for(trigger: str, state: Role) -> Sequence[Row]:
-    return [row for row in TABLE if row.trigger == trigger and state in row.sources]

@@ -21,26 +21,23 @@ Each appends its outputs to the ``out`` list it is given and returns nothing.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 
-from snep.cache import Cache, Key
-from snep.entry import Event, EventKind
+from snep.cache import Cache
+from snep.entry import Event, Key
+from snep.fsm.bulk import BulkDump
 from snep.fsm.counters import Counters
 from snep.fsm.effects import Epoch, Output, PeerId
 from snep.fsm.framer import Framer
 from snep.fsm.modes import ModeMachine, ModeRow
-from snep.fsm.notify import Notifier
+from snep.fsm.notify import Filter, Notifier
 from snep.fsm.params import SyncParams
+from snep.fsm.resend import ResendQueue
 from snep.fsm.spec_map import spec_action
-from snep.wire.codec import FLAG_BULK_END, FLAG_BULK_START, frame_overhead
 from snep.wire.messages import Ack, Alive, MessageType, Nack
-from snep.wire.serial import SEQ_MAX, seq_add, seq_between, seq_diff, seq_ge, seq_gt, seq_le, seq_lt
-
-_HALF = 1 << 31
-_event = tuple.__new__  # Event without the NamedTuple __new__: one per dumped entry
+from snep.wire.serial import seq_add, seq_diff, seq_ge, seq_gt, seq_le, seq_lt
 
 
 class SenderMode(Enum):
@@ -77,13 +74,6 @@ class PeerTx:
         return self.acked
 
 
-@dataclass(slots=True)
-class Queued:
-    seq: int
-    data: bytes
-    sent_at: float
-
-
 class SyncSender:
     def __init__(
         self,
@@ -91,6 +81,7 @@ class SyncSender:
         params: SyncParams,
         framer: Framer,
         internal: Cache,
+        filter: Filter | None = None,
         *,
         graph: bool = False,
     ) -> None:
@@ -100,15 +91,12 @@ class SyncSender:
         self.internal = internal
         self.peers: dict[PeerId, PeerTx] = {peer: PeerTx() for peer in peers}
         self.mode = ModeMachine("sync sender", SenderMode, SENDER_TABLE, SenderMode.INACTIVE, graph=graph)
-        self.notifier = Notifier(params.level, params.period, params.filter)
+        self.notifier = Notifier(params.level, params.incremental_period, filter or Filter())
         self.epoch: Epoch | None = None
-        self.next_seq = 0
-        self.sent_count = 0  # frames sent in this epoch (saturates below 2**31)
-        self.queue: deque[Queued] = deque()
+        self.queue = ResendQueue(params.resend_queue)
         self.last_sent = float("-inf")
-        self._bulk_keys: deque[Key] = deque()
+        self.dump = BulkDump(framer.mtu - framer.overhead)
         self.loading = False  # the internal cache awaits a kernel dump: no dump reads it
-        self._per_frame = max(1, (framer.mtu - frame_overhead(framer.key)) // 48)  # learnt while dumping
 
     # --- mode changes -----------------------------------------------------------------
     @property
@@ -123,15 +111,22 @@ class SyncSender:
     @property
     def newest_seq(self) -> int:
         """The newest data seq sent (control frames carry it)."""
-        return (self.next_seq - 1) & SEQ_MAX
+        return self.queue.newest_seq
+
+    @property
+    def next_seq(self) -> int:
+        """The seq of the next STATE frame (the spec's ``nextSeq``)."""
+        return self.queue.next_seq
+
+    @next_seq.setter
+    def next_seq(self, seq: int) -> None:
+        self.queue.next_seq = seq
 
     def activate(self, now: float, epoch: Epoch) -> None:
         """TakeEpoch: a new sequence space from 0, nothing queued, nothing acked."""
         self.mode.fire("activate")
         self.epoch = epoch
-        self.next_seq = 0
-        self.sent_count = 0
-        self.queue.clear()
+        self.queue.restart()
         for peer in self.peers.values():
             peer.acked, peer.acked_at = 0, float("-inf")
             peer.behind, peer.resume = False, None
@@ -144,7 +139,7 @@ class SyncSender:
         self.mode.fire("deactivate")
         self.epoch = None
         self.queue.clear()
-        self._bulk_keys.clear()
+        self.dump.clear()
         self.notifier.reset()
 
     def cache_loading(self) -> None:
@@ -167,18 +162,9 @@ class SyncSender:
 
     # --- the stream -------------------------------------------------------------------
     @spec_action("Notify")
-    def on_event(self, now: float, event: Event, out: list[Output]) -> None:
-        """A kernel event on the primary: through filter and level into STATE frames."""
-        if self.epoch is None:
-            return
-        events = self.notifier.on_event(now, event)
-        if events:
-            self._send_state(now, events, 0, out)
-        else:
-            self.counters.filtered = self.notifier.filtered
-
     def on_events(self, now: float, events: Iterable[Event], out: list[Output]) -> None:
-        """A batch of kernel events (one netlink read): packed into as few frames as fit."""
+        """Kernel events on the primary (one netlink read): through filter and level into
+        STATE frames, packed into as few frames as fit."""
         if self.epoch is None:
             return
         passed: list[Event] = []
@@ -186,7 +172,7 @@ class SyncSender:
             passed.extend(self.notifier.on_event(now, event))
         self.counters.filtered = self.notifier.filtered
         if passed:
-            self._send_state(now, passed, 0, out)
+            self._send_state(now, passed, out)
 
     @spec_action("FlushIncremental")
     def on_flush_timer(self, now: float, out: list[Output]) -> None:
@@ -196,48 +182,31 @@ class SyncSender:
             return
         events = self.notifier.flush(now)
         if events:
-            self._send_state(now, events, 0, out)
+            self._send_state(now, events, out)
 
-    def _send_state(self, now: float, events: list[Event], flags: int, out: list[Output]) -> None:
+    def _send_state(self, now: float, events: list[Event], out: list[Output]) -> None:
         assert self.epoch is not None
-        frames = self.framer.state(self.epoch.term, self.next_seq, events, flags)
+        frames = self.framer.state(self.epoch.term, self.next_seq, events)
         self._queue_frames(now, frames, len(events), out)
 
     def _queue_frames(self, now: float, frames: list[bytes], messages: int, out: list[Output]) -> None:
         """Frames encoded from ``next_seq`` on: queued, and sent to every peer."""
-        peers = list(self.peers)
-        queue = self.queue
-        seq = self.next_seq
+        self.queue.push(now, frames)
+        peers = tuple(self.peers)
         send = self.framer.send
         for data in frames:
-            queue.append(Queued(seq, data, now))
-            seq = (seq + 1) & SEQ_MAX
             send(out, peers, data)
-        self.next_seq = seq
-        self.sent_count = min(self.sent_count + len(frames), _HALF - 1)
         self.counters.state_frames_sent += len(frames)
         self.counters.state_messages_sent += messages
         self.last_sent = now
-        self._bound()
-
-    def _bound(self) -> None:
-        """Keep the queue within its bound: the oldest frames go, acked or not."""
-        excess = len(self.queue) - self.params.queue_size
-        if excess <= 0:
-            return
-        live = [p.acked for p in self.peers.values() if p.alive]
-        for _ in range(excess):
-            item = self.queue.popleft()
-            if any(seq_ge(item.seq, acked) for acked in live):
-                self.counters.queue_drops += 1  # some live peer had not acked it
-
-    def _queue_first(self) -> int:
-        return self.queue[0].seq if self.queue else self.next_seq
+        # Within the bound: the oldest frames go, acked or not (a drop some live peer
+        # had not acknowledged is counted).
+        self.counters.queue_drops += self.queue.drop_excess(p.acked for p in self.peers.values() if p.alive)
 
     def _positions(self) -> list[int]:
         """Where the live peers that the queue can still serve stand (their next frame
         is queued). A peer that needs a dump stands at the dump's BULK_START."""
-        first = self._queue_first()
+        first = self.queue.first
         positions = []
         for p in self.peers.values():
             if p.alive:
@@ -260,9 +229,7 @@ class SyncSender:
         if not live:
             queue.clear()  # nobody to serve: a dead backup costs nothing
             return
-        low = max(live, key=lambda seq: seq_diff(self.next_seq, seq))  # the oldest
-        while queue and seq_gt(low, queue[0].seq):
-            queue.popleft()
+        queue.drop_before(max(live, key=lambda seq: seq_diff(self.next_seq, seq)))  # the oldest
 
     def in_flight(self) -> int:
         """Queued frames that some holding peer has not acknowledged yet."""
@@ -277,17 +244,13 @@ class SyncSender:
             return False
         return True
 
-    def _sent(self, seq: int) -> bool:
-        """Was ``seq`` sent in this epoch's sequence space?"""
-        return 0 < seq_diff(self.next_seq, seq) <= self.sent_count
-
     @spec_action("RecvAck")
     def on_ack(self, now: float, peer: PeerId, ack: Ack, term: int, out: list[Output]) -> None:
         """The peer applied everything up to ``ack.last``: its frames may leave the queue."""
         self.counters.acks_received += 1
         if not self._current(term):
             return
-        if not self._sent(ack.last):
+        if not self.queue.was_sent(ack.last):
             self.counters.bad_acks += 1
             return
         self._advance(now, self.peers[peer], seq_add(ack.last, 1))
@@ -315,7 +278,7 @@ class SyncSender:
             return False
         if state.resume is None:
             return self.mode.state is SenderMode.BULK_START
-        return bool(self.queue) and seq_ge(state.resume, self.queue[0].seq)
+        return bool(self.queue) and seq_ge(state.resume, self.queue.first)
 
     def _needs_dump(self, now: float, state: PeerTx, out: list[Output]) -> None:
         """The peer can only be repaired by a dump: one starts, unless one serves it already."""
@@ -331,7 +294,7 @@ class SyncSender:
         self.counters.nacks_received += 1
         if not self._current(term):
             return
-        if not (self._sent(nack.last) and seq_le(nack.first, nack.last)):
+        if not (self.queue.was_sent(nack.last) and seq_le(nack.first, nack.last)):
             self.counters.bad_acks += 1
             return
         state = self.peers[peer]
@@ -358,7 +321,7 @@ class SyncSender:
                 first = resume
             self._resend(now, peer, first, nack.last, out)
             return
-        if not self.queue or seq_gt(self.queue[0].seq, first):
+        if not self.queue or seq_gt(self.queue.first, first):
             # Older than the queue holds: only a full resync can repair it. (A restarted
             # peer is back at seq 0: what it acked before no longer holds the window.)
             self.counters.resync_fallbacks += 1
@@ -377,7 +340,7 @@ class SyncSender:
         """
         if first == 0 or not seq_lt(first, state.acked):
             return False
-        if self.queue and seq_ge(first, self.queue[0].seq):
+        if self.queue and seq_ge(first, self.queue.first):
             return False
         return now - state.acked_at <= self.params.retransmit_timeout
 
@@ -389,11 +352,10 @@ class SyncSender:
     def _resend(self, now: float, peer: PeerId, start: int, last: int, out: list[Output]) -> None:
         """Send the queued frames ``start..last`` again to ``peer``."""
         sent = 0
-        for item in self.queue:
-            if seq_between(item.seq, start, last):
-                self.framer.send(out, (peer,), item.data)
-                item.sent_at = now
-                sent += 1
+        for item in self.queue.between(start, last):
+            self.framer.send(out, (peer,), item.data)
+            item.sent_at = now
+            sent += 1
         self.counters.retransmissions += sent
         if sent:
             self.last_sent = now
@@ -403,7 +365,7 @@ class SyncSender:
         """Frames unacked for ``retransmit_timeout`` go again to the live peers missing them."""
         if self.epoch is None or not self.queue:
             return
-        first = self.queue[0].seq
+        first = self.queue.first
         holding = []
         for peer, p in self.peers.items():
             position = p.position() if p.alive else None
@@ -429,13 +391,11 @@ class SyncSender:
 
     def retransmit_deadline(self) -> float | None:
         low = self._low()
-        if self.epoch is None or low is None or low == self.next_seq or not self.queue:
-            return None
-        index = seq_diff(low, self.queue[0].seq)
-        if not 0 <= index < len(self.queue):
+        if self.epoch is None or low is None or low == self.next_seq:
             return None
         # The oldest frame a holding peer misses; the timer resends every overdue one.
-        return self.queue[index].sent_at + self.params.retransmit_timeout
+        oldest = self.queue.at(low)
+        return None if oldest is None else oldest.sent_at + self.params.retransmit_timeout
 
     # --- keepalive --------------------------------------------------------------------
     @spec_action("SendAlive")
@@ -464,7 +424,7 @@ class SyncSender:
         if self.epoch is None or self.mode.state is SenderMode.BULK_START:
             return
         self.mode.fire("start_bulk")
-        self._bulk_keys.clear()
+        self.dump.clear()
         self.counters.resyncs += 1
         self.on_bulk_step(now, out)
 
@@ -480,11 +440,7 @@ class SyncSender:
     @property
     def bulk_todo(self) -> tuple[Key, ...]:
         """The spec's ``todo[n]``: keys the running dump has yet to send."""
-        return tuple(self._bulk_keys)
-
-    @property
-    def _bulk_first(self) -> bool:  # (read by model_tests/abstraction.py; prefer bulk_phase)
-        return self.mode.state is SenderMode.BULK_START
+        return self.dump.todo
 
     def bulk_room(self) -> int:
         """Frames the dump may send now: at most ``bulk_window`` unacked by a peer the
@@ -506,57 +462,38 @@ class SyncSender:
         """
         if not self.bulk_active or self.loading:
             return
-        accepts = self.params.filter.accepts
+        accepts = self.notifier.filter.accepts
         get = self.internal.get
-        new = EventKind.NEW
+        dump = self.dump
         room = self.bulk_room()
         while room > 0:
             first = self.mode.state is SenderMode.BULK_START
             if first:
-                self._bulk_keys = deque(self.internal.keys())
-            keys = self._bulk_keys
-            popleft = keys.popleft
-            want = room * self._per_frame
-            events: list[Event] = []
-            taken: list[Key] = []
-            while keys and len(events) < want:
-                key = popleft()
-                entry = get(key)
-                if entry is not None and accepts(entry):
-                    events.append(_event(Event, (new, entry)))
-                    taken.append(key)
+                dump.snapshot(self.internal.keys())
+            events, taken = dump.take(room, get, accepts)
             while True:
-                flags = (FLAG_BULK_START if first else 0) | (0 if keys else FLAG_BULK_END)
-                frames = self.framer.state(self.term, self.next_seq, events, flags) if events or flags else []
+                last = dump.done
+                frames = self.framer.state(self.term, self.next_seq, events, dump_start=first, dump_end=last) if events or first or last else []
                 if len(frames) <= room:
                     break
                 # Larger messages than estimated: give back what does not fit the window.
                 keep = max(1, len(events) * room // len(frames) - 1)
-                keys.extendleft(reversed(taken[keep:]))
+                dump.give_back(taken[keep:])
                 del events[keep:], taken[keep:]
             if frames:
-                self._learn_packing(frames, len(events))
+                dump.learn(frames, len(events), self.framer.overhead)
                 if first:
                     for peer in self.peers.values():
                         if peer.behind:
                             peer.resume = self.next_seq  # it jumps to this BULK_START
                 self._queue_frames(now, frames, len(events), out)
                 self.counters.bulk_messages_sent += len(events)
-            if not keys:
+            if dump.done:
                 self.mode.fire("last_frame")
                 return
             if first:
                 self.mode.fire("first_frame")
             room = self.bulk_room()
-
-    def _learn_packing(self, frames: list[bytes], messages: int) -> None:
-        """Messages per full frame, from the average message size of what was encoded."""
-        if messages < 8:
-            return
-        overhead = frame_overhead(self.framer.key)
-        payload = sum(len(data) for data in frames) - overhead * len(frames)
-        if payload > 0:
-            self._per_frame = max(1, (self.framer.mtu - overhead) * messages // payload)
 
     # --- timers -----------------------------------------------------------------------
     def next_deadline(self, now: float) -> float:

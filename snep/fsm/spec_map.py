@@ -2,7 +2,8 @@
 
 A counterpart declares itself with ``@spec_action("RecvNack")`` (methods) or
 :func:`register` (trigger methods that a library generates, methods of modules the
-fsm does not own). ``tests/test_spec_mapping.py`` compares :data:`REGISTRY` with the
+fsm does not own). The lab's :func:`snep.lab.spec_table.load_all` imports every module
+that registers one; ``tests/test_spec_mapping.py`` compares :data:`REGISTRY` with the
 actions of the spec's ``Next``: every action needs a counterpart and every registered
 counterpart needs its action. spec/README.md holds the same table for readers.
 """
@@ -39,11 +40,3 @@ def spec_action(action: str) -> Callable[[F], F]:
 # The clock, read where it matters: an acknowledgement older than retransmit_timeout
 # no longer makes a NACK below it a late copy (the spec's timer AckAges).
 register("AckAges", "SyncSender._late_copy")
-
-
-def load_all() -> dict[str, list[str]]:
-    """Import every module that registers counterparts, and return the registry."""
-    import snep.fsm.node  # noqa: F401  (imports role, sender, receiver)
-    import snep.sim  # noqa: F401
-
-    return REGISTRY

@@ -15,7 +15,7 @@ coalescing is the sync sender's business, not the kernel's.
 
 UPDATE events are partial, like the kernel's: protoinfo and sequence adjustment are
 present only when they changed (``None`` otherwise) and labels only when they
-changed (0 otherwise). :func:`complete_update` merges such an event into the
+changed (0 otherwise). :func:`snep.entry.complete_update` merges such an event into the
 previous value of the entry; DESTROY events carry the identity (tuples, zone) and
 whatever the kernel still reports (no timeout).
 
@@ -34,22 +34,14 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
-from snep.entry import ConnTuple, Entry, Event, EventKind
-from snep.errors import KernelError
+from snep.entry import Entry, Event, EventKind, Key, complete_update
 from snep.level import Level
 
-Key = tuple[ConnTuple, int]
-
-# conntrackd's defaults for its event socket (NetlinkBufferSize, ...MaxGrowth).
-DEFAULT_BUFFER_SIZE = 2 * 1024 * 1024
-DEFAULT_BUFFER_MAX_GROWTH = 8 * 1024 * 1024
-
-
-class EventOverrun(KernelError):
-    """Kernel events were lost (ENOBUFS): the caller must ``resync``."""
-
-    def __init__(self, message: str = "conntrack events lost (ENOBUFS)") -> None:
-        super().__init__(message, errno=105)
+# The event socket's receive buffer, and how far it grows on overruns (conntrackd's
+# NetlinkBufferSize / NetlinkBufferSizeMaxGrowth; conntrackd's 2 / 8 MiB defaults lost
+# events at tens of thousands of new connections per second here).
+DEFAULT_BUFFER_SIZE = 8 * 1024 * 1024
+DEFAULT_BUFFER_MAX_GROWTH = 64 * 1024 * 1024
 
 
 @dataclasses.dataclass
@@ -219,24 +211,6 @@ def diff(known: Mapping[Key, Entry], current: Iterable[Entry]) -> list[Event]:
         if key not in seen:
             events.append(Event(EventKind.DESTROY, old))
     return events
-
-
-def complete_update(old: Entry | None, new: Entry) -> Entry:
-    """An UPDATE event's entry with what the kernel left out taken from ``old``."""
-    if old is None:
-        return new
-    fill = {}
-    if new.protoinfo is None and old.protoinfo is not None:
-        fill["protoinfo"] = old.protoinfo
-    if new.seqadj_orig is None and old.seqadj_orig is not None:
-        fill["seqadj_orig"] = old.seqadj_orig
-    if new.seqadj_reply is None and old.seqadj_reply is not None:
-        fill["seqadj_reply"] = old.seqadj_reply
-    if not new.labels and old.labels:
-        fill["labels"] = old.labels
-    if not new.helper and old.helper:
-        fill["helper"] = old.helper
-    return new._replace(**fill) if fill else new
 
 
 def apply_to(cache: dict[Key, Entry], events: Iterable[Event]) -> None:

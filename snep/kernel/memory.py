@@ -25,9 +25,9 @@ import socket
 from collections import deque
 from collections.abc import Iterable
 
-from snep.entry import Entry, Event, EventKind, SctpInfo, Status, TcpInfo
-from snep.errors import KernelError
-from snep.kernel.base import ApplyResult, Counters, EventOverrun, Kernel, KernelStats, Key, check_entry
+from snep.entry import Entry, Event, EventKind, Key, SctpInfo, Status, TcpInfo
+from snep.errors import EventOverrun, KernelError
+from snep.kernel.base import ApplyResult, Counters, Kernel, KernelStats, check_entry
 from snep.level import Level
 
 _ORIGIN_TRAFFIC = 0

@@ -30,16 +30,15 @@ import socket
 import struct
 from collections.abc import Iterable, Iterator
 
-from snep import netns as netns_mod
 from snep.entry import Entry, Event, EventKind
-from snep.errors import DecodeError, KernelError
+from snep.errors import DecodeError, EventOverrun, KernelError
 from snep.kernel import ctnetlink as ct
+from snep.kernel import namespace
 from snep.kernel.base import (
     DEFAULT_BUFFER_MAX_GROWTH,
     DEFAULT_BUFFER_SIZE,
     ApplyResult,
     Counters,
-    EventOverrun,
     Kernel,
     KernelStats,
 )
@@ -82,7 +81,7 @@ class NetlinkKernel(Kernel):
         self._events: socket.socket | None = None
         self._batch_receiver: BatchReceiver | None = None
         self._overrun_pending = False
-        self._cmd = netns_mod.call_in(netns, self._open_command)
+        self._cmd = namespace.call_in(netns, self._open_command)
         self.portid: int = self._cmd.getsockname()[0]
 
     # --- sockets ---------------------------------------------------------------
@@ -124,7 +123,7 @@ class NetlinkKernel(Kernel):
             groups |= 1 << (ct.GROUP_OF_KIND[kind] - 1)
         if self._events is not None:
             self._events.close()
-        self._events = netns_mod.call_in(self.netns, lambda: self._open_events(groups))
+        self._events = namespace.call_in(self.netns, lambda: self._open_events(groups))
 
     def fileno(self) -> int:
         if self._events is None:

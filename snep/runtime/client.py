@@ -13,9 +13,6 @@ from typing import Any
 
 from snep.errors import SnepError
 
-#: the control socket of a node run by systemd (RuntimeDirectory=snep)
-DEFAULT_SOCKET = "/run/snep/snep.sock"
-
 
 class ControlError(SnepError):
     """A control request that failed: unknown command, bad arguments, node refused."""

@@ -1,10 +1,12 @@
-"""The sync node's process: the asyncio adapter around the sans-I/O SyncNode.
+"""The sync node's process: the asyncio shell around the sans-I/O SyncNode.
 
-It feeds real inputs into :class:`snep.fsm.node.SyncNode` -- kernel events from the
-netlink event socket (``add_reader`` on its fd), datagrams from the sync links,
-timer expiries (one ``call_at`` for ``next_timer()``), role changes and operator
-commands from the control socket -- and carries the node's outputs out: datagrams to
-send, operations on the kernel table, dumps. Nothing here decides protocol behaviour.
+Real inputs reach the node through its :class:`~snep.fsm.driver.Driver` -- kernel
+events from the netlink event socket (``add_reader`` on its fd), datagrams from the
+sync links, timer expiries (one ``call_at`` for ``next_timer()``), role changes and
+operator commands from the control socket -- and the driver carries the node's
+outputs out through this daemon, its :class:`~snep.fsm.driver.Host`: datagrams to
+the transport, the epoch to the state file, records to the log. The simulation runs
+its nodes through the same driver. Nothing here decides protocol behaviour.
 
 Signals: SIGTERM/SIGINT stop cleanly (sockets closed, control socket removed, epoch
 already persisted on every change); SIGHUP reloads the key file and the filter from
@@ -20,28 +22,28 @@ import gc
 import os
 import signal
 import time
-from collections.abc import Iterable
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 from snep import config as configuration
 from snep.config import Config
 from snep.errors import ConfigError, KernelError, SnepError
-from snep.fsm.effects import DumpKernel
-from snep.runtime import adapter
+from snep.fsm.driver import COMMANDS, ROLE_CHANGES, Driver
+from snep.fsm.effects import Epoch, Log, PeerId, RoleChanged
+from snep.fsm.node import SyncNode
+from snep.kernel.base import Kernel
 from snep.runtime.control import ControlError, ControlServer
-from snep.runtime.log import log, notice, setup
+from snep.runtime.keys import load_keyring
+from snep.runtime.log import LEVELS, log, notice, setup
 from snep.runtime.metrics import MetricsServer
+from snep.runtime.peers import PeerTable
 from snep.runtime.statefile import read_epoch, write_epoch
 from snep.runtime.transport import Transport
+from snep.wire.auth import Keyring
 
 #: longest time the loop sleeps without checking links and timers
 MAX_SLEEP = 0.5
-
-#: seconds between attempts at a kernel dump the node asked for and the kernel refused:
-#: the node holds its bulk dumps until its internal cache is loaded, so a failed dump
-#: is retried, never dropped
-KERNEL_DUMP_RETRY = 1.0
 
 #: the collector's thresholds: a node keeps hundreds of thousands of entries (tuples)
 #: and a dump allocates as many again; with the default (700, 10, 10) a backup spends
@@ -66,52 +68,57 @@ STATUS_COUNTERS = (
     "netlink_overruns",
 )
 
+#: what the control socket answers besides the driver's commands
+QUERIES = ("status", "stats", "ready", "internal", "external", "notify", "reload")
+
 
 class Daemon:
-    """One node: config, kernel, SyncNode, transport, control socket, metrics."""
+    """One node: config, kernel, SyncNode and its driver, transport, control socket, metrics."""
 
-    def __init__(self, cfg: Config, kernel: Any = None) -> None:
-        """``kernel``: a kernel adapter to use instead of the netlink one (tests)."""
+    def __init__(self, cfg: Config, kernel: Kernel | None = None, *, record: list[Any] | None = None) -> None:
+        """``kernel``: a kernel adapter to use instead of the netlink one (tests);
+        ``record``: a list the driver appends every output it carries out to (tests)."""
         self.cfg = cfg
-        self.keyring = adapter.load_keyring(cfg)
+        self._record = record
+        self.keyring = _keyring(cfg)
         self.loop: asyncio.AbstractEventLoop | None = None
         self._given_kernel = kernel
-        self.kernel: Any = None
-        self.node: Any = None
+        self.kernel: Kernel | None = None
+        self.driver: Driver | None = None
         self.transport: Transport | None = None
         self.control: ControlServer | None = None
         self.metrics: MetricsServer | None = None
         self.stopping: asyncio.Event | None = None  # created in run()
-        self._last_multicast: bytes | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._epoch_saved = read_epoch(cfg.state_file)
-        self.peers = adapter.PeerTable(cfg)
+        self.peers = PeerTable(cfg)
         self.counters: dict[str, int] = {
             "control_requests": 0,
             "control_unknown_commands": 0,
             "control_bad_requests": 0,
             "unknown_sources": 0,
-            "netlink_overruns": 0,
-            "kernel_errors": 0,
-            "kernel_dump_retries": 0,
             "reloads": 0,
             "internal_errors": 0,
         }
         self.started = time.time()
         self.last_commit: dict[str, Any] = {}
-        self.applied = 0  # entries written to the kernel (commits, inject-on-arrival)
+
+    @property
+    def node(self) -> SyncNode:
+        assert self.driver is not None, "the node is not running"
+        return self.driver.node
 
     # ---------------------------------------------------------------- lifecycle
 
     async def run(self) -> int:
-        self.loop = asyncio.get_running_loop()
+        self.loop = loop = asyncio.get_running_loop()
         gc.set_threshold(*GC_THRESHOLDS)
-        self.loop.set_exception_handler(self._on_loop_error)
+        loop.set_exception_handler(self._on_loop_error)
         self.stopping = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):  # from the start: a stop never leaves a socket behind
-            self.loop.add_signal_handler(signum, self._on_stop_signal, signum)
-        self.loop.add_signal_handler(signal.SIGHUP, self._on_reload_signal)
+            loop.add_signal_handler(signum, self._on_stop_signal, signum)
+        loop.add_signal_handler(signal.SIGHUP, self._on_reload_signal)
         cfg = self.cfg
         if self.keyring is None:
             log.warning("no sync.key_file configured: frames are unauthenticated; anyone on the sync link can inject state")
@@ -120,44 +127,63 @@ class Daemon:
         except OSError as error:
             raise SnepError(f"cannot write the state file {cfg.state_file}: {error.strerror}") from None
         try:
-            self.kernel = adapter.open_kernel(cfg, self._given_kernel)
+            self.kernel = self._open_kernel()
         except (KernelError, OSError) as error:
             raise SnepError(f"cannot open the kernel's conntrack table: {error}") from None
         try:
-            now = self.loop.time()
-            self.node = adapter.make_node(cfg, self.keyring, self._epoch_saved, now)
+            node = SyncNode(
+                cfg.node_id,
+                self.peers.ids,
+                cfg.sync.params,
+                keyring=self.keyring,
+                newest_epoch=Epoch(*self._epoch_saved),
+                filter=configuration.sync_filter(cfg),
+            )
+            self.driver = Driver(node, self.kernel, self, record=self._record)
+            self.driver.persisted = Epoch(*self._epoch_saved)
             self.transport = Transport(
                 [cfg.sync.link] + ([cfg.sync.second_link] if cfg.sync.second_link else []),
                 cfg.sync.socket_buffer,
                 self._on_datagram,
-                silence=max(2.5 * cfg.sync.alive_interval, 0.5),
+                silence=max(2.5 * cfg.sync.params.alive_interval, 0.5),
                 after_batch=self._tick,
             )
-            self.transport.open(self.loop)
+            self.transport.open(loop)
             self.control = ControlServer(cfg.control.socket, self._on_control, self._bad_request)
             await self.control.start()
             if cfg.metrics.listen is not None:
                 self.metrics = MetricsServer(cfg.metrics.listen, self.stats)
                 await self.metrics.start()
-            self.loop.add_reader(self.kernel.fileno(), self._on_kernel_readable)
+            loop.add_reader(self.kernel.fileno(), self._on_kernel_readable)
             # start: internal cache from a kernel dump, HELLO + RESYNC_REQUEST to peers
-            self._feed(adapter.start(self.node, self.kernel, self.loop.time()))
+            self.driver.start(loop.time())
             notice(
                 "snep node %d up: sync on %s (%s), level %s, control %s%s",
                 cfg.node_id,
                 ", ".join(str(link.config.listen) for link in self.transport.links),
                 "authenticated" if self.keyring else "UNAUTHENTICATED",
-                cfg.sync.level.value,
+                cfg.sync.params.level.value,
                 cfg.control.socket,
                 f", metrics on {cfg.metrics.listen}" if cfg.metrics.listen else "",
             )
             self._tick()
             await self.stopping.wait()
             notice("snep node %d shutting down", cfg.node_id)
-            self._feed(adapter.stop(self.node, self.loop.time()))
+            self.driver.stop(loop.time())
             return 0
         finally:
             await self._close()
+
+    def _open_kernel(self) -> Kernel:
+        """The netlink adapter of this namespace (or the given one), subscribed to the level's events."""
+        kernel = self._given_kernel
+        if kernel is None:
+            from snep.kernel.netlink import NetlinkKernel
+
+            k = self.cfg.kernel
+            kernel = NetlinkKernel(buffer_size=k.netlink_buffer, buffer_max_growth=k.netlink_buffer_max)
+        kernel.subscribe(self.cfg.sync.params.level)
+        return kernel
 
     async def _close(self) -> None:
         loop = self.loop
@@ -172,7 +198,7 @@ class Daemon:
         if self.kernel is not None and loop is not None:
             try:
                 loop.remove_reader(self.kernel.fileno())
-            except (ValueError, RuntimeError, OSError):
+            except (ValueError, RuntimeError, OSError, KernelError):
                 pass
         if self.control is not None:
             await self.control.close()
@@ -198,7 +224,7 @@ class Daemon:
         self.stopping.set()
 
     def _on_reload_signal(self) -> None:
-        if self.node is None:
+        if self.driver is None:
             log.warning("SIGHUP during start-up ignored")
             return
         try:
@@ -211,9 +237,9 @@ class Daemon:
         if self.cfg.source is None:
             raise ConfigError("no config file to reload")
         fresh = configuration.load(self.cfg.source)
-        keyring = adapter.load_keyring(fresh)
-        adapter.set_keyring(self.node, keyring)
-        adapter.set_filter(self.node, adapter.sync_filter(fresh))
+        keyring = _keyring(fresh)
+        self.node.set_keyring(keyring)
+        self.node.set_filter(configuration.sync_filter(fresh))
         if keyring is None and self.keyring is not None:
             log.warning("reload: key removed: frames are unauthenticated")
         self.keyring = keyring
@@ -223,17 +249,47 @@ class Daemon:
         notice("reloaded key (%s) and filter from %s", "set" if keyring else "none", fresh.source)
         return {"key": keyring is not None, "filter": "reloaded"}
 
+    # ---------------------------------------------------------------- Host (the driver's I/O)
+
+    def send(self, peers: tuple[PeerId, ...], data: bytes) -> None:
+        assert self.transport is not None
+        if self.peers.multicast:
+            self.transport.send(data)  # once, to the group
+            return
+        for peer in peers:
+            self.transport.send(data, lambda link, peer=peer: self.peers.address(peer, link))
+
+    def persist(self, epoch: Epoch) -> None:
+        """Write the newest epoch before anything else of its batch happens (atomic replace)."""
+        write_epoch(self.cfg.state_file, (epoch.term, epoch.node))
+        self._epoch_saved = (epoch.term, epoch.node)
+
+    def report(self, output: RoleChanged | Log) -> None:
+        if isinstance(output, RoleChanged):
+            notice("role %s -> %s (%s)", output.old.upper(), output.new.upper(), output.trigger)
+        else:
+            log.log(LEVELS.get(output.level.lower(), LEVELS["info"]), "%s", output.message)
+
+    def call_later(self, delay: float, callback: Callable[[float], None]) -> None:
+        loop = self.loop
+        assert loop is not None
+
+        def run() -> None:
+            if self.stopping is None or not self.stopping.is_set():
+                callback(loop.time())
+                self._tick()
+
+        loop.call_later(delay, run)
+
     # ---------------------------------------------------------------- inputs
 
+    def _now(self) -> float:
+        assert self.loop is not None
+        return self.loop.time()
+
     def _on_kernel_readable(self) -> None:
-        now = self.loop.time()  # type: ignore[union-attr]
-        try:
-            outputs = adapter.kernel_events(self, now)
-        except KernelError as error:
-            self.counters["kernel_errors"] += 1
-            log.error("reading kernel events: %s", error)
-            outputs = []
-        self._feed(outputs)
+        assert self.driver is not None
+        self.driver.on_kernel_readable(self._now())
         self._tick()
 
     def _on_datagram(self, data: bytes, address: tuple, link: int) -> None:
@@ -241,15 +297,17 @@ class Daemon:
         if peer is None:
             self.counters["unknown_sources"] += 1
             return
-        now = self.loop.time()  # type: ignore[union-attr]
-        self.transport.heard(link, now)  # type: ignore[union-attr]
-        self._feed(self.node.on_datagram(now, data, peer))
+        assert self.driver is not None and self.transport is not None
+        now = self._now()
+        self.transport.heard(link, now)
+        self.driver.on_datagram(now, data, peer)
 
     def _on_timer(self) -> None:
         self._timer = None
         self._timer_at = None
-        now = self.loop.time()  # type: ignore[union-attr]
-        self._feed(self.node.on_timer(now))
+        assert self.driver is not None
+        now = self._now()
+        self.driver.on_timer(now)
         if self.transport is not None:
             self.transport.check(now)
         self._tick()
@@ -267,52 +325,6 @@ class Daemon:
             self._timer.cancel()
         self._timer_at = at
         self._timer = loop.call_at(max(at, now), self._on_timer)
-        self._save_epoch()
-
-    def _save_epoch(self) -> None:
-        epoch = adapter.newest_epoch(self.node)
-        if epoch is not None and epoch > self._epoch_saved:
-            self.persist_epoch(epoch)
-
-    def persist_epoch(self, epoch: tuple[int, int]) -> None:
-        """Write the newest epoch before anything else happens (atomic file replace)."""
-        if epoch != self._epoch_saved:
-            write_epoch(self.cfg.state_file, epoch)
-            self._epoch_saved = epoch
-
-    # ---------------------------------------------------------------- outputs
-
-    def _feed(self, outputs: Iterable[Any] | None) -> None:
-        """Carry the node's outputs out; outputs may produce more inputs (dump results)."""
-        pending = list(outputs or ())
-        index = 0
-        while index < len(pending):  # (a bulk step is thousands of outputs: no pop(0))
-            output = pending[index]
-            index += 1
-            try:
-                more = adapter.execute(self, output)
-            except KernelError as error:
-                self.counters["kernel_errors"] += 1
-                if isinstance(output, DumpKernel):
-                    self.counters["kernel_dump_retries"] += 1
-                    log.error("kernel dump failed: %s; retrying in %.0f s", error, KERNEL_DUMP_RETRY)
-                    self.loop.call_later(KERNEL_DUMP_RETRY, self._retry, output)
-                else:
-                    log.error("kernel operation failed: %s", error)
-                continue
-            if more:
-                pending.extend(more)
-
-    def _retry(self, output: Any) -> None:
-        if self.stopping is None or not self.stopping.is_set():
-            self._feed([output])
-
-    def send(self, data: bytes, peer: Any) -> None:
-        assert self.transport is not None
-        if peer is None or self.peers.multicast:
-            self.transport.send(data)
-        else:
-            self.transport.send(data, lambda link: self.peers.address(peer, link))
 
     # ---------------------------------------------------------------- control
 
@@ -322,65 +334,72 @@ class Daemon:
     async def _on_control(self, command: str, args: dict[str, Any]) -> Any:
         self.counters["control_requests"] += 1
         argv = [str(a) for a in args.get("argv", [])]
-        now = self.loop.time()  # type: ignore[union-attr]
+        now = self._now()
+        node = self.node
         try:
             if command == "status":
                 return self.status()
             if command == "stats":
                 return self.stats()
             if command == "ready":
-                return {"ready": adapter.ready(self.node), "role": adapter.role_name(self.node)}
+                return {"ready": node.ready, "role": node.state.name}
             if command in ("internal", "external"):
-                entries = adapter.cache(self.node, command)
+                entries = (node.internal if command == "internal" else node.external).entries()
                 return {"count": len(entries), "entries": sorted(str(e) for e in entries)}
             if command == "notify":
-                if len(argv) != 1 or argv[0] not in ("primary", "backup", "fault"):
+                if len(argv) != 1 or argv[0] not in ROLE_CHANGES:
                     raise ControlError("notify takes one argument: primary, backup or fault")
                 return self._role_change(argv[0], now)
             if command == "reload":
                 return self.reload()
-            if command in adapter.COMMANDS:
+            if command in COMMANDS:
                 started = time.monotonic()
-                self._feed(adapter.command(self.node, self.kernel, command, now, argv, self.cfg))
+                assert self.driver is not None
+                self.driver.command(now, command, argv)
                 self._tick()
                 return {
                     "done": command,
                     "seconds": round(time.monotonic() - started, 6),
-                    "internal": adapter.cache_size(self.node, "internal"),  # right after the command
-                    "external": adapter.cache_size(self.node, "external"),
+                    "internal": len(node.internal),  # right after the command
+                    "external": len(node.external),
                 }
         except (SnepError, ValueError) as error:
             raise ControlError(f"{command}: {error}") from None
         self.counters["control_unknown_commands"] += 1
-        known = ", ".join(sorted({"status", "stats", "ready", "internal", "external", "notify", "reload", *adapter.COMMANDS}))
+        known = ", ".join(sorted({*QUERIES, *COMMANDS}))
         raise ControlError(f"unknown command {command!r} (known: {known})")
 
     def _role_change(self, role: str, now: float) -> dict[str, Any]:
-        before = adapter.role_name(self.node)
-        applied = self.applied
+        assert self.driver is not None
+        before = self.node.state.name
+        written = self.driver.counters.entries_written
         started = time.monotonic()
-        self._feed(adapter.role_change(self.node, self.kernel, role, now))
+        self.driver.role_change(now, role)
         seconds = time.monotonic() - started
         self._tick()
-        after = adapter.role_name(self.node)
+        after = self.node.state.name
         notice("HA manager says %s: role %s -> %s (%.1f ms)", role, before, after, seconds * 1000)
         result: dict[str, Any] = {"role": after, "was": before, "seconds": round(seconds, 6)}
         if role == "primary":
-            self.last_commit = {"entries": self.applied - applied, "seconds": round(seconds, 6), "finished_at": time.time()}
-            result["committed"] = self.last_commit["entries"]
+            committed = self.driver.counters.entries_written - written
+            self.last_commit = {"entries": committed, "seconds": round(seconds, 6), "finished_at": time.time()}
+            result["committed"] = committed
         return result
 
-    def status(self) -> dict[str, Any]:
-        assert self.loop is not None
-        counters = {**adapter.node_stats(self.node), **self.counters}  # (no kernel round trip)
+    def _counters(self) -> dict[str, Any]:
+        """The node's, the driver's and the daemon's counters in one flat table."""
+        assert self.driver is not None
         return {
-            "node_id": self.cfg.node_id,
-            "role": adapter.role_name(self.node),
-            "ready": adapter.ready(self.node),
-            "epoch": list(adapter.newest_epoch(self.node) or (0, 0)),
-            "peers": adapter.peers_status(self.node, self.loop.time()),  # type: ignore[union-attr]
-            "internal": adapter.cache_size(self.node, "internal"),
-            "external": adapter.cache_size(self.node, "external"),
+            **self.node.counters.as_dict(),
+            "resend_queue": len(self.node.sender.queue),
+            **vars(self.driver.counters),
+            **self.counters,
+        }
+
+    def status(self) -> dict[str, Any]:
+        counters = self._counters()  # (no kernel round trip)
+        return {
+            **self.node.status(self._now()),
             "authenticated": self.keyring is not None,
             "active_link": self.transport.links[self.transport.active].name if self.transport else "",
             "uptime": round(time.time() - self.started, 1),
@@ -390,18 +409,28 @@ class Daemon:
         }
 
     def stats(self) -> dict[str, Any]:
-        out: dict[str, Any] = dict(adapter.node_stats(self.node))
-        out.update(self.counters)
-        out["ready"] = adapter.ready(self.node)
-        out["epoch_term"] = adapter.newest_epoch(self.node)[0]
-        out["internal_entries"] = adapter.cache_size(self.node, "internal")
-        out["external_entries"] = adapter.cache_size(self.node, "external")
+        node = self.node
+        out: dict[str, Any] = self._counters()
+        out["ready"] = node.ready
+        out["epoch_term"] = node.newest.term
+        out["internal_entries"] = len(node.internal)
+        out["external_entries"] = len(node.external)
         if self.transport is not None:
             out["transport"] = self.transport.stats()
-        kernel_stats = adapter.kernel_stats(self.kernel)
-        if kernel_stats:
-            out["kernel"] = kernel_stats
+        if self.kernel is not None:
+            kernel: dict[str, Any] = dict(vars(self.kernel.counters))
+            try:
+                table = self.kernel.stats()
+                kernel["entries"] = table.entries
+                kernel["max_entries"] = table.max_entries
+            except SnepError:
+                pass
+            out["kernel"] = kernel
         return out
+
+
+def _keyring(cfg: Config) -> Keyring | None:
+    return load_keyring(cfg.sync.key_file) if cfg.sync.key_file is not None else None
 
 
 def main(cfg: Config) -> int:

@@ -207,7 +207,6 @@ class Transport:
         sock = link.sock
         if sock is None:
             return
-        now = self._loop.time() if self._loop else 0.0
         for _ in range(RECV_BATCH):
             try:
                 data, address = sock.recvfrom(MAX_DATAGRAM)

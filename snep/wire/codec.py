@@ -44,6 +44,9 @@ from snep.entry import (
 from snep.errors import AuthError, DecodeError
 from snep.wire.auth import MAC_SIZE, Key, Keyring
 from snep.wire.messages import (
+    FLAG_AUTH,
+    FLAG_BULK_END,
+    FLAG_BULK_START,
     MESSAGE_TYPE_OF,
     PROTOCOL_VERSION,
     Ack,
@@ -64,9 +67,6 @@ HEADER = struct.Struct(">2sBBBBHIII")  # magic, version, type, flags, key id, pa
 HEADER_SIZE = HEADER.size  # length, node id, epoch, seq: 20 bytes
 MAX_PAYLOAD = 0xFFFF
 
-FLAG_AUTH = 0x01  # a MAC trailer follows the payload; the key id byte names the key
-FLAG_BULK_START = 0x02  # first frame of a bulk dump (STATE only)
-FLAG_BULK_END = 0x04  # last frame of a bulk dump (STATE only)
 _KNOWN_FLAGS = FLAG_AUTH | FLAG_BULK_START | FLAG_BULK_END
 _BULK_FLAGS = FLAG_BULK_START | FLAG_BULK_END
 

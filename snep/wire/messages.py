@@ -24,6 +24,11 @@ PROTOCOL_VERSION = 1
 #: Default MTU: a 1500-byte Ethernet frame less the IPv4 (20) and UDP (8) headers.
 DEFAULT_MTU = 1500 - 20 - 8
 
+# Frame header flags.
+FLAG_AUTH = 0x01  # a MAC trailer follows the payload; the key id byte names the key
+FLAG_BULK_START = 0x02  # first frame of a bulk dump (STATE only)
+FLAG_BULK_END = 0x04  # last frame of a bulk dump (STATE only)
+
 
 class MessageType(IntEnum):
     """The type of a frame and of every message it holds."""
@@ -105,3 +110,13 @@ class Frame:
     seq: int
     messages: tuple[Message, ...]
     flags: int = 0
+
+    @property
+    def starts_dump(self) -> bool:
+        """The first frame of a bulk dump (BULK_START): mark the peer's entries."""
+        return bool(self.flags & FLAG_BULK_START)
+
+    @property
+    def ends_dump(self) -> bool:
+        """The last frame of a bulk dump (BULK_END): sweep what it did not touch."""
+        return bool(self.flags & FLAG_BULK_END)

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from snep import netns
-from snep.topology import Topology
+from snep.lab import netns
+from snep.lab.topology import Topology
 
 pytestmark = [pytest.mark.root]
 

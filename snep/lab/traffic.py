@@ -8,7 +8,7 @@ is a broken connection (a firewall that does not know a connection drops its pac
 so TCP retransmits into the void). Every stall longer than ``stall`` seconds is recorded
 as an interval (start, end): the failover gap is read from them.
 
-Both ends are processes started with ``python -m snep.traffic server|client`` under
+Both ends are processes started with ``python -m snep.lab.traffic server|client`` under
 ``ip netns exec``. The client takes commands on stdin, one JSON object per line, and
 answers each with one JSON line on stdout::
 
@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from snep.topology import Topology
+    from snep.lab.topology import Topology
 
 RECORD = struct.Struct("!IId")  # flow id, sequence number, send time (wall clock)
 TCP_PORT = 5001
@@ -282,7 +282,7 @@ class TrafficError(RuntimeError):
 
 
 class TrafficClient:
-    """Drives a client process (``python -m snep.traffic client``) over its stdin/stdout."""
+    """Drives a client process (``python -m snep.lab.traffic client``) over its stdin/stdout."""
 
     def __init__(self, proc: subprocess.Popen[bytes]) -> None:
         self.proc = proc
@@ -322,13 +322,13 @@ class TrafficClient:
 
 
 def client_argv(server: str, tcp: int, udp: int, interval: float, stall: float) -> list[str]:
-    return [sys.executable, "-m", "snep.traffic", "client", "--server", server,
+    return [sys.executable, "-m", "snep.lab.traffic", "client", "--server", server,
             "--tcp", str(tcp), "--udp", str(udp), "--interval", str(interval),
             "--stall", str(stall)]
 
 
 def server_argv() -> list[str]:
-    return [sys.executable, "-m", "snep.traffic", "server"]
+    return [sys.executable, "-m", "snep.lab.traffic", "server"]
 
 
 def start(topo: Topology, *, tcp: int = 50, udp: int = 10, interval: float = 0.1,
@@ -347,7 +347,7 @@ def start(topo: Topology, *, tcp: int = 50, udp: int = 10, interval: float = 0.1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m snep.traffic")
+    parser = argparse.ArgumentParser(prog="python -m snep.lab.traffic")
     sub = parser.add_subparsers(dest="role", required=True)
     sub.add_parser("server")
     c = sub.add_parser("client")

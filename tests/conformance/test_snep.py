@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from snep.conformance.scenarios import NAMES, run_scenario
+from snep.lab.conformance.scenarios import NAMES, run_scenario
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 

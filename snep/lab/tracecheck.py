@@ -5,7 +5,7 @@ JSON file: ``{"consts": {...}, "log": [...]}``, where the log alternates the
 abstraction of the implementation's state and the spec actions that explain each
 move, each with the state model_tests/model.py computed. spec/Trace.tla replays the
 log in TLC: every action record must be a step of the named spec action leading
-exactly to the logged state. TLC runs through :func:`snep.tlc.run_tlc`; the trace is
+exactly to the logged state. TLC runs through :func:`snep.lab.tlc.run_tlc`; the trace is
 accepted when the ``Done`` invariant is violated (the end of the log was reached).
 """
 
@@ -17,8 +17,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from snep import tlc
 from snep.errors import SnepError
+from snep.lab import tlc
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ import shutil
 
 import pytest
 
-from snep import netns
-from snep.conformance.profile import PROFILES, Profile
+from snep.lab import netns
+from snep.lab.conformance.profile import PROFILES, Profile
 
 
 def _missing() -> str | None:

@@ -1,10 +1,11 @@
-"""The runtime's translations: peers by address on either link, the sync filter."""
+"""Peers by address on either link; the sync links are never synchronized themselves."""
 
 from __future__ import annotations
 
 from snep import config
+from snep.config import sync_filter
 from snep.entry import Proto, make_entry
-from snep.runtime.adapter import PeerTable, sync_filter
+from snep.runtime.peers import PeerTable
 
 CFG = config.parse(
     {

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import platform
 import time
-from dataclasses import asdict
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from snep.conformance.harness import Result
-from snep.conformance.profile import PROFILES
+from snep.lab.conformance.harness import Result
+from snep.lab.conformance.profile import PROFILES
 
 
 def _failover_cell(f: Any) -> str:

@@ -2,8 +2,8 @@
 
 import json
 
-from snep.conformance import report
-from snep.conformance.harness import Check, Failover, Result
+from snep.lab.conformance import report
+from snep.lab.conformance.harness import Check, Failover, Result
 
 
 def _failover(alive: int, lost: int) -> Failover:

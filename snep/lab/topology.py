@@ -44,8 +44,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
-from snep import netns
 from snep.errors import SnepError
+from snep.lab import netns
 
 CLIENT_NET = "10.1.0"
 SERVER_NET = "10.2.0"

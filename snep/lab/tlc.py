@@ -5,8 +5,9 @@ must say (``pass``: no error; ``violation``: the named "ScenarioN not reached"
 invariant is violated, which shows the scenario happens in the model). TLC is not on
 any package registry: snep finds ``tla2tools.jar`` only through ``TLA2TOOLS_JAR``.
 
-TLC runs in a temporary copy of spec/ (``-metadir`` inside it), so no ``states/``
-directory or trace file ever lands in the repository. ``snep spec check`` uses this
+TLC runs in a temporary, flat copy of spec/ (the spec, and the models from
+spec/models/; ``-metadir`` inside it), so no ``states/`` directory or trace file ever
+lands in the repository. ``snep spec check`` uses this
 module; trace validation (``snep spec trace-check``) can reuse :func:`run_tlc`.
 """
 
@@ -28,7 +29,7 @@ from pathlib import Path
 from snep.errors import SnepError
 
 JAR_ENV = "TLA2TOOLS_JAR"
-SPEC_DIR = Path(__file__).resolve().parent.parent / "spec"
+SPEC_DIR = Path(__file__).resolve().parents[2] / "spec"
 MANIFEST = "models.toml"
 
 
@@ -349,7 +350,9 @@ def run_tlc(
     java = find_java()
     with tempfile.TemporaryDirectory(prefix="snep-tlc-") as tmp:
         work = Path(tmp) / "spec"
-        shutil.copytree(spec_dir, work, ignore=shutil.ignore_patterns("states", "*.md"))
+        work.mkdir()
+        for source in spec_files(spec_dir):
+            shutil.copyfile(source, work / source.name)
         for name, text in (extra_files or {}).items():
             (work / name).write_text(text)
         command = tlc_command(
@@ -365,6 +368,19 @@ def run_tlc(
             output = _text(expired.stdout) + _text(expired.stderr)
             output += f"\nsnep: TLC killed after the {timeout:.0f} s timeout\n"
         return output, time.monotonic() - start
+
+
+def spec_files(spec_dir: Path = SPEC_DIR) -> list[Path]:
+    """The spec's modules and the models' modules and configurations (spec/, spec/models/)."""
+    return sorted(p for p in (*spec_dir.glob("*"), *spec_dir.glob("models/*")) if p.suffix in (".tla", ".cfg"))
+
+
+def spec_file(name: str, spec_dir: Path = SPEC_DIR) -> Path:
+    """A module (``MC2.tla``) or configuration (``MC2.cfg``) by its file name."""
+    for path in spec_files(spec_dir):
+        if path.name == name:
+            return path
+    raise SnepError(f"{name}: no such file in {spec_dir} or {spec_dir / 'models'}")
 
 
 def _text(data: bytes | str | None) -> str:
@@ -393,7 +409,7 @@ def check_model(
         timeout=timeout,
     )
     outcome = parse_output(output)
-    invariants, properties = checked_names((spec_dir / model.config).read_text())
+    invariants, properties = checked_names(spec_file(model.config, spec_dir).read_text())
     return ModelResult(
         model=model,
         outcome=outcome,

@@ -1,10 +1,10 @@
 """The failover demo: long-lived connections survive a firewall failure with snep, die without.
 
-World (snep.topology): a client, a server, two firewalls fw1 (VRRP primary) and fw2
+World (snep.lab.topology): a client, a server, two firewalls fw1 (VRRP primary) and fw2
 (backup) with a stateful nftables ruleset and ``nf_conntrack_tcp_loose=0``, a
 dedicated sync link, keepalived on both, and (first run) a snep node on each firewall
 whose keepalived notify script is ``snep notify``. The client keeps TCP connections
-and UDP flows busy through the firewalls (snep.traffic). Then fw1 dies (processes
+and UDP flows busy through the firewalls (snep.lab.traffic). Then fw1 dies (processes
 killed, cables cut), keepalived promotes fw2, and the connections are watched.
 
 The second run does the same without snep: fw2 does not know the TCP connections,
@@ -29,10 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from snep import traffic
 from snep.errors import SnepError
+from snep.lab import traffic
+from snep.lab.topology import CLIENT_VIP, SERVER_VIP, SYNC_NETS, Firewall, Topology
 from snep.runtime.client import ControlError, request
-from snep.topology import CLIENT_VIP, SERVER_VIP, SYNC_NETS, Firewall, Topology
 
 SYNC_PORT = 3780
 

@@ -1,6 +1,6 @@
 """The traffic checker's bookkeeping: stalls, losses and duplicates are counted right."""
 
-from snep.traffic import RECORD, Flow
+from snep.lab.traffic import RECORD, Flow
 
 
 def test_in_order_echoes_record_no_stall():

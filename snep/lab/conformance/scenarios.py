@@ -27,9 +27,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from snep.conformance.harness import Check, Harness, Result
-from snep.conformance.impls import NotApplicable, make
-from snep.conformance.profile import Profile
+from snep.lab.conformance.harness import Check, Harness, Result
+from snep.lab.conformance.impls import NotApplicable, make
+from snep.lab.conformance.profile import Profile
 
 
 @dataclass(frozen=True)

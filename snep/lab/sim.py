@@ -12,9 +12,10 @@ random generator and the virtual clock, so a failing run replays exactly.
   persisted epoch stay) and restarted; HA role changes; traffic on a node's kernel;
   :meth:`Simulation.run` moves the clock from event to event.
 
-Outputs of a node are carried out the way the runtime does: datagrams into the
-network, KernelOps / ShortenTimeouts into the kernel, DumpKernel answered at once
-with the kernel's dump, PersistEpoch into the "state file" (kept across crashes).
+Each node runs through the same :class:`~snep.fsm.driver.Driver` as the daemon: the
+driver carries its outputs out in production's order, and a :class:`SimHost` is its
+I/O (datagrams into the network, the epoch into a "state file" kept across crashes,
+logs into :attr:`Simulation.log`, retries on the virtual clock).
 """
 
 from __future__ import annotations
@@ -22,28 +23,19 @@ from __future__ import annotations
 import heapq
 import itertools
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from snep.cache import Key
-from snep.entry import Entry, Proto, make_entry
+from snep.entry import Entry, Key, Proto, make_entry
 from snep.fsm import spec_map
-from snep.fsm.spec_map import spec_action
-from snep.fsm.effects import (
-    DumpKernel,
-    Epoch,
-    KernelOps,
-    Log,
-    Output,
-    PersistEpoch,
-    RoleChanged,
-    SendDatagram,
-    ShortenTimeouts,
-)
+from snep.fsm.driver import Driver
+from snep.fsm.effects import Epoch, Log, Output, PeerId, RoleChanged
 from snep.fsm.node import SyncNode
+from snep.fsm.notify import Filter
 from snep.fsm.params import SyncParams
 from snep.fsm.role import Role
+from snep.fsm.spec_map import spec_action
 from snep.kernel.memory import MemoryKernel, MemoryTable
 from snep.wire.auth import Keyring
 
@@ -155,19 +147,49 @@ class SimNetwork:
         return None
 
 
-@dataclass
 class SimHost:
-    """One machine: its kernel table (survives crashes), its state file, its process."""
+    """One machine: its kernel table (survives crashes), its state file, its process.
 
-    node_id: int
-    table: MemoryTable
-    kernel: MemoryKernel
-    persisted: Epoch = Epoch(0, 0)
-    node: SyncNode | None = None  # None: the process is down
+    It is also the :class:`~snep.fsm.driver.Host` of its node's driver: the I/O the
+    daemon does with sockets, a state file, a logger and the event loop's timers.
+    """
+
+    def __init__(self, sim: Simulation, node_id: int, table: MemoryTable) -> None:
+        self.sim = sim
+        self.node_id = node_id
+        self.table = table
+        self.kernel = sim._handle(table)
+        self.persisted = Epoch(0, 0)
+        self.driver: Driver | None = None  # None: the process is down
+
+    @property
+    def node(self) -> SyncNode | None:
+        return self.driver.node if self.driver is not None else None
 
     @property
     def up(self) -> bool:
-        return self.node is not None
+        return self.driver is not None
+
+    # --- Host ----------------------------------------------------------------------
+    def send(self, peers: tuple[PeerId, ...], data: bytes) -> None:
+        for peer in peers:
+            self.sim.network.send(self.sim.now, self.node_id, peer, data)  # type: ignore[arg-type]
+
+    def persist(self, epoch: Epoch) -> None:
+        self.persisted = epoch
+
+    def report(self, output: RoleChanged | Log) -> None:
+        self.sim.log.append((self.sim.now, self.node_id, output))
+
+    def call_later(self, delay: float, callback: Callable[[float], None]) -> None:
+        driver = self.driver
+
+        def run(now: float) -> None:
+            if self.driver is driver:  # (not for a process that died meanwhile)
+                callback(now)
+                self.sim._pump(self.node_id)
+
+        self.sim._schedule(self.sim.now + delay, run)
 
 
 class Simulation:
@@ -180,6 +202,7 @@ class Simulation:
         *,
         seed: int = 0,
         keyring: Keyring | None = None,
+        filter: Filter | None = None,
         latency: float = 0.001,
         jitter: float = 0.0,
         loss: float = 0.0,
@@ -189,21 +212,28 @@ class Simulation:
         self.params = params or SyncParams()
         self.rng = random.Random(seed)
         self.keyring = keyring
+        self.filter = filter
         self.now = 0.0
         self.network = SimNetwork(self.rng, latency=latency, jitter=jitter, loss=loss, duplication=duplication)
+        self.log: list[tuple[float, int, Output]] = []  # RoleChanged and Log outputs
         self.hosts: dict[int, SimHost] = {}
         for node_id in range(1, size + 1):
-            table = MemoryTable(now=0.0)
-            self.hosts[node_id] = SimHost(node_id, table, self._handle(table))
-        self.log: list[tuple[float, int, Output]] = []  # RoleChanged and Log outputs
+            self.hosts[node_id] = SimHost(self, node_id, MemoryTable(now=0.0))
         self.expire_interval = expire_interval
         self._next_expire = expire_interval
+        self._later: list[tuple[float, int, Callable[[float], None]]] = []
+        self._later_order = itertools.count()
         self.steps = 0
+        #: every output carried out, per node, in order (None: not recorded)
+        self.records: dict[int, list[Output]] | None = None
 
     def _handle(self, table: MemoryTable) -> MemoryKernel:
         kernel = MemoryKernel(table)
         kernel.subscribe(self.params.level)
         return kernel
+
+    def _schedule(self, at: float, callback: Callable[[float], None]) -> None:
+        heapq.heappush(self._later, (at, next(self._later_order), callback))
 
     # --- nodes ------------------------------------------------------------------------
     def node(self, node_id: int) -> SyncNode:
@@ -211,6 +241,12 @@ class Simulation:
         if node is None:
             raise KeyError(f"node {node_id} is down")
         return node
+
+    def driver(self, node_id: int) -> Driver:
+        driver = self.hosts[node_id].driver
+        if driver is None:
+            raise KeyError(f"node {node_id} is down")
+        return driver
 
     def kernel(self, node_id: int) -> MemoryKernel:
         return self.hosts[node_id].kernel
@@ -223,12 +259,20 @@ class Simulation:
         """Start the process on these nodes (all when none given): Recover."""
         for node_id in node_ids or tuple(self.hosts):
             host = self.hosts[node_id]
-            if host.node is not None:
+            if host.up:
                 raise RuntimeError(f"node {node_id} is already up")
             peers = [other for other in self.hosts if other != node_id]
             host.kernel.read_events()  # what happened while down is in the dump
-            host.node = SyncNode(node_id, peers, self.params, keyring=self.keyring, newest_epoch=host.persisted)
-            self._carry_out(node_id, host.node.start(self.now))
+            node = SyncNode(
+                node_id, peers, self.params, keyring=self.keyring, newest_epoch=host.persisted, filter=self.filter
+            )
+            record = None
+            if self.records is not None:
+                record = self.records.setdefault(node_id, [])
+            host.driver = Driver(node, host.kernel, host, record=record)
+            host.driver.persisted = host.persisted  # (it writes only what is newer)
+            host.driver.start(self.now)
+            self._pump(node_id)
 
     restart = start
 
@@ -236,22 +280,37 @@ class Simulation:
     def crash(self, node_id: int) -> None:
         """The process dies: its caches and queues are gone; kernel and state file stay."""
         host = self.hosts[node_id]
-        host.node = None
+        host.driver = None
         host.kernel.close()
         host.kernel = self._handle(host.table)
 
     def promote(self, node_id: int) -> None:
-        self._carry_out(node_id, self.node(node_id).promote(self.now))
+        self._input(node_id, lambda driver: driver.role_change(self.now, "primary"))
 
     def demote(self, node_id: int) -> None:
-        self._carry_out(node_id, self.node(node_id).demote(self.now))
+        self._input(node_id, lambda driver: driver.role_change(self.now, "backup"))
 
     def fault(self, node_id: int) -> None:
-        self._carry_out(node_id, self.node(node_id).fault(self.now))
+        self._input(node_id, lambda driver: driver.role_change(self.now, "fault"))
 
     def command(self, node_id: int, name: str) -> None:
-        """An operator command: commit, flush, resync_from_kernel, bulk_send, request_resync ..."""
-        self._carry_out(node_id, getattr(self.node(node_id), name)(self.now))
+        """An operator command, as ``snep ctl`` names it: commit, flush, resync, bulk,
+        request-resync, shorten-timeouts."""
+        self._input(node_id, lambda driver: driver.command(self.now, name))
+
+    def deliver(self, datagram: Datagram) -> None:
+        """Hand one datagram to its destination's process (lost when it is down)."""
+        self.network.delivered += 1
+        if self.hosts[datagram.dst].up:
+            self._input(datagram.dst, lambda driver: driver.on_datagram(self.now, datagram.data, datagram.src))
+
+    def fire_timers(self, node_id: int) -> None:
+        """Node ``node_id``'s timers that are due run now."""
+        self._input(node_id, lambda driver: driver.on_timer(self.now))
+
+    def _input(self, node_id: int, feed: Callable[[Driver], None]) -> None:
+        feed(self.driver(node_id))
+        self._pump(node_id)
 
     # --- traffic ----------------------------------------------------------------------
     def conn_new(self, node_id: int, entry: Entry) -> Entry:
@@ -270,36 +329,19 @@ class Simulation:
         return gone
 
     def _pump(self, node_id: int) -> None:
-        """Kernel events to the node (a process that is down misses them)."""
+        """Kernel events to the node, as the daemon reads them when the event socket is
+        readable (a process that is down misses them)."""
         host = self.hosts[node_id]
-        events = host.kernel.read_events()
-        if events and host.node is not None:
-            self._carry_out(node_id, host.node.on_kernel_events(self.now, events))
-
-    # --- outputs ----------------------------------------------------------------------
-    def _carry_out(self, node_id: int, outputs: Iterable[Output]) -> None:
-        host = self.hosts[node_id]
-        pending = list(outputs)
-        while pending:
-            output = pending.pop(0)
-            if isinstance(output, SendDatagram):
-                self.network.send(self.now, node_id, output.peer, output.data)  # type: ignore[arg-type]
-            elif isinstance(output, KernelOps):
-                host.kernel.apply(output.events, replace=output.replace)
-            elif isinstance(output, DumpKernel):
-                if host.node is not None:
-                    pending[:0] = host.node.on_kernel_dump(self.now, host.kernel.dump())
-            elif isinstance(output, ShortenTimeouts):
-                host.kernel.shorten_timeouts(output.timeout)
-            elif isinstance(output, PersistEpoch):
-                host.persisted = output.epoch
-            elif isinstance(output, (RoleChanged, Log)):
-                self.log.append((self.now, node_id, output))
-        self._pump(node_id)
+        if host.driver is None:
+            host.kernel.read_events()
+        else:
+            host.driver.on_kernel_readable(self.now)
 
     # --- the clock --------------------------------------------------------------------
     def next_event(self) -> float | None:
         times = [self._next_expire]
+        if self._later:
+            times.append(self._later[0][0])
         delivery = self.network.next_delivery()
         if delivery is not None:
             times.append(delivery)
@@ -335,15 +377,15 @@ class Simulation:
         """Handle everything due at ``now``: deliveries, then timers, then expiry."""
         self.steps += 1
         while (datagram := self.network.pop_due(self.now)) is not None:
-            host = self.hosts[datagram.dst]
-            self.network.delivered += 1
-            if host.node is not None:
-                self._carry_out(datagram.dst, host.node.on_datagram(self.now, datagram.data, datagram.src))
+            self.deliver(datagram)
+        while self._later and self._later[0][0] <= self.now:
+            _, _, callback = heapq.heappop(self._later)
+            callback(self.now)
         for node_id, host in self.hosts.items():
             if host.node is not None:
                 due = host.node.next_timer(self.now)
                 if due is not None and due <= self.now:
-                    self._carry_out(node_id, host.node.on_timer(self.now))
+                    self.fire_timers(node_id)
         if self.now >= self._next_expire:
             self._expire()
 

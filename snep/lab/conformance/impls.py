@@ -16,9 +16,15 @@ import sys
 import time
 from pathlib import Path
 
-from snep.conformance.profile import Profile
-from snep.topology import (CLIENT_VIP, SERVER_VIP, SYNC_IFACES, SYNC_NETS, Firewall, Topology,
-                           TopologyError)
+from snep.lab.conformance.profile import Profile
+from snep.lab.topology import (
+    CLIENT_VIP,
+    SERVER_VIP,
+    SYNC_IFACES,
+    Firewall,
+    Topology,
+    TopologyError,
+)
 
 SYNC_PORT = 3780
 

@@ -1,6 +1,6 @@
 """One run of a scenario: the topology, the traffic, the failures and what they did.
 
-The harness owns a :class:`~snep.topology.Topology` and a traffic client. A scenario
+The harness owns a :class:`~snep.lab.topology.Topology` and a traffic client. A scenario
 calls :meth:`Harness.failover` for each failure that must move the primary role; that
 measures, for the connections that existed (and were synchronized) before the failure:
 how many TCP connections and UDP flows resume after the takeover, the failover gap (the
@@ -21,10 +21,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from snep import traffic
-from snep.conformance.impls import Impl, NotApplicable, notify_log, rss_kib
-from snep.conformance.profile import Profile
-from snep.topology import CLIENT_IP, SERVER_IP, Firewall, Topology, TopologyError
+from snep.lab import traffic
+from snep.lab.conformance.impls import Impl, NotApplicable, notify_log, rss_kib
+from snep.lab.conformance.profile import Profile
+from snep.lab.topology import CLIENT_IP, SERVER_IP, Firewall, Topology, TopologyError
 
 
 @dataclass

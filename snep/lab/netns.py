@@ -18,18 +18,15 @@ Namespaces and processes are removed on exit, also when the body raises.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import shutil
 import subprocess
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from typing import TypeVar
+from collections.abc import Iterator, Sequence
 
 from snep.errors import SnepError
+from snep.kernel.namespace import NETNS_DIR, call_in, setns
 
-NETNS_DIR = "/var/run/netns"
-CLONE_NEWNET = 0x40000000
+__all__ = ["call_in", "setns"]  # (re-exported: the lab's tests enter namespaces too)
 
 # A ruleset that makes conntrack active in a namespace (any rule using `ct` does)
 # and registers the NAT hooks, so that NAT entries can be created and used.
@@ -62,7 +59,6 @@ table ip6 snep_nat6 {
 }
 """
 
-T = TypeVar("T")
 
 
 class NetnsError(SnepError):
@@ -174,47 +170,3 @@ def load_ruleset(ns: str, ruleset: str = CONNTRACK_RULESET) -> None:
 def conntrack_ready(ns: str) -> None:
     """Make conntrack active in ``ns``: the default ruleset plus forwarding."""
     load_ruleset(ns)
-
-
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def setns(fd: int, nstype: int = CLONE_NEWNET) -> None:
-    """Move the calling thread into the namespace open at ``fd``."""
-    if _libc.setns(fd, nstype) != 0:
-        err = ctypes.get_errno()
-        raise NetnsError(f"setns: {os.strerror(err)}")
-
-
-def call_in(ns: str | None, fn: Callable[[], T]) -> T:
-    """Run ``fn`` with the calling thread inside namespace ``ns`` (None: here).
-
-    It runs in a short-lived helper thread so that the caller's thread never changes
-    namespace: sockets created by ``fn`` stay bound to ``ns`` for their lifetime.
-    """
-    if ns is None:
-        return fn()
-    path = ns if ns.startswith("/") else os.path.join(NETNS_DIR, ns)
-    result: list[T] = []
-    error: list[BaseException] = []
-
-    def body() -> None:
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError as exc:
-            error.append(NetnsError(f"namespace {ns}: {exc.strerror}"))
-            return
-        try:
-            setns(fd)
-            result.append(fn())
-        except BaseException as exc:  # re-raised in the caller's thread
-            error.append(exc)
-        finally:
-            os.close(fd)
-
-    thread = threading.Thread(target=body, name=f"netns-{ns}")
-    thread.start()
-    thread.join()
-    if error:
-        raise error[0]
-    return result[0]

@@ -1,0 +1,74 @@
+"""A bulk dump of the internal cache, in portions that fill frames to the MTU.
+
+A dump snapshots the cache's keys when its first frame (BULK_START) goes out, and
+reads each entry when its turn comes: a connection changed since is sent as it is
+now, one destroyed since is skipped (the spec's SendBulk). How many messages a frame
+holds is estimated from the sizes encoded so far, so that the window a dump may use
+(snep.fsm.sender paces it) is spent on full frames, not on frames of one message.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable
+
+from snep.entry import Entry, Event, EventKind, Key
+
+_event = tuple.__new__  # Event without the NamedTuple __new__: one per dumped entry
+_NEW = EventKind.NEW
+
+#: bytes of a typical STATE message (TCP over IPv4), before anything was measured
+TYPICAL_MESSAGE = 48
+
+
+class BulkDump:
+    """The keys a running dump has yet to send, and its frame packing estimate."""
+
+    def __init__(self, payload: int) -> None:
+        self.payload = payload  # bytes of messages a full frame holds
+        self.per_frame = max(1, payload // TYPICAL_MESSAGE)
+        self._keys: deque[Key] = deque()
+
+    def snapshot(self, keys: Iterable[Key]) -> None:
+        """The dump starts (its BULK_START goes out now): these keys will be sent."""
+        self._keys = deque(keys)
+
+    def clear(self) -> None:
+        self._keys.clear()
+
+    @property
+    def todo(self) -> tuple[Key, ...]:
+        """The keys not sent yet (the spec's ``todo``)."""
+        return tuple(self._keys)
+
+    @property
+    def done(self) -> bool:
+        return not self._keys
+
+    def take(self, frames: int, get: Callable[[Key], Entry | None], accepts: Callable[[Entry], bool]) -> tuple[list[Event], list[Key]]:
+        """The next messages for about ``frames`` full frames: NEW events of the entries
+        still present that the filter accepts, and their keys (to give back what did not fit)."""
+        keys = self._keys
+        popleft = keys.popleft
+        want = frames * self.per_frame
+        events: list[Event] = []
+        taken: list[Key] = []
+        while keys and len(events) < want:
+            key = popleft()
+            entry = get(key)
+            if entry is not None and accepts(entry):
+                events.append(_event(Event, (_NEW, entry)))
+                taken.append(key)
+        return events, taken
+
+    def give_back(self, keys: list[Key]) -> None:
+        """Keys taken that did not fit: they go first next time."""
+        self._keys.extendleft(reversed(keys))
+
+    def learn(self, frames: list[bytes], messages: int, overhead: int) -> None:
+        """Messages per full frame, from the average message size of what was encoded."""
+        if messages < 8:
+            return
+        payload = sum(len(data) for data in frames) - overhead * len(frames)
+        if payload > 0:
+            self.per_frame = max(1, self.payload * messages // payload)
