@@ -1018,7 +1018,7 @@ Synced ==
 Converges == <>[]AllLinksUp => <>[]Synced
 
 \* ---------------------------------------------------------------------------
-\* Reachability: the five failure scenarios of DESIGN.md happen in the model
+\* Reachability: the five failure scenarios of docs/architecture.md happen in the model
 \* (each "not reached" invariant must be violated by TLC).
 \* ---------------------------------------------------------------------------
 \* 1. The primary fails; the backup is promoted, commits its external

@@ -1,4 +1,4 @@
-"""The five failure scenarios of DESIGN.md, and more, through the deterministic simulation.
+"""The five failure scenarios (docs/architecture.md), and more, through the deterministic simulation.
 
 Each test checks the outcome: which connections each node's kernel and caches hold
 afterwards, that nothing acknowledged is lost, and that stale primaries are fenced.

@@ -137,3 +137,11 @@ def test_readme_table_names_every_action(spec_actions):
     text = readme.read_text()
     missing = sorted(a for a in spec_actions if not re.search(rf"\b{a}\b", text))
     assert not missing, f"spec/README.md does not mention: {missing}"
+
+
+def test_the_architecture_docs_table_is_the_registry(registry):
+    """docs/architecture.md lists where each spec action lives: the same as the code says."""
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "architecture.md").read_text()
+    rows = dict(re.findall(r"^\| `(\w+)` \| (.+?) \|$", doc, re.MULTILINE))
+    shown = {action: sorted(re.findall(r"`([\w.]+)`", cell)) for action, cell in rows.items()}
+    assert shown == {action: sorted(names) for action, names in registry.items()}

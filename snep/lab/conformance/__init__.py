@@ -1,4 +1,4 @@
-"""The conformance suite: DESIGN.md's failure scenarios on real kernels in namespaces.
+"""The conformance suite: the failure scenarios (docs/architecture.md) on real kernels in namespaces.
 
 - :mod:`.impls`: the synchronization under test (snep, conntrackd, none), pluggable;
 - :mod:`.profile`: how much traffic and how long each phase lasts (ci, full);

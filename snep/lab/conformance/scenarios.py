@@ -1,4 +1,4 @@
-"""The failure scenarios of DESIGN.md, each a function of a started :class:`Harness`.
+"""The failure scenarios (docs/architecture.md), each a function of a started :class:`Harness`.
 
 Names (``snep conformance --scenario NAME``); every one also exists as ``NAME+netem``,
 the same with loss, duplication and reordering on the sync link (tc netem):
