@@ -227,7 +227,7 @@ def test_every_tuple_layout_decodes_through_fast_and_generic_paths() -> None:
         attr = ct.encode_tuple(ct.CTA_TUPLE_ORIG, t)
         view = memoryview(attr)
         assert ct.decode_tuple(view, 4, len(attr)) == t
-        assert ct._decode_tuple_generic(view, 4, len(attr)) == t
+        assert ct.decode_tuple_generic(view, 4, len(attr)) == t
 
 
 def test_update_that_would_clear_assured_keeps_the_kernel_bits(h: NetlinkHarness) -> None:
