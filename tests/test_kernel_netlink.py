@@ -269,24 +269,6 @@ def test_event_buffer_grows_on_overrun_up_to_the_maximum(h: NetlinkHarness) -> N
         k.close()
 
 
-def test_compiled_encoders_and_decoders_agree_with_the_generic_ones() -> None:
-    from tests.kernel_harness import sample_entries
-
-    extra = [
-        make_entry("10.0.0.1", "10.0.0.2", Proto.ICMP, 5, 8 << 8, zone=4, mark=3),
-        make_entry("fd00::1", "fd00::2", Proto.ICMPV6, 5, 128 << 8),
-        make_entry("10.0.0.1", "10.0.0.2", 99),
-        make_entry("10.0.0.1", "10.0.0.2", Proto.TCP, 1, 2, protoinfo=TcpInfo(TcpState.SYN_SENT, 7, 7, 0x23, 0x01)),
-    ]
-    for e in sample_entries() + extra:
-        assert ct.encode_create(e, 7) == ct.encode_create_generic(e, 7)
-        msg = ct.encode_create_generic(e, 7)
-        view = memoryview(msg)
-        first = ct.decode_entry(view, ct.HEADER_SIZE, len(msg))  # generic walk, learns the layout
-        again = ct.decode_entry(view, ct.HEADER_SIZE, len(msg))  # compiled layout
-        assert first == again == ct.decode_entry_generic(view, ct.HEADER_SIZE, len(msg))
-
-
 @pytest.mark.parametrize("batched", [True, False], ids=["recvmmsg", "recv"])
 @pytest.mark.parametrize("reliable", [False, True], ids=["default", "reliable"])
 def test_event_reading_paths_and_reliable_mode(h: NetlinkHarness, batched: bool, reliable: bool) -> None:
