@@ -194,7 +194,7 @@ class NetlinkKernel(Kernel):
         unpack = ct.NLMSGHDR.unpack_from
         skip = 16 + ct.NFGENMSG.size
         msg_new, done, error = ct.MSG_CT_NEW, ct.NLMSG_DONE, ct.NLMSG_ERROR
-        layouts_get = ct._LAYOUTS.get
+        layouts_get = ct.fast_paths.layouts.get
         from_bytes = int.from_bytes
         # 100,000 entries are 300,000 new tuples: generational GC passes over them would
         # cost more than the decoding; nothing here makes reference cycles.
