@@ -63,7 +63,6 @@ def seed_frames() -> list[bytes]:
     from snep.wire.messages import (
         Ack,
         Alive,
-        Capability,
         Frame,
         Hello,
         MessageType,
@@ -98,7 +97,7 @@ def seed_frames() -> list[bytes]:
         Frame(MessageType.NACK, 1, 2, 3, (Nack(6, 9),)),
         Frame(MessageType.RESYNC_REQUEST, 1, 2, 3, (ResyncRequest(),)),
         Frame(MessageType.ALIVE, 1, 2, 3, (Alive(),)),
-        Frame(MessageType.HELLO, 1, 2, 3, (Hello(1, 2, Capability.AUTH),)),
+        Frame(MessageType.HELLO, 1, 2, 3, (Hello(2, 1, True),)),
     ]
     seeds = [b"\x00" + codec.encode_frame(f) for f in frames]
     seeds += [b"\x01" + codec.encode_frame(f, KEY) for f in frames]

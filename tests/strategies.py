@@ -29,7 +29,6 @@ from snep.entry import (
 from snep.wire.messages import (
     Ack,
     Alive,
-    Capability,
     Frame,
     Hello,
     MessageType,
@@ -173,13 +172,7 @@ def events(**entry_args) -> st.SearchStrategy[Event]:
 seqs = uint(U32)
 acks = st.builds(Ack, seqs, seqs)
 nacks = st.builds(Nack, seqs, seqs)
-hellos = st.builds(
-    Hello,
-    uint(U32),
-    uint(U32),
-    st.builds(Capability, uint(U32)),
-    uint(U16),
-)
+hellos = st.builds(Hello, uint(U32), uint(U32), st.booleans(), uint(U16))
 
 MESSAGES_OF = {
     MessageType.STATE: events(),

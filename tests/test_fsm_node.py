@@ -93,7 +93,7 @@ def test_stale_state_is_dropped_counted_and_never_applied():
     out = n.on_datagram(1.0, state_frame(0, conn(1), term=4, sender=1), 1)
     assert n.counters.stale_epoch_drops == 1 and len(n.external) == 0
     # the stale primary is told the newest epoch, so that it steps down
-    assert [(p, f.type, f.messages[0].node_id, f.messages[0].epoch) for p, f in datagrams(out)] == [
+    assert [(p, f.type, f.messages[0].newest_owner, f.messages[0].newest_term) for p, f in datagrams(out)] == [
         (1, MessageType.HELLO, 2, 5)
     ]
     stale_alive = encode_frame(Frame(MessageType.ALIVE, 1, 4, 9, (Alive(),)))
@@ -124,13 +124,30 @@ def test_primary_hearing_a_newer_epoch_is_fenced():
     assert [f.type for _, f in datagrams(out)].count(MessageType.RESYNC_REQUEST) == 1
 
 
-def test_hello_term_alone_fences_a_primary_of_an_older_term():
+def test_a_newer_epoch_merely_heard_of_makes_a_primary_take_a_term_above_it():
+    """A backup's HELLO tells of epoch 7.2 (it remembers it; nobody vouches that its
+    primary lives): the primary is not deposed, it retakes 8.1 and dumps again."""
     n = node(node_id=1, peers=(2,))
     started(n)
     n.promote(0.0)
-    hello = encode_frame(Frame(MessageType.HELLO, 2, 0, 0, (Hello(2, 7),)))  # a backup's HELLO
+    n.on_kernel_dump(0.0, [])
+    hello = encode_frame(Frame(MessageType.HELLO, 2, 0, 0, (Hello(7, 2),)))  # a backup's HELLO
+    out = n.on_datagram(1.0, hello, 2)
+    assert n.state is Role.PRIMARY and n.own == Epoch(8, 1) == n.newest
+    assert n.counters.retakes == 1 and n.counters.fenced == 0
+    assert PersistEpoch(Epoch(8, 1)) in out
+    sent = [f for _, f in datagrams(out)]
+    assert sent[0].type is MessageType.HELLO and sent[0].epoch == 8
+    assert any(f.type is MessageType.STATE and f.starts_dump and f.epoch == 8 and f.seq == 0 for f in sent)
+
+
+def test_a_newer_epoch_vouched_for_as_live_fences_a_primary():
+    n = node(node_id=1, peers=(2,))
+    started(n)
+    n.promote(0.0)
+    hello = encode_frame(Frame(MessageType.HELLO, 2, 0, 0, (Hello(7, 3, live=True),)))
     n.on_datagram(1.0, hello, 2)
-    assert n.state is Role.SYNCING and n.newest.term == 7
+    assert n.state is Role.SYNCING and n.newest == Epoch(7, 3) and n.counters.fenced == 1
 
 
 def test_state_to_a_primary_or_without_epoch_is_unexpected():

@@ -391,3 +391,56 @@ def test_flush_on_a_backup_in_the_middle_of_its_dump_still_ends_in_sync():
     sim.command(2, "flush")
     sim.settle()
     assert_in_sync(sim, 1)
+
+
+def test_regression_a_live_primary_is_never_deposed_by_a_node_that_restarted_with_a_newer_epoch():
+    """Found by TLC in the spec before epochs were split into claims and news:
+    node 2 is promoted (epoch 1.2) and dies before node 1 hears of it; node 1 is
+    promoted (1.1: it ties on the term and loses on the node id); node 2 restarts
+    with its persisted 1.2 and says so. The only live primary used to step down, and
+    both nodes then stayed SYNCING. Now node 1 takes a term above (2.1) and node 2
+    follows it."""
+    params = SyncParams(resend_queue=64, peer_dead_timeout=3.0, alive_interval=0.5)
+    sim = Simulation(2, params=params)
+    sim.start()
+    sim.run(0.05)
+    sim.network.link_down(1, 2)
+    sim.promote(2)
+    assert sim.hosts[2].persisted == Epoch(1, 2)
+    sim.crash(2)
+    sim.network.link_up(1, 2)
+    sim.promote(1)
+    assert sim.node(1).own == Epoch(1, 1)
+    entries = traffic(sim, 1, 0, 5)
+    sim.run(1.0)
+    sim.start(2)
+    sim.settle()
+    assert sim.primaries() == [1]
+    assert sim.node(1).own == Epoch(2, 1) == sim.node(2).newest
+    assert sim.node(1).counters.retakes == 1 and sim.node(1).counters.fenced == 0
+    assert sim.roles()[2] == "BACKUP"
+    assert sim.external_keys(2) == {e.key for e in entries}
+
+
+def test_keepalived_master_fenced_by_another_primary_takes_over_again_once_it_is_gone():
+    """Split VRRP: both nodes are masters and primaries (1.1, then 2.2). On heal the
+    older one is fenced by the newer one's claim; keepalived then sends node 2 to
+    backup (priorities), and keeps node 1 master without a new notify. Node 1,
+    master and hearing of no primary, takes over again (reassert): one primary."""
+    params = SyncParams(resend_queue=64, peer_dead_timeout=2.0, alive_interval=0.5)
+    sim = cluster(params=params)
+    entries = traffic(sim, 1, 0, 3)
+    sim.settle()
+    sim.network.link_down(1, 2)
+    sim.promote(2)  # (split brain: node 2's keepalived hears no master)
+    sim.run(1.0)
+    sim.network.link_up(1, 2)
+    sim.run(1.0)
+    assert sim.roles()[2] == "PRIMARY" and sim.roles()[1] in ("SYNCING", "BACKUP")
+    assert sim.node(1).counters.fenced == 1
+    sim.demote(2)  # keepalived resolves the two masters: node 1 keeps the VIPs
+    sim.run(params.peer_dead_timeout + 1.0)
+    assert sim.primaries() == [1] and sim.node(1).counters.reasserts == 1
+    sim.settle()
+    assert sim.roles() == {1: "PRIMARY", 2: "BACKUP"}
+    assert {e.key for e in entries} <= sim.external_keys(2)

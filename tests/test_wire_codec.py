@@ -25,7 +25,7 @@ from snep.entry import (
 from snep.errors import DecodeError
 from snep.wire import codec
 from snep.wire.codec import (
-    A_CAPS,
+    A_FLAGS,
     A_HELPER,
     A_META,
     A_NODE,
@@ -48,7 +48,6 @@ from snep.wire.messages import (
     DEFAULT_MTU,
     Ack,
     Alive,
-    Capability,
     Frame,
     Hello,
     MessageType,
@@ -118,13 +117,13 @@ def test_control_messages_round_trip():
     for message in (Ack(0, 2**32 - 1), Nack(2**32 - 1, 0), ResyncRequest(), Alive()):
         frame = Frame(codec.MESSAGE_TYPE_OF[type(message)], 2**32 - 1, 2**32 - 1, 2**32 - 1, (message,))
         assert decode_frame(encode_frame(frame)) == frame
-    hello = Hello(3, 9, Capability.AUTH | Capability.BULK, 1)
-    assert decode_frame(encode_frame(Frame(MessageType.HELLO, 3, 9, 0, (hello,)))).messages == (hello,)
+    for hello in (Hello(9, 3, live=True, version=1), Hello(9, 3)):
+        assert decode_frame(encode_frame(Frame(MessageType.HELLO, 3, 9, 0, (hello,)))).messages == (hello,)
 
 
-def test_hello_without_capabilities_omits_the_attribute():
-    data = encode_message(MessageType.HELLO, Hello(1, 2))
-    assert bytes([A_CAPS]) not in data[3 + 10 + 4 :]
+def test_hello_not_live_omits_the_flags_attribute():
+    data = encode_message(MessageType.HELLO, Hello(2, 1))
+    assert bytes([A_FLAGS]) not in data[3 + 10 + 4 :]
     assert len(data) == 3 + 10 + 4
 
 
@@ -299,7 +298,7 @@ def test_unknown_non_critical_attributes_are_skipped():
     assert event.entry.orig == make_tuple("10.0.0.1", "10.0.0.2", Proto.TCP, 40000, 80)
     assert event.entry.reply == event.entry.orig.inverted()
     hello = decode_frame(raw_frame(6, msg(0, attr(0x33, b"x" * 200), attr(A_NODE, bytes(8)), attr(A_VERSION, b"\x00\x01"))))
-    assert hello.messages == (Hello(0, 0, Capability.NONE, 1),)
+    assert hello.messages == (Hello(0, 0, False, 1),)
 
 
 def test_attributes_in_any_order_and_an_explicit_plain_reply_decode_the_same():

@@ -48,7 +48,9 @@ class Counters:
     filtered: int = 0  # events the filter or the level kept back
     kernel_events: int = 0
     epochs_adopted: int = 0
-    fenced: int = 0  # PRIMARY stepped down on a newer epoch
+    fenced: int = 0  # PRIMARY stepped down on a newer epoch claimed by its primary
+    retakes: int = 0  # PRIMARY took a term above an epoch it merely heard of
+    reasserts: int = 0  # keepalived's master took over again (no primary heard of)
     peer_deaths: int = 0
     peer_revivals: int = 0
 

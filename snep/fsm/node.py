@@ -22,17 +22,25 @@ runtime persists it: PersistEpoch). Header epoch fields mean:
 - ACK, NACK: the term of the stream being acknowledged (the addressee's claim), so
   that an answer about an older sequence space is never taken for the current one.
 - RESYNC_REQUEST: 0 (or the sender's claim); only a PRIMARY answers.
-- a HELLO message's ``node_id`` and ``epoch`` fields are the newest epoch its sender
-  has seen (owner, term): for a primary, its own; for the others, the newest they know.
+- a HELLO message tells the newest epoch its sender has seen (``newest_term``,
+  ``newest_owner``), and whether it follows a live primary of it (``live``).
+
+Claims newer than the newest seen are adopted (persisted); a PRIMARY that hears a
+newer claim is fenced: it steps down (role trigger ``fenced``). A newer epoch that
+a HELLO merely tells of, with nobody vouching that its primary lives (a node that
+restarted with its persisted epoch, or was away), is adopted too, but a PRIMARY does
+not step down for it: it takes a term above it (``retake``). So a live primary is
+never deposed by a node that is down or behind (the spec's HearEpoch). STATE and
+ALIVE claims older than the newest seen are dropped and counted, never applied.
 
 A node that drops a STALE frame (STATE/ALIVE of an older epoch) answers the stale
 primary with a HELLO carrying the newest epoch (at most once per ``alive_interval``):
 otherwise a primary whose epoch was overtaken while it could not hear the new owner
 would stream forever into receivers that drop everything.
 
-Claims newer than the newest seen are adopted (persisted); a PRIMARY that hears a
-newer claim is fenced: it steps down (role trigger ``fenced``). STATE and ALIVE claims
-older than the newest seen are dropped and counted, never applied.
+keepalived's last word is kept (``ha_role``). A node it made master that is not
+primary (a newer primary fenced it, and has since gone) takes over again once it
+has heard of no live primary for ``peer_dead_timeout`` (``reassert``).
 """
 
 from __future__ import annotations
@@ -68,13 +76,13 @@ from snep.fsm.effects import (
 from snep.fsm.framer import Framer
 from snep.fsm.notify import Filter
 from snep.fsm.params import SyncParams
-from snep.fsm.receiver import SyncReceiver
+from snep.fsm.receiver import Received, SyncReceiver
 from snep.fsm.role import Role, RoleMachine
 from snep.fsm.sender import SyncSender
 from snep.fsm.spec_map import spec_action
 from snep.wire.auth import Keyring
 from snep.wire.codec import decode_frame
-from snep.wire.messages import Ack, Capability, Frame, Hello, MessageType, Nack
+from snep.wire.messages import Ack, Frame, Hello, MessageType, Nack
 
 _CLAIMING = (MessageType.STATE, MessageType.ALIVE, MessageType.HELLO)
 
@@ -112,6 +120,8 @@ class SyncNode:
         self._told_stale: dict[PeerId, float] = {}
         self.need_sync = False  # must (re)synchronize: RESYNC_REQUEST until a dump completes
         self._resync_at = float("inf")  # when to ask again
+        self.ha_role: str | None = None  # the HA manager's last word: promote, demote, fault
+        self._primary_heard_at = float("-inf")  # a live primary of the newest epoch, last heard of
 
     def _fresh_sync(self, filter: Filter) -> None:
         """A new process's sender and receivers: no stream, nothing queued."""
@@ -166,19 +176,28 @@ class SyncNode:
         for peer in self.peers:
             self.last_heard[peer] = now
             self.alive[peer] = True
+        self.ha_role = None
+        self._primary_heard_at = float("-inf")
         return self._fire(now, "start")
 
     @spec_action("Promote")
     def promote(self, now: float) -> list[Output]:
-        return self._fire(now, "promote")
+        out = self._fire(now, "promote")
+        self.ha_role = "promote"
+        return out
 
     @spec_action("Demote")
+    @spec_action("Resign")
     def demote(self, now: float) -> list[Output]:
-        return self._fire(now, "demote")
+        out = self._fire(now, "demote")
+        self.ha_role = "demote"
+        return out
 
     @spec_action("Fault")
     def fault(self, now: float) -> list[Output]:
-        return self._fire(now, "fault")
+        out = self._fire(now, "fault")
+        self.ha_role = "fault"
+        return out
 
     @spec_action("Fail")
     def stop(self, now: float) -> list[Output]:
@@ -202,6 +221,7 @@ class SyncNode:
             if isinstance(action, CommitExternal):
                 self._commit(out)
             elif isinstance(action, TakeEpoch):
+                self.sender.deactivate()  # (a retake: the old sequence space ends)
                 self.own = Epoch(self.newest.term + 1, self.node_id)
                 self._adopt(self.own, out)
                 self.sender.activate(now, self.own)
@@ -238,8 +258,7 @@ class SyncNode:
             out.append(PersistEpoch(claim))
 
     def _send_hello(self, now: float, peers: Iterable[PeerId], out: list[Output]) -> None:
-        caps = Capability.BULK | Capability.IPV6 | (Capability.AUTH if self.keyring else Capability.NONE)
-        hello = Hello(self.newest.node, self.newest.term, caps)  # the newest epoch we know
+        hello = Hello(self.newest.term, self.newest.node, live=self._follows_live(now))
         data = self.framer.control(MessageType.HELLO, self.sender.term, self.sender.newest_seq, hello)
         peers = list(peers)
         self.framer.send(out, peers, data)
@@ -313,6 +332,8 @@ class SyncNode:
         if frame.epoch and mtype in _CLAIMING:
             claim = Epoch(frame.epoch, frame.node_id)
             self._observe(now, claim, out)
+            if claim == self.newest and frame.node_id != self.node_id:
+                self._primary_heard_at = now
         if mtype is MessageType.STATE:
             self._on_state(now, receiver, frame, claim, out)
         elif mtype is MessageType.ALIVE:
@@ -346,13 +367,29 @@ class SyncNode:
             self._tell_stale(now, receiver.peer, out)
             return
         result = receiver.on_state(now, frame, claim, out)
-        if result.applied and self.params.inject_on_arrival:
-            out.append(KernelOps(result.applied))
+        self._follow_in_kernel(result, out)
         if result.bulk_completed:
             self.need_sync = False
             self._resync_at = float("inf")
             if self.role.state is Role.SYNCING:
                 out.extend(self._fire(now, "synced"))
+
+    def _follow_in_kernel(self, result: Received, out: list[Output]) -> None:
+        """What the primary's stream put into or took out of the external cache. With
+        inject_on_arrival everything goes into the kernel at once; without, the kernel
+        still loses what the stream removes (a DESTROY, a dump's sweep) when it holds
+        it (the internal cache is this kernel's): a backup keeps no entry its primary
+        says is gone, so no zombie survives into its next term as primary."""
+        inject = self.params.inject_on_arrival
+        internal = self.internal
+        ops = [
+            event
+            for event in result.applied
+            if inject or (event.kind is EventKind.DESTROY and event.entry.key in internal)
+        ]
+        ops.extend(Event(EventKind.DESTROY, entry) for entry in result.swept if inject or entry.key in internal)
+        if ops:
+            out.append(KernelOps(tuple(ops)))
 
     def _observe(self, now: float, claim: Epoch, out: list[Output]) -> None:
         """A claim heard: adopt it if newer; a PRIMARY with an older epoch steps down
@@ -363,19 +400,45 @@ class SyncNode:
         own = self.own
         self._adopt(claim, out)
         if self.role.state is Role.PRIMARY and own is not None and claim > own:
+            self._primary_heard_at = now
             self.counters.fenced += 1
             out.append(Log("warning", f"fenced: epoch {claim} is newer than ours ({own}); stepping down"))
             out.extend(self._fire(now, "fenced", heard=claim, own=own))
 
     @spec_action("RecvHello")
     def on_hello(self, now: float, peer: PeerId, frame: Frame, out: list[Output]) -> None:
-        """A peer introduced itself (start-up, promotion, or to fence us): adopt the newest
-        epoch it knows. A newer one fences us when we are a primary (see _observe)."""
+        """A peer tells the newest epoch it has seen (its claim, if any, was observed
+        from the header): the spec's HearEpoch."""
         self.counters.hellos_received += 1
         self.sender.peer_introduced(peer)
         for message in frame.messages:
-            if isinstance(message, Hello) and message.epoch:
-                self._observe(now, Epoch(message.epoch, message.node_id), out)
+            if isinstance(message, Hello) and message.newest_term:
+                self._hear_of(now, Epoch(message.newest_term, message.newest_owner), message.live, out)
+
+    def _hear_of(self, now: float, heard: Epoch, live: bool, out: list[Output]) -> None:
+        """A newer epoch told by a HELLO. Vouched for (its primary is live, says the
+        sender): as a claim. Merely remembered: adopted, and a PRIMARY takes a term
+        above it instead of stepping down."""
+        if heard <= self.newest:
+            if live and heard == self.newest:
+                self._primary_heard_at = now  # (relayed: its primary lives)
+            return
+        if live or self.role.state is not Role.PRIMARY:
+            self._observe(now, heard, out)
+            if live:
+                self._primary_heard_at = now
+            return
+        self.counters.epochs_adopted += 1
+        self.counters.retakes += 1
+        self._adopt(heard, out)
+        out.append(Log("warning", f"heard of epoch {heard}, newer than ours ({self.own}) and vouched for by nobody: taking a term above it"))
+        out.extend(self._fire(now, "retake"))
+
+    def _follows_live(self, now: float) -> bool:
+        """Do we follow a primary of the newest epoch that we heard of lately?"""
+        if self.role.state is Role.PRIMARY or self.newest.node in (0, self.node_id):
+            return False
+        return now - self._primary_heard_at < self.params.peer_dead_timeout
 
     def _tell_stale(self, now: float, peer: PeerId, out: list[Output]) -> None:
         """A stale primary streams to us: tell it the newest epoch (rate-limited)."""
@@ -415,6 +478,11 @@ class SyncNode:
             if receiving and receiver.stream == self.newest:
                 receiver.on_ack_timer(now, out)  # (to the primary of the newest epoch only)
         sender.on_alive_timer(now, out)
+        if self._reassert_due(now):
+            self.counters.reasserts += 1
+            out.append(Log("warning", "keepalived made this node master and no primary has been heard of: taking over"))
+            out.extend(self._fire(now, "reassert"))
+            return out
         if self.need_sync and now >= self._resync_at:
             if self._dump_arriving():
                 self._resync_at = now + self.params.resync_retry  # a dump is arriving
@@ -425,6 +493,15 @@ class SyncNode:
             if self.alive[peer] and self.last_heard.get(peer, now) + dead <= now:
                 self.on_peer_silent(now, peer, out)
         return out
+
+    def _reassert_due(self, now: float) -> bool:
+        """keepalived's last word was master, we are not primary, and no live primary
+        has been heard of for ``peer_dead_timeout`` (the spec's Reassert)."""
+        return (
+            self.ha_role == "promote"
+            and self.role.state in (Role.SYNCING, Role.BACKUP)
+            and now - self._primary_heard_at >= self.params.peer_dead_timeout
+        )
 
     def _dump_arriving(self) -> bool:
         """A dump of the newest epoch's primary has started (BULK_START applied)."""
@@ -448,6 +525,8 @@ class SyncNode:
                 due = self.last_heard.get(peer, now) + dead
                 if due < deadline:
                     deadline = due
+        if self.ha_role == "promote" and self.role.state in (Role.SYNCING, Role.BACKUP):
+            deadline = min(deadline, max(now, self._primary_heard_at + dead))
         return deadline
 
     # --- operator commands ------------------------------------------------------------

@@ -25,7 +25,7 @@ from enum import Enum
 from typing import NamedTuple
 
 from snep.cache import Cache
-from snep.entry import Event
+from snep.entry import Entry, Event
 from snep.fsm.counters import Counters
 from snep.fsm.effects import Epoch, Output, PeerId
 from snep.fsm.framer import Framer
@@ -56,6 +56,7 @@ class Received(NamedTuple):
 
     applied: tuple[Event, ...] = ()
     bulk_completed: bool = False  # a dump ended whose start we applied too
+    swept: tuple[Entry, ...] = ()  # what that dump's sweep removed
 
 
 NOTHING = Received()
@@ -150,16 +151,17 @@ class SyncReceiver:
             self._ack_due = now + self.params.ack_delay
         self._ack_count += 1
         completed = False
+        swept: tuple[Entry, ...] = ()
         if frame.ends_dump:
             if self.marking:
-                external.sweep()
+                swept = tuple(external.sweep())
                 self.marking = False
                 completed = True
                 self.counters.bulk_completed += 1
             self._flush_ack(now, out)
         elif self._ack_count >= self.params.ack_window:
             self._flush_ack(now, out)
-        return Received(frame.messages, completed)  # type: ignore[arg-type]
+        return Received(frame.messages, completed, swept)  # type: ignore[arg-type]
 
     @spec_action("RecvAlive")
     def on_alive(self, now: float, frame: Frame, claim: Epoch, out: list[Output]) -> None:

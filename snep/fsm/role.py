@@ -16,9 +16,13 @@ Roles (spec/sync_protocol.tla names them the same):
 - FAULT: the HA manager says fault: receives like a backup, never ready.
 
 Triggers: ``start`` (process start / recover), ``promote``/``demote``/``fault`` (the
-HA manager), ``fail`` (clean stop), ``fenced`` (a PRIMARY heard a newer epoch),
-``synced`` (a bulk dump ended). HA commands are idempotent: repeating the current
-role is an explicit no-op row (keepalived repeats itself at start-up).
+HA manager), ``fail`` (clean stop), ``fenced`` (a PRIMARY heard a newer epoch
+claimed by its primary), ``retake`` (a PRIMARY heard of a newer epoch nobody
+vouches for: a node that restarted or was away; it takes a term above instead of
+stepping down), ``reassert`` (keepalived made this node master, and it hears of no
+primary: it takes over again), ``synced`` (a bulk dump ended). HA commands are
+idempotent: repeating the current role is an explicit no-op row (keepalived
+repeats itself at start-up).
 """
 
 from __future__ import annotations
@@ -76,6 +80,7 @@ class Row:
 
 
 _PROMOTE = (CommitExternal(), TakeEpoch(), ResyncInternalFromKernel(), SendHello(), BulkSendToPeers())
+_RETAKE = (TakeEpoch(), SendHello(), BulkSendToPeers())
 _STEP_DOWN = (StopSending(), ShortenKernelTimeouts(), RequestResync())
 _TO_BACKUP = (ShortenKernelTimeouts(), RequestResync())
 
@@ -92,6 +97,8 @@ TABLE: tuple[Row, ...] = (
     Row("fault",   (SYNCING, BACKUP),           FAULT,   _TO_BACKUP,                              spec="Fault"),
     Row("fault",   (FAULT,),                    None),
     Row("fenced",  (PRIMARY,),                  SYNCING, _STEP_DOWN,             "newer_epoch", spec="StepDown"),
+    Row("retake",  (PRIMARY,),                  None,    _RETAKE,                                 spec="Retake"),
+    Row("reassert", (SYNCING, BACKUP),          PRIMARY, _PROMOTE,                                spec="Reassert"),
     Row("synced",  (SYNCING,),                  BACKUP,  spec="ApplyState"),
     Row("synced",  (BACKUP, FAULT),             None),                        # a later dump: nothing changes
     Row("fail",    (SYNCING, BACKUP, PRIMARY, FAULT), DOWN, spec="Fail"),

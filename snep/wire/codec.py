@@ -51,7 +51,6 @@ from snep.wire.messages import (
     PROTOCOL_VERSION,
     Ack,
     Alive,
-    Capability,
     Frame,
     Hello,
     Message,
@@ -92,7 +91,7 @@ A_LABELS = 0x0B
 A_HELPER = 0x0C
 A_RANGE = 0x8D
 A_NODE = 0x8E
-A_CAPS = 0x0F
+A_FLAGS = 0x0F  # HELLO: bit 0 = live
 A_VERSION = 0x90
 
 ATTRIBUTE_NAMES = {
@@ -110,7 +109,7 @@ ATTRIBUTE_NAMES = {
     A_HELPER: "HELPER",
     A_RANGE: "RANGE",
     A_NODE: "NODE",
-    A_CAPS: "CAPS",
+    A_FLAGS: "FLAGS",
     A_VERSION: "VERSION",
 }
 
@@ -139,6 +138,7 @@ _E_DCCP = struct.Struct(">BBBBQ")
 _E_SEQADJ = struct.Struct(">BBIII")
 _E_RANGE = struct.Struct(">BBII")
 _E_NODE = struct.Struct(">BBII")
+HELLO_LIVE = 0x1  # A_FLAGS of a HELLO: the sender follows a live primary of its newest epoch
 _E_U32 = struct.Struct(">BBI")
 _E_U16 = struct.Struct(">BBH")
 
@@ -229,10 +229,10 @@ def _encode_control(message: Message) -> bytes:
     if mtype is Ack or mtype is Nack:
         body = _E_RANGE.pack(A_RANGE, 8, message.first, message.last)  # type: ignore[union-attr]
     elif mtype is Hello:
-        body = _E_NODE.pack(A_NODE, 8, message.node_id, message.epoch)  # type: ignore[union-attr]
+        body = _E_NODE.pack(A_NODE, 8, message.newest_owner, message.newest_term)  # type: ignore[union-attr]
         body += _E_U16.pack(A_VERSION, 2, message.version)  # type: ignore[union-attr]
-        if message.capabilities:  # type: ignore[union-attr]
-            body += _E_U32.pack(A_CAPS, 4, message.capabilities)  # type: ignore[union-attr]
+        if message.live:  # type: ignore[union-attr]
+            body += _E_U32.pack(A_FLAGS, 4, HELLO_LIVE)
     else:  # ResyncRequest, Alive: no attributes
         body = b""
     return MSG_HEADER.pack(0, len(body)) + body
@@ -621,7 +621,7 @@ _CONTROL_ATTRS: dict[MessageType, dict[int, int]] = {
     MessageType.NACK: {A_RANGE: 8},
     MessageType.RESYNC_REQUEST: {},
     MessageType.ALIVE: {},
-    MessageType.HELLO: {A_NODE: 8, A_VERSION: 2, A_CAPS: 4},
+    MessageType.HELLO: {A_NODE: 8, A_VERSION: 2, A_FLAGS: 4},
 }
 
 
@@ -678,12 +678,10 @@ def _control_message(mtype: MessageType, attrs: dict[int, int], buf: bytes, star
         first, last = _RANGE.unpack_from(buf, _require(attrs, A_RANGE, mtype, start))
         return Ack(first, last) if mtype is MessageType.ACK else Nack(first, last)
     if mtype is MessageType.HELLO:
-        node_id, epoch = _NODE.unpack_from(buf, _require(attrs, A_NODE, mtype, start))
+        owner, term = _NODE.unpack_from(buf, _require(attrs, A_NODE, mtype, start))
         (version,) = _U16.unpack_from(buf, _require(attrs, A_VERSION, mtype, start))
-        caps = Capability.NONE
-        if A_CAPS in attrs:
-            caps = Capability(_U32.unpack_from(buf, attrs[A_CAPS])[0])
-        return Hello(node_id, epoch, caps, version)
+        flags = _U32.unpack_from(buf, attrs[A_FLAGS])[0] if A_FLAGS in attrs else 0
+        return Hello(term, owner, bool(flags & HELLO_LIVE), version)
     if mtype is MessageType.ALIVE:
         return Alive()
     return ResyncRequest()

@@ -14,7 +14,7 @@ This module holds values only; ``snep.wire.codec`` turns them into bytes and bac
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import IntEnum, IntFlag
+from enum import IntEnum
 from typing import Union
 
 from snep.entry import Event
@@ -39,15 +39,6 @@ class MessageType(IntEnum):
     RESYNC_REQUEST = 4
     ALIVE = 5
     HELLO = 6
-
-
-class Capability(IntFlag):
-    """Optional features a node announces in its HELLO."""
-
-    NONE = 0
-    AUTH = 1 << 0  # sends authenticated frames
-    IPV6 = 1 << 1  # synchronizes IPv6 entries
-    BULK = 1 << 2  # answers RESYNC_REQUEST with a bulk dump
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,11 +70,14 @@ class Alive:
 
 @dataclass(frozen=True, slots=True)
 class Hello:
-    """A node introduces itself: at start-up, on a new epoch, and to answer a HELLO."""
+    """A node tells the newest epoch it has seen: at start-up, on a new epoch of its
+    own, and to a primary whose frames are stale. Whether the sender is primary of
+    that epoch is its frame header's claim; ``live`` says it follows a primary of
+    that epoch heard lately (so the news is vouched for, not just remembered)."""
 
-    node_id: int
-    epoch: int
-    capabilities: Capability = Capability.NONE
+    newest_term: int
+    newest_owner: int
+    live: bool = False
     version: int = PROTOCOL_VERSION
 
 
