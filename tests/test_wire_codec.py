@@ -5,7 +5,7 @@ from __future__ import annotations
 import struct
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from snep.entry import (
@@ -77,7 +77,7 @@ def test_every_frame_round_trips(frame):
 @pytest.mark.parametrize("family", list(Family))
 @pytest.mark.parametrize("proto", list(Proto))
 @given(data=st.data())
-@settings(max_examples=15, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=15)
 def test_state_round_trips_for_every_family_and_protocol(family, proto, data):
     events = data.draw(st.lists(s.events(family=family, proto=proto), min_size=1, max_size=5))
     frame = Frame(STATE, 7, 3, 11, tuple(events))
@@ -164,7 +164,7 @@ def test_a_default_mtu_frame_holds_35_plain_tcp_ipv4_entries():
     st.sampled_from([0, FLAG_BULK_START, FLAG_BULK_END, FLAG_BULK_START | FLAG_BULK_END]),
     st.booleans(),
 )
-@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150)
 def test_messages_are_packed_into_as_few_frames_as_fit(events, mtu, first_seq, flags, auth):
     from snep.wire.auth import Key, Keyring
 
