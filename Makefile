@@ -7,6 +7,7 @@ PY       := $(VENV)/bin/python
 SNEP     := $(VENV)/bin/snep
 DEBS     := conntrack conntrackd nftables keepalived iproute2 graphviz
 STAMP    := $(VENV)/.installed
+GOAL      = $(or $(MAKECMDGOALS),$(.DEFAULT_GOAL))
 
 .PHONY: demo test deps debs venv model-tests model-tests-deep conformance bench diagrams spec-check clean
 
@@ -18,13 +19,24 @@ test: deps
 
 deps: debs $(STAMP)
 
-# Install only the Debian packages that are missing (apt-get needs root).
+# Install only the Debian packages that are missing. apt-get needs root: anyone else is
+# told which packages are missing and how to install them (or how to go on without
+# them: the tests that need one skip, with the reason).
 debs:
-	@missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-		echo "installing Debian packages: $$missing"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
-	fi
+	@missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || printf '%s ' $$p; done); \
+	missing=$${missing% }; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" -ne 0 ]; then \
+		echo "make: snep needs Debian packages that are not installed: $$missing" >&2; \
+		echo "make: installing them needs root; run" >&2; \
+		echo "" >&2; \
+		echo "    sudo apt-get install $$missing" >&2; \
+		echo "" >&2; \
+		echo "make: and then make $(GOAL) again (or make $(GOAL) DEBS= to go on without them)" >&2; \
+		exit 1; \
+	fi; \
+	echo "installing Debian packages: $$missing"; \
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
