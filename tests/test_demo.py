@@ -24,6 +24,11 @@ def namespaces(prefix: str) -> list[str]:
     return [line.split()[0] for line in out.splitlines() if line.startswith(prefix)]
 
 
+def pids_in(ns: str) -> list[str]:
+    out = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout
+    return out.split()
+
+
 def test_demo_connections_survive_with_snep_and_die_without():
     proc = subprocess.Popen(
         [sys.executable, "-m", "snep.cli", "demo", "--tcp", "8", "--udp", "2", "--watch", "6"],
@@ -52,11 +57,13 @@ def test_demo_cleans_up_on_ctrl_c():
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     prefix = f"snepd-{proc.pid}-"
     try:
-        deadline = time.monotonic() + 30
-        while not namespaces(prefix) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        time.sleep(3.0)  # in the middle of the run: nodes, keepalived, traffic
-        assert namespaces(prefix), "the demo never built its namespaces"
+        # in the middle of the run: the traffic client runs (it starts after the nodes
+        # and keepalived) in the client namespace of the first run (with snep)
+        client = f"{prefix}s-cl"
+        deadline = time.monotonic() + 60
+        while not pids_in(client) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+        assert pids_in(client), f"the demo never started its traffic: {namespaces(prefix)}"
         proc.send_signal(signal.SIGINT)
         proc.wait(30)
     finally:

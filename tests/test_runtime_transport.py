@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Callable
 
 import pytest
 
@@ -22,6 +23,15 @@ def link(host: str, port: int, peer_port: int) -> LinkConfig:
     return LinkConfig(listen=parse_endpoint(fmt.format(host, port)), peers=(parse_endpoint(fmt.format(host, peer_port)),))
 
 
+async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait for ``condition`` (datagrams on loopback are not delivered within send())."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
 async def exchange(host: str, family: int) -> list[tuple[bytes, int]]:
     loop = asyncio.get_running_loop()
     pa, pb = free_port(family), free_port(family)
@@ -33,10 +43,7 @@ async def exchange(host: str, family: int) -> list[tuple[bytes, int]]:
     try:
         for n in range(500):
             a.send(n.to_bytes(4, "big") * 10)
-        for _ in range(100):
-            if len(got) == 500:
-                break
-            await asyncio.sleep(0.01)
+        await until(lambda: len(got) == 500)
     finally:
         a.close()
         b.close()
@@ -75,14 +82,23 @@ def test_port_in_use_is_a_clear_error():
 
 
 def test_failover_follows_the_link_where_peers_are_heard():
+    """Silence is measured on the clock given to heard() and check(): a virtual one here
+    (the real one plus an offset the test moves), so that no sleep has to outlast the
+    silence timeout and the outcome does not depend on how busy the machine is."""
+
     async def go():
         loop = asyncio.get_running_loop()
         p = [free_port() for _ in range(4)]
         got: list[int] = []
-        def receiver(transport_of, offset):
+        offset = 0.0
+
+        def now() -> float:
+            return loop.time() + offset
+
+        def receiver(transport_of, base):
             def receive(data, addr, i):
-                got.append(offset + i)
-                transport_of().heard(i, loop.time())
+                got.append(base + i)
+                transport_of().heard(i, now())
             return receive
 
         a = Transport([link("127.0.0.1", p[0], p[1]), link("127.0.0.1", p[2], p[3])], 1 << 20,
@@ -93,19 +109,19 @@ def test_failover_follows_the_link_where_peers_are_heard():
         b.open(loop)
         try:
             a.send(b"x")
-            await asyncio.sleep(0.05)
+            await until(lambda: len(got) == 1)
             assert got == [10]  # b heard a on the main link
-            # the main link "breaks" for b: b moves to the second link (nothing heard)
-            await asyncio.sleep(0.25)
-            b.check(loop.time())
+            # the main link "breaks" for b: nothing more on it for longer than the silence
+            offset += 0.25
+            b.check(now())
             assert b.active == 1 and b.failovers == 1
             b.send(b"y")
-            await asyncio.sleep(0.05)
+            await until(lambda: len(got) == 2)
             assert got[-1] == 1  # a hears b on the second link ...
-            a.check(loop.time())
+            a.check(now())
             assert a.active == 1  # ... and follows it there, where peers are heard
             a.send(b"z")
-            await asyncio.sleep(0.05)
+            await until(lambda: len(got) == 3)
             assert got[-1] == 11
             assert a.stats()["active_link"] == "second"
         finally:
