@@ -13,7 +13,7 @@ import abc
 import os
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -42,9 +42,25 @@ class Harness(abc.ABC):
     k: Kernel
     other: Kernel
 
-    def events(self) -> list[Event]:
-        """Everything ``k`` has queued now (waiting briefly for in-flight ones)."""
-        return self.k.read_events()
+    def events(self, until: Callable[[list[Event]], bool] | None = None, timeout: float = 5.0) -> list[Event]:
+        """Everything ``k`` has queued now; with ``until``, and what comes next until
+        ``until(events so far)`` holds (or ``timeout`` passes: the caller's assertions
+        then say what is missing).
+
+        A request's events are queued before the kernel answers it (netlink multicast
+        is delivered inside the sender's system call), so ``events()`` right after a
+        request has them all, and an empty answer means there are none. Packets are
+        handled in softirq context, which a loaded machine may defer: a test that makes
+        traffic says what it waits for.
+        """
+        events = self.k.read_events()
+        if until is None:
+            return events
+        deadline = time.monotonic() + timeout
+        while not until(events) and time.monotonic() < deadline:
+            time.sleep(0.01)
+            events += self.k.read_events()
+        return events
 
     def reset(self) -> None:
         self.k.flush()
@@ -109,12 +125,6 @@ class NetlinkHarness(Harness):
             super().close()
         finally:
             self.delete_namespaces()
-
-    def events(self) -> list[Event]:
-        # multicast delivery happens inside the sender's system call; traffic is
-        # handled in softirq context, so give packets a moment
-        time.sleep(0.02)
-        return self.k.read_events()
 
     def udp_exchange(self, sport: int, dport: int) -> Entry:
         srv = netns.call_in(self.server, lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))

@@ -198,7 +198,11 @@ def test_stats_count_entries_and_inserts(harness: Harness) -> None:
 def test_traffic_makes_new_then_update_events(harness: Harness) -> None:
     entry = harness.udp_exchange(40123, 5000)
     assert entry.status & Status.SEEN_REPLY
-    events = [ev for ev in harness.events() if ev.entry.key == entry.key]
+
+    def mine(events: list[Event]) -> list[Event]:
+        return [ev for ev in events if ev.entry.key == entry.key]
+
+    events = mine(harness.events(until=lambda evs: len(mine(evs)) >= 2))
     assert [ev.kind for ev in events][:2] == [EventKind.NEW, EventKind.UPDATE]
     assert not events[0].entry.status & Status.SEEN_REPLY
     assert events[1].entry.status & Status.SEEN_REPLY

@@ -86,6 +86,14 @@ def tcp_connection(h: NetlinkHarness, family: int, client: str, server: str, por
     return csock, ssock
 
 
+def of(orig, events: list[Event]) -> list[Event]:  # type: ignore[no-untyped-def]
+    return [ev for ev in events if ev.entry.orig == orig]
+
+
+def in_state(events: list[Event], states: set[TcpState]) -> bool:
+    return any(ev.entry.protoinfo is not None and ev.entry.protoinfo.state in states for ev in events)
+
+
 def find(entries: list[Entry], orig) -> Entry:  # type: ignore[no-untyped-def]
     matches = [e for e in entries if e.orig == orig]
     assert len(matches) == 1, entries
@@ -99,7 +107,7 @@ def test_real_tcp_connection_makes_events_and_round_trips(h: NetlinkHarness, fam
     try:
         sport = csock.getsockname()[1]
         orig = make_tuple(client, server, Proto.TCP, sport, 8080)
-        events = [ev for ev in h.events() if ev.entry.orig == orig]
+        events = of(orig, h.events(until=lambda evs: in_state(of(orig, evs), {TcpState.ESTABLISHED})))
         kinds = [ev.kind for ev in events]
         assert kinds[0] is EventKind.NEW and EventKind.UPDATE in kinds
         assert events[0].entry.protoinfo.state is TcpState.SYN_SENT
@@ -121,10 +129,8 @@ def test_real_tcp_connection_makes_events_and_round_trips(h: NetlinkHarness, fam
     finally:
         csock.close()
         ssock.close()
-    fin = [ev for ev in h.events() if ev.entry.orig == orig]
-    assert any(ev.entry.protoinfo is not None and ev.entry.protoinfo.state in (TcpState.FIN_WAIT, TcpState.TIME_WAIT,
-                                                                                TcpState.CLOSE_WAIT, TcpState.LAST_ACK)
-               for ev in fin)
+    closing = {TcpState.FIN_WAIT, TcpState.TIME_WAIT, TcpState.CLOSE_WAIT, TcpState.LAST_ACK}
+    assert in_state(of(orig, h.events(until=lambda evs: in_state(of(orig, evs), closing))), closing)
 
 
 def test_icmp_echo_through_the_veth(h: NetlinkHarness) -> None:
@@ -140,7 +146,7 @@ def test_icmp_echo_through_the_veth(h: NetlinkHarness) -> None:
         assert reply[20] == 0  # echo reply
     finally:
         raw.close()
-    events = h.events()
+    events = h.events(until=lambda evs: any(ev.entry.orig.proto == Proto.ICMP for ev in evs))
     icmp = [ev for ev in events if ev.entry.orig.proto == Proto.ICMP]
     assert icmp and icmp[0].kind is EventKind.NEW
     assert icmp[0].entry.orig.icmp_type == 8 and icmp[0].entry.reply.icmp_type == 0
@@ -148,7 +154,7 @@ def test_icmp_echo_through_the_veth(h: NetlinkHarness) -> None:
 
 def test_destroy_events_of_real_traffic_after_flush_by_another_process(h: NetlinkHarness) -> None:
     h.udp_exchange(41000, 5001)
-    h.events()
+    h.events(until=lambda evs: any(ev.entry.orig.dport == 5001 and ev.entry.status & Status.SEEN_REPLY for ev in evs))
     netns.run_in(h.server, ["conntrack", "-D", "-p", "udp", "--dport", "5001"])
     (event,) = h.events()
     assert event.kind is EventKind.DESTROY and event.entry.orig.dport == 5001
