@@ -2,7 +2,7 @@
 
 Each subcommand module defines ``add_arguments(parser)`` and ``main(args) -> int``.
 Modules are imported only when their subcommand runs, so ``snep --help`` stays fast
-and one subsystem's import cost (pyroute2, graphviz ...) is paid only where needed.
+and one subsystem's import cost (graphviz for `snep diagram` ...) is paid only where needed.
 """
 
 from __future__ import annotations
