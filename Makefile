@@ -56,6 +56,7 @@ conformance: deps
 bench: deps
 	for b in bench/bench_*.py; do $(PY) $$b || exit 1; done
 
+# NAME.svg, and NAME.gv: the DOT source that tests/test_fsm_diagram.py compares with the tables
 diagrams: deps
 	$(SNEP) diagram --format svg --out docs/diagrams
 

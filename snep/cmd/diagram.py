@@ -1,8 +1,13 @@
-"""``snep diagram [--format svg|png] [--out DIR]``: draw the state machines.
+"""``snep diagram [--format svg|png|gv] [--out DIR]``: draw the state machines.
 
 The drawings come from the live machine objects of a SyncNode (the role machine's
 table and the sync sender's and receiver's mode tables, run by `transitions`), never
 from a hand-drawn copy: change a table and the diagram follows.
+
+Each machine's DOT source (``NAME.gv``) is written next to its image: it is the
+committed, comparable form of the drawing (tests/test_fsm_diagram.py compares its
+graph, the states, edges and labels, with the live tables; the image's bytes depend on
+the graphviz version). ``--format gv`` writes the source alone and needs no ``dot``.
 """
 
 from __future__ import annotations
@@ -14,11 +19,11 @@ from typing import Any
 
 from snep.errors import SnepError
 
-FORMATS = ("svg", "png")
+FORMATS = ("svg", "png", "gv")  # gv: the DOT source only
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--format", choices=FORMATS, default="svg", help="image format (default: svg)")
+    parser.add_argument("--format", choices=FORMATS, default="svg", help="image format; the DOT source NAME.gv is always written, gv writes it alone (default: svg)")
     parser.add_argument("--out", default="docs/diagrams", metavar="DIR", help="directory to write to (default: docs/diagrams)")
 
 
@@ -50,14 +55,19 @@ def graphs() -> dict[str, Any]:
 
 
 def render(out: Path, fmt: str = "svg") -> list[Path]:
-    if shutil.which("dot") is None:
+    """Write each machine's DOT source (NAME.gv) and, unless ``fmt`` is gv, its image."""
+    if fmt != "gv" and shutil.which("dot") is None:
         raise SnepError("graphviz's `dot` is not installed (Debian package graphviz; `make deps` installs it)")
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for name, graph in graphs().items():
-        path = out / f"{name}.{fmt}"
-        path.write_bytes(graph.pipe(format=fmt))
-        written.append(path)
+        source = out / f"{name}.gv"
+        source.write_text(graph.source)
+        written.append(source)
+        if fmt != "gv":
+            path = out / f"{name}.{fmt}"
+            path.write_bytes(graph.pipe(format=fmt))
+            written.append(path)
     return written
 
 
