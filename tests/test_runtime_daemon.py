@@ -79,7 +79,7 @@ def test_sync_real_traffic_and_failover_keeps_tcp_alive(world):
     flows = traffic.start(topo, tcp=8, udp=2, interval=0.05, stall=0.2)
     assert flows.hello["errors"] == 0
     assert cluster.wait_for(lambda: external_ports(cluster, fw2, traffic.TCP_PORT) >= 8, 10), cluster.ctl(fw2, "external")
-    assert cluster.wait_for(lambda: external_ports(cluster, fw2, traffic.UDP_PORT) >= 2, 5), cluster.ctl(fw2, "external")
+    assert cluster.wait_for(lambda: external_ports(cluster, fw2, traffic.UDP_PORT) >= 2, 10), cluster.ctl(fw2, "external")
     # the external cache is not in fw2's kernel until the commit (inject_on_arrival off)
     assert not topo.conntrack_tcp(fw2, dport=traffic.TCP_PORT)
     epoch_before = cluster.ctl(fw2, "status")["epoch"]
@@ -138,10 +138,10 @@ def test_restart_wrong_key_malformed_and_shutdown(world):
     config = cluster.config_path(fw2)
     config.write_text(config.read_text().replace(str(cluster.key_file), str(key)))
     fw2.procs["snep"].send_signal(signal.SIGHUP)
-    assert cluster.wait_for(lambda: cluster.ctl(fw2, "stats")["reloads"] == before["reloads"] + 1, 5)
+    assert cluster.wait_for(lambda: cluster.ctl(fw2, "stats")["reloads"] == before["reloads"] + 1, 10)
     known = cluster.ctl(fw2, "external")["count"]
     flows.open(tcp=3)
-    assert cluster.wait_for(lambda: cluster.ctl(fw2, "stats")["auth_failures"] > before["auth_failures"], 5)
+    assert cluster.wait_for(lambda: cluster.ctl(fw2, "stats")["auth_failures"] > before["auth_failures"], 10)
     # fw1 has sent the 3 new connections once they are in its internal cache (a primary
     # sends a kernel event's frames as it reads it); that they were not applied is
     # checked below, once fw2 has provably read everything fw1 sent
