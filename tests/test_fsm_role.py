@@ -62,10 +62,7 @@ def test_the_table_is_well_formed():
     for state, trigger in PAIRS:
         row(state, trigger)  # at most one row per (role, trigger)
     assert set(TRIGGERS) == {r.trigger for r in TABLE}
-    for r in TABLE:
-        assert r.sources, r
-        if r.dest is None:  # a "stay" row is an explicit no-op: nothing to carry out
-            assert r.actions == () and r.spec is None, r
+    assert all(r.sources for r in TABLE)
 
 
 @pytest.mark.parametrize(("state", "trigger"), PAIRS)
@@ -106,9 +103,10 @@ def test_any_state_any_triggers(state, triggers):
 # ----------------------------------------------------------------- facts the table must keep
 
 
-@pytest.mark.parametrize("state", [SYNCING, BACKUP, FAULT])
-def test_promotion_commits_first_and_takes_the_epoch_before_sending(state):
-    role, actions = fired(state, "promote")
+@pytest.mark.parametrize(("state", "trigger"), [(SYNCING, "promote"), (BACKUP, "promote"), (FAULT, "promote"),
+                                                (SYNCING, "reassert"), (BACKUP, "reassert")])
+def test_promotion_commits_first_and_takes_the_epoch_before_sending(state, trigger):
+    role, actions = fired(state, trigger)
     assert role is PRIMARY
     assert actions[0] == CommitExternal()  # the peers' states are in the kernel before anything else
     assert TakeEpoch() in actions and BulkSendToPeers() in actions and SendHello() in actions
@@ -119,6 +117,19 @@ def test_promotion_commits_first_and_takes_the_epoch_before_sending(state):
 
 def test_promoting_a_primary_again_changes_nothing():
     assert fired(PRIMARY, "promote") == (PRIMARY, [])  # no second epoch for keepalived's repeat
+
+
+def test_a_primary_that_hears_unvouched_news_takes_a_term_above_and_stays():
+    role, actions = fired(PRIMARY, "retake")
+    assert role is PRIMARY
+    assert actions.index(TakeEpoch()) < actions.index(SendHello()) < actions.index(BulkSendToPeers())
+    assert StopSending() not in actions and CommitExternal() not in actions
+
+
+@pytest.mark.parametrize("state", [SYNCING, BACKUP, FAULT])
+def test_only_a_primary_retakes(state):
+    with pytest.raises(InvalidTransition):
+        RoleMachine(state).fire("retake")
 
 
 @pytest.mark.parametrize("state", UP)
