@@ -90,10 +90,8 @@ Encountered "Beginning of definition STATE" at line 60, column 1 and token "}"
 Fatal errors while parsing TLA+ spec in file MC2.tla
 """
 
-PASS_MODEL = tlc.Model("M", "M", "M.cfg", tlc.Expect.PASS)
-REACH_MODEL = tlc.Model(
-    "R", "M", "R.cfg", tlc.Expect.VIOLATION, invariant="Scenario1NotReached"
-)
+PASS_MODEL = tlc.Model("M", "M", tlc.Expect.PASS)
+REACH_MODEL = tlc.Model("R", "M", tlc.Expect.VIOLATION, invariants=("Scenario1NotReached",))
 
 
 def test_parse_success_with_figures():
@@ -139,9 +137,7 @@ def test_parse_temporal_violation():
     assert verdicts["TypeOK"].startswith("not established")
 
 
-UNFAIR_MODEL = tlc.Model(
-    "U", "M", "U.cfg", tlc.Expect.VIOLATION, temporal_property="Converges"
-)
+UNFAIR_MODEL = tlc.Model("U", "M", tlc.Expect.VIOLATION, properties=("Converges",))
 
 
 def test_non_vacuity_model_wants_its_property_violated():
@@ -157,13 +153,37 @@ def test_non_vacuity_model_wants_its_property_violated():
 
 
 def test_manifest_entry_names_one_thing_to_violate(tmp_path):
-    entry = '[[model]]\nname = "X"\nmodule = "M"\nconfig = "X.cfg"\nexpect = "violation"\n'
+    entry = '[[model]]\nname = "X"\nmodule = "M"\nexpect = "violation"\n'
     (tmp_path / tlc.MANIFEST).write_text(entry)
     with pytest.raises(tlc.SnepError, match="no invariant or property"):
         tlc.load_models(tmp_path)
-    both = entry + 'invariant = "I"\nproperty = "P"\n'
+    both = entry + 'invariants = ["I"]\nproperties = ["P"]\n'
     (tmp_path / tlc.MANIFEST).write_text(both)
-    with pytest.raises(tlc.SnepError, match="both"):
+    with pytest.raises(tlc.SnepError, match="exactly one"):
+        tlc.load_models(tmp_path)
+
+
+def test_manifest_defaults_sets_and_generated_configuration(tmp_path):
+    (tmp_path / tlc.MANIFEST).write_text(
+        '[defaults]\nNode = [1, 2]\nConn = ["c1"]\nLevel = "strong"\nSplitBrain = false\n'
+        'model_values = ["NoConn"]\n[sets]\nsafety = ["TypeOK", "QueueBounded"]\n'
+        '[[model]]\nname = "X"\nmodule = "M"\nexpect = "pass"\nspec = "FromSynced"\n'
+        'constants = { Conn = ["c1", "c2"], SplitBrain = true }\nview = "V"\n'
+        'invariants = ["@safety", "Extra"]\nproperties = ["P"]\ncheck_deadlock = false\n'
+    )
+    (model,) = tlc.load_models(tmp_path)
+    assert model.invariants == ("TypeOK", "QueueBounded", "Extra")
+    cfg = model.cfg_text()
+    for line in (
+        "    Node = {1, 2}", "    Conn = {c1, c2}", '    Level = "strong"', "    SplitBrain = TRUE",
+        "    NoConn = NoConn", "SPECIFICATION FromSynced", "VIEW V",
+        "INVARIANTS TypeOK QueueBounded Extra", "PROPERTIES P", "CHECK_DEADLOCK FALSE",
+    ):
+        assert line in cfg.splitlines(), line
+    (tmp_path / tlc.MANIFEST).write_text(
+        '[[model]]\nname = "X"\nmodule = "M"\nexpect = "pass"\ninvariants = ["@nope"]\n'
+    )
+    with pytest.raises(tlc.SnepError, match="unknown set @nope"):
         tlc.load_models(tmp_path)
 
 
@@ -178,11 +198,6 @@ def test_killed_run_is_a_failure():
     out = tlc.parse_output(PASSED.split("Model checking completed")[0])
     ok, line = tlc.verdict(PASS_MODEL, out)
     assert not ok and "did not finish" in line
-
-
-def test_cfg_names():
-    cfg = "INVARIANTS TypeOK\n    QueueBounded \\* comment\nPROPERTIES NoStaleState\nSYMMETRY S\n"
-    assert tlc.checked_names(cfg) == (["TypeOK", "QueueBounded"], ["NoStaleState"])
 
 
 def _defined(module: str) -> set[str]:
@@ -207,13 +222,10 @@ def test_manifest_models_exist_and_name_spec_invariants():
     assert {m.expect for m in models} == {tlc.Expect.PASS, tlc.Expect.VIOLATION}
     for model in models:
         assert model.module in MODULES, model
-        cfg = tlc.spec_file(model.config, SPEC).read_text()
-        invariants, properties = tlc.checked_names(cfg)
-        assert set(invariants + properties) <= _defined(model.module), model
-        if model.expect is tlc.Expect.VIOLATION and model.invariant:
-            assert invariants == [model.invariant], model
-        if model.expect is tlc.Expect.VIOLATION and model.temporal_property:
-            assert properties == [model.temporal_property] and not invariants, model
+        defined = _defined(model.module)
+        assert set(model.invariants + model.properties) <= defined, model
+        named = {model.specification, model.constraint, model.action_constraint, model.view, model.symmetry}
+        assert named - {None} <= defined, model
     scenarios = {m.invariant for m in models if m.expect is tlc.Expect.VIOLATION}
     assert {"Scenario1NotReached", "Scenario2NotReached", "Scenario3NotReached",
             "Scenario4NotReached"} <= scenarios
@@ -261,7 +273,7 @@ def _snep(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 def test_check_without_jar_exits_with_clear_message():
     env = {k: v for k, v in os.environ.items() if k != "TLA2TOOLS_JAR"}
-    result = _snep("check", "MC3", env=env)
+    result = _snep("check", "Three", env=env)
     assert result.returncode == 3
     assert "cannot run TLC" in result.stderr and "TLA2TOOLS_JAR is not set" in result.stderr
 
@@ -275,7 +287,7 @@ def test_list_shows_every_model():
 
 # --- a real TLC run ----------------------------------------------------------------
 
-SMALLEST = "MC2_Scenario1"
+SMALLEST = "Scenario1"
 
 
 @pytest.mark.tlc
@@ -292,3 +304,42 @@ def test_check_smallest_model_with_tlc():
     assert "reachability violated as intended" in result.stdout
     assert "1/1 models as expected" in result.stdout
     assert sorted(p.name for p in SPEC.iterdir()) == before  # no states/ in the repo
+
+
+# --- the spec's mutants ------------------------------------------------------------
+
+
+def test_every_mutant_applies_to_the_spec_and_names_known_models():
+    from snep.lab import mutants
+
+    planted = mutants.load_mutants(SPEC)
+    assert len(planted) >= 12
+    spec = (SPEC / "sync_protocol.tla").read_text()
+    names = {model.name for model in tlc.load_models(SPEC)}
+    for mutant in planted:
+        assert set(mutant.models) <= names, mutant.name
+        assert mutant.apply(spec) != spec, mutant.name
+
+
+def test_a_mutant_that_no_longer_applies_is_an_error():
+    from snep.lab import mutants
+
+    stale = mutants.Mutant("stale", "gone", ("Start",), (("no such text in the spec", "x"),))
+    with pytest.raises(tlc.SnepError, match="occurs 0 times"):
+        stale.apply((SPEC / "sync_protocol.tla").read_text())
+
+
+@pytest.mark.tlc
+@pytest.mark.slow
+def test_a_mutant_is_caught_with_tlc():
+    """One mutant end to end: planted in a scratch copy, caught by its model."""
+    try:
+        tlc.find_jar()
+        tlc.find_java()
+    except tlc.TlcUnavailable as error:
+        pytest.skip(f"TLC unavailable: {error}")
+    before = sorted(p.name for p in SPEC.rglob("*"))
+    result = _snep("mutants", "no_resend_queue", "--workers", "1", env=dict(os.environ))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "caught by Scenario5a" in result.stdout and "1/1 mutants caught" in result.stdout
+    assert sorted(p.name for p in SPEC.rglob("*")) == before

@@ -479,9 +479,7 @@ class SyncNode:
                 receiver.on_ack_timer(now, out)  # (to the primary of the newest epoch only)
         sender.on_alive_timer(now, out)
         if self._reassert_due(now):
-            self.counters.reasserts += 1
-            out.append(Log("warning", "keepalived made this node master and no primary has been heard of: taking over"))
-            out.extend(self._fire(now, "reassert"))
+            self.reassert(now, out)
             return out
         if self.need_sync and now >= self._resync_at:
             if self._dump_arriving():
@@ -493,6 +491,13 @@ class SyncNode:
             if self.alive[peer] and self.last_heard.get(peer, now) + dead <= now:
                 self.on_peer_silent(now, peer, out)
         return out
+
+    @spec_action("Reassert")
+    def reassert(self, now: float, out: list[Output]) -> None:
+        """keepalived's master takes over again: it hears of no primary any more."""
+        self.counters.reasserts += 1
+        out.append(Log("warning", "keepalived made this node master and no primary has been heard of: taking over"))
+        out.extend(self._fire(now, "reassert"))
 
     def _reassert_due(self, now: float) -> bool:
         """keepalived's last word was master, we are not primary, and no live primary

@@ -1,9 +1,12 @@
 """Running TLC (the TLA+ model checker) on the spec's models, and reading its verdict.
 
-The models are listed in ``spec/models.toml``: which MC module and .cfg, and what TLC
-must say (``pass``: no error; ``violation``: the named "ScenarioN not reached"
-invariant is violated, which shows the scenario happens in the model). TLC is not on
-any package registry: snep finds ``tla2tools.jar`` only through ``TLA2TOOLS_JAR``.
+Every model is defined once, in ``spec/models.toml``: its MC module, specification,
+constants (over shared defaults), constraint, view, symmetry, invariants and
+properties, and what TLC must say (``pass``: no error; ``violation``: the named
+"... not reached" invariant is violated, which shows the scenario happens in the
+model, or the named temporal property is, which shows it is not vacuous). The TLC
+configuration is generated from that entry. TLC is not on any package registry:
+snep finds ``tla2tools.jar`` only through ``TLA2TOOLS_JAR``.
 
 TLC runs in a temporary, flat copy of spec/ (the spec, and the models from
 spec/models/; ``-metadir`` inside it), so no ``states/`` directory or trace file ever
@@ -44,16 +47,77 @@ class Expect(Enum):
 
 @dataclass(frozen=True)
 class Model:
-    """One TLC run: a module, a configuration, and the verdict it must give."""
+    """One TLC run: a module, its configuration, and the verdict it must give."""
 
     name: str
     module: str
-    config: str
     expect: Expect
+    specification: str = "Spec"
+    constants: tuple[tuple[str, object], ...] = ()  # name -> value, in the manifest's order
+    model_values: tuple[str, ...] = ()  # constants that are model values of their own name
+    invariants: tuple[str, ...] = ()
+    properties: tuple[str, ...] = ()
+    constraint: str | None = None
+    action_constraint: str | None = None
+    view: str | None = None
+    symmetry: str | None = None
+    check_deadlock: bool = True
     about: str = ""
-    invariant: str | None = None  # the invariant a reachability model must violate
-    temporal_property: str | None = None  # the property a non-vacuity model must violate
     slow: bool = False
+
+    @property
+    def config(self) -> str:
+        """The file name the generated configuration is written to."""
+        return f"{self.name}.cfg"
+
+    @property
+    def invariant(self) -> str | None:
+        """The invariant a reachability model must violate."""
+        return self.invariants[0] if self.expect is Expect.VIOLATION and self.invariants else None
+
+    @property
+    def temporal_property(self) -> str | None:
+        """The property a non-vacuity model must violate."""
+        if self.expect is Expect.VIOLATION and not self.invariants and self.properties:
+            return self.properties[0]
+        return None
+
+    def cfg_text(self) -> str:
+        """The TLC configuration of this model."""
+        lines = [f"\\* {self.name}: {self.about}".rstrip(), "CONSTANTS"]
+        for name, value in self.constants:
+            lines.append(f"    {name} = {_tla_value(value)}")
+        for name in self.model_values:
+            lines.append(f"    {name} = {name}")
+        lines.append(f"SPECIFICATION {self.specification}")
+        for keyword, value in (
+            ("CONSTRAINT", self.constraint),
+            ("ACTION_CONSTRAINT", self.action_constraint),
+            ("VIEW", self.view),
+            ("SYMMETRY", self.symmetry),
+        ):
+            if value:
+                lines.append(f"{keyword} {value}")
+        if self.invariants:
+            lines.append("INVARIANTS " + " ".join(self.invariants))
+        if self.properties:
+            lines.append("PROPERTIES " + " ".join(self.properties))
+        if not self.check_deadlock:
+            lines.append("CHECK_DEADLOCK FALSE")
+        return "\n".join(lines) + "\n"
+
+
+def _tla_value(value: object) -> str:
+    """A manifest value in TLA+: a list of names is a set of model values."""
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, list):
+        return "{" + ", ".join(item if isinstance(item, str) else _tla_value(item) for item in value) + "}"
+    raise SnepError(f"cannot write {value!r} as a TLA+ constant")
 
 
 @dataclass(frozen=True)
@@ -129,36 +193,60 @@ def find_java() -> str:
 
 
 def load_models(spec_dir: Path = SPEC_DIR) -> list[Model]:
-    """The models of spec/models.toml, in file order."""
+    """The models of spec/models.toml, in file order.
+
+    ``[defaults]`` holds the constants every model starts from (``model_values``: the
+    constants that are model values of their own name) and named lists of
+    invariants or properties (``[sets]``) that a model's lists may include as
+    ``"@name"``.
+    """
     path = spec_dir / MANIFEST
     try:
         data = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as error:
         raise SnepError(f"{path}: {error}") from None
+    defaults = dict(data.get("defaults", {}))
+    model_values = tuple(defaults.pop("model_values", ()))
+    sets = {name: list(names) for name, names in data.get("sets", {}).items()}
+
+    def names(entry: dict, key: str) -> tuple[str, ...]:
+        out: list[str] = []
+        for item in entry.get(key, []):
+            if item.startswith("@"):
+                if item[1:] not in sets:
+                    raise SnepError(f"{path}: model {entry.get('name')}: unknown set {item}")
+                out.extend(sets[item[1:]])
+            else:
+                out.append(item)
+        return tuple(dict.fromkeys(out))
+
     models = []
     for entry in data.get("model", []):
         try:
-            expect = Expect(entry["expect"])
+            constants = {**defaults, **entry.get("constants", {})}
             model = Model(
                 name=entry["name"],
                 module=entry["module"],
-                config=entry["config"],
-                expect=expect,
+                expect=Expect(entry["expect"]),
+                specification=entry.get("spec", "Spec"),
+                constants=tuple(constants.items()),
+                model_values=model_values,
+                invariants=names(entry, "invariants"),
+                properties=names(entry, "properties"),
+                constraint=entry.get("constraint"),
+                action_constraint=entry.get("action_constraint"),
+                view=entry.get("view"),
+                symmetry=entry.get("symmetry"),
+                check_deadlock=bool(entry.get("check_deadlock", True)),
                 about=entry.get("about", ""),
-                invariant=entry.get("invariant"),
-                temporal_property=entry.get("property"),
                 slow=bool(entry.get("slow", False)),
             )
         except (KeyError, ValueError) as error:
             raise SnepError(f"{path}: bad model entry {entry!r}: {error}") from None
-        if model.expect is Expect.VIOLATION and not (model.invariant or model.temporal_property):
-            raise SnepError(
-                f"{path}: model {model.name} expects a violation of no invariant or property"
-            )
-        if model.invariant and model.temporal_property:
-            raise SnepError(
-                f"{path}: model {model.name} names both an invariant and a property to violate"
-            )
+        if model.expect is Expect.VIOLATION and not (model.invariants or model.properties):
+            raise SnepError(f"{path}: model {model.name} expects a violation of no invariant or property")
+        if model.expect is Expect.VIOLATION and len(model.invariants) + len(model.properties) != 1:
+            raise SnepError(f"{path}: model {model.name} must name exactly one invariant or property to violate")
         models.append(model)
     return models
 
@@ -174,23 +262,6 @@ def select(models: Sequence[Model], names: Sequence[str]) -> list[Model]:
             f"unknown model(s) {', '.join(unknown)}; known: {', '.join(by_name)}"
         )
     return [by_name[name] for name in names]
-
-
-_CFG_LIST = re.compile(
-    r"^\s*(INVARIANTS?|PROPERTY|PROPERTIES)\b(.*?)(?=^\s*[A-Z_]{4,}\b|\Z)",
-    re.MULTILINE | re.DOTALL,
-)
-
-
-def checked_names(cfg_text: str) -> tuple[list[str], list[str]]:
-    """(invariants, properties) a .cfg asks TLC to check."""
-    text = re.sub(r"\\\*[^\n]*", "", cfg_text)
-    invariants: list[str] = []
-    properties: list[str] = []
-    for match in _CFG_LIST.finditer(text):
-        names = match.group(2).split()
-        (invariants if match.group(1).startswith("INVARIANT") else properties).extend(names)
-    return invariants, properties
 
 
 # --- TLC's output ------------------------------------------------------------------
@@ -353,6 +424,8 @@ def run_tlc(
         work.mkdir()
         for source in spec_files(spec_dir):
             shutil.copyfile(source, work / source.name)
+        for model in load_models(spec_dir):
+            (work / model.config).write_text(model.cfg_text())
         for name, text in (extra_files or {}).items():
             (work / name).write_text(text)
         command = tlc_command(
@@ -409,10 +482,9 @@ def check_model(
         timeout=timeout,
     )
     outcome = parse_output(output)
-    invariants, properties = checked_names(spec_file(model.config, spec_dir).read_text())
     return ModelResult(
         model=model,
         outcome=outcome,
         seconds=seconds,
-        properties=property_verdicts(model, outcome, invariants, properties),
+        properties=property_verdicts(model, outcome, model.invariants, model.properties),
     )

@@ -1,20 +1,23 @@
 ------------------------------ MODULE MCSynced -------------------------------
 (* A synchronized cluster, as the initial state of a model that studies    *)
-(* what comes after start-up: node `first` is primary in epoch             *)
-(* <<1, first>>, its dump of an empty table (one frame, seq 0, BULK_START  *)
-(* and BULK_END) applied and acknowledged by every other node, which is    *)
-(* BACKUP; nothing in flight. It is a reachable state of Spec: the         *)
+(* what comes after start-up: node `first` is VRRP master and primary in   *)
+(* epoch <<1, first>>, its dump of an empty table (one frame, seq 0,       *)
+(* BULK_START and BULK_END) applied and acknowledged by every other node,  *)
+(* which is BACKUP; every session bound; nothing in flight. It is a reachable state of Spec: the         *)
 (* "Start" models check that (TLC must violate SyncedStateNotReached).     *)
 EXTENDS sync_protocol
 
 SyncedState(first) ==
     /\ role = [n \in Node |-> IF n = first THEN PRIMARY ELSE BACKUP]
-    /\ linkUp = {Pair(a, b) : a, b \in Node} \ {{n} : n \in Node}
-    /\ env = [fail |-> 0, ha |-> 0, cut |-> 0, loss |-> 0, dup |-> 0]
+    /\ master = [n \in Node |-> n = first]
+    /\ linkUp = AllLinks
+    /\ env = [fail |-> 0, ha |-> 0, cut |-> 0, loss |-> 0, dup |-> 0, replay |-> 0]
     /\ kernel = [n \in Node |-> EmptyTable]
     /\ internal = [n \in Node |-> EmptyTable]
     /\ external = [n \in Node |-> EmptyTable]
     /\ epoch = [n \in Node |-> <<1, first>>]
+    /\ sess = [n \in Node |-> 1]
+    /\ bound = [n \in Node |-> [m \in Node |-> IF m = n THEN 0 ELSE 1]]
     /\ nextSeq = [n \in Node |-> IF n = first THEN 1 ELSE 0]
     /\ queue = [n \in Node |-> <<>>]
     /\ peerAck = [n \in Node |-> [m \in Node |-> IF n = first /\ m # first THEN 1 ELSE 0]]
@@ -31,9 +34,14 @@ SyncedState(first) ==
     /\ marked = [n \in Node |-> {}]
     /\ needSync = [n \in Node |-> FALSE]
     /\ msgs = EmptyBag
+    /\ stash = {}
     /\ lastVer = [c \in Conn |-> 0]
     /\ born = [c \in Conn |-> 0]
-    /\ ackd = [n \in Node |-> {}]
+    /\ owed = [n \in Node |-> {}]
+    /\ promoted = [n \in Node |-> NotPromoted]
+    /\ dead = [n \in Node |-> [c \in Conn |-> 0]]
+    /\ dumped = [n \in Node |-> n # first]
+    /\ overflow = FALSE
     /\ failedAs = [n \in Node |-> "none"]
     /\ fenced = FALSE
     /\ repairs = {}
