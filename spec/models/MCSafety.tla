@@ -39,8 +39,10 @@ StateConstraint == \A n \in Node : nextSeq[n] <= MaxSeq
 \* The models that study what comes after start-up.
 FromSynced == SyncedState(1) /\ [][Next]_vars
 
-\* A failed process stays down (only Recover brings a DOWN node up).
-StaysDown == \A n \in Node : role[n] = DOWN => role'[n] = DOWN
+\* Narrowing the environment of the three-node models (ACTION_CONSTRAINT): only
+\* node 1, the first primary, fails (a backup's failure and return is checked
+\* with two nodes). Rejoin, under the same constraint, shows its return reached.
+OnlyTheFirstPrimaryFails == \A n \in Node : (Up(role[n]) /\ role'[n] = DOWN) => n = 1
 
 \* Reachability (each must be violated where a model says so): after two
 \* failures the last node took over in sync, holding a connection it
