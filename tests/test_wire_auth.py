@@ -21,9 +21,9 @@ from snep.entry import (
 from snep.errors import AuthError, ConfigError, DecodeError
 from snep.wire.auth import TAG_SIZE, Key, Keyring
 from snep.wire.codec import (
-    FLAG_SEALED,
     FLAG_BULK_END,
     FLAG_BULK_START,
+    FLAG_SEALED,
     HEADER_SIZE,
     decode_frame,
     encode_frame,
