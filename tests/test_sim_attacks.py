@@ -22,7 +22,14 @@ from snep.fsm.role import Role
 from snep.lab.sim import Datagram, Simulation, conn
 from snep.wire.auth import Key, Keyring
 from snep.wire.codec import HEADER, build_frame, encode_frame
-from snep.wire.messages import FLAG_BULK_END, FLAG_BULK_START, Frame, Hello, MessageType, Nack
+from snep.wire.messages import (
+    FLAG_BULK_END,
+    FLAG_BULK_START,
+    Frame,
+    Hello,
+    MessageType,
+    Nack,
+)
 
 KEYRING = Keyring([Key(1, b"the cluster's pre-shared secret!")])
 WRONG = Key(1, b"an attacker's guess at the key..")
