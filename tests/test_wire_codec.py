@@ -448,9 +448,10 @@ def _doc_example(after: str) -> bytes:
 def test_documented_examples_match_the_codec():
     from snep.wire.auth import Key, Keyring
 
-    state = Frame(STATE, 1, 5, 42, (Event(EventKind.NEW, make_entry("10.0.0.1", "10.0.0.2", Proto.TCP, 40000, 80)),))
+    state = Frame(STATE, 1, 5, 42, (Event(EventKind.NEW, make_entry("10.0.0.1", "10.0.0.2", Proto.TCP, 40000, 80)),),
+                  session=0x0102030405060708, counter=9)
     assert _doc_example("Worked example") == encode_frame(state)
     key = Key(1, b"0123456789abcdef")
-    ack = Frame(MessageType.ACK, 2, 5, 42, (Ack(40, 42),))
+    ack = Frame(MessageType.ACK, 2, 5, 42, (Ack(40, 42),), dst=1, session=0x1122334455667788, counter=3)
     assert _doc_example("Example (ACK") == encode_frame(ack, key)
     assert decode_frame(_doc_example("Example (ACK"), Keyring([key])).messages == (Ack(40, 42),)
