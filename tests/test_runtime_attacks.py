@@ -42,6 +42,7 @@ from snep.wire.messages import (
     MessageType,
     Nack,
 )
+from tests.test_runtime_node import Pair
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="spoofing source addresses needs a raw socket (root)")
 
@@ -145,12 +146,7 @@ class Cluster:
 
     @staticmethod
     async def until(condition, timeout: float = 10.0) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while not condition():
-            if loop.time() > deadline:
-                raise AssertionError("condition not met in time")
-            await asyncio.sleep(0.01)
+        await Pair.until(condition, timeout)
 
     async def quiet(self, seconds: float = 0.5) -> None:
         await asyncio.sleep(seconds)

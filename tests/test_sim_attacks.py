@@ -63,8 +63,8 @@ def capture_all(sim: Simulation, match) -> list[Datagram]:
     return [sim.network.capture(lambda d, order=d.order: d.order == order) for d in sorted(sim.network.in_flight) if match(d)]
 
 
-def cluster(size=3, entries=100, **params) -> Simulation:
-    """Node 1 primary (promoted with an empty kernel), ``entries`` connections synced."""
+def cluster(size=3, **params) -> Simulation:
+    """A sealed cluster, started: every node SYNCING, the sessions bound (no primary yet)."""
     defaults = dict(resend_queue=256, peer_dead_timeout=3.0, alive_interval=0.5)
     defaults.update(params)
     sim = Simulation(size, SyncParams(**defaults), keyring=KEYRING, seed=5)
@@ -78,6 +78,20 @@ def primary_with_connections(sim: Simulation, entries: int) -> list:
         sim.conn_new(1, conn(i))
     sim.settle()
     return [conn(i) for i in range(entries)]
+
+
+def restart_backup(sim: Simulation, node: int = 2) -> Datagram:
+    """``node`` restarts; the RESYNC_REQUEST its new process sends node 1, captured (it
+    arrives too), once the node is in sync again."""
+    sim.crash(node)
+    sim.restart(node)
+    request = None
+    while request is None:
+        sim.run(0.001)
+        request = sim.network.capture(of(MessageType.RESYNC_REQUEST, src=node, dst=1))
+    sim.settle()
+    assert sim.node(node).ready
+    return request
 
 
 def counters(sim: Simulation, node: int, *names: str) -> dict[str, int]:
@@ -168,14 +182,7 @@ def test_a_replayed_resync_request_starts_no_dump():
     sim = cluster()
     sim.promote(1)
     primary_with_connections(sim, 200)
-    sim.crash(2)
-    sim.restart(2)
-    request = None
-    while request is None:
-        sim.run(0.001)
-        request = sim.network.capture(of(MessageType.RESYNC_REQUEST, src=2, dst=1))
-    sim.settle()
-    assert sim.node(2).ready
+    request = restart_backup(sim)
     primary = sim.node(1).counters
     resyncs, sent, replays = primary.resyncs, primary.bytes_sent, primary.replays
     for _ in range(20):
@@ -193,13 +200,7 @@ def test_without_the_replay_window_a_replayed_resync_request_starts_a_second_dum
         sim = cluster()
         sim.promote(1)
         primary_with_connections(sim, 50)
-        request = None
-        sim.crash(2)
-        sim.restart(2)
-        while request is None:
-            sim.run(0.001)
-            request = sim.network.capture(of(MessageType.RESYNC_REQUEST, src=2, dst=1))
-        sim.settle()
+        request = restart_backup(sim)
         resyncs = sim.node(1).counters.resyncs
         sim.network.replay(request, to=1, as_from=2)
         sim.run(0.5)
@@ -212,13 +213,7 @@ def test_resync_requests_replayed_every_200_ms_do_not_keep_a_restarted_backup_fr
     sim = cluster(bulk_window=16)
     sim.promote(1)
     primary_with_connections(sim, 2000)
-    sim.crash(2)
-    sim.restart(2)
-    request = None
-    while request is None:
-        sim.run(0.001)
-        request = sim.network.capture(of(MessageType.RESYNC_REQUEST, src=2, dst=1))
-    sim.settle()
+    request = restart_backup(sim)
     resyncs = sim.node(1).counters.resyncs
     sim.crash(2)
     sim.restart(2)  # it restarts again; the captured request (of its former process) is replayed

@@ -95,7 +95,9 @@ from snep.wire.messages import EVERY_PEER, Ack, Frame, Hello, MessageType, Nack
 
 _CLAIMING = (MessageType.STATE, MessageType.ALIVE, MessageType.HELLO)
 
-#: what a rejection reason means, for the log
+#: what a rejection reason means, for the log (``misdirected`` is not logged: on a
+#: multicast link every frame for another node is one; ``unbound_session`` is logged
+#: as info: a few at every start, while the handshake runs)
 _WHY = {
     "wrong_node": "its sender is not the node configured at its source address",
     "unbound_session": "the peer has not proved its session yet (asked to)",
@@ -379,7 +381,7 @@ class SyncNode:
         if not admission.accepted:
             if admission.reason in _WHY:
                 self.logs(
-                    now, out, admission.reason, "warning",
+                    now, out, admission.reason, "info" if admission.reason == "unbound_session" else "warning",
                     f"{frame.type.name} frame from {where} (node {frame.node_id}, session {frame.session:016x}, "
                     f"counter {frame.counter}) rejected: {_WHY[admission.reason]}",
                 )
