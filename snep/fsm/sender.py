@@ -3,14 +3,14 @@
 Only a PRIMARY streams. Each STATE frame gets the next sequence number of the
 epoch's sequence space (starting at 0, 32-bit, serial arithmetic), is sent to every
 peer, and is kept, built (sealed afresh at every transmission), in a bounded resend
-queue. Each peer's acknowledged
-position is tracked; a frame leaves the queue once every live peer that can still be
-served from the queue acked it, or when the bound is hit (the oldest goes: a dead
-backup never blocks the primary nor grows its memory). A NACK is answered from the
-queue, or, when it reaches back further than the queue holds, by a bulk dump (full
-resync). Bulk dumps are paced: at most ``bulk_window`` unacked frames in flight, and
-read the internal cache only once it is loaded: while it awaits a kernel dump (on
-promotion, after a flush or ``-R``) a due dump waits in BULK_START, and requesters join it.
+queue. Each peer's acknowledged position is tracked; a frame leaves the queue once
+every live peer that can still be served from the queue acked it, or when the bound
+is hit (the oldest goes: a dead backup never blocks the primary nor grows its
+memory). A NACK is answered from the queue, or, when it reaches back further than
+the queue holds, by a bulk dump (full resync). Bulk dumps are paced: at most
+``bulk_window`` unacked frames in flight, and read the internal cache only once it is
+loaded: while it awaits a kernel dump (on promotion, after a flush or ``-R``) a due
+dump waits in BULK_START, and requesters join it.
 
 Bounded work. A NACK frame's ranges are merged, and each frame they name is resent
 at most once per NACK frame; resends to a peer (NACKed or timed out) draw from its
@@ -33,7 +33,7 @@ Each appends its outputs to the ``out`` list it is given and returns nothing.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from itertools import islice
 
@@ -86,7 +86,7 @@ class PeerTx:
     """What the sender knows about one peer."""
 
     resends: TokenBucket  # its retransmission budget (frames)
-    dumps: TokenBucket = field(default_factory=lambda: TokenBucket(DUMP_BURST, 1.0))  # dumps it may start
+    dumps: TokenBucket  # the dumps it may start
     acked: int = 0  # the first seq this peer has not acknowledged
     acked_at: float = float("-inf")  # when ``acked`` last moved (-inf: it may have restarted since)
     alive: bool = True
@@ -319,7 +319,11 @@ class SyncSender:
             return
         if not state.dumps.take(now):
             self.counters.dumps_refused += 1
-            self.logs(now, out, "dumps_refused", "warning", f"peer {peer} asks for more dumps than its budget allows ({DUMP_BURST} at once, one per {self.params.resync_retry:g} s): refused")
+            self.logs(
+                now, out, "dumps_refused", "warning",
+                f"peer {peer} asks for more dumps than its budget allows ({DUMP_BURST} at once, "
+                f"one per {self.params.resync_retry:g} s): refused, it will ask again",
+            )
             return
         state.behind, state.resume = True, None  # it follows from the next BULK_START
         self.start_bulk(now, out)
@@ -386,7 +390,7 @@ class SyncSender:
         """Is a NACK starting at ``first``, which the queue no longer holds, a late copy?
 
         Only when the peer acknowledged past ``first`` a moment ago (within
-        ``retransmit_timeout``) and has not introduced itself since (HELLO), and
+        ``retransmit_timeout``) and no new session of it was bound since, and
         ``first`` is not 0: a receiver never goes back, except to 0 when it starts
         over, and a restarted process, whatever it acknowledged in its former life,
         needs a dump. (NACKs the queue can serve are served as they are.)
@@ -398,8 +402,9 @@ class SyncSender:
         return now - state.acked_at <= self.params.retransmit_timeout
 
     def peer_introduced(self, peer: PeerId) -> None:
-        """A HELLO from ``peer``: it may have restarted, its former acknowledgements no
-        longer tell what it holds (NACKs below them are not taken for late copies)."""
+        """A new session of ``peer`` was bound (snep.fsm.channel): it restarted, its former
+        acknowledgements no longer tell what it holds (NACKs below them are not taken
+        for late copies)."""
         self.peers[peer].acked_at = float("-inf")
 
     def _resend(self, now: float, peer: PeerId, spans: list[tuple[int, int]], out: list[Output]) -> None:
