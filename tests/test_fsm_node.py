@@ -340,12 +340,12 @@ def test_a_resync_request_before_the_promotions_kernel_dump_joins_the_promotion_
     without them). A RESYNC_REQUEST meanwhile joins the promotion's dump (the spec's
     NeedsDump with bulk = "start")."""
     peers = {2: (1, 3), 3: (1, 2)}
-    old_primary_dump = state_frame(0, conn(1), term=1, sender=1, flags=FLAG_BULK_START | FLAG_BULK_END)
     b2, b3 = (new_node(i, peers[i]) for i in (2, 3))
     for b in (b2, b3):
         started(b, bind=False)
         remote(1).bind(b, 0.4)
     handshake(b2, b3, 0.45)
+    old_primary_dump = state_frame(0, conn(1), term=1, sender=1, flags=FLAG_BULK_START | FLAG_BULK_END)
     for b in (b2, b3):
         b.on_datagram(0.5, old_primary_dump, 1)
         assert b.state is Role.BACKUP and conn(1).key in b.external

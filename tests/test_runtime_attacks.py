@@ -193,6 +193,16 @@ def test_replayed_frames_change_nothing(tmp_path):
             await c.until(lambda: c.stats(1)["replays"] == before["replays"] + 20)
             assert c.stats(1)["resyncs"] == before["resyncs"]
 
+            # -- node 1's stream so far, its dumps included, replayed to node 2: nothing
+            # resurrected, nothing swept
+            stream = c.sent(1, MessageType.STATE, to=2)
+            assert sum(1 for d in stream if flags(d) & FLAG_BULK_START) >= 2
+            before = c.stats(2)
+            for data in stream:
+                spoof(c.address(1), c.address(2), data)
+            await c.until(lambda: c.stats(2)["replays"] == before["replays"] + len(stream))
+            assert keys(d2) == live and c.stats(2)["bulk_completed"] == before["bulk_completed"]
+
             # -- an old NACK replayed 5 times: node 2 misses a frame (dropped on its way in),
             # NACKs the gap, gets it; then its NACK is replayed
             receive = d2._on_datagram
@@ -239,6 +249,12 @@ def test_replayed_frames_change_nothing(tmp_path):
             after = c.stats(1)
             assert after["resyncs"] - before["resyncs"] in (1, 2)  # the new process's own request (and its retry)
             assert after["resync_requests_received"] - before["resync_requests_received"] <= 3
+            # ... and what node 1 sent node 2's former process, replayed to the new one:
+            # node 1's session, but counters before the HELLO that bound it there
+            for data in stream:
+                spoof(c.address(1), c.address(2), data)
+            await c.until(lambda: c.stats(2)["replays"] == len(stream))
+            assert len(restarted.node.external) == 5102
 
     asyncio.run(go())
 

@@ -25,7 +25,9 @@ WireGuard do:
   before (kept, the last :data:`RETIRED` per peer): they cannot be bound again.
 - Within the bound session a sliding window over the counters (the highest seen and
   a bitmap of the :data:`WINDOW` below it) rejects a counter seen before or left of
-  the window (``replays``). Binding starts the window at the binding HELLO's counter.
+  the window (``replays``). Binding starts the window at the binding HELLO's counter,
+  everything up to it seen: frames the peer's process sent before it proved itself to
+  this process (to a former process of this node, say) are replays here.
 - A frame whose header names another sender than the peer at its source address
   (``wrong_node``), or another addressee than this node or every peer
   (``misdirected``), is rejected before anything else.
@@ -63,13 +65,17 @@ REASONS = ("wrong_node", "misdirected", "unbound_session", "stale_session", "rep
 
 
 class ReplayWindow:
-    """The counters seen in one peer session: the highest, and a bitmap below it."""
+    """The counters seen in one peer session: the highest, and a bitmap below it.
+
+    It starts at the counter of the HELLO that bound the session, with every counter
+    up to it taken as seen: what the peer sent before it proved itself (to this
+    process, or to an earlier process of this node) never counts here."""
 
     __slots__ = ("highest", "_seen")
 
     def __init__(self, counter: int) -> None:
         self.highest = counter
-        self._seen = 1  # bit i: highest - i was seen
+        self._seen = _MASK  # bit i: highest - i was seen
 
     def fresh(self, counter: int) -> bool:
         """Not seen before and not left of the window."""
