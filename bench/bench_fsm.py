@@ -1,6 +1,6 @@
 """Figures of the sans-I/O sync path (one core, no sockets): how fast a primary turns
 kernel events into datagrams, how fast a backup applies them, and a bulk dump: all at
-once, and paced as on the wire (flight window, ACKs, authenticated frames, a filter
+once, and paced as on the wire (flight window, ACKs, sealed frames, a filter
 like the demo's, the daemon's GC thresholds).
 
 Run: .venv/bin/python bench/bench_fsm.py [N]
@@ -17,16 +17,17 @@ from snep.fsm.effects import SendDatagram
 from snep.fsm.node import SyncNode
 from snep.fsm.notify import Filter
 from snep.fsm.params import SyncParams
-from snep.lab.sim import conn
+from snep.lab.sim import conn, handshake
 from snep.runtime.daemon import GC_THRESHOLDS
 from snep.wire.auth import Key, Keyring
 
 
 def pair(params: SyncParams) -> tuple[SyncNode, SyncNode]:
-    primary, backup = SyncNode(1, [2], params), SyncNode(2, [1], params)
+    primary, backup = SyncNode(1, [2], params, session=1), SyncNode(2, [1], params, session=2)
     for node in (primary, backup):
         node.start(0.0)
         node.on_kernel_dump(0.0, [])
+    handshake(primary, backup)
     setup = primary.promote(0.0) + primary.on_kernel_dump(0.0, [])
     deliver(backup, setup, 0.0)  # HELLO and the (empty) dump: the backup follows the stream
     return primary, backup
@@ -84,11 +85,12 @@ def paced(n: int) -> None:
     flt = demo_filter()
     keyring = Keyring([Key(1, bytes(32))])
     params = SyncParams()
-    primary = SyncNode(1, [2], params, keyring=keyring, filter=flt)
-    backup = SyncNode(2, [1], params, keyring=keyring, filter=flt)
+    primary = SyncNode(1, [2], params, session=1, keyring=keyring, filter=flt)
+    backup = SyncNode(2, [1], params, session=2, keyring=keyring, filter=flt)
     for node in (primary, backup):
         node.start(0.0)
         node.on_kernel_dump(0.0, [])
+    handshake(primary, backup)
     entries = [conn(i) for i in range(n)]
     check = demo_filter()  # (its own: the node's filter remembers addresses)
     wanted = sum(check.accepts(e) for e in entries)  # (a few of the generated addresses are ignored)
@@ -113,7 +115,7 @@ def paced(n: int) -> None:
         cpu[0] += time.process_time() - t1
         cpu[1] += t1 - t0
     assert len(backup.external) == wanted and backup.ready
-    print(f"paced dump of {n:,} entries (window {params.bulk_window}, ACK every {params.ack_window} frames, MAC): "
+    print(f"paced dump of {n:,} entries (window {params.bulk_window}, ACK every {params.ack_window} frames, sealed): "
           f"primary {cpu[0]:.3f} s, backup {cpu[1]:.3f} s CPU ({frames} frames, {n / frames:.1f} entries/frame)")
 
 

@@ -176,7 +176,7 @@ def measure(name: str, events: list[Event], repeat: int, key: Key | None) -> Non
     finally:
         gc.set_threshold(*thresholds)
     size = sum(len(f) for f in frames) / count
-    label = f"{name}{' +MAC' if key else ''}"
+    label = f"{name}{' sealed' if key else ''}"
     print(
         f"{label:28} encode {enc:>10,.0f}/s  decode {dec:>10,.0f}/s  "
         f"(all kept: {keep:>9,.0f}/s, {keep_tuned:>9,.0f}/s with gc threshold 50000)  "

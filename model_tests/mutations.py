@@ -125,6 +125,17 @@ def reuse_term_on_promotion() -> Any:
     return _patched(SyncNode, "_carry_out", _carry_out)
 
 
+def no_replay_window() -> Any:
+    """The channel forgets which counters it saw: a frame captured in a bound session
+    counts again (a replayed RESYNC_REQUEST starts another dump)."""
+    from snep.fsm.channel import ReplayWindow
+
+    def fresh(self: ReplayWindow, counter: int) -> bool:
+        return True
+
+    return _patched(ReplayWindow, "fresh", fresh)
+
+
 MUTATIONS: dict[str, Callable[[], Any]] = {
     "ignore_nack": ignore_nack,
     "skip_epoch_check": skip_epoch_check,

@@ -8,6 +8,10 @@ The external cache also does mark-and-sweep for bulk dumps: at BULK_START every 
 is marked, every STATE applied afterwards unmarks its connection, and at BULK_END the
 entries still marked (gone on the primary) are removed. The cache is never cleared up
 front, so a primary that dies in the middle of a dump costs nothing acknowledged.
+
+A cache may have a ``limit``: an event that would add an entry beyond it is refused
+(the external cache's ``max_entries``, like conntrackd's HashLimit: what a peer sends
+cannot grow a node's memory without bound); updates and removals always go through.
 """
 
 from __future__ import annotations
@@ -20,35 +24,47 @@ from snep.entry import Entry, Event, EventKind, Key
 class Cache:
     """Entries by key; applying events is create-or-update and delete-if-present."""
 
-    def __init__(self, entries: Iterable[Entry] = ()) -> None:
+    def __init__(self, entries: Iterable[Entry] = (), *, limit: int | None = None) -> None:
         self._entries: dict[Key, Entry] = {entry.key: entry for entry in entries}
         self._marked: set[Key] | None = None
+        self.limit = limit
         self.missing_deletes = 0  # DESTROY of a connection we did not have
 
-    def apply(self, event: Event) -> None:
+    def apply(self, event: Event) -> bool:
+        """Apply one event; False when it was refused (a new entry beyond the limit)."""
         key = event.entry.key
         if self._marked is not None:
             self._marked.discard(key)
         if event.kind is EventKind.DESTROY:
             if self._entries.pop(key, None) is None:
                 self.missing_deletes += 1
+        elif self.limit is not None and len(self._entries) >= self.limit and key not in self._entries:
+            return False
         else:
             self._entries[key] = event.entry
+        return True
 
-    def apply_all(self, events: Iterable[Event]) -> None:
-        """``apply`` for each event in order (a frame's worth, without a call per entry)."""
+    def apply_all(self, events: Iterable[Event]) -> list[Event]:
+        """``apply`` for each event in order (a frame's worth, without a call per entry);
+        the events refused (new entries beyond the limit; normally none)."""
         entries = self._entries
         marked = self._marked
         destroy = EventKind.DESTROY
-        for kind, entry in events:
+        limit = self.limit
+        refused: list[Event] = []
+        for event in events:
+            kind, entry = event
             key = (entry[0], entry[2])  # entry.key: (orig, zone)
             if marked is not None:
                 marked.discard(key)
             if kind is destroy:
                 if entries.pop(key, None) is None:
                     self.missing_deletes += 1
+            elif limit is not None and len(entries) >= limit and key not in entries:
+                refused.append(event)
             else:
                 entries[key] = entry
+        return refused
 
     def replace(self, entries: Iterable[Entry]) -> None:
         """Become exactly ``entries`` (a kernel dump)."""

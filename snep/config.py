@@ -64,11 +64,19 @@ class Endpoint:
 
 
 @dataclass(frozen=True, slots=True)
+class Peer:
+    """A configured peer on one link: its node id and its address there."""
+
+    node_id: int
+    address: Endpoint
+
+
+@dataclass(frozen=True, slots=True)
 class LinkConfig:
     """One sync link: where to listen and whom to send to (unicast peers or a group)."""
 
     listen: Endpoint
-    peers: tuple[Endpoint, ...] = ()  # who may speak (and, unicast, where frames go)
+    peers: tuple[Peer, ...] = ()  # who may speak (and, unicast, where frames go)
     multicast_group: str = ""  # when set, frames go to the group instead
     interface: str = ""  # the dedicated sync interface (multicast, failover checks)
 
@@ -79,7 +87,7 @@ class LinkConfig:
     def destinations(self) -> tuple[Endpoint, ...]:
         if self.multicast:
             return (Endpoint(self.multicast_group, self.listen.port),)
-        return self.peers
+        return tuple(peer.address for peer in self.peers)
 
 
 #: SO_RCVBUF / SO_SNDBUF of the sync sockets: a bulk dump of 200,000 entries fits
@@ -91,6 +99,7 @@ class SyncConfig:
     link: LinkConfig
     second_link: LinkConfig | None = None
     key_file: Path | None = None
+    insecure: bool = False  # no key: frames are neither sealed nor authenticated (said explicitly)
     socket_buffer: int = SOCKET_BUFFER
     params: SyncParams = field(default_factory=SyncParams)  # the protocol's tunables
 
@@ -167,10 +176,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("node", "state_file", DEFAULT_STATE_FILE, "where the newest epoch seen is persisted across restarts", "path"),
     Setting("node", "log_level", "info", "the least severe records logged", choices=LOG_LEVELS),
     Setting("sync", "listen", None, "this node's address on the sync link", "ADDRESS:PORT", required=True),
-    Setting("sync", "peers", None, "the peers' addresses (with multicast_group too: who may speak)", "[ADDRESS:PORT, ...]", required=True),
+    Setting("sync", "peers", None, "the peers: node id and address (with multicast_group too: who may speak)", "[{ id = N, address = ADDRESS:PORT }, ...]", required=True),
     Setting("sync", "multicast_group", None, "send frames to this group instead of each peer", "address"),
     Setting("sync", "interface", None, "the dedicated sync interface (required with multicast_group)", "name"),
-    Setting("sync", "key_file", None, "pre-shared keys ('KEYID HEXSECRET' lines, mode 0600); absent: unauthenticated", "path"),
+    Setting("sync", "key_file", None, "pre-shared keys ('KEYID HEXSECRET' lines, mode 0600 or 0400, owned by root or the daemon's user); required unless insecure = true", "path"),
+    Setting("sync", "insecure", False, "run without a key: frames are neither encrypted nor authenticated, and anyone on the sync link can inject kernel entries and fence the primary (docs/security.md)"),
     Setting("sync", "level", _P.level.value, "which events are synchronized", choices=tuple(level.value for level in Level)),
     _tunable("sync", "incremental_period", "seconds", 0.01, 3600, "the incremental level's flush period"),
     _tunable("sync", "mtu", "bytes", 576, 65507, "UDP payload per frame"),
@@ -183,9 +193,10 @@ SETTINGS: tuple[Setting, ...] = (
     _tunable("sync", "alive_interval", "seconds", 0.01, 3600, "keep-alive interval on an idle link"),
     _tunable("sync", "peer_dead_timeout", "seconds", 0.02, 36000, "silence after which a peer counts as dead"),
     _tunable("sync", "resync_retry", "seconds", 0.1, 3600, "a node that needs a dump asks again after this long"),
+    _tunable("sync", "max_entries", "entries", 1, 1 << 32, "entries the external cache holds at most (new ones beyond are refused and counted)"),
     Setting("sync", "socket_buffer", SOCKET_BUFFER, "SO_RCVBUF/SO_SNDBUF of the sync sockets", "bytes", 65536, 1 << 30),
     Setting("sync.second_link", "listen", None, "this node's address on the redundant link", "ADDRESS:PORT"),
-    Setting("sync.second_link", "peers", None, "the peers' addresses on the redundant link, in the order of sync.peers", "[ADDRESS:PORT, ...]"),
+    Setting("sync.second_link", "peers", None, "the peers on the redundant link, by node id (a peer of sync.peers may be missing)", "[{ id = N, address = ADDRESS:PORT }, ...]"),
     Setting("sync.second_link", "multicast_group", None, "the redundant link's multicast group", "address"),
     Setting("sync.second_link", "interface", None, "the redundant link's interface", "name"),
     Setting("kernel", "netlink_buffer", DEFAULT_BUFFER_SIZE, "event socket buffer; an overrun resyncs from the kernel and doubles it", "bytes", 65536, 1 << 30),
@@ -352,19 +363,35 @@ def _link(reader: _Reader) -> LinkConfig:
     peers_raw = reader.get("peers", list, [])
     group = reader.get("multicast_group", str, "")
     interface = _interface(reader, "interface")
-    peers: list[Endpoint] = []
+    peers: list[Peer] = []
     for index, raw in enumerate(peers_raw):
-        peer = _endpoint(reader, f"peers[{index}]", raw, listen.port)
-        if peer.family != listen.family:
-            raise reader.error(f"peers[{index}]", f"{raw!r} is not of the same address family as listen ({listen})")
-        if ipaddress.ip_address(peer.host).is_multicast:
-            raise reader.error(f"peers[{index}]", f"{raw!r} is a multicast address; use multicast_group")
-        peers.append(peer)
-    if len(set(peers)) != len(peers):
-        raise reader.error("peers", "lists the same peer twice")
+        where = f"peers[{index}]"
+        if not isinstance(raw, dict):
+            raise reader.error(where, f"must be a table {{ id = N, address = \"ADDRESS:PORT\" }}, not {_type(raw)} {raw!r}")
+        unknown = sorted(set(raw) - {"id", "address"})
+        if unknown:
+            raise reader.error(f"{where}.{unknown[0]}", "unknown key (a peer has id and address)")
+        node_id = raw.get("id")
+        if not isinstance(node_id, int) or isinstance(node_id, bool) or not 1 <= node_id <= 0xFFFF_FFFF:
+            raise reader.error(f"{where}.id", f"must be the peer's node id, an integer 1..4294967295, not {node_id!r}")
+        if "address" not in raw:
+            raise reader.error(f"{where}.address", "missing (required)")
+        address = _endpoint(reader, f"{where}.address", raw["address"], listen.port)
+        if address.family != listen.family:
+            raise reader.error(f"{where}.address", f"{raw['address']!r} is not of the same address family as listen ({listen})")
+        if ipaddress.ip_address(address.host).is_multicast:
+            raise reader.error(f"{where}.address", f"{raw['address']!r} is a multicast address; use multicast_group")
+        if address == listen:
+            raise reader.error(f"{where}.address", f"{raw['address']!r} is this node's own listen address")
+        peers.append(Peer(node_id, address))
+    if len({p.node_id for p in peers}) != len(peers):
+        raise reader.error("peers", "lists the same node id twice")
+    if len({p.address for p in peers}) != len(peers):
+        raise reader.error("peers", "lists the same address twice")
     if not peers:
         raise reader.error(
-            "peers", "missing: give peers = [\"ADDRESS:PORT\", ...] (with multicast_group too: they say who may speak)"
+            "peers",
+            "missing: give peers = [{ id = N, address = \"ADDRESS:PORT\" }, ...] (with multicast_group too: they say who may speak)",
         )
     if group:
         try:
@@ -381,8 +408,15 @@ def _link(reader: _Reader) -> LinkConfig:
     return LinkConfig(listen=listen, peers=tuple(peers), multicast_group=group, interface=interface)
 
 
+def _not_self(reader: _Reader, link: LinkConfig, node_id: int) -> None:
+    for index, peer in enumerate(link.peers):
+        if peer.node_id == node_id:
+            raise reader.error(f"peers[{index}].id", f"{node_id} is this node's own id (node.id)")
+
+
 def check_key_file(path: Path, where: str) -> None:
-    """The key file must exist, be a regular readable file, and not be world-readable."""
+    """The key file must exist, be a regular readable file of mode 0600 or 0400 (no
+    access for group and others), owned by root or by the user the daemon runs as."""
     try:
         info = path.stat()
     except FileNotFoundError:
@@ -391,10 +425,15 @@ def check_key_file(path: Path, where: str) -> None:
         raise ConfigError(f"{where}: key file {path} cannot be read: {error.strerror}") from None
     if not stat.S_ISREG(info.st_mode):
         raise ConfigError(f"{where}: key file {path} is not a regular file")
-    if info.st_mode & (stat.S_IROTH | stat.S_IWOTH):
+    mode = stat.S_IMODE(info.st_mode)
+    if mode & 0o077:
         raise ConfigError(
-            f"{where}: key file {path} is world-readable or world-writable (mode {stat.S_IMODE(info.st_mode):04o}); "
-            f"chmod 600 it"
+            f"{where}: key file {path} has mode {mode:04o}: group or others may access it; chmod 600 (or 400) it"
+        )
+    if info.st_uid not in (0, os.geteuid()):
+        raise ConfigError(
+            f"{where}: key file {path} is owned by uid {info.st_uid}, neither root nor this user ({os.geteuid()}): "
+            f"whoever owns it can change the key"
         )
     if not os.access(path, os.R_OK):
         raise ConfigError(f"{where}: key file {path} is not readable by this user")
@@ -474,7 +513,10 @@ def parse(data: dict[str, Any], path: str = "<config>", check_files: bool = True
     if node is None:
         raise ConfigError(f"{path}: node: missing section [node] (with id = N)")
     node_id = node.integer("id", None, 1, 0xFFFF_FFFF, required=True)
-    state_file = Path(node.get("state_file", str, DEFAULT_STATE_FILE))
+    state_text = node.get("state_file", str, DEFAULT_STATE_FILE)
+    if not state_text.strip():
+        raise node.error("state_file", "is empty: give the path where the newest epoch is kept")
+    state_file = Path(state_text)
     log_level = node.get("log_level", str, "info").lower()
     if log_level not in LOG_LEVELS:
         raise node.error("log_level", f"unknown level {log_level!r} (known: {', '.join(LOG_LEVELS)})")
@@ -484,14 +526,31 @@ def parse(data: dict[str, Any], path: str = "<config>", check_files: bool = True
     if sync is None:
         raise ConfigError(f"{path}: sync: missing section [sync] (with listen and peers)")
     link = _link(sync)
+    _not_self(sync, link, node_id)
     second_reader = sync.sub("second_link")
     second = _link(second_reader) if second_reader is not None else None
     if second_reader is not None:
+        assert second is not None
         second_reader.done()
-        if second.listen == link.listen:  # type: ignore[union-attr]
+        if second.listen == link.listen:
             raise second_reader.error("listen", "is the same endpoint as sync.listen")
+        _not_self(second_reader, second, node_id)
+        main_ids = {p.node_id for p in link.peers}
+        for index, peer in enumerate(second.peers):
+            if peer.node_id not in main_ids:
+                raise second_reader.error(f"peers[{index}].id", f"node {peer.node_id} is not a peer of sync.peers")
     key_file = sync.get("key_file", str, "")
     key_path = Path(key_file) if key_file else None
+    insecure = sync.get("insecure", bool, False)
+    if key_path is None and not insecure:
+        raise sync.error(
+            "key_file",
+            "missing: frames must be sealed with a pre-shared key (see contrib/snep.toml); to run without one, "
+            "say insecure = true, knowing that anyone on the sync link can then put entries into this "
+            "firewall's kernel and fence its primary",
+        )
+    if key_path is not None and insecure:
+        raise sync.error("insecure", "is true, but key_file is set: choose one")
     if key_path is not None and check_files:
         check_key_file(key_path, f"{path}: sync.key_file")
     level_name = sync.get("level", str, _P.level.value)
@@ -522,6 +581,7 @@ def parse(data: dict[str, Any], path: str = "<config>", check_files: bool = True
         link=link,
         second_link=second,
         key_file=key_path,
+        insecure=insecure,
         socket_buffer=buffer,
         params=SyncParams(**tunables),
     )
@@ -565,7 +625,7 @@ def sync_filter(cfg: Config) -> Filter:
     """The configured filter, plus the sync links' own addresses: the sync traffic is
     conntracked like any other, and must not be synchronized itself."""
     links = [cfg.sync.link] + ([cfg.sync.second_link] if cfg.sync.second_link else [])
-    hosts = {ep.host for link in links for ep in (link.listen, *link.peers)}
+    hosts = {ep.host for link in links for ep in (link.listen, *(p.address for p in link.peers))}
     own = tuple(ipaddress.ip_network(host) for host in sorted(hosts))
     extra = tuple(net for net in own if net not in cfg.filter.ignore)
     return Filter(cfg.filter.protocols, cfg.filter.ignore + extra, cfg.filter.tcp_states)

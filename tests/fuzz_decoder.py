@@ -7,13 +7,13 @@ Run it standalone, for as long as you like::
     .venv/bin/python tests/fuzz_decoder.py -max_total_time=600
 
 With ``--seed-corpus DIR`` it first writes valid frames of every message type
-(plain and authenticated) into DIR, so that the fuzzer starts past the magic check.
+(plain and sealed) into DIR, so that the fuzzer starts past the magic check.
 
 The property: for any input, ``decode_frame`` either raises ``DecodeError`` or
 returns a frame that re-encodes to bytes decoding to the same frame. Anything else
 (another exception, a frame that does not survive a round trip) is a crash that
 libFuzzer reports with the input that caused it. The first input byte chooses
-whether the decoder gets a keyring (odd: authenticated decoding).
+whether the decoder gets a keyring (odd: sealed frames are opened).
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def seed_frames() -> list[bytes]:
         Frame(MessageType.NACK, 1, 2, 3, (Nack(6, 9),)),
         Frame(MessageType.RESYNC_REQUEST, 1, 2, 3, (ResyncRequest(),)),
         Frame(MessageType.ALIVE, 1, 2, 3, (Alive(),)),
-        Frame(MessageType.HELLO, 1, 2, 3, (Hello(2, 1, True),)),
+        Frame(MessageType.HELLO, 1, 2, 3, (Hello(2, 1, True, echo=0x1122334455667788),), dst=2, session=9, counter=4),
     ]
     seeds = [b"\x00" + codec.encode_frame(f) for f in frames]
     seeds += [b"\x01" + codec.encode_frame(f, KEY) for f in frames]

@@ -15,6 +15,7 @@ from snep.fsm.params import SyncParams
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTRIB = ROOT / "contrib" / "snep.toml"
+PEERS = [{"id": 2, "address": "10.0.0.2"}]
 
 
 def test_every_tunable_is_a_config_key_of_the_same_name_and_default() -> None:
@@ -29,19 +30,19 @@ def test_every_tunable_is_a_config_key_of_the_same_name_and_default() -> None:
 def test_a_config_with_every_key_at_its_default_gives_the_defaults() -> None:
     """Parse a file that sets every scalar key to the table's default: the result is
     what an empty file gives (the parser reads what the table says)."""
-    doc: dict[str, dict] = {"node": {"id": 1}, "sync": {"listen": "10.0.0.1", "peers": ["10.0.0.2"]}}
+    doc: dict[str, dict] = {"node": {"id": 1}, "sync": {"listen": "10.0.0.1", "peers": PEERS, "key_file": "/k"}}
     for s in config.SETTINGS:
         if s.default is not None and s.section in ("sync", "kernel"):
             doc.setdefault(s.section, {})[s.key] = s.default
     explicit = config.parse(doc, check_files=False)
-    implicit = config.parse({"node": {"id": 1}, "sync": {"listen": "10.0.0.1", "peers": ["10.0.0.2"]}})
+    implicit = config.parse({"node": {"id": 1}, "sync": {"listen": "10.0.0.1", "peers": PEERS, "key_file": "/k"}}, check_files=False)
     assert explicit.sync == implicit.sync and explicit.kernel == implicit.kernel
     assert explicit.sync.params == SyncParams()
 
 
 @pytest.mark.parametrize("setting", [s for s in config.SETTINGS if s.low is not None], ids=lambda s: s.name)
 def test_out_of_range_values_are_refused_by_name(setting: config.Setting) -> None:
-    doc: dict[str, dict] = {"node": {"id": 1}, "sync": {"listen": "10.0.0.1", "peers": ["10.0.0.2"]}}
+    doc: dict[str, dict] = {"node": {"id": 1}, "sync": {"listen": "10.0.0.1", "peers": PEERS, "insecure": True}}
     section = doc
     for part in setting.section.split("."):
         section = section.setdefault(part, {})

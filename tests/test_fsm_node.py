@@ -21,43 +21,65 @@ from snep.fsm.params import SyncParams
 from snep.fsm.role import Role
 from snep.lab.sim import conn
 from snep.wire.auth import Key, Keyring
-from snep.wire.codec import FLAG_BULK_END, FLAG_BULK_START, decode_frame, encode_frame
-from snep.wire.messages import Alive, Frame, Hello, MessageType
+from snep.wire.codec import FLAG_BULK_END, FLAG_BULK_START, decode_frame
+from snep.wire.messages import Alive, Frame, Hello, MessageType, ResyncRequest
+from tests.channel_helpers import Remote, handshake, remote, session_of
 
 KEY = Key(1, b"k" * 32)
 
 
+def new_node(node_id, peers, params=None, **options) -> SyncNode:
+    return SyncNode(node_id, list(peers), params or SyncParams(), session=session_of(node_id, 7), **options)
+
+
 def node(node_id=2, peers=(1,), **params) -> SyncNode:
-    return SyncNode(node_id, list(peers), SyncParams(**params))
+    return new_node(node_id, peers, SyncParams(**params))
 
 
-def datagrams(out):
-    return [(peer, decode_frame(o.data)) for o in out if isinstance(o, SendDatagram) for peer in o.peers]
+def datagrams(out, keyring=None):
+    return [(peer, decode_frame(o.data, keyring)) for o in out if isinstance(o, SendDatagram) for peer in o.peers]
 
 
 def state_frame(seq, *entries, term=1, sender=1, flags=0) -> bytes:
     messages = tuple(Event(EventKind.NEW, e) for e in entries)
-    return encode_frame(Frame(MessageType.STATE, sender, term, seq, messages, flags))
+    return remote(sender).encode(Frame(MessageType.STATE, sender, term, seq, messages, flags))
 
 
-def started(n: SyncNode, now=0.0):
+def from_peer(frame: Frame) -> bytes:
+    """``frame`` as its sender (a peer the test plays) sends it."""
+    return remote(frame.node_id).encode(frame)
+
+
+def started(n: SyncNode, now=0.0, bind=True):
+    """Started, its kernel dump in, and (``bind``) every peer's session bound."""
     out = n.start(now)
     out += n.on_kernel_dump(now, [])
+    if bind:
+        for peer in n.peers:
+            out += remote(peer).bind(n, now)
     return out
 
 
-def test_start_dumps_the_kernel_says_hello_and_asks_for_a_resync():
+def test_start_dumps_the_kernel_says_hello_and_asks_for_a_resync_once_bound():
     n = node()
     out = n.start(0.0)
     assert isinstance(out[0], RoleChanged) and (out[0].old, out[0].new) == ("down", "syncing")
     assert DumpKernel() in out
-    types = [f.type for _, f in datagrams(out)]
-    assert types == [MessageType.HELLO, MessageType.RESYNC_REQUEST]
+    (hello,) = [f for _, f in datagrams(out)]  # the peer knows not our session: no request yet
+    assert hello.type is MessageType.HELLO and hello.dst == 0 and hello.messages[0].echo == 0
+    assert hello.session == n.channel.session
     assert n.need_sync and not n.ready
+    # the peer answers (it proves itself over our session): we bind it, answer it with our
+    # proof, and ask it for the dump right behind
+    out = remote(1).bind(n, 0.1)
+    answer, request = [f for _, f in datagrams(out)]
+    assert answer.type is MessageType.HELLO and answer.messages[0].echo == remote(1).session and answer.dst == 1
+    assert request.type is MessageType.RESYNC_REQUEST and request.dst == 1
+    assert answer.counter < request.counter and n.channel.introduced(1)
 
 
 def test_promotion_order_commit_epoch_dump_hello_then_bulk():
-    n = SyncNode(2, [1], SyncParams(), newest_epoch=Epoch(4, 1))
+    n = new_node(2, [1], newest_epoch=Epoch(4, 1))
     started(n)
     n.external.apply(Event(EventKind.NEW, conn(1)))
     out = n.promote(1.0)
@@ -88,7 +110,7 @@ def test_demotion_shortens_timeouts_and_requests_a_resync():
 
 
 def test_stale_state_is_dropped_counted_and_never_applied():
-    n = SyncNode(3, [1, 2], SyncParams(), newest_epoch=Epoch(5, 2))
+    n = new_node(3, [1, 2], newest_epoch=Epoch(5, 2))
     started(n)
     out = n.on_datagram(1.0, state_frame(0, conn(1), term=4, sender=1), 1)
     assert n.counters.stale_epoch_drops == 1 and len(n.external) == 0
@@ -96,7 +118,7 @@ def test_stale_state_is_dropped_counted_and_never_applied():
     assert [(p, f.type, f.messages[0].newest_owner, f.messages[0].newest_term) for p, f in datagrams(out)] == [
         (1, MessageType.HELLO, 2, 5)
     ]
-    stale_alive = encode_frame(Frame(MessageType.ALIVE, 1, 4, 9, (Alive(),)))
+    stale_alive = from_peer(Frame(MessageType.ALIVE, 1, 4, 9, (Alive(),)))
     n.on_datagram(1.0, stale_alive, 1)
     assert n.counters.stale_epoch_drops == 2
 
@@ -115,7 +137,7 @@ def test_primary_hearing_a_newer_epoch_is_fenced():
     started(n)
     n.promote(0.0)
     assert n.own == Epoch(1, 1)
-    hello = encode_frame(Frame(MessageType.HELLO, 2, 2, 0, (Hello(2, 2),)))
+    hello = from_peer(Frame(MessageType.HELLO, 2, 2, 0, (Hello(2, 2),)))
     out = n.on_datagram(1.0, hello, 2)
     assert n.state is Role.SYNCING and n.counters.fenced == 1
     assert RoleChanged("primary", "syncing", "fenced") in out
@@ -131,7 +153,7 @@ def test_a_newer_epoch_merely_heard_of_makes_a_primary_take_a_term_above_it():
     started(n)
     n.promote(0.0)
     n.on_kernel_dump(0.0, [])
-    hello = encode_frame(Frame(MessageType.HELLO, 2, 0, 0, (Hello(7, 2),)))  # a backup's HELLO
+    hello = from_peer(Frame(MessageType.HELLO, 2, 0, 0, (Hello(7, 2),)))  # a backup's HELLO
     out = n.on_datagram(1.0, hello, 2)
     assert n.state is Role.PRIMARY and n.own == Epoch(8, 1) == n.newest
     assert n.counters.retakes == 1 and n.counters.fenced == 0
@@ -145,7 +167,7 @@ def test_a_newer_epoch_vouched_for_as_live_fences_a_primary():
     n = node(node_id=1, peers=(2,))
     started(n)
     n.promote(0.0)
-    hello = encode_frame(Frame(MessageType.HELLO, 2, 0, 0, (Hello(7, 3, live=True),)))
+    hello = from_peer(Frame(MessageType.HELLO, 2, 0, 0, (Hello(7, 3, live=True),)))
     n.on_datagram(1.0, hello, 2)
     assert n.state is Role.SYNCING and n.newest == Epoch(7, 3) and n.counters.fenced == 1
 
@@ -168,13 +190,15 @@ def test_bad_input_is_counted_never_raised():
 
 
 def test_authentication_failures_are_counted():
-    n = SyncNode(2, [1], SyncParams(), keyring=Keyring([KEY]))
-    started(n)
-    n.on_datagram(1.0, state_frame(0, conn(1)), 1)  # no MAC
-    wrong = encode_frame(Frame(MessageType.STATE, 1, 1, 0, (Event(EventKind.NEW, conn(1)),)), Key(1, b"x" * 32))
+    n = new_node(2, [1], keyring=Keyring([KEY]))
+    started(n, bind=False)
+    sealed = Remote(1, session_of(1, 3), KEY)
+    sealed.bind(n)
+    n.on_datagram(1.0, state_frame(0, conn(1)), 1)  # not sealed
+    wrong = Remote(1, sealed.session, Key(1, b"x" * 32)).encode(Frame(MessageType.STATE, 1, 1, 0, (Event(EventKind.NEW, conn(1)),)))
     n.on_datagram(1.0, wrong, 1)
     assert n.counters.auth_failures == 2 and len(n.external) == 0
-    good = encode_frame(Frame(MessageType.STATE, 1, 1, 0, (Event(EventKind.NEW, conn(1)),)), KEY)
+    good = sealed.encode(Frame(MessageType.STATE, 1, 1, 0, (Event(EventKind.NEW, conn(1)),)))
     n.on_datagram(1.0, good, 1)
     assert conn(1).key in n.external
     assert all(decode_frame(d.data, Keyring([KEY])) for d in n.on_timer(5.0) if isinstance(d, SendDatagram))
@@ -196,7 +220,7 @@ def test_peer_silence_marks_it_dead_and_hearing_it_revives_it():
     out = n.on_timer(3.0)
     assert not n.alive[2] and n.counters.peer_deaths == 1
     assert any(isinstance(o, Log) and "marked dead" in o.message for o in out)
-    n.on_datagram(4.0, encode_frame(Frame(MessageType.ALIVE, 2, 0, 0, (Alive(),))), 2)
+    n.on_datagram(4.0, from_peer(Frame(MessageType.ALIVE, 2, 0, 0, (Alive(),))), 2)
     assert n.alive[2] and n.counters.peer_revivals == 1
 
 
@@ -248,12 +272,12 @@ def test_a_down_node_ignores_everything():
 
 
 def test_an_abandoned_dump_of_an_old_primary_does_not_stop_resync_requests():
-    n = SyncNode(3, [1, 2], SyncParams(resync_retry=1.0))
+    n = node(3, [1, 2], resync_retry=1.0)
     started(n)
     n.on_datagram(0.1, state_frame(0, conn(1), term=1, sender=1, flags=FLAG_BULK_START), 1)
     assert n._dump_arriving()
     n.on_timer(1.5)  # a dump is arriving: no new request
-    promoted = encode_frame(Frame(MessageType.HELLO, 2, 2, 0, (Hello(2, 2),)))
+    promoted = from_peer(Frame(MessageType.HELLO, 2, 2, 0, (Hello(2, 2),)))
     n.on_datagram(1.6, promoted, 2)  # node 2 took over; node 1's dump will never end
     assert n.newest == Epoch(2, 2) and not n._dump_arriving()
     out = n.on_timer(3.0)
@@ -264,10 +288,10 @@ def test_an_abandoned_dump_of_an_old_primary_does_not_stop_resync_requests():
 
 
 def test_acks_go_only_to_the_newest_primary():
-    n = SyncNode(3, [1, 2], SyncParams(ack_delay=0.05))
+    n = node(3, [1, 2], ack_delay=0.05)
     started(n)
     n.on_datagram(0.1, state_frame(0, conn(1), term=1, sender=1), 1)
-    n.on_datagram(0.2, encode_frame(Frame(MessageType.HELLO, 2, 2, 0, (Hello(2, 2),))), 2)
+    n.on_datagram(0.2, from_peer(Frame(MessageType.HELLO, 2, 2, 0, (Hello(2, 2),))), 2)
     out = n.on_timer(1.0)
     assert not [f for _, f in datagrams(out) if f.type is MessageType.ACK]
 
@@ -316,10 +340,13 @@ def test_a_resync_request_before_the_promotions_kernel_dump_joins_the_promotion_
     without them). A RESYNC_REQUEST meanwhile joins the promotion's dump (the spec's
     NeedsDump with bulk = "start")."""
     peers = {2: (1, 3), 3: (1, 2)}
-    old_primary_dump = state_frame(0, conn(1), term=1, sender=1, flags=FLAG_BULK_START | FLAG_BULK_END)
-    b2, b3 = (SyncNode(i, list(peers[i]), SyncParams()) for i in (2, 3))
+    b2, b3 = (new_node(i, peers[i]) for i in (2, 3))
     for b in (b2, b3):
-        started(b)
+        started(b, bind=False)
+        remote(1).bind(b, 0.4)
+    handshake(b2, b3, 0.45)
+    old_primary_dump = state_frame(0, conn(1), term=1, sender=1, flags=FLAG_BULK_START | FLAG_BULK_END)
+    for b in (b2, b3):
         b.on_datagram(0.5, old_primary_dump, 1)
         assert b.state is Role.BACKUP and conn(1).key in b.external
     promoted = b2.promote(1.0)
@@ -352,7 +379,7 @@ def test_a_flushed_primary_dumps_only_once_its_cache_is_reloaded():
     n.on_kernel_dump(0.0, [conn(1), conn(2)])
     assert len(n.internal) == 2
     n.flush(1.0)
-    request = encode_frame(Frame(MessageType.RESYNC_REQUEST, 2, 0, 0, ()))
+    request = from_peer(Frame(MessageType.RESYNC_REQUEST, 2, 0, 0, (ResyncRequest(),)))
     out = n.on_datagram(1.1, request, 2) + n.on_timer(1.1)
     assert not [f for _, f in datagrams(out) if f.type is MessageType.STATE], "a dump of the flushed cache"
     assert n.sender.bulk_phase == "start"

@@ -23,7 +23,7 @@ PRIMARY = Epoch(1, 1)
 def make(external=None, **params) -> SyncReceiver:
     defaults = dict(ack_window=3, ack_delay=0.05, nack_interval=0.1)
     defaults.update(params)
-    return SyncReceiver(1, SyncParams(**defaults), Framer(2, Counters()), external if external is not None else Cache())
+    return SyncReceiver(1, SyncParams(**defaults), Framer(2, Counters(), 0x5E55), external if external is not None else Cache())
 
 
 def state(seq, *entries, flags=0, epoch=PRIMARY.term, kind=EventKind.NEW) -> Frame:

@@ -26,7 +26,7 @@ def make(peers=(2, 3), entries=(), filter=Filter(), **params) -> SyncSender:
     defaults = dict(resend_queue=8, bulk_window=4, retransmit_timeout=0.5, alive_interval=1.0)
     defaults.update(params)
     params = SyncParams(**defaults)
-    sender = SyncSender(list(peers), params, Framer(1, Counters(), mtu=params.mtu), Cache(entries), filter)
+    sender = SyncSender(list(peers), params, Framer(1, Counters(), 0x5E55, mtu=params.mtu), Cache(entries), filter)
     sender.activate(0.0, EPOCH)
     return sender
 
@@ -129,7 +129,7 @@ def test_nack_retransmits_the_range_to_that_peer():
     sender = make()
     send_events(sender, 5)
     out = []
-    sender.on_nack(0.2, 2, Nack(1, 3), 1, out)
+    sender.on_nack(0.2, 2, [Nack(1, 3)], 1, out)
     assert [f.seq for f in frames(out, 2)] == [1, 2, 3]
     assert frames(out, 3) == []
     assert sender.counters.retransmissions == 3
@@ -140,7 +140,7 @@ def test_nack_older_than_the_queue_falls_back_to_a_full_resync():
     sender = make(resend_queue=4, entries=[conn(100), conn(101)])
     send_events(sender, 10)
     out = []
-    sender.on_nack(0.2, 2, Nack(2, 9), 1, out)
+    sender.on_nack(0.2, 2, [Nack(2, 9)], 1, out)
     sent = frames(out, 2)
     assert sender.counters.resync_fallbacks == 1 and sender.counters.resyncs == 1
     assert sent[0].flags & FLAG_BULK_START and sent[-1].flags & FLAG_BULK_END
@@ -151,7 +151,7 @@ def test_nack_of_an_old_epoch_is_dropped():
     sender = make()
     send_events(sender, 3)
     out = []
-    sender.on_nack(0.2, 2, Nack(0, 1), 5, out)
+    sender.on_nack(0.2, 2, [Nack(0, 1)], 5, out)
     assert out == [] and sender.counters.stale_epoch_drops == 1
 
 
@@ -163,7 +163,7 @@ def test_sequence_numbers_wrap():
     for peer in (2, 3):
         sender.peers[peer].acked = 0xFFFFFFFE
     retransmit = []
-    sender.on_nack(0.1, 2, Nack(0xFFFFFFFF, 0), 1, retransmit)
+    sender.on_nack(0.1, 2, [Nack(0xFFFFFFFF, 0)], 1, retransmit)
     assert [f.seq for f in frames(retransmit)] == [0xFFFFFFFF, 0]
     sender.on_ack(0.1, 2, Ack(0xFFFFFFFE, 1), 1, [])
     sender.on_ack(0.1, 3, Ack(0xFFFFFFFE, 0), 1, [])
@@ -260,7 +260,7 @@ def test_resync_request_during_a_dump_restarts_it():
 
 def test_dump_sends_current_values_and_skips_destroyed():
     internal = Cache([conn(1), conn(2), conn(3)])
-    sender = SyncSender([2], SyncParams(bulk_window=1, mtu=90), Framer(1, Counters(), mtu=90), internal)
+    sender = SyncSender([2], SyncParams(bulk_window=1, mtu=90), Framer(1, Counters(), 0x5E55, mtu=90), internal)
     sender.activate(0.0, EPOCH)
     out = []
     sender.start_bulk(0.0, out)  # BULK_START frame with the first entry only (one fits the MTU)
@@ -324,7 +324,7 @@ def test_a_restarted_peer_stale_ack_does_not_block_its_dump():
     send_events(sender, 6, start=100)
     sender.on_ack(0.1, 2, Ack(0, 4), 1, [])  # acked 0..4; frame 5 in flight
     out = []
-    sender.on_nack(0.2, 2, Nack(0, 5), 1, out)  # restarted: needs everything
+    sender.on_nack(0.2, 2, [Nack(0, 5)], 1, out)  # restarted: needs everything
     sent = frames(out)
     assert sent and sent[0].flags & FLAG_BULK_START
     assert sender.peers[2].behind and sender.peers[2].resume == sent[0].seq
@@ -367,10 +367,10 @@ def test_late_nack_of_a_peer_its_dump_serves_resends_from_the_bulk_start():
     sender.on_resync_request(0.1, 2, out)
     start = frames(out)[0].seq
     late = []
-    sender.on_nack(0.2, 2, Nack(0, 9), 1, late)  # sent by a restarted receiver before the dump
+    sender.on_nack(0.2, 2, [Nack(0, 9)], 1, late)  # sent by a restarted receiver before the dump
     assert late == [] and sender.counters.resyncs == 1 and sender.counters.resync_fallbacks == 0
     lost = []
-    sender.on_nack(0.3, 2, Nack(0, start), 1, lost)  # its BULK_START was lost
+    sender.on_nack(0.3, 2, [Nack(0, start)], 1, lost)  # its BULK_START was lost
     assert [f.seq for f in frames(lost)] == [start] and frames(lost)[0].flags & FLAG_BULK_START
     assert sender.counters.resyncs == 1
 
@@ -378,10 +378,10 @@ def test_late_nack_of_a_peer_its_dump_serves_resends_from_the_bulk_start():
 def test_reordered_nack_below_the_acknowledged_position_is_no_resync():
     sender = make(peers=(2,), resend_queue=16)
     send_events(sender, 10)
-    sender.on_nack(0.1, 2, Nack(6, 9), 1, [])  # the newer NACK first: 0..5 applied
+    sender.on_nack(0.1, 2, [Nack(6, 9)], 1, [])  # the newer NACK first: 0..5 applied
     sender.on_ack(0.1, 2, Ack(6, 7), 1, [])  # ... and 6..7; 0..7 leave the queue
     out = []
-    sender.on_nack(0.2, 2, Nack(3, 9), 1, out)  # the older NACK, reordered
+    sender.on_nack(0.2, 2, [Nack(3, 9)], 1, out)  # the older NACK, reordered
     assert [f.seq for f in frames(out)] == [8, 9]
     assert sender.counters.resyncs == 0 and sender.counters.stale_nacks == 1
 
@@ -430,7 +430,7 @@ def test_nack_below_an_old_acknowledgement_is_a_restarted_peer_that_needs_a_dump
         if hello:
             sender.peer_introduced(2)
         out = []
-        sender.on_nack(0.2 if hello else 5.0, 2, Nack(3, 9), 1, out)
+        sender.on_nack(0.2 if hello else 5.0, 2, [Nack(3, 9)], 1, out)
         assert sender.counters.resyncs == 1 and frames(out)[0].flags & FLAG_BULK_START
 
 
@@ -464,7 +464,7 @@ def test_a_dump_due_while_the_cache_awaits_its_kernel_dump_waits_and_is_joined()
     sender.cache_loading()
     send_events(sender, 10)  # kernel events still stream
     out = []
-    sender.on_nack(0.2, 2, Nack(2, 9), 1, out)
+    sender.on_nack(0.2, 2, [Nack(2, 9)], 1, out)
     sender.on_resync_request(0.2, 3, out)
     sender.on_bulk_step(0.3, out)
     assert not [f for f in frames(out) if f.flags & (FLAG_BULK_START | FLAG_BULK_END)]

@@ -186,8 +186,8 @@ def test_start_without_key_warns_and_bad_configs_fail(tmp_path):
         cluster = SnepCluster(topo, NodeOptions(key=False))
         fw = topo.fw(1)
         cluster.start(fw)
-        assert "frames are unauthenticated" in cluster.log(fw)
-        assert cluster.ctl(fw, "status")["authenticated"] is False
+        assert "frames are neither encrypted nor authenticated" in cluster.log(fw)
+        assert cluster.ctl(fw, "status")["sealed"] is False
         # a second node on the same control socket refuses to start, clearly
         second = topo.exec(fw.ns, snep_argv("run", "--config", str(cluster.config_path(fw))), check=False)
         assert second.returncode == 1 and "is in use" in second.stderr
@@ -196,14 +196,19 @@ def test_start_without_key_warns_and_bad_configs_fail(tmp_path):
     unwritable = tmp_path / "unwritable.toml"
     unwritable.write_text(
         f'[node]\nid = 1\nstate_file = "/proc/snep/state"\n[sync]\nlisten = "127.0.0.1:3799"\n'
-        f'peers = ["127.0.0.2:3799"]\n[control]\nsocket = "{tmp_path}/ctl.sock"\n'
+        f'peers = [{{ id = 2, address = "127.0.0.2:3799" }}]\ninsecure = true\n[control]\nsocket = "{tmp_path}/ctl.sock"\n'
     )
     result = subprocess.run([sys.executable, "-m", "snep.cli", "run", "--config", str(unwritable)],
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 1 and "cannot write the state file /proc/snep/state" in result.stderr
 
     bad = tmp_path / "bad.toml"
-    bad.write_text('[node]\nid = 1\n[sync]\nlisten = "10.0.0.1"\npeers = ["nope"]\n')
+    bad.write_text('[node]\nid = 1\n[sync]\nlisten = "10.0.0.1"\npeers = [{ id = 2, address = "nope" }]\n')
     result = subprocess.run([sys.executable, "-m", "snep.cli", "run", "--config", str(bad)], capture_output=True, text=True)
     assert result.returncode == 1
-    assert f"{bad}: sync.peers[0]: bad address 'nope'" in result.stderr
+    assert f"{bad}: sync.peers[0].address: bad address 'nope'" in result.stderr
+    # no key and no explicit insecure = true: refused, saying why
+    keyless = tmp_path / "keyless.toml"
+    keyless.write_text('[node]\nid = 1\n[sync]\nlisten = "10.0.0.1"\npeers = [{ id = 2, address = "10.0.0.2" }]\n')
+    result = subprocess.run([sys.executable, "-m", "snep.cli", "run", "--config", str(keyless)], capture_output=True, text=True)
+    assert result.returncode == 1 and f"{keyless}: sync.key_file: missing: frames must be sealed" in result.stderr

@@ -42,7 +42,7 @@ id = {index}
 state_file = "{tmp}/state{index}"
 [sync]
 listen = {listen.format(i=index)}
-peers = [{peer_address.format(p=peer)}]
+peers = [{{ id = {peer}, address = {peer_address.format(p=peer)} }}]
 multicast_group = "{group}"
 interface = "y0"
 key_file = "{key}"
@@ -50,7 +50,7 @@ alive_interval = 0.2
 peer_dead_timeout = 1.0
 [sync.second_link]
 listen = "[fd97::{index}]:3791"
-peers = ["[fd97::{peer}]:3791"]
+peers = [{{ id = {peer}, address = "[fd97::{peer}]:3791" }}]
 interface = "z0"
 [control]
 socket = "{tmp}/ctl{index}.sock"

@@ -38,7 +38,8 @@ id = {index}
 state_file = "{tmp / f"state{index}"}"
 [sync]
 listen = "127.0.0.{index}:{ports[index]}"
-peers = ["127.0.0.{other}:{ports[other]}"]
+peers = [{{ id = {other}, address = "127.0.0.{other}:{ports[other]}" }}]
+insecure = true
 alive_interval = 0.1
 peer_dead_timeout = 0.5
 [control]
@@ -145,7 +146,7 @@ def test_control_commands_end_to_end(tmp_path):
             assert (await pair.ctl(2, "ready"))["ready"] is True
             status = await pair.ctl(2, "status")
             assert status["role"] == "BACKUP" and status["epoch"] == [1, 1]
-            assert status["peers"]["127.0.0.1:" + str(d1.cfg.sync.link.listen.port)]["alive"] is True
+            assert status["peers"]["1"]["alive"] is True and status["peers"]["1"]["introduced"] is True
             stats = await pair.ctl(1, "stats")
             assert stats["state_messages_sent"] >= 5 and stats["transport"]["main"]["sent"] > 0
 

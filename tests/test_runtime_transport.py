@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from snep.config import LinkConfig, parse_endpoint
+from snep.config import LinkConfig, Peer, parse_endpoint
 from snep.runtime.transport import Transport, TransportError
 
 
@@ -20,7 +20,7 @@ def free_port(family: int = socket.AF_INET) -> int:
 
 def link(host: str, port: int, peer_port: int) -> LinkConfig:
     fmt = "[{}]:{}" if ":" in host else "{}:{}"
-    return LinkConfig(listen=parse_endpoint(fmt.format(host, port)), peers=(parse_endpoint(fmt.format(host, peer_port)),))
+    return LinkConfig(listen=parse_endpoint(fmt.format(host, port)), peers=(Peer(2, parse_endpoint(fmt.format(host, peer_port))),))
 
 
 async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:

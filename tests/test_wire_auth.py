@@ -1,6 +1,9 @@
-"""Frame authentication: MAC, key ids, rotation, and rejection of everything else."""
+"""Sealed frames: ChaCha20-Poly1305 under per-session frame keys, key ids, rotation,
+and rejection of everything else."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -16,11 +19,11 @@ from snep.entry import (
     make_tuple,
 )
 from snep.errors import AuthError, ConfigError, DecodeError
-from snep.wire.auth import MAC_SIZE, Key, Keyring
+from snep.wire.auth import TAG_SIZE, Key, Keyring
 from snep.wire.codec import (
-    FLAG_AUTH,
     FLAG_BULK_END,
     FLAG_BULK_START,
+    FLAG_SEALED,
     HEADER_SIZE,
     decode_frame,
     encode_frame,
@@ -49,22 +52,52 @@ FRAME = Frame(
 )
 
 
-def test_authenticated_frame_round_trips_and_says_so():
+def test_sealed_frame_round_trips_and_says_so():
     data = encode_frame(FRAME, K1)
-    assert len(data) == len(encode_frame(FRAME)) + MAC_SIZE
+    assert len(data) == len(encode_frame(FRAME)) + TAG_SIZE
     assert data[5] == 1  # key id in the header
     decoded = decode_frame(data, Keyring([K1]))
-    assert decoded.flags & FLAG_AUTH
-    assert decoded == Frame(FRAME.type, FRAME.node_id, FRAME.epoch, FRAME.seq, FRAME.messages, FLAG_AUTH)
+    assert decoded.flags & FLAG_SEALED
+    assert decoded == replace(FRAME, flags=FLAG_SEALED)
+
+
+def test_a_sealed_payload_is_secret():
+    """What an on-path observer sees of a sealed STATE frame: the header, not the entry."""
+    plain = encode_frame(FRAME)
+    sealed = encode_frame(FRAME, K1)
+    assert sealed[HEADER_SIZE:-TAG_SIZE] != plain[HEADER_SIZE:]
+    for value in (bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2]), (1000).to_bytes(2, "big")):
+        assert value in plain[HEADER_SIZE:] and value not in sealed[HEADER_SIZE:]
+
+
+def test_every_counter_and_session_gives_other_bytes():
+    """The counter is the nonce and the session salts the frame key: the same frame sealed
+    twice never repeats a keystream."""
+    first = encode_frame(replace(FRAME, session=1, counter=1), K1)
+    again = encode_frame(replace(FRAME, session=1, counter=2), K1)
+    other = encode_frame(replace(FRAME, session=2, counter=1), K1)
+    bodies = {first[HEADER_SIZE:], again[HEADER_SIZE:], other[HEADER_SIZE:]}
+    assert len(bodies) == 3
+
+
+def test_the_header_is_authenticated_too():
+    """Changing who sent it, its addressee, session or counter breaks the tag."""
+    ring = Keyring([K1])
+    data = encode_frame(replace(FRAME, dst=2, session=7, counter=9), K1)
+    assert decode_frame(data, ring).counter == 9
+    for offset in (8, 12, 16, 24, 32, 36):  # src, dst, session, counter, epoch, seq
+        forged = data[:offset] + bytes([data[offset] ^ 1]) + data[offset + 1 :]
+        with pytest.raises(AuthError, match="bad tag"):
+            decode_frame(forged, ring)
 
 
 def test_wrong_secret_is_rejected():
-    with pytest.raises(AuthError, match="bad MAC"):
+    with pytest.raises(AuthError, match="bad tag"):
         decode_frame(encode_frame(FRAME, K1_OTHER), Keyring([K1]))
 
 
-def test_missing_mac_is_rejected_when_authentication_is_configured():
-    with pytest.raises(AuthError, match="without MAC"):
+def test_an_unsealed_frame_is_rejected_when_keys_are_configured():
+    with pytest.raises(AuthError, match="not sealed, but keys are configured"):
         decode_frame(encode_frame(FRAME), Keyring([K1]))
 
 
@@ -73,26 +106,26 @@ def test_unknown_key_id_is_rejected():
         decode_frame(encode_frame(FRAME, K2), Keyring([K1]))
 
 
-def test_authenticated_frame_without_keys_is_rejected():
+def test_sealed_frame_without_keys_is_rejected():
     with pytest.raises(AuthError, match="no keys are configured"):
         decode_frame(encode_frame(FRAME, K1))
 
 
-def test_stripped_or_truncated_mac_is_a_decode_error():
+def test_stripped_or_truncated_tag_is_a_decode_error():
     data = encode_frame(FRAME, K1)
     with pytest.raises(DecodeError, match="truncated"):
         decode_frame(data[:-1], Keyring([K1]))
     with pytest.raises(DecodeError, match="truncated"):
-        decode_frame(data[:-MAC_SIZE], Keyring([K1]))
+        decode_frame(data[:-TAG_SIZE], Keyring([K1]))
 
 
-def test_clearing_the_auth_flag_does_not_help_a_forger():
+def test_clearing_the_sealed_flag_does_not_help_a_forger():
     data = bytearray(encode_frame(FRAME, K1))
-    data[4] &= ~FLAG_AUTH
+    data[4] &= ~FLAG_SEALED
     with pytest.raises(DecodeError):
         decode_frame(bytes(data), Keyring([K1]))
     data[5] = 0
-    with pytest.raises(DecodeError):  # now a MAC-less frame with 16 trailing bytes
+    with pytest.raises(DecodeError):  # now an unsealed frame with 16 trailing bytes
         decode_frame(bytes(data), Keyring([K1]))
 
 
@@ -110,10 +143,10 @@ def test_key_rotation_with_two_keys_in_the_ring():
     assert Keyring([K1, K2]).send_key is K2
 
 
-def test_mtu_accounts_for_the_mac():
+def test_mtu_accounts_for_the_tag():
     acks = [Ack(i, i) for i in range(100)]
-    frames = encode_frames(MessageType.ACK, 1, 1, 0, acks, mtu=HEADER_SIZE + MAC_SIZE + 13 * 3, key=K1)
-    assert all(len(f) == HEADER_SIZE + MAC_SIZE + 13 * 3 for f in frames[:-1])
+    frames = encode_frames(MessageType.ACK, 1, 1, 0, acks, mtu=HEADER_SIZE + TAG_SIZE + 13 * 3, key=K1)
+    assert all(len(f) == HEADER_SIZE + TAG_SIZE + 13 * 3 for f in frames[:-1])
     ring = Keyring([K1])
     assert [m for f in frames for m in decode_frame(f, ring).messages] == acks
 
@@ -141,7 +174,7 @@ def test_secrets_stay_out_of_repr():
     assert K1.secret.decode() not in repr(Keyring([K1]))
 
 
-# Frames of every type, encoded once. The property below is about the MAC, which covers
+# Frames of every type, encoded once. The property below is about the tag, which covers
 # every byte whatever the frame carries, so the frames need not be drawn: drawing them
 # (tests.strategies.frames(): up to four entries with every field) was most of this
 # test's time, enough for Hypothesis' too_slow health check on a loaded machine.
@@ -168,7 +201,7 @@ AUTH_FRAMES = tuple(
 )
 
 
-def test_every_bit_flip_of_an_authenticated_frame_is_rejected():
+def test_every_bit_flip_of_a_sealed_frame_is_rejected():
     """Every position of every frame above, each of its 8 bits: deterministic, ~0.1 s."""
     for raw in AUTH_FRAMES:
         assert decode_frame(raw, AUTH_RING)  # the frame itself is fine
@@ -181,7 +214,7 @@ def test_every_bit_flip_of_an_authenticated_frame_is_rejected():
 
 @given(st.sampled_from(AUTH_FRAMES), st.data())
 @settings(max_examples=300)
-def test_any_single_byte_change_of_an_authenticated_frame_is_rejected(raw, data):
+def test_any_single_byte_change_of_a_sealed_frame_is_rejected(raw, data):
     """Any new value at any position (the bit flips above, and every other value)."""
     position = data.draw(st.integers(0, len(raw) - 1), label="position")
     change = data.draw(st.integers(1, 255), label="xor")  # never 0: the byte always changes
@@ -195,4 +228,4 @@ def test_any_bytes_with_a_keyring_decode_or_raise(data):
     ring = Keyring([K1])
     frame = decode_or_none(data, ring)
     if frame is not None:
-        assert_valid(frame, ring)  # pragma: no cover - a forged MAC would land here
+        assert_valid(frame, ring)  # pragma: no cover - a forged tag would land here

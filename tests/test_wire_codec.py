@@ -35,9 +35,9 @@ from snep.wire.codec import (
     A_REPLY_IPV6,
     A_TCP,
     A_VERSION,
-    FLAG_AUTH,
     FLAG_BULK_END,
     FLAG_BULK_START,
+    FLAG_SEALED,
     HEADER_SIZE,
     decode_frame,
     encode_frame,
@@ -117,14 +117,14 @@ def test_control_messages_round_trip():
     for message in (Ack(0, 2**32 - 1), Nack(2**32 - 1, 0), ResyncRequest(), Alive()):
         frame = Frame(codec.MESSAGE_TYPE_OF[type(message)], 2**32 - 1, 2**32 - 1, 2**32 - 1, (message,))
         assert decode_frame(encode_frame(frame)) == frame
-    for hello in (Hello(9, 3, live=True, version=1), Hello(9, 3)):
+    for hello in (Hello(9, 3, live=True, version=1), Hello(9, 3), Hello(9, 3, echo=2**64 - 1)):
         assert decode_frame(encode_frame(Frame(MessageType.HELLO, 3, 9, 0, (hello,)))).messages == (hello,)
 
 
 def test_hello_not_live_omits_the_flags_attribute():
     data = encode_message(MessageType.HELLO, Hello(2, 1))
     assert bytes([A_FLAGS]) not in data[3 + 10 + 4 :]
-    assert len(data) == 3 + 10 + 4
+    assert len(data) == 3 + 10 + 4 + 10  # NODE, VERSION, ECHO
 
 
 def test_empty_state_frame_is_valid():
@@ -148,10 +148,15 @@ def test_bytes_per_synchronized_tcp_entry():
     assert len(encode_message(STATE, Event(EventKind.UPDATE, TCP6))) == 65
 
 
-def test_a_default_mtu_frame_holds_35_plain_tcp_ipv4_entries():
+def test_a_default_mtu_frame_holds_34_plain_tcp_ipv4_entries_sealed_or_not():
+    from snep.wire.auth import Key, Keyring
+
     events = [Event(EventKind.UPDATE, TCP4._replace(mark=i)) for i in range(100)]
     frames = encode_frames(STATE, 1, 1, 0, events, mtu=DEFAULT_MTU)
-    assert [len(decode_frame(f).messages) for f in frames] == [35, 35, 30]
+    assert [len(decode_frame(f).messages) for f in frames] == [34, 34, 32]
+    key = Key(1, b"k" * 32)
+    sealed = encode_frames(STATE, 1, 1, 0, events, mtu=DEFAULT_MTU, key=key)
+    assert [len(decode_frame(f, Keyring([key])).messages) for f in sealed] == [34, 34, 32]
 
 
 # --- packing across the MTU -------------------------------------------------------
@@ -184,7 +189,7 @@ def test_messages_are_packed_into_as_few_frames_as_fit(events, mtu, first_seq, f
     ends = [bool(d.flags & FLAG_BULK_END) for d in decoded]
     assert starts == [bool(flags & FLAG_BULK_START)] + [False] * (len(frames) - 1)
     assert ends == [False] * (len(frames) - 1) + [bool(flags & FLAG_BULK_END)]
-    assert all(bool(d.flags & FLAG_AUTH) == auth for d in decoded)
+    assert all(bool(d.flags & FLAG_SEALED) == auth for d in decoded)
 
 
 def test_control_frames_split_but_keep_their_seq():
@@ -225,7 +230,9 @@ def test_a_message_larger_than_the_mtu_is_refused():
         Frame(STATE, 2**32, 1, 1, ()),
         Frame(MessageType.ACK, 1, 1, 1, (), FLAG_BULK_START),
         Frame(STATE, 1, 1, 1, (), 0x80),
-        Frame(STATE, 1, 1, 1, (), FLAG_AUTH),
+        Frame(STATE, 1, 1, 1, (), session=2**64),
+        Frame(STATE, 1, 1, 1, (), counter=-1),
+        Frame(STATE, 1, 1, 1, (), dst=2**32),
     ],
 )
 def test_encoding_refuses_values_the_format_cannot_carry(frame):
@@ -242,18 +249,20 @@ GOOD_STATE = msg(1, ORIG4, META)
     "data, reason",
     [
         (b"", "truncated frame: 0 bytes"),
-        (raw_frame(1, b"")[:19], "truncated frame: 19 bytes"),
+        (raw_frame(1, b"")[:39], "truncated frame: 39 bytes"),
         (raw_frame(1, b"", magic=b"XX"), "bad magic 5858"),
-        (raw_frame(1, b"", version=2), "unsupported protocol version 2"),
+        (raw_frame(1, b"", version=1), "protocol version 1; this node speaks 2"),
+        (raw_frame(1, b"", version=1)[:20], "protocol version 1; this node speaks 2"),
+        (raw_frame(1, b"", version=3), "protocol version 3; this node speaks 2"),
         (raw_frame(0, b""), "unknown message type 0"),
         (raw_frame(7, b""), "unknown message type 7"),
         (raw_frame(1, b"", flags=0x10), "unknown flag bits 0x10"),
         (raw_frame(2, b"", flags=FLAG_BULK_END), "bulk flags 0x04 on a ACK frame"),
-        (raw_frame(1, b"", key_id=3), "key id 3 set on a frame without FLAG_AUTH"),
+        (raw_frame(1, b"", key_id=3), "key id 3 set on a frame without FLAG_SEALED"),
         (raw_frame(1, GOOD_STATE) + b"\x00", "1 bytes of trailing garbage"),
         (raw_frame(1, GOOD_STATE, length=len(GOOD_STATE) + 1), "truncated frame"),
         (raw_frame(1, GOOD_STATE[:-1], length=len(GOOD_STATE) - 1), "overruns the payload by 1"),
-        (raw_frame(1, b"\x01\x00"), "truncated message header at offset 20"),
+        (raw_frame(1, b"\x01\x00"), "truncated message header at offset 40"),
         (raw_frame(1, msg(0, ORIG4, META)), "unknown event kind 0"),
         (raw_frame(1, msg(4, ORIG4, META)), "unknown event kind 4"),
         (raw_frame(1, msg(1, ORIG4)), "lacks the required META"),
@@ -262,7 +271,7 @@ GOOD_STATE = msg(1, ORIG4, META)
         (raw_frame(1, msg(1, ORIG4, META, META)), "META twice"),
         (raw_frame(1, msg(1, ORIG4, META, attr(A_HELPER, b"ftp"), attr(A_HELPER, b"ftp"))), "HELPER twice"),
         (raw_frame(1, msg(1, ORIG4, META, attr(A_TCP, bytes(5)), attr(A_TCP, bytes(5)))), "two protocol-info"),
-        (raw_frame(1, msg(1, attr(A_ORIG_IPV4, ORIG4[2:-1]), META)), "ORIG_IPV4 at offset 23: length 12, expected 13"),
+        (raw_frame(1, msg(1, attr(A_ORIG_IPV4, ORIG4[2:-1]), META)), "ORIG_IPV4 at offset 43: length 12, expected 13"),
         (raw_frame(1, msg(1, ORIG4, META, attr(A_TCP, bytes(6)))), "TCP at offset .*: length 6, expected 5"),
         (raw_frame(1, msg(1, ORIG4, META, attr(A_TCP, b"\x0a" + bytes(4)))), "unknown TCP state 10"),
         (raw_frame(1, msg(1, ORIG4, META, attr(codec.A_SCTP, b"\x0a" + bytes(8)))), "unknown SCTP state 10"),
@@ -276,12 +285,14 @@ GOOD_STATE = msg(1, ORIG4, META)
         # an attribute whose length runs past its message (nested lengths that lie)
         (raw_frame(1, msg(1, ORIG4, META)[:3] + ORIG4[:1] + b"\x20" + ORIG4[2:] + META), "overruns its message"),
         (raw_frame(1, struct.pack(">BH", 1, 1) + b"\x81"), "truncated attribute header"),
-        (raw_frame(2, msg(1, attr(A_RANGE, bytes(8)))), "ACK message at offset 20: kind 1, must be 0"),
-        (raw_frame(2, msg(0)), "ACK message at offset 20 lacks the required RANGE"),
-        (raw_frame(3, msg(0, attr(A_RANGE, bytes(7)))), "RANGE at offset 23: length 7, expected 8"),
+        (raw_frame(2, msg(1, attr(A_RANGE, bytes(8)))), "ACK message at offset 40: kind 1, must be 0"),
+        (raw_frame(2, msg(0)), "ACK message at offset 40 lacks the required RANGE"),
+        (raw_frame(3, msg(0, attr(A_RANGE, bytes(7)))), "RANGE at offset 43: length 7, expected 8"),
         (raw_frame(3, msg(0, attr(A_RANGE, bytes(8)), attr(A_RANGE, bytes(8)))), "RANGE twice"),
-        (raw_frame(6, msg(0, attr(A_NODE, bytes(8)))), "lacks the required VERSION"),
-        (raw_frame(6, msg(0, attr(A_VERSION, bytes(2)))), "lacks the required NODE"),
+        (raw_frame(6, msg(0, attr(A_NODE, bytes(8)), attr(codec.A_ECHO, bytes(8)))), "lacks the required VERSION"),
+        (raw_frame(6, msg(0, attr(A_VERSION, bytes(2)), attr(codec.A_ECHO, bytes(8)))), "lacks the required NODE"),
+        (raw_frame(6, msg(0, attr(A_NODE, bytes(8)), attr(A_VERSION, bytes(2)))), "lacks the required ECHO"),
+        (raw_frame(6, msg(0, attr(A_NODE, bytes(8)), attr(A_VERSION, bytes(2)), attr(codec.A_ECHO, bytes(4)))), "ECHO at offset .*: length 4, expected 8"),
         (raw_frame(5, msg(0, attr(0x81, bytes(13)))), "ORIG_IPV4 .* does not belong in a ALIVE"),
         (raw_frame(4, msg(0, attr(0xFF, b""))), "unknown critical attribute 0xff"),
     ],
@@ -297,8 +308,10 @@ def test_unknown_non_critical_attributes_are_skipped():
     assert event.kind is EventKind.UPDATE
     assert event.entry.orig == make_tuple("10.0.0.1", "10.0.0.2", Proto.TCP, 40000, 80)
     assert event.entry.reply == event.entry.orig.inverted()
-    hello = decode_frame(raw_frame(6, msg(0, attr(0x33, b"x" * 200), attr(A_NODE, bytes(8)), attr(A_VERSION, b"\x00\x01"))))
-    assert hello.messages == (Hello(0, 0, False, 1),)
+    hello = decode_frame(
+        raw_frame(6, msg(0, attr(0x33, b"x" * 200), attr(A_NODE, bytes(8)), attr(A_VERSION, b"\x00\x01"), attr(codec.A_ECHO, bytes(7) + b"\x09")))
+    )
+    assert hello.messages == (Hello(0, 0, False, 1, 9),)
 
 
 def test_attributes_in_any_order_and_an_explicit_plain_reply_decode_the_same():
@@ -350,7 +363,7 @@ def test_any_bytes_decode_to_a_valid_frame_or_raise_decode_error(data):
 
 @given(st.sampled_from(list(MessageType)), st.integers(0, 7), st.binary(max_size=300))
 def test_any_payload_behind_a_valid_header_decodes_or_raises(mtype, flags, payload):
-    frame = decode_or_none(raw_frame(mtype, payload, flags=flags & ~FLAG_AUTH))
+    frame = decode_or_none(raw_frame(mtype, payload, flags=flags & ~FLAG_SEALED))
     if frame is not None:
         assert_valid(frame)
 
@@ -435,9 +448,10 @@ def _doc_example(after: str) -> bytes:
 def test_documented_examples_match_the_codec():
     from snep.wire.auth import Key, Keyring
 
-    state = Frame(STATE, 1, 5, 42, (Event(EventKind.NEW, make_entry("10.0.0.1", "10.0.0.2", Proto.TCP, 40000, 80)),))
+    state = Frame(STATE, 1, 5, 42, (Event(EventKind.NEW, make_entry("10.0.0.1", "10.0.0.2", Proto.TCP, 40000, 80)),),
+                  session=0x0102030405060708, counter=9)
     assert _doc_example("Worked example") == encode_frame(state)
     key = Key(1, b"0123456789abcdef")
-    ack = Frame(MessageType.ACK, 2, 5, 42, (Ack(40, 42),))
+    ack = Frame(MessageType.ACK, 2, 5, 42, (Ack(40, 42),), dst=1, session=0x1122334455667788, counter=3)
     assert _doc_example("Example (ACK") == encode_frame(ack, key)
     assert decode_frame(_doc_example("Example (ACK"), Keyring([key])).messages == (Ack(40, 42),)

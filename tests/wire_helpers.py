@@ -30,6 +30,9 @@ def raw_frame(
     flags: int = 0,
     key_id: int = 0,
     node_id: int = 1,
+    dst: int = 0,
+    session: int = 0,
+    counter: int = 0,
     epoch: int = 1,
     seq: int = 0,
     magic: bytes = MAGIC,
@@ -37,7 +40,7 @@ def raw_frame(
     length: int | None = None,
 ) -> bytes:
     plen = len(payload) if length is None else length
-    return HEADER.pack(magic, version, mtype, flags, key_id, plen, node_id, epoch, seq) + payload
+    return HEADER.pack(magic, version, mtype, flags, key_id, plen, node_id, dst, session, counter, epoch, seq) + payload
 
 
 def assert_valid(frame: Frame, keyring=None) -> None:

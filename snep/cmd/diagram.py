@@ -32,7 +32,7 @@ def graphs() -> dict[str, Any]:
     from snep.fsm.node import SyncNode
     from snep.lab import spec_table
 
-    node = SyncNode(1, [2], graph=True)
+    node = SyncNode(1, [2], session=1, graph=True)  # (drawn, never run: any session)
     receiver = next(iter(node.receivers.values()))
     drawn = {
         "role": (node.role.graph(), "RoleMachine"),

@@ -19,10 +19,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     cfg = config.load(args.config)  # ConfigError -> "snep run: error: FILE: key: reason", exit 1
     if args.check:
-        from snep.runtime import adapter
+        from snep.runtime.keys import load_keyring
+        from snep.runtime.statefile import read_epoch
 
-        adapter.load_keyring(cfg)
-        print(f"{args.config}: ok (node {cfg.node_id}, level {cfg.sync.params.level.value})")
+        if cfg.sync.key_file is not None:
+            load_keyring(cfg.sync.key_file)
+        read_epoch(cfg.state_file)
+        sealing = "sealed" if cfg.sync.key_file is not None else "INSECURE: not sealed"
+        print(f"{args.config}: ok (node {cfg.node_id}, level {cfg.sync.params.level.value}, {sealing})")
         return 0
     from snep.runtime.daemon import main as run_daemon
 

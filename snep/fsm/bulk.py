@@ -13,6 +13,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 
 from snep.entry import Entry, Event, EventKind, Key
+from snep.wire.codec import Built
 
 _event = tuple.__new__  # Event without the NamedTuple __new__: one per dumped entry
 _NEW = EventKind.NEW
@@ -65,10 +66,10 @@ class BulkDump:
         """Keys taken that did not fit: they go first next time."""
         self._keys.extendleft(reversed(keys))
 
-    def learn(self, frames: list[bytes], messages: int, overhead: int) -> None:
-        """Messages per full frame, from the average message size of what was encoded."""
+    def learn(self, frames: list[Built], messages: int) -> None:
+        """Messages per full frame, from the average message size of what was built."""
         if messages < 8:
             return
-        payload = sum(len(data) for data in frames) - overhead * len(frames)
+        payload = sum(len(frame.payload) for frame in frames)
         if payload > 0:
             self.per_frame = max(1, self.payload * messages // payload)

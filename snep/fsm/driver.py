@@ -160,9 +160,10 @@ class Driver:
         self._mark("role", role)
         self.run(now, outputs)
 
-    def on_datagram(self, now: float, data: bytes, peer: PeerId) -> None:
+    def on_datagram(self, now: float, data: bytes, peer: PeerId, source: str | None = None) -> None:
+        """A datagram from ``peer`` (``source``: the address it came from, for logs)."""
         self._mark("datagram", str(peer))
-        self.run(now, self.node.on_datagram(now, data, peer))
+        self.run(now, self.node.on_datagram(now, data, peer, source))
 
     def on_timer(self, now: float) -> None:
         self._mark("timer")

@@ -85,6 +85,14 @@ RoleAction = Union[
 PeerId = Hashable
 
 
+#: the highest term a node takes or believes. Terms are 32-bit on the wire; a claim
+#: above this (or HELLO news of one) is refused, so that every epoch a node holds,
+#: persists or adopts is one it can act on: a promotion above it still fits. (A
+#: cluster runs out of terms after 4,294,967,293 promotions; forged or corrupt terms
+#: near 2**32 cannot make it run out.)
+MAX_TERM = 2**32 - 3
+
+
 class Epoch(NamedTuple):
     """(term, owner node id), ordered lexicographically: who is the newest primary."""
 
@@ -168,6 +176,7 @@ __all__ = [
     "Epoch",
     "KernelOps",
     "Log",
+    "MAX_TERM",
     "Output",
     "PeerId",
     "PersistEpoch",

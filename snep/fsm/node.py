@@ -38,6 +38,12 @@ primary with a HELLO carrying the newest epoch (at most once per ``alive_interva
 otherwise a primary whose epoch was overtaken while it could not hear the new owner
 would stream forever into receivers that drop everything.
 
+Terms are 32-bit on the wire: a claim or HELLO news of a term above ``MAX_TERM``
+(no room left to promote above it) is refused and counted (``epoch_overflow``), and
+a promotion that cannot take a term raises InvalidTransition before anything
+changes. Only frames the channel admits (snep.fsm.channel: a bound session, a fresh
+counter, the right sender and addressee) get this far.
+
 keepalived's last word is kept (``ha_role``). A node it made master that is not
 primary (a newer primary fenced it, and has since gone) takes over again once it
 has heard of no live primary for ``peer_dead_timeout`` (``reassert``).
@@ -51,8 +57,10 @@ from typing import Any
 from snep.cache import Cache
 from snep.entry import Entry, Event, EventKind, complete_update
 from snep.errors import AuthError, DecodeError, InvalidTransition
+from snep.fsm.channel import Channel
 from snep.fsm.counters import Counters
 from snep.fsm.effects import (
+    MAX_TERM,
     BulkSendToPeers,
     ClearExternal,
     CommitExternal,
@@ -76,15 +84,26 @@ from snep.fsm.effects import (
 from snep.fsm.framer import Framer
 from snep.fsm.notify import Filter
 from snep.fsm.params import SyncParams
+from snep.fsm.ratelog import RateLog
 from snep.fsm.receiver import Received, SyncReceiver
 from snep.fsm.role import Role, RoleMachine
 from snep.fsm.sender import SyncSender
 from snep.fsm.spec_map import spec_action
 from snep.wire.auth import Keyring
 from snep.wire.codec import decode_frame
-from snep.wire.messages import Ack, Frame, Hello, MessageType, Nack
+from snep.wire.messages import EVERY_PEER, Ack, Frame, Hello, MessageType, Nack
 
 _CLAIMING = (MessageType.STATE, MessageType.ALIVE, MessageType.HELLO)
+
+#: what a rejection reason means, for the log (``misdirected`` is not logged: on a
+#: multicast link every frame for another node is one; ``unbound_session`` is logged
+#: as info: a few at every start, while the handshake runs)
+_WHY = {
+    "wrong_node": "its sender is not the node configured at its source address",
+    "unbound_session": "the peer has not proved its session yet (asked to)",
+    "stale_session": "it belongs to a session the peer no longer runs (a replay, or its former process)",
+    "replays": "its counter was seen before or is left of the anti-replay window (a replay)",
+}
 
 
 class SyncNode:
@@ -94,29 +113,37 @@ class SyncNode:
         peers: Sequence[PeerId],
         params: SyncParams | None = None,
         *,
+        session: int,
         keyring: Keyring | None = None,
         newest_epoch: Epoch | tuple[int, int] = Epoch(0, 0),
         filter: Filter | None = None,
         graph: bool = False,
     ) -> None:
+        """``session``: this process's random 64-bit nonce (an input: the daemon draws
+        it from os.urandom, the simulation from its seeded generator); never reuse one
+        with the same key. ``peers``: the peers' node ids."""
         if not 1 <= node_id <= 0xFFFFFFFF:
             raise ValueError(f"node id {node_id}: must be 1 .. 2**32-1")
+        newest = Epoch(*newest_epoch)
+        if not 0 <= newest.term <= MAX_TERM:
+            raise ValueError(f"epoch {newest}: the term must be 0 .. {MAX_TERM}")
         self.node_id = node_id
         self.params = params or SyncParams()
         self.keyring = keyring
         self.counters = Counters()
-        self.framer = Framer(node_id, self.counters, keyring.send_key if keyring else None, self.params.mtu)
+        self.logs = RateLog()
+        self.framer = Framer(node_id, self.counters, session, keyring.send_key if keyring else None, self.params.mtu)
         self.role = RoleMachine(graph=graph)
         self.internal = Cache()
-        self.external = Cache()
+        self.external = Cache(limit=self.params.max_entries)
         self.peers: tuple[PeerId, ...] = tuple(peers)
+        self.channel = Channel(node_id, session, self.peers, self.params.alive_interval, self.counters)
         self._graph = graph
         self._fresh_sync(filter or Filter())
-        self.newest = Epoch(*newest_epoch)
+        self.newest = newest
         self.own: Epoch | None = None  # the epoch we hold while PRIMARY
         self.last_heard: dict[PeerId, float] = {}
         self.alive: dict[PeerId, bool] = {peer: True for peer in self.peers}
-        self.peer_node: dict[PeerId, int] = {}
         self._told_stale: dict[PeerId, float] = {}
         self.need_sync = False  # must (re)synchronize: RESYNC_REQUEST until a dump completes
         self._resync_at = float("inf")  # when to ask again
@@ -125,9 +152,9 @@ class SyncNode:
 
     def _fresh_sync(self, filter: Filter) -> None:
         """A new process's sender and receivers: no stream, nothing queued."""
-        self.sender = SyncSender(self.peers, self.params, self.framer, self.internal, filter, graph=self._graph)
+        self.sender = SyncSender(self.peers, self.params, self.framer, self.internal, filter, graph=self._graph, logs=self.logs)
         self.receivers = {
-            peer: SyncReceiver(peer, self.params, self.framer, self.external, graph=self._graph)
+            peer: SyncReceiver(peer, self.params, self.framer, self.external, graph=self._graph, logs=self.logs)
             for peer in self.peers
         }
 
@@ -150,6 +177,7 @@ class SyncNode:
         """What ``snep ctl status`` shows of the protocol (the daemon adds the process)."""
         return {
             "node_id": self.node_id,
+            "session": f"{self.channel.session:016x}",
             "role": self.role.state.name,
             "ready": self.ready,
             "epoch": list(self.newest),
@@ -157,8 +185,8 @@ class SyncNode:
             "peers": {
                 str(p): {
                     "alive": self.alive[p],
-                    "node_id": self.peer_node.get(p),
                     "last_heard": round(now - self.last_heard[p], 3) if p in self.last_heard else None,
+                    **self.channel.status(p),
                 }
                 for p in self.peers
             },
@@ -209,6 +237,10 @@ class SyncNode:
 
     def _fire(self, now: float, trigger: str, **guard: Any) -> list[Output]:
         old = self.role.state
+        if any(isinstance(a, TakeEpoch) for a in self.role.actions_for(trigger)) and not self._can_take_term():
+            raise InvalidTransition(
+                f"{trigger}: no term is left above epoch {self.newest} (terms end at {MAX_TERM}); the role stays {old.name}"
+            )
         actions = self.role.fire(trigger, **guard)
         out: list[Output] = []
         if self.role.state is not old:
@@ -233,7 +265,7 @@ class SyncNode:
             elif isinstance(action, ClearExternal):
                 self.external.clear()
             elif isinstance(action, SendHello):
-                self._send_hello(now, self.peers, out)
+                self._send_hello(now, None, out)
             elif isinstance(action, BulkSendToPeers):
                 self.sender.start_bulk(now, out)  # (it waits for the kernel dump, if one is due)
             elif isinstance(action, ShortenKernelTimeouts):
@@ -252,27 +284,44 @@ class SyncNode:
             out.append(KernelOps(tuple(Event(EventKind.NEW, e) for e in self.external), replace=True))
         out.append(Log("info", f"commit: {len(self.external)} entries of the external cache to the kernel"))
 
+    def _can_take_term(self, above: int | None = None) -> bool:
+        """Is there a term above ``above`` (the newest seen) for a new epoch of ours?"""
+        return (self.newest.term if above is None else above) + 1 <= MAX_TERM
+
     def _adopt(self, claim: Epoch, out: list[Output]) -> None:
         if claim > self.newest:
             self.newest = claim
             out.append(PersistEpoch(claim))
 
-    def _send_hello(self, now: float, peers: Iterable[PeerId], out: list[Output]) -> None:
-        hello = Hello(self.newest.term, self.newest.node, live=self._follows_live(now))
-        data = self.framer.control(MessageType.HELLO, self.sender.term, self.sender.newest_seq, hello)
-        peers = list(peers)
+    def _send_hello(self, now: float, peer: PeerId | None, out: list[Output], echo: int = 0) -> None:
+        """HELLO with our newest epoch: one frame for every peer (``peer`` None), or one
+        for ``peer`` (``echo``: the peer's session it answers; 0: none)."""
+        peers = self.peers if peer is None else (peer,)
+        hello = Hello(self.newest.term, self.newest.node, live=self._follows_live(now), echo=echo)
+        dst = EVERY_PEER if peer is None else peer
+        data = self.framer.control(MessageType.HELLO, self.sender.term, self.sender.newest_seq, hello, dst)
         self.framer.send(out, peers, data)
         self.counters.hellos_sent += len(peers)
 
-    def _request_resync(self, now: float, out: list[Output]) -> None:
-        """RESYNC_REQUEST to the primary we know (the newest epoch's owner), else to all."""
+    def _resync_targets(self) -> list[PeerId]:
+        """Whom to ask for a dump: the primary we know (the newest epoch's owner), else all."""
         owner = self.newest.node
-        targets = [r for peer, r in self.receivers.items() if self.peer_node.get(peer) == owner]
-        if not targets or owner == self.node_id:
-            targets = list(self.receivers.values())
-        for receiver in targets:
-            receiver.request_resync(now, self.sender.term, out)
+        if owner != self.node_id and owner in self.receivers:
+            return [owner]
+        return list(self.receivers)
+
+    def _request_resync(self, now: float, out: list[Output]) -> None:
+        """RESYNC_REQUEST to the targets that know our session (the others get theirs
+        when the handshake with them completes: snep.fsm.channel)."""
+        for peer in self._resync_targets():
+            if self.channel.introduced(peer):
+                self.receivers[peer].request_resync(now, self.sender.term, out)
         self._resync_at = now + self.params.resync_retry
+
+    def _introduced(self, now: float, peer: PeerId, out: list[Output]) -> None:
+        """The handshake with ``peer`` completed: it accepts our frames from now on."""
+        if self.need_sync and peer in self._resync_targets():
+            self.receivers[peer].request_resync(now, self.sender.term, out)
 
     # --- kernel -----------------------------------------------------------------------
     def _complete(self, event: Event) -> Event:
@@ -303,8 +352,9 @@ class SyncNode:
         return out
 
     # --- network ----------------------------------------------------------------------
-    def on_datagram(self, now: float, data: bytes, peer: PeerId) -> list[Output]:
-        """One datagram from ``peer``; bad input is counted, never raised."""
+    def on_datagram(self, now: float, data: bytes, peer: PeerId, source: str | None = None) -> list[Output]:
+        """One datagram from ``peer`` (``source``: its address, for the log); bad input
+        is counted, never raised, and logged at most once a second per reason."""
         out: list[Output] = []
         counters = self.counters
         counters.frames_received += 1
@@ -315,21 +365,39 @@ class SyncNode:
         if receiver is None:
             counters.unknown_peer += 1
             return out
+        where = source or f"node {peer}"
         try:
             frame = decode_frame(data, self.keyring)
         except AuthError as error:
             counters.auth_failures += 1
-            out.append(Log("warning", f"frame from {peer} rejected: {error}"))
+            self.logs(now, out, "auth_failures", "warning", f"frame from {where} rejected: {error}")
             return out
         except DecodeError as error:
             counters.malformed += 1
-            out.append(Log("warning", f"malformed frame from {peer}: {error}"))
+            self.logs(now, out, "malformed", "warning", f"malformed frame from {where}: {error}")
             return out
+        introduced = self.channel.introduced(peer)
+        admission = self.channel.admit(now, peer, frame)
+        if not admission.accepted:
+            if admission.reason in _WHY:
+                self.logs(
+                    now, out, admission.reason, "info" if admission.reason == "unbound_session" else "warning",
+                    f"{frame.type.name} frame from {where} (node {frame.node_id}, session {frame.session:016x}, "
+                    f"counter {frame.counter}) rejected: {_WHY[admission.reason]}",
+                )
+            self._after_admission(now, peer, admission.answer, introduced, out)
+            return out
+        if admission.bound:
+            # A new process of the peer: what it acknowledged before says nothing now.
+            self.sender.peer_introduced(peer)
+            out.append(Log("info", f"peer {peer} ({where}) proved session {frame.session:016x}"))
         self._heard(now, peer, out)
-        self.peer_node[peer] = frame.node_id
         mtype = frame.type
         claim: Epoch | None = None
         if frame.epoch and mtype in _CLAIMING:
+            if frame.epoch > MAX_TERM:
+                self._overflow(now, where, frame.epoch, out)
+                return out
             claim = Epoch(frame.epoch, frame.node_id)
             self._observe(now, claim, out)
             if claim == self.newest and frame.node_id != self.node_id:
@@ -349,14 +417,29 @@ class SyncNode:
                 if isinstance(message, Ack):
                     self.sender.on_ack(now, peer, message, frame.epoch, out)
         elif mtype is MessageType.NACK:
-            for message in frame.messages:
-                if isinstance(message, Nack):
-                    self.sender.on_nack(now, peer, message, frame.epoch, out)
+            nacks = [message for message in frame.messages if isinstance(message, Nack)]
+            self.sender.on_nack(now, peer, nacks, frame.epoch, out)
         elif mtype is MessageType.RESYNC_REQUEST:
             self.sender.on_resync_request(now, peer, out)
         elif mtype is MessageType.HELLO:
             self.on_hello(now, peer, frame, out)
+        self._after_admission(now, peer, admission.answer, introduced, out)
         return out
+
+    def _after_admission(self, now: float, peer: PeerId, answer: int | None, introduced: bool, out: list[Output]) -> None:
+        """Answer the peer's HELLO (or challenge it) if the channel says so; carry on
+        with it once the handshake completed."""
+        if answer is not None:
+            self._send_hello(now, peer, out, echo=answer)
+        if not introduced and self.channel.introduced(peer):
+            self._introduced(now, peer, out)
+
+    def _overflow(self, now: float, where: str, term: int, out: list[Output]) -> None:
+        self.counters.epoch_overflow += 1
+        self.logs(
+            now, out, "epoch_overflow", "warning",
+            f"frame from {where} refused: term {term} leaves no room to promote (terms end at {MAX_TERM})",
+        )
 
     def _on_state(self, now: float, receiver: SyncReceiver, frame: Frame, claim: Epoch | None, out: list[Output]) -> None:
         if claim is None or self.role.state is Role.PRIMARY:
@@ -410,9 +493,11 @@ class SyncNode:
         """A peer tells the newest epoch it has seen (its claim, if any, was observed
         from the header): the spec's HearEpoch."""
         self.counters.hellos_received += 1
-        self.sender.peer_introduced(peer)
         for message in frame.messages:
             if isinstance(message, Hello) and message.newest_term:
+                if message.newest_term > MAX_TERM:
+                    self._overflow(now, f"node {peer}", message.newest_term, out)
+                    continue
                 self._hear_of(now, Epoch(message.newest_term, message.newest_owner), message.live, out)
 
     def _hear_of(self, now: float, heard: Epoch, live: bool, out: list[Output]) -> None:
@@ -423,7 +508,8 @@ class SyncNode:
             if live and heard == self.newest:
                 self._primary_heard_at = now  # (relayed: its primary lives)
             return
-        if live or self.role.state is not Role.PRIMARY:
+        if live or self.role.state is not Role.PRIMARY or not self._can_take_term(heard.term):
+            # (a primary that finds no term above the news steps down instead)
             self._observe(now, heard, out)
             if live:
                 self._primary_heard_at = now
@@ -445,7 +531,7 @@ class SyncNode:
         if self._told_stale.get(peer, float("-inf")) + self.params.alive_interval > now:
             return
         self._told_stale[peer] = now
-        self._send_hello(now, (peer,), out)
+        self._send_hello(now, peer, out)
 
     def _heard(self, now: float, peer: PeerId, out: list[Output]) -> None:
         self.last_heard[peer] = now
@@ -506,6 +592,7 @@ class SyncNode:
             self.ha_role == "promote"
             and self.role.state in (Role.SYNCING, Role.BACKUP)
             and now - self._primary_heard_at >= self.params.peer_dead_timeout
+            and self._can_take_term()
         )
 
     def _dump_arriving(self) -> bool:
@@ -584,6 +671,6 @@ class SyncNode:
         self.sender.notifier.filter = flt
 
     def set_keyring(self, keyring: Keyring | None) -> None:
-        """Key rotation (SIGHUP): new frames use the new send key."""
+        """Key rotation (SIGHUP): new frames are sealed with the new send key."""
         self.keyring = keyring
         self.framer.key = keyring.send_key if keyring else None

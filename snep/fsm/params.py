@@ -44,9 +44,12 @@ class SyncParams:
     incremental_period: float = 1.0
     #: write the peers' states into the kernel as they arrive (no commit on takeover)
     inject_on_arrival: bool = False
+    #: entries the external cache holds at most: new ones beyond are refused and
+    #: counted (conntrackd's HashLimit), so no peer can grow a node's memory without bound
+    max_entries: int = 4_194_304
 
     def __post_init__(self) -> None:
-        if self.resend_queue < 1 or self.bulk_window < 1 or self.ack_window < 1:
-            raise ValueError("resend_queue, bulk_window and ack_window must be at least 1")
+        if self.resend_queue < 1 or self.bulk_window < 1 or self.ack_window < 1 or self.max_entries < 1:
+            raise ValueError("resend_queue, bulk_window, ack_window and max_entries must be at least 1")
         if self.bulk_window > self.resend_queue:
             object.__setattr__(self, "bulk_window", self.resend_queue)

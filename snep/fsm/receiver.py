@@ -31,6 +31,7 @@ from snep.fsm.effects import Epoch, Output, PeerId
 from snep.fsm.framer import Framer
 from snep.fsm.modes import ModeMachine, ModeRow
 from snep.fsm.params import SyncParams
+from snep.fsm.ratelog import RateLog
 from snep.fsm.spec_map import spec_action
 from snep.wire.messages import Ack, Frame, MessageType, Nack, ResyncRequest
 from snep.wire.serial import seq_add, seq_diff
@@ -71,8 +72,10 @@ class SyncReceiver:
         external: Cache,
         *,
         graph: bool = False,
+        logs: RateLog | None = None,
     ) -> None:
         self.peer = peer
+        self.logs = logs or RateLog()
         self.params = params
         self.framer = framer
         self.counters: Counters = framer.counters
@@ -142,8 +145,13 @@ class SyncReceiver:
             self.external.mark()
             self.marking = True
         external = self.external
-        external.apply_all(frame.messages)  # type: ignore[arg-type]
-        self.counters.state_messages_applied += len(frame.messages)
+        applied: tuple[Event, ...] = frame.messages  # type: ignore[assignment]
+        refused = external.apply_all(applied)
+        if refused:
+            self._refused(now, refused, out)
+            gone = {id(event) for event in refused}
+            applied = tuple(event for event in applied if id(event) not in gone)
+        self.counters.state_messages_applied += len(applied)
         self.expected = seq_add(seq, 1)
         # Counted for the ACK only now that it is applied.
         if self._ack_first is None:
@@ -161,7 +169,15 @@ class SyncReceiver:
             self._flush_ack(now, out)
         elif self._ack_count >= self.params.ack_window:
             self._flush_ack(now, out)
-        return Received(frame.messages, completed, swept)  # type: ignore[arg-type]
+        return Received(applied, completed, swept)
+
+    def _refused(self, now: float, refused: list[Event], out: list[Output]) -> None:
+        self.counters.external_full += len(refused)
+        self.logs(
+            now, out, "external_full", "warning",
+            f"external cache full ({self.external.limit} entries, sync max_entries): "
+            f"{len(refused)} new entries from peer {self.peer} refused",
+        )
 
     @spec_action("RecvAlive")
     def on_alive(self, now: float, frame: Frame, claim: Epoch, out: list[Output]) -> None:
@@ -180,7 +196,7 @@ class SyncReceiver:
         assert self.stream is not None
         self._nack_expected = self.expected
         self._nack_at = now
-        data = self.framer.control(MessageType.NACK, self.stream.term, 0, Nack(self.expected, last))
+        data = self.framer.control(MessageType.NACK, self.stream.term, 0, Nack(self.expected, last), self.peer)
         self.framer.send(out, (self.peer,), data)
         self.counters.nacks_sent += 1
 
@@ -195,7 +211,7 @@ class SyncReceiver:
 
     def _send_ack(self, now: float, first: int, last: int, out: list[Output]) -> None:
         assert self.stream is not None
-        data = self.framer.control(MessageType.ACK, self.stream.term, 0, Ack(first, last))
+        data = self.framer.control(MessageType.ACK, self.stream.term, 0, Ack(first, last), self.peer)
         self.framer.send(out, (self.peer,), data)
         self.counters.acks_sent += 1
 
@@ -212,6 +228,6 @@ class SyncReceiver:
     @spec_action("RequestResync")
     def request_resync(self, now: float, own_term: int, out: list[Output]) -> None:
         """Ask this peer for a bulk dump (only a primary answers)."""
-        data = self.framer.control(MessageType.RESYNC_REQUEST, own_term, 0, ResyncRequest())
+        data = self.framer.control(MessageType.RESYNC_REQUEST, own_term, 0, ResyncRequest(), self.peer)
         self.framer.send(out, (self.peer,), data)
         self.counters.resync_requests_sent += 1

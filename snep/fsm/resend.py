@@ -1,7 +1,8 @@
 """The primary's resend queue: its epoch's STATE frames, numbered, kept for resending.
 
 One sequence space per epoch: frames get consecutive 32-bit sequence numbers from 0
-(serial arithmetic, RFC 1982). Each frame is kept, encoded, until every peer that
+(serial arithmetic, RFC 1982). Each frame is kept built but not sealed (every
+transmission seals it with a fresh counter: snep.fsm.framer) until every peer that
 can still be served acknowledged it, or until the bound pushes it out (the oldest
 goes first: a dead backup never grows the primary's memory). What to keep and whom
 to serve is the sender's policy (snep.fsm.sender); this is the numbered store.
@@ -13,6 +14,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from snep.wire.codec import Built
 from snep.wire.serial import SEQ_MAX, seq_between, seq_diff, seq_ge, seq_gt
 
 _HALF = 1 << 31
@@ -20,10 +22,10 @@ _HALF = 1 << 31
 
 @dataclass(slots=True)
 class Queued:
-    """One frame of the queue: its seq, its bytes, and when it last went out."""
+    """One frame of the queue: its seq, the frame (built, not sealed), and when it last went out."""
 
     seq: int
-    data: bytes
+    data: Built
     sent_at: float
 
 
@@ -66,7 +68,7 @@ class ResendQueue:
         """Is the frame ``seq`` still kept?"""
         return bool(self._frames) and seq_ge(seq, self._frames[0].seq) and seq_gt(self.next_seq, seq)
 
-    def push(self, now: float, frames: Iterable[bytes]) -> int:
+    def push(self, now: float, frames: Iterable[Built]) -> int:
         """Keep ``frames``, numbered from ``next_seq`` on; how many there were."""
         append = self._frames.append
         seq = self.next_seq
@@ -106,6 +108,21 @@ class ResendQueue:
         for item in self._frames:
             if seq_between(item.seq, first, last):
                 yield item
+
+    def span(self, first: int, last: int) -> tuple[int, int] | None:
+        """The positions (``start``, ``stop``) in the queue of the kept frames of
+        ``first..last``, or None when it holds none: O(1), the frames are consecutive."""
+        frames = self._frames
+        if not frames or seq_diff(last, first) < 0:
+            return None
+        oldest = frames[0].seq
+        start = max(seq_diff(first, oldest), 0)
+        stop = min(seq_diff(last, oldest) + 1, len(frames))
+        return (start, stop) if start < stop else None
+
+    def item(self, index: int) -> Queued:
+        """The frame at ``index`` (0: the oldest kept)."""
+        return self._frames[index]
 
     def at(self, seq: int) -> Queued | None:
         """The kept frame ``seq``, if any."""

@@ -170,6 +170,14 @@ class RoleMachine:
     def state(self) -> Role:
         return self._model.state
 
+    def actions_for(self, trigger: str) -> tuple[RoleAction, ...]:
+        """The actions ``trigger`` would bring in the current role (nothing fires):
+        so that a node can refuse what it cannot carry out before anything changes."""
+        for row in TABLE:
+            if row.trigger == trigger and self.state in row.sources:
+                return row.actions
+        return ()
+
     def allowed(self) -> list[str]:
         """The triggers that have a row for the current role."""
         return [row.trigger for row in TABLE if self.state in row.sources]

@@ -2,14 +2,25 @@
 
 Only a PRIMARY streams. Each STATE frame gets the next sequence number of the
 epoch's sequence space (starting at 0, 32-bit, serial arithmetic), is sent to every
-peer, and is kept, encoded, in a bounded resend queue. Each peer's acknowledged
-position is tracked; a frame leaves the queue once every live peer that can still be
-served from the queue acked it, or when the bound is hit (the oldest goes: a dead
-backup never blocks the primary nor grows its memory). A NACK is answered from the
-queue, or, when it reaches back further than the queue holds, by a bulk dump (full
-resync). Bulk dumps are paced: at most ``bulk_window`` unacked frames in flight, and
-read the internal cache only once it is loaded: while it awaits a kernel dump (on
-promotion, after a flush or ``-R``) a due dump waits in BULK_START, and requesters join it.
+peer, and is kept, built (sealed afresh at every transmission), in a bounded resend
+queue. Each peer's acknowledged position is tracked; a frame leaves the queue once
+every live peer that can still be served from the queue acked it, or when the bound
+is hit (the oldest goes: a dead backup never blocks the primary nor grows its
+memory). A NACK is answered from the queue, or, when it reaches back further than
+the queue holds, by a bulk dump (full resync). Bulk dumps are paced: at most
+``bulk_window`` unacked frames in flight, and read the internal cache only once it is
+loaded: while it awaits a kernel dump (on promotion, after a flush or ``-R``) a due
+dump waits in BULK_START, and requesters join it.
+
+Bounded work. A NACK frame's ranges are merged, and each frame they name is resent
+at most once per NACK frame; resends to a peer (NACKed or timed out) draw from its
+retransmission budget, a token bucket of ``2 * bulk_window`` frames refilled at
+``2 * bulk_window`` frames per ``retransmit_timeout`` (twice what repairing a whole
+window per timeout takes; 512 frames, 1,024 frames/s by default): beyond it resends
+wait, counted (``retransmit_budget_hits``). A peer starts at most
+:data:`DUMP_BURST` dumps at once and one more per ``resync_retry``; requests beyond
+are refused (``dumps_refused``) and the peer asks again on its own timer. Requests
+that a running dump serves join it (one dump in flight for everyone).
 
 Control frames (ALIVE) carry the newest data seq in the header so that a receiver
 also notices a lost tail on an idle channel. Every node sends ALIVE when it has sent
@@ -21,12 +32,14 @@ Each appends its outputs to the ``out`` list it is given and returns nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from itertools import islice
 
 from snep.cache import Cache
 from snep.entry import Event, Key
+from snep.fsm.budget import TokenBucket
 from snep.fsm.bulk import BulkDump
 from snep.fsm.counters import Counters
 from snep.fsm.effects import Epoch, Output, PeerId
@@ -34,8 +47,10 @@ from snep.fsm.framer import Framer
 from snep.fsm.modes import ModeMachine, ModeRow
 from snep.fsm.notify import Filter, Notifier
 from snep.fsm.params import SyncParams
+from snep.fsm.ratelog import RateLog
 from snep.fsm.resend import ResendQueue
 from snep.fsm.spec_map import spec_action
+from snep.wire.codec import Built
 from snep.wire.messages import Ack, Alive, MessageType, Nack
 from snep.wire.serial import seq_add, seq_diff, seq_ge, seq_gt, seq_le, seq_lt
 
@@ -57,10 +72,21 @@ SENDER_TABLE = (
 )
 
 
+#: dumps a peer may start at once (then one more per resync_retry)
+DUMP_BURST = 2
+
+
+def _resend_budget(params: SyncParams) -> TokenBucket:
+    """Twice what a repair of a whole window per retransmission timeout takes."""
+    return TokenBucket(2 * params.bulk_window, 2 * params.bulk_window / params.retransmit_timeout)
+
+
 @dataclass(slots=True)
 class PeerTx:
     """What the sender knows about one peer."""
 
+    resends: TokenBucket  # its retransmission budget (frames)
+    dumps: TokenBucket  # the dumps it may start
     acked: int = 0  # the first seq this peer has not acknowledged
     acked_at: float = float("-inf")  # when ``acked`` last moved (-inf: it may have restarted since)
     alive: bool = True
@@ -84,12 +110,16 @@ class SyncSender:
         filter: Filter | None = None,
         *,
         graph: bool = False,
+        logs: RateLog | None = None,
     ) -> None:
         self.params = params
         self.framer = framer
         self.counters: Counters = framer.counters
         self.internal = internal
-        self.peers: dict[PeerId, PeerTx] = {peer: PeerTx() for peer in peers}
+        self.logs = logs or RateLog()
+        self.peers: dict[PeerId, PeerTx] = {
+            peer: PeerTx(_resend_budget(params), TokenBucket(DUMP_BURST, 1.0 / params.resync_retry)) for peer in peers
+        }
         self.mode = ModeMachine("sync sender", SenderMode, SENDER_TABLE, SenderMode.INACTIVE, graph=graph)
         self.notifier = Notifier(params.level, params.incremental_period, filter or Filter())
         self.epoch: Epoch | None = None
@@ -189,13 +219,13 @@ class SyncSender:
         frames = self.framer.state(self.epoch.term, self.next_seq, events)
         self._queue_frames(now, frames, len(events), out)
 
-    def _queue_frames(self, now: float, frames: list[bytes], messages: int, out: list[Output]) -> None:
-        """Frames encoded from ``next_seq`` on: queued, and sent to every peer."""
+    def _queue_frames(self, now: float, frames: list[Built], messages: int, out: list[Output]) -> None:
+        """Frames built from ``next_seq`` on: queued, and sent to every peer."""
         self.queue.push(now, frames)
         peers = tuple(self.peers)
-        send = self.framer.send
-        for data in frames:
-            send(out, peers, data)
+        transmit = self.framer.transmit
+        for built in frames:
+            transmit(out, peers, built)
         self.counters.state_frames_sent += len(frames)
         self.counters.state_messages_sent += messages
         self.last_sent = now
@@ -280,25 +310,47 @@ class SyncSender:
             return self.mode.state is SenderMode.BULK_START
         return bool(self.queue) and seq_ge(state.resume, self.queue.first)
 
-    def _needs_dump(self, now: float, state: PeerTx, out: list[Output]) -> None:
-        """The peer can only be repaired by a dump: one starts, unless one serves it already."""
+    def _needs_dump(self, now: float, peer: PeerId, out: list[Output]) -> None:
+        """The peer can only be repaired by a dump: one starts, unless one serves it
+        already, or the peer has spent its dump budget (it will ask again)."""
+        state = self.peers[peer]
         if self._dump_serves(state):
             self.counters.resync_joined += 1
+            return
+        if not state.dumps.take(now):
+            self.counters.dumps_refused += 1
+            self.logs(
+                now, out, "dumps_refused", "warning",
+                f"peer {peer} asks for more dumps than its budget allows ({DUMP_BURST} at once, "
+                f"one per {self.params.resync_retry:g} s): refused, it will ask again",
+            )
             return
         state.behind, state.resume = True, None  # it follows from the next BULK_START
         self.start_bulk(now, out)
 
     @spec_action("RecvNack")
-    def on_nack(self, now: float, peer: PeerId, nack: Nack, term: int, out: list[Output]) -> None:
-        """The peer misses ``first..last``: resend them, or dump everything when they are gone."""
-        self.counters.nacks_received += 1
+    def on_nack(self, now: float, peer: PeerId, nacks: Sequence[Nack], term: int, out: list[Output]) -> None:
+        """One NACK frame: the peer misses its ranges. Each is resent from the queue,
+        or, when it reaches back further than the queue holds, dumped; the ranges are
+        merged, so each frame goes at most once, within the peer's budget."""
+        self.counters.nacks_received += len(nacks)
         if not self._current(term):
             return
-        if not (self.queue.was_sent(nack.last) and seq_le(nack.first, nack.last)):
-            self.counters.bad_acks += 1
-            return
+        valid = []
+        for nack in nacks:
+            if self.queue.was_sent(nack.last) and seq_le(nack.first, nack.last):
+                valid.append(nack)
+            else:
+                self.counters.bad_acks += 1
+        spans: list[tuple[int, int]] = []
+        next_seq = self.next_seq
+        for nack in sorted(valid, key=lambda n: seq_diff(n.first, next_seq)):  # oldest first
+            self._nack_range(now, peer, nack.first, nack.last, spans, out)
+        self._resend(now, peer, spans, out)
+
+    def _nack_range(self, now: float, peer: PeerId, first: int, last: int, spans: list[tuple[int, int]], out: list[Output]) -> None:
+        """One range of a NACK: what to resend (added to ``spans``), or a dump."""
         state = self.peers[peer]
-        first = nack.first
         if seq_gt(first, state.acked):
             self._advance(now, state, first)  # everything before the gap was applied
         elif self._late_copy(now, state, first):
@@ -307,7 +359,7 @@ class SyncSender:
             # and that is no reason for a dump.
             self.counters.stale_nacks += 1
             first = state.acked
-            if seq_gt(first, nack.last):
+            if seq_gt(first, last):
                 return
         if self._dump_serves(state):
             # It waits for a dump it can still get whole (it has not acknowledged that
@@ -316,24 +368,29 @@ class SyncSender:
             resume = state.resume
             if resume is None or seq_gt(resume, first):
                 self.counters.resync_joined += 1
-                if resume is None or seq_gt(resume, nack.last):
+                if resume is None or seq_gt(resume, last):
                     return  # the BULK_START is yet to go out, or the gap is all before it
                 first = resume
-            self._resend(now, peer, first, nack.last, out)
+            self._span(first, last, spans)
             return
         if not self.queue or seq_gt(self.queue.first, first):
             # Older than the queue holds: only a full resync can repair it. (A restarted
             # peer is back at seq 0: what it acked before no longer holds the window.)
             self.counters.resync_fallbacks += 1
-            self._needs_dump(now, state, out)
+            self._needs_dump(now, peer, out)
             return
-        self._resend(now, peer, first, nack.last, out)
+        self._span(first, last, spans)
+
+    def _span(self, first: int, last: int, spans: list[tuple[int, int]]) -> None:
+        span = self.queue.span(first, last)
+        if span is not None:
+            spans.append(span)
 
     def _late_copy(self, now: float, state: PeerTx, first: int) -> bool:
         """Is a NACK starting at ``first``, which the queue no longer holds, a late copy?
 
         Only when the peer acknowledged past ``first`` a moment ago (within
-        ``retransmit_timeout``) and has not introduced itself since (HELLO), and
+        ``retransmit_timeout``) and no new session of it was bound since, and
         ``first`` is not 0: a receiver never goes back, except to 0 when it starts
         over, and a restarted process, whatever it acknowledged in its former life,
         needs a dump. (NACKs the queue can serve are served as they are.)
@@ -345,20 +402,52 @@ class SyncSender:
         return now - state.acked_at <= self.params.retransmit_timeout
 
     def peer_introduced(self, peer: PeerId) -> None:
-        """A HELLO from ``peer``: it may have restarted, its former acknowledgements no
-        longer tell what it holds (NACKs below them are not taken for late copies)."""
+        """A new session of ``peer`` was bound (snep.fsm.channel): it restarted, its former
+        acknowledgements no longer tell what it holds (NACKs below them are not taken
+        for late copies)."""
         self.peers[peer].acked_at = float("-inf")
 
-    def _resend(self, now: float, peer: PeerId, start: int, last: int, out: list[Output]) -> None:
-        """Send the queued frames ``start..last`` again to ``peer``."""
+    def _resend(self, now: float, peer: PeerId, spans: list[tuple[int, int]], out: list[Output]) -> None:
+        """Send the queued frames at these positions again to ``peer``: each once, oldest
+        first, while its retransmission budget lasts (the rest waits for the timer)."""
+        if not spans:
+            return
+        merged: list[list[int]] = []
+        for start, stop in sorted(spans):
+            if merged and start <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], stop)
+            else:
+                merged.append([start, stop])
+        budget = self.peers[peer].resends
+        transmit = self.framer.transmit
+        frames = iter(self.queue)  # (one pass over the queue, however many ranges)
+        position = 0
         sent = 0
-        for item in self.queue.between(start, last):
-            self.framer.send(out, (peer,), item.data)
-            item.sent_at = now
-            sent += 1
+        spent = False
+        for start, stop in merged:
+            for item in islice(frames, start - position, stop - position):
+                if not budget.take(now):
+                    spent = True
+                    break
+                transmit(out, (peer,), item.data)
+                item.sent_at = now
+                sent += 1
+            if spent:
+                break
+            position = stop
         self.counters.retransmissions += sent
         if sent:
             self.last_sent = now
+        if spent:
+            self._budget_hit(now, peer, sum(stop - start for start, stop in merged) - sent, out)
+
+    def _budget_hit(self, now: float, peer: PeerId, held: int, out: list[Output]) -> None:
+        self.counters.retransmit_budget_hits += held
+        self.logs(
+            now, out, "retransmit_budget", "warning",
+            f"retransmission budget of peer {peer} spent ({self.peers[peer].resends.capacity:.0f} frames, "
+            f"{self.peers[peer].resends.rate:.0f}/s): {held} resends wait for the retransmission timer",
+        )
 
     @spec_action("Retransmit")
     def on_retransmit_timer(self, now: float, out: list[Output]) -> None:
@@ -380,11 +469,17 @@ class SyncSender:
                 break
             if item.sent_at + rto > now:  # (the deadline's own sum: no rounding surprise)
                 continue
-            targets = [peer for peer, position in holding if seq_ge(item.seq, position)]
+            wanting = [peer for peer, position in holding if seq_ge(item.seq, position)]
+            if not wanting:
+                continue
+            targets = [peer for peer in wanting if self.peers[peer].resends.take(now)]
+            for peer in wanting:
+                if peer not in targets:
+                    self._budget_hit(now, peer, 1, out)
+            item.sent_at = now  # (a resend held back by a budget waits another timeout)
             if not targets:
                 continue
-            self.framer.send(out, targets, item.data)
-            item.sent_at = now
+            self.framer.transmit(out, targets, item.data)
             self.counters.retransmissions += 1
             self.last_sent = now
             budget -= 1
@@ -416,7 +511,7 @@ class SyncSender:
         if self.epoch is None:
             self.counters.resync_requests_ignored += 1
             return
-        self._needs_dump(now, self.peers[peer], out)
+        self._needs_dump(now, peer, out)
 
     def start_bulk(self, now: float, out: list[Output]) -> None:
         """StartBulk: a dump is due (a running one restarts: its BULK_START is what a
@@ -481,7 +576,7 @@ class SyncSender:
                 dump.give_back(taken[keep:])
                 del events[keep:], taken[keep:]
             if frames:
-                dump.learn(frames, len(events), self.framer.overhead)
+                dump.learn(frames, len(events))
                 if first:
                     for peer in self.peers.values():
                         if peer.behind:

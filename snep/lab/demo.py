@@ -24,7 +24,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,11 @@ from snep.lab.topology import CLIENT_VIP, SERVER_VIP, SYNC_NETS, Firewall, Topol
 from snep.runtime.client import ControlError, request
 
 SYNC_PORT = 3780
+
+
+def peers_toml(peers: Iterable[tuple[int, str]]) -> str:
+    """``peers = ...`` of a node config: ``[{ id = N, address = "ADDRESS:PORT" }, ...]``."""
+    return "[" + ", ".join(f"{{ id = {node_id}, address = {json.dumps(address)} }}" for node_id, address in peers) + "]"
 
 
 def snep_argv(*args: str) -> list[str]:
@@ -77,9 +82,12 @@ class SnepCluster:
         """What keepalived runs on a transition (it appends primary/backup/fault)."""
         return shlex.join(snep_argv("notify", "--socket", str(self.socket(fw))))
 
+    def peers(self, fw: Firewall, link: int) -> str:
+        """The TOML array of ``fw``'s peers on sync link ``link``: node id and address."""
+        return peers_toml((other.index, f"{other.sync_ips[link]}:{SYNC_PORT}") for other in self.topo.firewalls if other is not fw)
+
     def write_config(self, fw: Firewall) -> Path:
         o = self.options
-        peers = [f"{other.sync_ips[0]}:{SYNC_PORT}" for other in self.topo.firewalls if other is not fw]
         lines = [
             "[node]",
             f"id = {fw.index}",
@@ -87,7 +95,7 @@ class SnepCluster:
             'log_level = "info"',
             "[sync]",
             f'listen = "{fw.sync_ips[0]}:{SYNC_PORT}"',
-            f"peers = {json.dumps(peers)}",
+            f"peers = {self.peers(fw, 0)}",
             'interface = "y0"',
             f'level = "{o.level}"',
             f"alive_interval = {o.alive_interval}",
@@ -95,12 +103,13 @@ class SnepCluster:
         ]
         if o.key:
             lines.append(f'key_file = "{self.key_file}"')
+        else:
+            lines.append("insecure = true")
         if len(fw.sync_ips) > 1:
-            second = [f"{other.sync_ips[1]}:{SYNC_PORT}" for other in self.topo.firewalls if other is not fw]
             lines += [
                 "[sync.second_link]",
                 f'listen = "{fw.sync_ips[1]}:{SYNC_PORT}"',
-                f"peers = {json.dumps(second)}",
+                f"peers = {self.peers(fw, 1)}",
                 'interface = "z0"',
             ]
         # the firewalls' own and virtual addresses (the sync links are ignored anyway)

@@ -2,11 +2,14 @@
 an in-memory network and a virtual clock.
 
 Model tests, fsm tests and daemon tests reuse it. Everything is decided by a seeded
-random generator and the virtual clock, so a failing run replays exactly.
+random generator and the virtual clock, so a failing run replays exactly (the
+session nonce each node process draws at start too).
 
 - :class:`SimNetwork`: datagrams in flight with a delivery time; random loss,
   duplication and reordering (jitter), and explicit faults: links down and up,
-  lose or duplicate a datagram in flight.
+  lose or duplicate a datagram in flight; and the adversary on the sync link, who
+  holds no key: it captures datagrams in flight and replays them later, to any node,
+  claiming any peer's source address.
 - :class:`Simulation`: nodes with a kernel table each (MemoryKernel), started,
   crashed (the process dies: caches and queues are gone, the kernel table and the
   persisted epoch stay) and restarted; HA role changes; traffic on a node's kernel;
@@ -30,7 +33,7 @@ from typing import Any
 from snep.entry import Entry, Key, Proto, make_entry
 from snep.fsm import spec_map
 from snep.fsm.driver import Driver
-from snep.fsm.effects import Epoch, Log, Output, PeerId, RoleChanged
+from snep.fsm.effects import Epoch, Log, Output, PeerId, RoleChanged, SendDatagram
 from snep.fsm.node import SyncNode
 from snep.fsm.notify import Filter
 from snep.fsm.params import SyncParams
@@ -38,6 +41,8 @@ from snep.fsm.role import Role
 from snep.fsm.spec_map import spec_action
 from snep.kernel.memory import MemoryKernel, MemoryTable
 from snep.wire.auth import Keyring
+from snep.wire.codec import build_frame
+from snep.wire.messages import Frame, Hello, MessageType
 
 # The traffic and expiry of the in-memory kernel are the spec's kernel actions.
 for _action, _method in (
@@ -71,8 +76,10 @@ class SimNetwork:
         jitter: float = 0.0,
         loss: float = 0.0,
         duplication: float = 0.0,
+        clock: Callable[[], float] = lambda: 0.0,
     ) -> None:
         self.rng = rng
+        self.clock = clock  # the simulation's virtual time (for replays)
         self.latency = latency
         self.jitter = jitter  # > 0: datagrams overtake each other (reordering)
         self.loss = loss
@@ -81,6 +88,8 @@ class SimNetwork:
         self.in_flight: list[Datagram] = []
         self._order = itertools.count()
         self.sent = self.delivered = self.lost = self.duplicated = 0
+        self.captured: list[Datagram] = []  # the adversary's copies
+        self.replayed = 0
 
     def is_up(self, a: int, b: int) -> bool:
         return frozenset((a, b)) not in self.down
@@ -137,6 +146,26 @@ class SimNetwork:
         heapq.heappush(self.in_flight, copy)
         self.duplicated += 1
         return True
+
+    @spec_action("Capture")
+    def capture(self, match: Callable[[Datagram], bool] | None = None) -> Datagram | None:
+        """The adversary keeps a copy of the next datagram in flight (that ``match``
+        accepts); the datagram goes on. Returns the copy (also in :attr:`captured`)."""
+        datagram = self._pick(match)
+        if datagram is None:
+            return None
+        copy = Datagram(datagram.deliver_at, datagram.order, datagram.src, datagram.dst, datagram.data)
+        self.captured.append(copy)
+        return copy
+
+    @spec_action("Replay")
+    def replay(self, datagram: Datagram, to: int, as_from: int, delay: float | None = None) -> None:
+        """The adversary sends a captured datagram's bytes to node ``to``, from the
+        address of node ``as_from`` (any peer: source addresses are not authenticated),
+        at any time, over any link state."""
+        at = self.clock() + (self.latency if delay is None else delay)
+        heapq.heappush(self.in_flight, Datagram(at, next(self._order), as_from, to, datagram.data))
+        self.replayed += 1
 
     def next_delivery(self) -> float | None:
         return self.in_flight[0].deliver_at if self.in_flight else None
@@ -211,10 +240,13 @@ class Simulation:
     ) -> None:
         self.params = params or SyncParams()
         self.rng = random.Random(seed)
+        self._sessions = random.Random(f"sessions {seed}")  # (apart: the traffic's draws stay as they were)
         self.keyring = keyring
         self.filter = filter
         self.now = 0.0
-        self.network = SimNetwork(self.rng, latency=latency, jitter=jitter, loss=loss, duplication=duplication)
+        self.network = SimNetwork(
+            self.rng, latency=latency, jitter=jitter, loss=loss, duplication=duplication, clock=lambda: self.now
+        )
         self.log: list[tuple[float, int, Output]] = []  # RoleChanged and Log outputs
         self.hosts: dict[int, SimHost] = {}
         for node_id in range(1, size + 1):
@@ -264,7 +296,13 @@ class Simulation:
             peers = [other for other in self.hosts if other != node_id]
             host.kernel.read_events()  # what happened while down is in the dump
             node = SyncNode(
-                node_id, peers, self.params, keyring=self.keyring, newest_epoch=host.persisted, filter=self.filter
+                node_id,
+                peers,
+                self.params,
+                session=self.new_session(),
+                keyring=self.keyring,
+                newest_epoch=host.persisted,
+                filter=self.filter,
             )
             record = None
             if self.records is not None:
@@ -275,6 +313,10 @@ class Simulation:
             self._pump(node_id)
 
     restart = start
+
+    def new_session(self) -> int:
+        """A process's session nonce: random, never 0, the same for the same seed."""
+        return self._sessions.getrandbits(64) or 1
 
     @spec_action("Fail")
     def crash(self, node_id: int) -> None:
@@ -442,6 +484,29 @@ class Simulation:
 
     def events_of(self, node_id: int, kind: type) -> list[Any]:
         return [o for (_, n, o) in self.log if n == node_id and isinstance(o, kind)]
+
+
+def handshake(a: SyncNode, b: SyncNode, now: float = 0.0, rounds: int = 8) -> list[Output]:
+    """Two nodes driven by hand (no network) say HELLO to each other and answer until
+    each bound the other's session; returns what else they said (HELLOs between them
+    are delivered, nothing else)."""
+    queue: list[tuple[SyncNode, SyncNode, bytes]] = []
+    for src, dst in ((a, b), (b, a)):
+        hello = Frame(MessageType.HELLO, src.node_id, src.sender.term, 0, (Hello(src.newest.term, src.newest.node),), dst=dst.node_id)
+        queue.append((src, dst, src.framer.seal(build_frame(hello))))
+    other: list[Output] = []
+    for _ in range(rounds):
+        if not queue:
+            break
+        src, dst, data = queue.pop(0)
+        for output in dst.on_datagram(now, data, src.node_id):
+            if isinstance(output, SendDatagram) and src.node_id in output.peers and output.data[3] == MessageType.HELLO:
+                queue.append((dst, src, output.data))
+            else:
+                other.append(output)
+    if a.channel.bound(b.node_id) != b.channel.session or b.channel.bound(a.node_id) != a.channel.session:
+        raise AssertionError(f"nodes {a.node_id} and {b.node_id} did not bind each other in {rounds} HELLOs")
+    return other
 
 
 def conn(i: int, proto: int = Proto.TCP, **fields: Any) -> Entry:

@@ -8,6 +8,9 @@ outputs out through this daemon, its :class:`~snep.fsm.driver.Host`: datagrams t
 the transport, the epoch to the state file, records to the log. The simulation runs
 its nodes through the same driver. Nothing here decides protocol behaviour.
 
+Each start draws the process's session nonce from os.urandom (snep.fsm.channel):
+peers bind it by the handshake, and no frame of an earlier process counts again.
+
 Signals: SIGTERM/SIGINT stop cleanly (sockets closed, control socket removed, epoch
 already persisted on every change); SIGHUP reloads the key file and the filter from
 the config file. A node that crashed and restarts recovers its internal cache from
@@ -32,6 +35,7 @@ from snep.errors import ConfigError, KernelError, SnepError
 from snep.fsm.driver import COMMANDS, ROLE_CHANGES, Driver
 from snep.fsm.effects import Epoch, Log, PeerId, RoleChanged
 from snep.fsm.node import SyncNode
+from snep.fsm.ratelog import RateLog
 from snep.kernel.base import Kernel
 from snep.runtime.control import ControlError, ControlServer
 from snep.runtime.keys import load_keyring
@@ -64,6 +68,8 @@ STATUS_COUNTERS = (
     "resyncs",
     "auth_failures",
     "malformed",
+    "replays",
+    "stale_session",
     "stale_epoch_drops",
     "netlink_overruns",
 )
@@ -103,6 +109,7 @@ class Daemon:
         }
         self.started = time.time()
         self.last_commit: dict[str, Any] = {}
+        self._logs = RateLog()  # (for what is refused before it reaches the node)
 
     @property
     def node(self) -> SyncNode:
@@ -121,7 +128,11 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, self._on_reload_signal)
         cfg = self.cfg
         if self.keyring is None:
-            log.warning("no sync.key_file configured: frames are unauthenticated; anyone on the sync link can inject state")
+            log.warning(
+                "sync.insecure = true: frames are neither encrypted nor authenticated; anyone who can send on the sync "
+                "link can put entries into this firewall's kernel (holes in the firewall) and fence its primary with "
+                "one frame (docs/security.md)"
+            )
         try:
             write_epoch(cfg.state_file, self._epoch_saved)  # fail now, not at the first promotion
         except OSError as error:
@@ -135,6 +146,7 @@ class Daemon:
                 cfg.node_id,
                 self.peers.ids,
                 cfg.sync.params,
+                session=new_session(),
                 keyring=self.keyring,
                 newest_epoch=Epoch(*self._epoch_saved),
                 filter=configuration.sync_filter(cfg),
@@ -161,7 +173,7 @@ class Daemon:
                 "snep node %d up: sync on %s (%s), level %s, control %s%s",
                 cfg.node_id,
                 ", ".join(str(link.config.listen) for link in self.transport.links),
-                "authenticated" if self.keyring else "UNAUTHENTICATED",
+                "sealed" if self.keyring else "INSECURE: not sealed",
                 cfg.sync.params.level.value,
                 cfg.control.socket,
                 f", metrics on {cfg.metrics.listen}" if cfg.metrics.listen else "",
@@ -241,9 +253,13 @@ class Daemon:
         self.node.set_keyring(keyring)
         self.node.set_filter(configuration.sync_filter(fresh))
         if keyring is None and self.keyring is not None:
-            log.warning("reload: key removed: frames are unauthenticated")
+            log.warning("reload: key removed (insecure = true): frames are neither sealed nor authenticated")
         self.keyring = keyring
-        self.cfg = replace(self.cfg, filter=fresh.filter, sync=replace(self.cfg.sync, key_file=fresh.sync.key_file))
+        self.cfg = replace(
+            self.cfg,
+            filter=fresh.filter,
+            sync=replace(self.cfg.sync, key_file=fresh.sync.key_file, insecure=fresh.sync.insecure),
+        )
         setup(fresh.log_level)
         self.counters["reloads"] += 1
         notice("reloaded key (%s) and filter from %s", "set" if keyring else "none", fresh.source)
@@ -294,13 +310,16 @@ class Daemon:
 
     def _on_datagram(self, data: bytes, address: tuple, link: int) -> None:
         peer = self.peers.identify(address, link)
+        now = self._now()
         if peer is None:
             self.counters["unknown_sources"] += 1
+            out: list[Any] = []
+            if self._logs(now, out, "unknown_sources", "warning", f"datagram from {_show(address)} refused: not a configured peer address and port on link {link}"):
+                self.report(out[0])
             return
         assert self.driver is not None and self.transport is not None
-        now = self._now()
         self.transport.heard(link, now)
-        self.driver.on_datagram(now, data, peer)
+        self.driver.on_datagram(now, data, peer, _show(address))
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -401,6 +420,7 @@ class Daemon:
         return {
             **self.node.status(self._now()),
             "authenticated": self.keyring is not None,
+            "sealed": self.keyring is not None,
             "active_link": self.transport.links[self.transport.active].name if self.transport else "",
             "uptime": round(time.time() - self.started, 1),
             "pid": os.getpid(),
@@ -427,6 +447,17 @@ class Daemon:
                 pass
             out["kernel"] = kernel
         return out
+
+
+def new_session() -> int:
+    """A process's session nonce: 64 random bits from the kernel, never 0."""
+    return int.from_bytes(os.urandom(8), "big") or 1
+
+
+def _show(address: tuple) -> str:
+    """A socket address as ``host:port`` (``[host]:port`` for IPv6)."""
+    host, port = address[0], address[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _keyring(cfg: Config) -> Keyring | None:

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from snep.errors import SnepError
+from snep.fsm.effects import MAX_TERM
 
 Epoch = tuple[int, int]
 
@@ -26,12 +27,17 @@ def read_epoch(path: Path) -> Epoch:
         return (0, 0)
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise SnepError(f"state file {path} is unreadable or corrupt ({error}); remove it to start from epoch 0") from None
-    if term < 0 or node_id < 0:
-        raise SnepError(f"state file {path}: negative epoch {term, node_id}")
+    if not 0 <= term <= MAX_TERM or not 0 <= node_id <= 0xFFFF_FFFF:
+        raise SnepError(
+            f"state file {path}: epoch {term, node_id} is not one a node can act on (terms 0..{MAX_TERM}, "
+            f"node ids 0..4294967295); remove the file to start from epoch 0 (the peers tell the newest epoch)"
+        )
     return (term, node_id)
 
 
 def write_epoch(path: Path, epoch: Epoch) -> None:
+    if not 0 <= epoch[0] <= MAX_TERM:  # (the node never holds such an epoch: a bug)
+        raise ValueError(f"epoch {epoch}: the term must be 0..{MAX_TERM}")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     data = json.dumps({"term": epoch[0], "node_id": epoch[1]}).encode() + b"\n"

@@ -222,17 +222,25 @@ class Transport:
         self.after_batch()
 
     def send(self, data: bytes, address_on: Callable[[int], tuple | None] | None = None) -> None:
-        """Send on the active link, to ``address_on(link index)`` or to all destinations.
+        """Send on the active link, to ``address_on(link index)`` (None there: the peer
+        is not on that link) or, without ``address_on``, to all destinations.
 
         A link error (interface down, no route) fails over to the other link at once and
         sends the datagram there.
         """
-        link = self.links[self.active]
-        failure = link.send(data, address_on(link.index) if address_on else None)
+        failure = self._send_on(self.links[self.active], data, address_on)
         if failure is not None and len(self.links) > 1:
             self._switch(f"send failed: {errno.errorcode.get(failure, failure)}")
-            link = self.links[self.active]
-            link.send(data, address_on(link.index) if address_on else None)
+            self._send_on(self.links[self.active], data, address_on)
+
+    @staticmethod
+    def _send_on(link: Link, data: bytes, address_on: Callable[[int], tuple | None] | None) -> int | None:
+        if address_on is None:
+            return link.send(data)
+        address = address_on(link.index)
+        if address is None:
+            return None  # (the peer has no address on this link)
+        return link.send(data, address)
 
     def heard(self, link: int, now: float) -> None:
         """A configured peer spoke on ``link`` (strangers do not keep a link alive)."""

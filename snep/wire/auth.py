@@ -1,26 +1,50 @@
-"""Frame authentication: pre-shared keys and the MAC of a frame.
+"""Sealing frames: pre-shared keys, per-session frame keys, ChaCha20-Poly1305.
 
-A frame sent with a :class:`Key` carries the key's id in its header and a 16-byte MAC
-after its payload: HMAC-SHA256 over header and payload, truncated to 128 bits
-(RFC 2104 section 5 allows truncation to half the hash length). The key id lets a
-cluster rotate keys without a flag day: every node's :class:`Keyring` accepts all
-the keys it holds and sends with one of them; add the new key everywhere, switch the
-sending key node by node, then remove the old key.
+A sealed frame is encrypted and authenticated (AEAD) in one mode, ChaCha20-Poly1305
+(RFC 8439): conntrack state tells an on-path observer who talks to whom, so it is
+kept secret as well as authentic. The AEAD key of a frame is derived from the
+pre-shared key and the sender's session, never used directly:
+
+    frame key = HKDF-SHA256(ikm = secret, salt = session (8 bytes),
+                            info = b"snep/2 frame " + src node id (4 bytes))
+
+A sender draws a fresh random session at every start and numbers its frames with a
+strictly increasing 64-bit counter, which is the AEAD nonce (4 zero bytes, then the
+counter): a (key, nonce) pair is never used twice, even when a process restarts,
+because its new session gives it a new key. The key belongs to the sender's session,
+not to a pair of nodes, so one sealed frame serves every peer (multicast, or the
+same bytes unicast to each).
+
+The key id in the frame header lets a cluster rotate keys without a flag day: every
+node's :class:`Keyring` accepts all the keys it holds and sends with one of them
+(the highest id by default); add the new key everywhere, switch the sending key node
+by node, then remove the old key.
 """
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from snep.errors import ConfigError
 
-MAC_SIZE = 16
+TAG_SIZE = 16
 MIN_SECRET_SIZE = 16
 KEY_ID_MAX = 255
+INFO = b"snep/2 frame "
 
-_digest = hmac.digest
+#: frame keys kept derived: (key, sender, session) triples. A node needs one per peer
+#: session and key id it hears, and one for itself; forged frames of random sessions
+#: cost a derivation each and push out nothing a node needs for long.
+FRAME_KEY_CACHE = 256
+
+__all__ = ["InvalidTag", "Key", "Keyring", "TAG_SIZE", "frame_aead", "nonce"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,9 +62,22 @@ class Key:
                 f"key {self.key_id}: the secret must be at least {MIN_SECRET_SIZE} bytes"
             )
 
-    def mac(self, data: bytes) -> bytes:
-        """The frame MAC of ``data`` (header and payload)."""
-        return _digest(self.secret, data, "sha256")[:MAC_SIZE]
+
+@lru_cache(maxsize=FRAME_KEY_CACHE)
+def frame_aead(key: Key, src: int, session: int) -> ChaCha20Poly1305:
+    """The AEAD of the frames node ``src`` sends in ``session`` under ``key``."""
+    derived = HKDF(
+        algorithm=SHA256(),
+        length=32,
+        salt=session.to_bytes(8, "big"),
+        info=INFO + src.to_bytes(4, "big"),
+    ).derive(key.secret)
+    return ChaCha20Poly1305(derived)
+
+
+def nonce(counter: int) -> bytes:
+    """The AEAD nonce of the frame numbered ``counter`` in its session."""
+    return b"\0\0\0\0" + counter.to_bytes(8, "big")
 
 
 class Keyring:
@@ -64,7 +101,7 @@ class Keyring:
 
     @property
     def send_key(self) -> Key:
-        """The key this node authenticates its own frames with."""
+        """The key this node seals its own frames with."""
         return self._keys[self._send_id]
 
     def get(self, key_id: int) -> Key | None:

@@ -1,7 +1,8 @@
 """The sync protocol's messages and frames, as values.
 
-A *frame* is one datagram: a fixed header (who sends, in which epoch, with which
-sequence number) and one or more *messages* of the frame's type. STATE frames are
+A *frame* is one datagram: a fixed header (who sends to whom, in which session and
+epoch, with which counter and sequence number) and one or more *messages* of the
+frame's type. STATE frames are
 the reliable stream: each carries its own sequence number, is kept in the sender's
 resend queue until acknowledged, and packs as many STATE messages as the MTU allows.
 Every other frame is control traffic: it is never retransmitted, and its header's
@@ -19,13 +20,13 @@ from typing import Union
 
 from snep.entry import Event
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 #: Default MTU: a 1500-byte Ethernet frame less the IPv4 (20) and UDP (8) headers.
 DEFAULT_MTU = 1500 - 20 - 8
 
 # Frame header flags.
-FLAG_AUTH = 0x01  # a MAC trailer follows the payload; the key id byte names the key
+FLAG_SEALED = 0x01  # payload encrypted, a 16-byte tag follows; the key id byte names the key
 FLAG_BULK_START = 0x02  # first frame of a bulk dump (STATE only)
 FLAG_BULK_END = 0x04  # last frame of a bulk dump (STATE only)
 
@@ -73,12 +74,17 @@ class Hello:
     """A node tells the newest epoch it has seen: at start-up, on a new epoch of its
     own, and to a primary whose frames are stale. Whether the sender is primary of
     that epoch is its frame header's claim; ``live`` says it follows a primary of
-    that epoch heard lately (so the news is vouched for, not just remembered)."""
+    that epoch heard lately (so the news is vouched for, not just remembered).
+
+    It is also the handshake of the sync channel (snep.fsm.channel): ``echo`` is the
+    addressee's session the sender answers (0: none), which proves the sender holds
+    the key over a nonce the addressee chose."""
 
     newest_term: int
     newest_owner: int
     live: bool = False
     version: int = PROTOCOL_VERSION
+    echo: int = 0
 
 
 #: A STATE message is a conntrack :class:`~snep.entry.Event` (kind and entry) as is.
@@ -94,9 +100,17 @@ MESSAGE_TYPE_OF: dict[type, MessageType] = {
 }
 
 
+#: ``dst`` of a frame for every peer (STATE, ALIVE, a HELLO to all)
+EVERY_PEER = 0
+
+
 @dataclass(frozen=True, slots=True)
 class Frame:
-    """One datagram: header fields and the messages it carries (all of ``type``)."""
+    """One datagram: header fields and the messages it carries (all of ``type``).
+
+    ``node_id`` is the sender (the header's src), ``dst`` the addressee (0: every
+    peer); ``session`` and ``counter`` number the frame in its sender's process
+    (the AEAD nonce, the receiver's anti-replay window)."""
 
     type: MessageType
     node_id: int
@@ -104,6 +118,9 @@ class Frame:
     seq: int
     messages: tuple[Message, ...]
     flags: int = 0
+    dst: int = EVERY_PEER
+    session: int = 0
+    counter: int = 0
 
     @property
     def starts_dump(self) -> bool:

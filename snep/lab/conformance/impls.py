@@ -10,6 +10,7 @@ a timestamp (``notify.log``), so the harness can tell when a takeover's notify f
 from __future__ import annotations
 
 import json
+import secrets
 import shutil
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import time
 from pathlib import Path
 
 from snep.lab.conformance.profile import Profile
+from snep.lab.demo import peers_toml
 from snep.lab.topology import (
     CLIENT_VIP,
     SERVER_VIP,
@@ -219,16 +221,25 @@ class SnepImpl(Impl):
     def sock(self, fw: Firewall) -> Path:
         return fw.dir / "snep.sock"
 
+    @staticmethod
+    def key_file(topo: Topology) -> Path:
+        """The cluster's pre-shared key (one for all firewalls of the topology)."""
+        path = topo.dir / "snep.key"
+        if not path.exists():
+            path.touch(mode=0o600)
+            path.write_text(f"1 {secrets.token_hex(32)}\n")
+        return path
+
     def write_conf(self, topo: Topology, fw: Firewall) -> Path:
         def link(k: int) -> list[str]:
-            peers = ", ".join(f'"{p.sync_ips[k]}:{SYNC_PORT}"' for p in topo.firewalls
-                              if p is not fw)
-            return [f'listen = "{fw.sync_ips[k]}:{SYNC_PORT}"', f"peers = [{peers}]",
+            peers = peers_toml((p.index, f"{p.sync_ips[k]}:{SYNC_PORT}") for p in topo.firewalls if p is not fw)
+            return [f'listen = "{fw.sync_ips[k]}:{SYNC_PORT}"', f"peers = {peers}",
                     f'interface = "{SYNC_IFACES[k]}"']
 
         ignore = ", ".join(f'"{a}/32"' for a in _ignored(topo))
         lines = ["[node]", f"id = {fw.index}", f'state_file = "{fw.dir / "snep.state"}"',
-                 "", "[sync]", *link(0), f"resend_queue = {self.resend_queue}"]
+                 "", "[sync]", *link(0), f'key_file = "{self.key_file(topo)}"',
+                 f"resend_queue = {self.resend_queue}"]
         if topo.sync_links > 1:
             lines += ["", "[sync.second_link]", *link(1)]
         lines += ["", "[filter]", f'ignore = ["127.0.0.0/8", {ignore}]',
