@@ -106,6 +106,7 @@ def test_every_counterpart_is_a_spec_action(spec_actions, registry):
 
 def test_counterparts_exist(registry):
     """Every registered name resolves to a real attribute (no table of dead names)."""
+    import snep.fsm.channel as channel_module
     import snep.fsm.node as node_module
     import snep.fsm.receiver as receiver_module
     import snep.fsm.role as role_module
@@ -115,6 +116,7 @@ def test_counterparts_exist(registry):
 
     owners = {
         "SyncNode": node_module.SyncNode,
+        "Channel": channel_module.Channel,
         "SyncSender": sender_module.SyncSender,
         "SyncReceiver": receiver_module.SyncReceiver,
         "RoleMachine": role_module.RoleMachine,
