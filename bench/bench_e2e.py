@@ -252,7 +252,7 @@ def resync(impl_class, n: int, prefix: str) -> dict[str, float]:
         up = time.time()
         impl.request_resync(fw2)
         requested = time.time()
-        reached, _ = poll_until(impl, fw2, n, 60, incremental_period=0.002)
+        reached, _ = poll_until(impl, fw2, n, 60, period=0.002)
         final = impl.external(fw2)
         return {
             "flows": n,

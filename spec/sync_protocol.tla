@@ -179,7 +179,9 @@ receiverVars == <<expect, ackFrom, inBulk, marked, needSync>>
 
 \* network and adversary
 VARIABLES msgs,      \* bag of messages in flight
-          stash      \* frames the adversary captured (it replays them later)
+          stash      \* frames the adversary captured (it replays them later),
+                     \*   each with the nodes that rebound its sender since
+                     \*   (their replay windows start after it: spent for them)
 netVars == <<msgs, stash>>
 
 \* ghosts: only the properties read them
@@ -243,9 +245,10 @@ InFlight(n, m, t) == \E msg \in BagToSet(msgs) :
 
 \* The channel: n accepts a frame only when it is sealed for n (or for every
 \* peer) and comes from the session of its sender that n has bound. Frames
-\* of an earlier session, or sealed for another node, change nothing (the
-\* implementation also drops frames seen before: its replay window; the
-\* model lets such duplicates through, which only makes the network worse).
+\* of an earlier session, or sealed for another node, change nothing; nor do
+\* frames sent before n's handshake with their sender (Bind). The
+\* implementation also drops a frame seen before (its replay window); the
+\* model lets such duplicates through, which only makes the network worse.
 Accepts(n, msg) == msg.for \in {0, n} /\ msg.sess = bound[n][msg.src]
 
 AckWindow == 2
@@ -582,16 +585,18 @@ DuplicateMsg ==
 \* another recipient or session than the one it was sealed for.
 Capture ==
     /\ Cardinality(stash) < MaxReplay
-    /\ \E msg \in BagToSet(msgs) : msg \notin stash /\ stash' = stash \cup {msg}
+    /\ \E msg \in BagToSet(msgs) :
+          /\ ~\E e \in stash : e.msg = msg
+          /\ stash' = stash \cup {[msg |-> msg, spent |-> {}]}
     /\ UNCHANGED <<envVars, tableVars, epoch, channelVars, senderVars, receiverVars,
                    msgs, ghostVars>>
 
 Replay ==
     /\ env.replay < MaxReplay
     /\ BagCardinality(msgs) < MaxInFlight
-    /\ \E msg \in stash, d \in Node :
-          /\ d # msg.src /\ Up(role[d])
-          /\ msgs' = msgs (+) SetToBag({[msg EXCEPT !.dst = d]})
+    /\ \E e \in stash, d \in Node :
+          /\ d # e.msg.src /\ d \notin e.spent /\ Up(role[d])
+          /\ msgs' = msgs (+) SetToBag({[e.msg EXCEPT !.dst = d]})
     /\ env' = [env EXCEPT !.replay = @ + 1]
     /\ UNCHANGED <<role, master, linkUp, tableVars, epoch, channelVars, senderVars,
                    receiverVars, stash, ghostVars>>
@@ -1128,14 +1133,17 @@ RecvHello(n, m) ==
 
 \* The handshake, as one step: n binds m's current session once m proved the
 \* key over n's own (challenge-response with both session nonces, in HELLOs).
+\* n's replay window for m starts after the handshake: every frame m sent n
+\* before it (in flight, or captured by the adversary) is refused from now on.
 \* m's HELLO tells its newest epoch (HearEpoch); m may have restarted: what
 \* it acknowledged before is no longer recent.
 Bind(n, m) ==
     /\ m # n /\ Up(role[n]) /\ Reachable(n, m)
     /\ bound[n][m] # sess[m]
     /\ bound' = [bound EXCEPT ![n][m] = sess[m]]
-    /\ HearEpoch(n, epoch[m], role[m] = PRIMARY, FollowsLive(m), msgs, m)
-    /\ UNCHANGED <<master, linkUp, env, tableVars, sess, peerLive, stash, lastVer, born, owed,
+    /\ stash' = {IF e.msg.src = m THEN [e EXCEPT !.spent = @ \cup {n}] ELSE e : e \in stash}
+    /\ HearEpoch(n, epoch[m], role[m] = PRIMARY, FollowsLive(m), DropAll(LAMBDA x : x.src = m /\ x.dst = n), m)
+    /\ UNCHANGED <<master, linkUp, env, tableVars, sess, peerLive, lastVer, born, owed,
                    promoted, failedAs, fenced, repairs>>
 
 \* ---------------------------------------------------------------------------
@@ -1216,7 +1224,7 @@ TypeOK ==
     /\ inBulk \in [Node -> BOOLEAN] /\ marked \in [Node -> SUBSET Conn]
     /\ needSync \in [Node -> BOOLEAN]
     /\ IsABag(msgs) /\ BagToSet(msgs) \subseteq Msg
-    /\ stash \subseteq Msg
+    /\ stash \subseteq [msg : Msg, spent : SUBSET Node]
     /\ lastVer \in [Conn -> Version] /\ born \in [Conn -> Version]
     /\ owed \in [Node -> SUBSET (Epoch \X Conn)]
     /\ promoted \in [Node -> [ready : BOOLEAN, from : Epoch,

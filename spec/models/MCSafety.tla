@@ -44,6 +44,13 @@ FromSynced == SyncedState(1) /\ [][Next]_vars
 \* with two nodes). Rejoin, under the same constraint, shows its return reached.
 OnlyTheFirstPrimaryFails == \A n \in Node : (Up(role[n]) /\ role'[n] = DOWN) => n = 1
 
+\* ReplayRestart's narrowing: the backup (node 2) fails first and comes back,
+\* then the primary (node 1) fails for good: the takeover by a node that
+\* restarted, with the adversary's captures from its former life.
+BackupThenPrimaryFails ==
+    /\ \A n \in Node : (Up(role[n]) /\ role'[n] = DOWN) => IF env.fail = 0 THEN n = 2 ELSE n = 1
+    /\ role[1] = DOWN => role'[1] = DOWN
+
 \* Reachability (each must be violated where a model says so): after two
 \* failures the last node took over in sync, holding a connection it
 \* acknowledged (TwoTakeovers); a failed process came back and is BACKUP in
