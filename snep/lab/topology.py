@@ -170,12 +170,25 @@ class Topology:
                 pass
 
     def close(self) -> None:
-        """Stop every process we started (by PID), delete our namespaces and files."""
+        """Stop every process we started (by PID), delete our namespaces and files.
+
+        A second Ctrl-C or SIGTERM while this runs (an impatient user, a test's
+        timeout) must not leave half of the stage behind: the signals wait until
+        everything is gone, and one step's error does not stop the next.
+        """
+        for signum in self._old_handlers:
+            signal.signal(signum, signal.SIG_IGN)
         for proc in reversed(self._procs):
-            self._stop(proc)
+            try:
+                self._stop(proc)
+            except Exception:  # (best effort: the namespaces must still go)
+                pass
         self._procs.clear()
         for ns in reversed(self._namespaces):
-            netns.delete(ns)
+            try:
+                netns.delete(ns)
+            except Exception:
+                pass
         self._namespaces.clear()
         if self._own_dir and not self.keep_logs:
             shutil.rmtree(self.dir, ignore_errors=True)
