@@ -19,9 +19,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     cfg = config.load(args.config)  # ConfigError -> "snep run: error: FILE: key: reason", exit 1
     if args.check:
-        from snep.runtime import adapter
+        if cfg.sync.key_file is not None:
+            from snep.runtime.keys import load_keyring
 
-        adapter.load_keyring(cfg)
+            load_keyring(cfg.sync.key_file)  # its lines too, not only its mode
         print(f"{args.config}: ok (node {cfg.node_id}, level {cfg.sync.params.level.value})")
         return 0
     from snep.runtime.daemon import main as run_daemon
