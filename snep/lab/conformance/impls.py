@@ -84,6 +84,52 @@ def rss_kib(proc: subprocess.Popen[bytes] | None) -> int | None:
     return None
 
 
+def conntrackd_conf(topo: Topology, fw: Firewall) -> str:
+    """conntrackd.conf of ``fw``: FT-FW over UDP to the other firewall (one UDP section
+    per sync link, the first the Default): the reference's setup, and what the migration
+    scenario imports into snep's config."""
+    peer = next(p for p in topo.firewalls if p is not fw)
+    channels = []
+    for k, (ip, peer_ip) in enumerate(zip(fw.sync_ips, peer.sync_ips)):
+        channels.append(f"""    UDP {"Default" if k == 0 else ""} {{
+        IPv4_address {ip}
+        IPv4_Destination_Address {peer_ip}
+        Port {SYNC_PORT}
+        Interface {SYNC_IFACES[k]}
+        SndSocketBuffer 8388608
+        RcvSocketBuffer 8388608
+        Checksum on
+    }}""")
+    ignore = "\n".join(f"                IPv4_address {a}" for a in _ignored(topo))
+    return f"""Sync {{
+    Mode FTFW {{
+        DisableExternalCache Off
+    }}
+{chr(10).join(channels)}
+}}
+General {{
+    HashSize 32768
+    HashLimit 131072
+    LogFile {fw.dir / "conntrackd.log"}
+    LockFile {fw.dir / "conntrackd.lock"}
+    UNIX {{
+        Path {fw.dir / "conntrackd.ctl"}
+    }}
+    NetlinkBufferSize 2097152
+    NetlinkBufferSizeMaxGrowth 8388608
+    Filter From Userspace {{
+        Protocol Accept {{
+            TCP
+            UDP
+        }}
+        Address Ignore {{
+{ignore}
+        }}
+    }}
+}}
+"""
+
+
 class Impl:
     """No synchronization: keepalived moves the addresses and nothing else happens."""
 
@@ -128,48 +174,8 @@ class ConntrackdImpl(Impl):
         return fw.dir / "conntrackd.conf"
 
     def write_conf(self, topo: Topology, fw: Firewall) -> Path:
-        peer = next(p for p in topo.firewalls if p is not fw)
-        channels = []
-        for k, (ip, peer_ip) in enumerate(zip(fw.sync_ips, peer.sync_ips)):
-            channels.append(f"""    UDP {"Default" if k == 0 else ""} {{
-        IPv4_address {ip}
-        IPv4_Destination_Address {peer_ip}
-        Port {SYNC_PORT}
-        Interface {SYNC_IFACES[k]}
-        SndSocketBuffer 8388608
-        RcvSocketBuffer 8388608
-        Checksum on
-    }}""")
-        ignore = "\n".join(f"                IPv4_address {a}" for a in _ignored(topo))
-        conf = f"""Sync {{
-    Mode FTFW {{
-        DisableExternalCache Off
-    }}
-{chr(10).join(channels)}
-}}
-General {{
-    HashSize 32768
-    HashLimit 131072
-    LogFile {fw.dir / "conntrackd.log"}
-    LockFile {fw.dir / "conntrackd.lock"}
-    UNIX {{
-        Path {fw.dir / "conntrackd.ctl"}
-    }}
-    NetlinkBufferSize 2097152
-    NetlinkBufferSizeMaxGrowth 8388608
-    Filter From Userspace {{
-        Protocol Accept {{
-            TCP
-            UDP
-        }}
-        Address Ignore {{
-{ignore}
-        }}
-    }}
-}}
-"""
         path = self.conf_path(fw)
-        path.write_text(conf)
+        path.write_text(conntrackd_conf(topo, fw))
         return path
 
     def _ctl(self, fw: Firewall) -> str:
