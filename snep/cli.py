@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "run": ("snep.cmd.run", "run a sync node in the foreground (--config FILE)"),
     "ctl": ("snep.cmd.ctl", "talk to a running node over its control socket"),
     "notify": ("snep.cmd.notify", "tell the local node about a keepalived transition"),
+    "config": ("snep.cmd.config", "import a conntrackd.conf into a snep config"),
     "demo": ("snep.cmd.demo", "failover demo in network namespaces, with and without snep"),
     "diagram": ("snep.cmd.diagram", "render the state machines with graphviz"),
     "spec": ("snep.cmd.spec", "model-check the TLA+ spec with TLC, validate traces"),
