@@ -5,11 +5,11 @@ PYTHON   ?= python3
 VENV     ?= .venv
 PY       := $(VENV)/bin/python
 SNEP     := $(VENV)/bin/snep
-DEBS     := conntrack conntrackd nftables keepalived iproute2 graphviz
+DEBS     := conntrack conntrackd nftables keepalived iproute2 graphviz man-db
 STAMP    := $(VENV)/.installed
 GOAL      = $(or $(MAKECMDGOALS),$(.DEFAULT_GOAL))
 
-.PHONY: demo test deps debs venv model-tests model-tests-deep conformance bench diagrams spec-check clean
+.PHONY: demo test deps debs venv model-tests model-tests-deep conformance bench diagrams man spec-check clean
 
 demo: deps
 	$(SNEP) demo
@@ -59,6 +59,11 @@ bench: deps
 # NAME.svg, and NAME.gv: the DOT source that tests/test_fsm_diagram.py compares with the tables
 diagrams: deps
 	$(SNEP) diagram --format svg --out docs/diagrams
+
+# man/snep.8 and man/snep.toml.5, from the parsers and config.SETTINGS (tests/test_man.py
+# fails when the committed pages are not what this writes)
+man: deps
+	$(SNEP) man --out man
 
 spec-check: deps
 	$(SNEP) spec check

@@ -25,6 +25,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "diagram": ("snep.cmd.diagram", "render the state machines with graphviz"),
     "spec": ("snep.cmd.spec", "model-check the TLA+ spec with TLC, validate traces"),
     "conformance": ("snep.cmd.conformance", "replay the failure scenarios on real kernels"),
+    "man": ("snep.cmd.man", "write the manual pages snep(8) and snep.toml(5)"),
 }
 
 
