@@ -218,8 +218,9 @@ def _options(parser: argparse.ArgumentParser, listed: tuple[str, ...] = ()) -> l
     for action in parser._actions:
         if isinstance(action, argparse._HelpAction):
             continue
+        name = _metavar(action)
         if action.dest in listed:
-            out.append(item(italic(action.metavar or action.dest), "one of the commands above"))
+            out.append(item(italic(name), "one of the commands above"))
             continue
         if isinstance(action, argparse._SubParsersAction):
             helps = {choice.dest: choice.help or "" for choice in action._choices_actions}
@@ -235,13 +236,20 @@ def _options(parser: argparse.ArgumentParser, listed: tuple[str, ...] = ()) -> l
             if action.nargs != 0 and action.choices and not action.metavar:
                 tag += " " + "|".join(bold(str(choice)) for choice in action.choices)
             elif action.nargs != 0:
-                tag += " " + italic(action.metavar or action.dest.upper())
+                tag += " " + italic(name)
         else:
-            tag = italic(action.metavar or action.dest)
+            tag = italic(name)
             if action.choices and not action.metavar:
                 tag = " | ".join(bold(str(choice)) for choice in action.choices)
         out.append(item(tag, help_text))
     return out
+
+
+def _metavar(action: argparse.Action) -> str:
+    """What stands for the argument's value (argparse's METAVAR, else its name)."""
+    if isinstance(action.metavar, str):
+        return action.metavar
+    return action.dest.upper() if action.option_strings else action.dest
 
 
 def _ctl_commands() -> list[str]:
@@ -322,7 +330,7 @@ def _kind(setting: config.Setting) -> str:
         return italic(setting.unit)
     if setting.low is not None:
         return italic("number" if isinstance(setting.default, float) else "integer")
-    return italic({str: "string", list: "array"}.get(type(setting.default), "value"))
+    return italic("string" if isinstance(setting.default, str) else "array" if isinstance(setting.default, list) else "value")
 
 
 def _number(x: float) -> str:

@@ -432,7 +432,7 @@ class _Converter:
         """``STATE ... for TCP`` -> the kernel's TCP states."""
         if len(words) < 2 or words[-2].text != "for" or words[-1].text != "TCP":
             raise self.error(line, f"{what}: expected 'STATE ... for TCP'")
-        chosen = set()
+        chosen: set[TcpState] = set()
         for word in words[:-2]:
             if word.text not in _STATES:
                 raise self.error(word.line, f"{what}: unknown TCP state {word.text!r} "

@@ -212,7 +212,7 @@ class _Parser:
 
     def block(self, grammar: str, opened: Word | None, section: str) -> list[Statement]:
         """Statements up to the '}' that closes ``opened`` (None: the end of the file)."""
-        statements = []
+        statements: list[Statement] = []
         while True:
             word = self.peek()
             if word is None:
@@ -291,7 +291,7 @@ class _Parser:
 
     def list_block(self, name: str, opened: Word) -> list[Word]:
         """The words up to '}' (protocol names, TCP states, helpers)."""
-        items = []
+        items: list[Word] = []
         while True:
             word = self.peek()
             if word is None:

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from snep.lab.conformance.profile import Profile
 from snep.lab.topology import (
@@ -304,7 +305,8 @@ class ImportedSnepImpl(SnepImpl):
         from snep.migrate.conntrackd import Options, import_text
 
         source = fw.dir / "conntrackd.conf"
-        lab = {"node": {"state_file": str(fw.dir / "snep.state")}, "sync": {"resend_queue": self.resend_queue}}
+        lab: dict[str, dict[str, Any]] = {"node": {"state_file": str(fw.dir / "snep.state")},
+                                          "sync": {"resend_queue": self.resend_queue}}
         imported = import_text(conntrackd_conf(topo, fw), str(source),
                                Options(node_id=fw.index, port=self.port, overrides=lab))
         if imported.config.control.socket != self.sock(fw):
