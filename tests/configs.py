@@ -1,10 +1,13 @@
 """Config files for tests that run ``snep`` as a command: contrib/snep.toml as shipped,
-with its key file (``/etc/snep/key``, absent on a test machine) replaced by a real one."""
+with its key file (``/etc/snep/key``, absent on a test machine) replaced by a real one;
+and what tests read of a parsed config's peers."""
 
 from __future__ import annotations
 
 import secrets
 from pathlib import Path
+
+from snep.config import LinkConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTRIB = ROOT / "contrib" / "snep.toml"
@@ -25,3 +28,9 @@ def contrib_config(directory: Path) -> Path:
     path = directory / "snep.toml"
     path.write_text(text.replace('"/etc/snep/key"', f'"{key_file(directory)}"'))
     return path
+
+
+def peer_addresses(link: LinkConfig) -> list[str]:
+    """ADDRESS:PORT of each peer of a parsed link, in order (the one place tests read how
+    a link holds its peers)."""
+    return [str(peer) for peer in link.peers]

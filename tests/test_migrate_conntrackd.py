@@ -29,6 +29,7 @@ from snep.migrate.conntrackd import (
     Options,
     import_text,
 )
+from tests.configs import peer_addresses
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = Path("/usr/share/doc/conntrackd/examples")
@@ -80,7 +81,8 @@ def test_debian_sync_examples_import_into_configs_run_check_accepts(path: Path, 
     assert all(re.match(rf"{re.escape(str(source))}(:\d+)?: (not carried|placeholder|note): ", line)
                for line in report), report
     # the examples multicast and name no peers: the placeholder is written and named
-    assert any(": placeholder: [sync] peers = [\"192.0.2.2:3780\"]" in line for line in report), report
+    assert any(': placeholder: [sync] peers: "192.0.2.2:3780" stands in' in line for line in report), report
+    assert peer_addresses(config.load(out).sync.link) == ["192.0.2.2:3780"]
     data = tomllib.loads(out.read_text())
     assert data["sync"]["multicast_group"] == "225.0.0.50" and data["sync"]["interface"] == "eth2"
     assert data["sync"]["listen"] == "192.168.100.100:3780"
@@ -112,11 +114,13 @@ def test_the_conformance_suites_conntrackd_configs_import(links: int, tmp_path: 
     imported = import_text(conntrackd_conf(topo, fw), "fw2.conf", Options(node_id=2, port=3781))
     data = tomllib.loads(imported.toml)
     assert data["node"] == {"id": 2}
-    assert data["sync"]["listen"] == "10.99.0.2:3781" and data["sync"]["peers"] == ["10.99.0.1:3781"]
+    cfg = imported.config
+    assert data["sync"]["listen"] == "10.99.0.2:3781" and peer_addresses(cfg.sync.link) == ["10.99.0.1:3781"]
     assert data["sync"]["interface"] == "y0" and data["sync"]["socket_buffer"] == 8388608
     if links == 2:
-        assert data["sync"]["second_link"] == {"listen": "10.98.0.2:3781", "peers": ["10.98.0.1:3781"],
-                                               "interface": "z0"}
+        second = data["sync"]["second_link"]
+        assert second["listen"] == "10.98.0.2:3781" and second["interface"] == "z0"
+        assert cfg.sync.second_link is not None and peer_addresses(cfg.sync.second_link) == ["10.98.0.1:3781"]
     else:
         assert "second_link" not in data["sync"]
     assert data["filter"]["protocols"] == ["tcp", "udp"]
@@ -203,10 +207,11 @@ General {
 def test_a_file_with_every_kind_of_statement(tmp_path: Path) -> None:
     imported = import_text(EVERYTHING, "ct.conf", Options(node_id=7))
     data = tomllib.loads(imported.toml)
-    sync = data["sync"]
-    assert sync["listen"] == "10.0.0.1:3780" and sync["peers"] == ["10.0.0.2:3780"] and sync["interface"] == "sync0"
-    assert sync["second_link"] == {"listen": "[fe80::1%sync1]:3790", "peers": ["[fe80::2%sync1]:3790"],
-                                   "interface": "sync1"}
+    sync, cfg = data["sync"], imported.config
+    assert sync["listen"] == "10.0.0.1:3780" and sync["interface"] == "sync0"
+    assert peer_addresses(cfg.sync.link) == ["10.0.0.2:3780"]
+    assert sync["second_link"]["listen"] == "[fe80::1%sync1]:3790" and sync["second_link"]["interface"] == "sync1"
+    assert cfg.sync.second_link is not None and peer_addresses(cfg.sync.second_link) == ["[fe80::2%sync1]:3790"]
     assert sync["socket_buffer"] == 16777216  # one size for both links: the largest given
     assert data["kernel"] == {"shorten_timeout": 30, "inject_on_arrival": True,
                               "netlink_buffer": 134217728, "netlink_buffer_max": 134217728}
@@ -214,7 +219,6 @@ def test_a_file_with_every_kind_of_statement(tmp_path: Path) -> None:
     assert data["filter"]["ignore"] == ["192.168.0.0/24", "::1/128", "127.0.0.0/8"]
     assert data["filter"]["tcp_states"] == ["ESTABLISHED", "CLOSE", "SYN_SENT2"]
     assert data["control"]["socket"] == "/run/conntrackd/snep.sock"
-    cfg = imported.config
     assert cfg.node_id == 7 and cfg.sync.params.inject_on_arrival
 
     dropped = notes(imported, NOT_CARRIED)
@@ -250,7 +254,8 @@ def test_options_fill_in_what_conntrackd_does_not_say(tmp_path: Path) -> None:
     imported = import_text(multicast, "m.conf", Options(node_id=2, peers=("192.168.100.1", "192.168.100.3"),
                                                           port=3781, key_file="/etc/snep/key"))
     sync = tomllib.loads(imported.toml)["sync"]
-    assert sync["peers"] == ["192.168.100.1:3781", "192.168.100.3:3781"] and sync["listen"] == "192.168.100.1:3781"
+    assert peer_addresses(imported.config.sync.link) == ["192.168.100.1:3781", "192.168.100.3:3781"]
+    assert sync["listen"] == "192.168.100.1:3781"
     assert sync["key_file"] == "/etc/snep/key"
     assert not notes(imported, PLACEHOLDER)
     with pytest.raises(ConfigError, match="--peer 'nonsense'"):

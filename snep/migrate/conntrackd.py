@@ -571,8 +571,8 @@ class _Converter:
         why = ("conntrackd's multicast names no peers and snep needs them (who may speak)"
                if link.kind == "Multicast" else f"{link.kind} has no IPv{version}_Destination_Address")
         option = "--peer" if section == "sync" else "--second-link-peer"
-        self.note(link.line, PLACEHOLDER, f"[{section}] peers = {value([placeholder])}: {why}: put the other "
-                                          f"nodes' addresses on this link there, or give {option} ADDRESS")
+        self.note(link.line, PLACEHOLDER, f"[{section}] peers: {value(placeholder)} stands in: {why}: put the "
+                                          f"other nodes' addresses on this link there, or give {option} ADDRESS")
         return [placeholder]
 
     def write_kernel(self, doc: Document) -> None:

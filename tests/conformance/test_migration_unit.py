@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from snep import config
 from snep.lab.conformance.impls import MigrationImpl, NotApplicable, make
 from snep.lab.conformance.profile import CI
 from snep.lab.topology import Topology
+from tests.configs import peer_addresses
 
 pytestmark = pytest.mark.skipif(shutil.which("conntrackd") is None, reason="conntrackd not installed (make debs)")
 
@@ -42,7 +44,7 @@ def test_snep_is_configured_by_the_importer_on_its_own_port(tmp_path: Path) -> N
     fw = topo.fw(1)
     fw.dir.mkdir(parents=True)
     impl = MigrationImpl(CI.resend_queue)
-    text = impl.snep.write_conf(topo, fw).read_text()
-    assert 'listen = "10.99.0.1:3781"' in text and 'peers = ["10.99.0.2:3781"]' in text
-    assert f'socket = "{fw.dir / "snep.sock"}"' in text and "resend_queue = 256" in text
+    cfg = config.load(impl.snep.write_conf(topo, fw))
+    assert str(cfg.sync.link.listen) == "10.99.0.1:3781" and peer_addresses(cfg.sync.link) == ["10.99.0.2:3781"]
+    assert cfg.control.socket == fw.dir / "snep.sock" and cfg.sync.params.resend_queue == 256
     assert "not carried: HashLimit" in (fw.dir / "import-conntrackd.log").read_text()
