@@ -281,7 +281,6 @@ class _Converter:
         link.buffer, link.buffer_line = max(link.buffer, self.number(st)), link.buffer_line or st.line
 
     def checksum(self, st: Statement) -> None:
-        self.switch(st)
         self.note(st.line, NOTE, f"{st.text()}: snep's frames always carry the UDP checksum "
                                  "(and, with a key file, a MAC); nothing to set")
 
@@ -307,7 +306,6 @@ class _Converter:
             self.note(st.line, NOT_CARRIED, f"{st.text()}: snep always asks for a resync when it starts")
 
     def window_tracking(self, st: Statement) -> None:
-        self.switch(st)
         self.note(st.line, NOTE, f"{st.text()}: snep writes each entry with the TCP flags and window scales "
                                  "the primary's kernel had, and the kernel tracks windows from there; "
                                  "nothing to set")
