@@ -5,11 +5,20 @@ PYTHON   ?= python3
 VENV     ?= .venv
 PY       := $(VENV)/bin/python
 SNEP     := $(VENV)/bin/snep
-DEBS     := conntrack conntrackd nftables keepalived iproute2 graphviz
+DEBS     := conntrack conntrackd nftables keepalived iproute2 graphviz man-db pipx
 STAMP    := $(VENV)/.installed
 GOAL      = $(or $(MAKECMDGOALS),$(.DEFAULT_GOAL))
 
-.PHONY: demo test deps debs venv model-tests model-tests-deep conformance bench diagrams spec-check clean
+# make install: where the system files go (the program itself: pipx, see README's Install)
+PREFIX   ?= /usr/local
+BINDIR   ?= $(PREFIX)/bin
+MANDIR   ?= $(PREFIX)/share/man
+DOCDIR   ?= $(PREFIX)/share/doc/snep
+UNITDIR  ?= $(PREFIX)/lib/systemd/system
+SYSCONFDIR ?= /etc
+DESTDIR  ?=
+
+.PHONY: demo test deps debs venv model-tests model-tests-deep conformance bench diagrams man install uninstall spec-check clean
 
 demo: deps
 	$(SNEP) demo
@@ -59,6 +68,33 @@ bench: deps
 # NAME.svg, and NAME.gv: the DOT source that tests/test_fsm_diagram.py compares with the tables
 diagrams: deps
 	$(SNEP) diagram --format svg --out docs/diagrams
+
+# man/snep.8 and man/snep.toml.5, from the parsers and config.SETTINGS (tests/test_man.py
+# fails when the committed pages are not what this writes)
+man: deps
+	$(SNEP) man --out man
+
+# The system files, in their usual places: the manual pages, the systemd unit (starting
+# $(BINDIR)/snep), the examples, and /etc/snep/snep.toml unless there is one already.
+# Needs no virtualenv: the pages are committed (make man). DESTDIR for packaging.
+install:
+	install -d $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(UNITDIR)
+	install -m 0644 man/snep.8 $(DESTDIR)$(MANDIR)/man8/snep.8
+	install -m 0644 man/snep.toml.5 $(DESTDIR)$(MANDIR)/man5/snep.toml.5
+	sed 's|/usr/local/bin/snep|$(BINDIR)/snep|g' contrib/snep.service > $(DESTDIR)$(UNITDIR)/snep.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/snep.service
+	install -m 0644 contrib/snep.toml $(DESTDIR)$(DOCDIR)/examples/snep.toml
+	sed 's|/usr/local/bin/snep|$(BINDIR)/snep|g' contrib/keepalived.conf > $(DESTDIR)$(DOCDIR)/examples/keepalived.conf
+	chmod 0644 $(DESTDIR)$(DOCDIR)/examples/keepalived.conf
+	install -d -m 0700 $(DESTDIR)$(SYSCONFDIR)/snep
+	test -e $(DESTDIR)$(SYSCONFDIR)/snep/snep.toml || install -m 0644 contrib/snep.toml $(DESTDIR)$(SYSCONFDIR)/snep/snep.toml
+	@echo "installed. Next: a key file $(SYSCONFDIR)/snep/key (mode 0600; snep.toml(5), KEY FILE), $(SYSCONFDIR)/snep/snep.toml"
+	@echo "edited, snep run --check --config $(SYSCONFDIR)/snep/snep.toml, systemctl daemon-reload, systemctl enable --now snep"
+
+# What install put in place, but the config and the key in $(SYSCONFDIR)/snep.
+uninstall:
+	rm -f $(DESTDIR)$(MANDIR)/man8/snep.8 $(DESTDIR)$(MANDIR)/man5/snep.toml.5 $(DESTDIR)$(UNITDIR)/snep.service
+	rm -rf $(DESTDIR)$(DOCDIR)
 
 spec-check: deps
 	$(SNEP) spec check

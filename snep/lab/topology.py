@@ -399,6 +399,11 @@ class Topology:
             self.kill(fw, name, signal.SIGKILL)
         self.fail_links(fw)
 
+    def step_down(self, fw: Firewall) -> None:
+        """A planned hand-over: ``fw``'s keepalived stops (SIGTERM: it sends priority 0 and
+        removes the virtual addresses, so a backup takes over at once); the rest runs on."""
+        self.kill(fw, "keepalived", signal.SIGTERM)
+
     def reboot_state(self, fw: Firewall) -> None:
         """What a reboot leaves behind: no virtual addresses, an empty conntrack table."""
         for vip, iface in ((CLIENT_VIP, "c0"), (SERVER_VIP, "s0")):
@@ -452,15 +457,25 @@ class Topology:
         return (f"nftables+htb (no netem in this kernel): loss {loss}% duplicate {duplicate}% "
                 f"reorder {reorder}% through a 2 Mbit/s class")
 
-    def invalid_drops(self, fw: Firewall) -> int:
-        """Packets ``fw``'s ruleset dropped as ct state invalid (e.g. unknown mid-stream TCP)."""
+    def watch_invalid(self, fw: Firewall, port: int) -> None:
+        """From now on, count apart the invalid packets of TCP port ``port`` (either
+        direction) that ``fw``'s ruleset drops (:meth:`invalid_drops` with ``port``)."""
+        rules = "".join(f'insert rule inet snepfw forward ct state invalid tcp {end} {port} counter '
+                        f'comment "invalid-{port}"\n' for end in ("dport", "sport"))
+        self.exec(fw.ns, ["nft", "-f", "-"], input=rules)
+
+    def invalid_drops(self, fw: Firewall, port: int | None = None) -> int:
+        """Packets ``fw``'s ruleset dropped as ct state invalid (e.g. unknown mid-stream TCP);
+        with ``port``, those of that TCP port since :meth:`watch_invalid`."""
         out = self.exec(fw.ns, ["nft", "list", "chain", "inet", "snepfw", "forward"],
                         check=False).stdout
+        total = 0
         for line in out.splitlines():
-            if "ct state invalid" in line and "packets" in line:
+            mine = f'"invalid-{port}"' in line if port is not None else line.rstrip().endswith("drop")
+            if "ct state invalid" in line and "packets" in line and mine:
                 words = line.split()
-                return int(words[words.index("packets") + 1])
-        return 0
+                total += int(words[words.index("packets") + 1])
+        return total
 
     # ---- conntrack ----
 

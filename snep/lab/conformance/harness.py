@@ -181,7 +181,8 @@ class Harness:
     # ---- failures ----
 
     def failover(self, victim: Firewall, how: str, label: str = "") -> Failover:
-        """Fail ``victim`` (the primary): "crash" or "links"; measure the takeover."""
+        """Fail ``victim`` (the primary): "crash", "links", or "stop" (a planned hand-over:
+        its keepalived stops); measure the takeover."""
         topo = self.topo
         assert self.traffic is not None
         sports = set(self.tracked.values())
@@ -195,6 +196,8 @@ class Harness:
             topo.crash(victim)
         elif how == "links":
             topo.fail_links(victim)
+        elif how == "stop":
+            topo.step_down(victim)
         else:
             raise ValueError(f"unknown failure {how!r}")
         self.down.append(victim)
@@ -219,7 +222,7 @@ class Harness:
         (new.dir / f"conntrack-after-{t_fail:.0f}.txt").write_text(
             topo.exec(new.ns, ["conntrack", "-L"], check=False).stdout)
         return Failover(
-            label=label or f"{victim.name} {'crashed' if how == 'crash' else 'links cut'}",
+            label=label or f"{victim.name} {dict(crash='crashed', links='links cut', stop='stepped down')[how]}",
             victim=victim.name, new_primary=new.name,
             takeover_s=round(t_master - t_fail, 2),
             notify_s=round(notify_s, 3) if notify_s is not None else None,

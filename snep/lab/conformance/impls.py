@@ -12,10 +12,12 @@ from __future__ import annotations
 import json
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from snep.lab.conformance.profile import Profile
 from snep.lab.demo import peers_toml
@@ -86,54 +88,14 @@ def rss_kib(proc: subprocess.Popen[bytes] | None) -> int | None:
     return None
 
 
-class Impl:
-    """No synchronization: keepalived moves the addresses and nothing else happens."""
-
-    name = "none"
-    max_firewalls = 9
-
-    def notify_body(self, topo: Topology, fw: Firewall) -> str:
-        return "rc=0"
-
-    def notify(self, topo: Topology, fw: Firewall) -> str:
-        return _write_notify_wrapper(fw, self.notify_body(topo, fw))
-
-    def start(self, topo: Topology, fw: Firewall) -> None:
-        """Start the daemon on ``fw`` (before its keepalived)."""
-
-    def wait_started(self, topo: Topology, fw: Firewall, timeout: float = 10.0) -> None:
-        """Wait until the daemon answers its control channel."""
-
-    def in_sync(self, topo: Topology, fw: Firewall) -> bool | None:
-        """Whether a backup says it is in sync; None when the daemon cannot tell."""
-        return None
-
-    def daemon(self, fw: Firewall) -> subprocess.Popen[bytes] | None:
-        return fw.procs.get("sync")
-
-    def counters(self, topo: Topology, fw: Firewall) -> dict[str, object]:
-        """Named counters of the daemon (flattened ``a.b`` keys), empty when it has none."""
-        return {}
-
-
-class ConntrackdImpl(Impl):
-    """conntrack-tools' conntrackd in FT-FW mode over UDP, with primary-backup.sh semantics."""
-
-    name = "conntrackd"
-    max_firewalls = 2  # FT-FW over UDP unicast: one peer; 3 nodes are not supported
-
-    def __init__(self) -> None:
-        if shutil.which("conntrackd") is None:
-            raise TopologyError("conntrackd is not installed (Debian package conntrackd)")
-
-    def conf_path(self, fw: Firewall) -> Path:
-        return fw.dir / "conntrackd.conf"
-
-    def write_conf(self, topo: Topology, fw: Firewall) -> Path:
-        peer = next(p for p in topo.firewalls if p is not fw)
-        channels = []
-        for k, (ip, peer_ip) in enumerate(zip(fw.sync_ips, peer.sync_ips)):
-            channels.append(f"""    UDP {"Default" if k == 0 else ""} {{
+def conntrackd_conf(topo: Topology, fw: Firewall) -> str:
+    """conntrackd.conf of ``fw``: FT-FW over UDP to the other firewall (one UDP section
+    per sync link, the first the Default): the reference's setup, and what the migration
+    scenario imports into snep's config."""
+    peer = next(p for p in topo.firewalls if p is not fw)
+    channels = []
+    for k, (ip, peer_ip) in enumerate(zip(fw.sync_ips, peer.sync_ips)):
+        channels.append(f"""    UDP {"Default" if k == 0 else ""} {{
         IPv4_address {ip}
         IPv4_Destination_Address {peer_ip}
         Port {SYNC_PORT}
@@ -142,8 +104,8 @@ class ConntrackdImpl(Impl):
         RcvSocketBuffer 8388608
         Checksum on
     }}""")
-        ignore = "\n".join(f"                IPv4_address {a}" for a in _ignored(topo))
-        conf = f"""Sync {{
+    ignore = "\n".join(f"                IPv4_address {a}" for a in _ignored(topo))
+    return f"""Sync {{
     Mode FTFW {{
         DisableExternalCache Off
     }}
@@ -170,8 +132,56 @@ General {{
     }}
 }}
 """
+
+
+class Impl:
+    """No synchronization: keepalived moves the addresses and nothing else happens."""
+
+    name = "none"
+    max_firewalls = 9
+    proc = "sync"  # the daemon's name among the firewall's processes (fw.procs)
+
+    def notify_body(self, topo: Topology, fw: Firewall) -> str:
+        return "rc=0"
+
+    def notify(self, topo: Topology, fw: Firewall) -> str:
+        return _write_notify_wrapper(fw, self.notify_body(topo, fw))
+
+    def start(self, topo: Topology, fw: Firewall) -> None:
+        """Start the daemon on ``fw`` (before its keepalived)."""
+
+    def wait_started(self, topo: Topology, fw: Firewall, timeout: float = 10.0) -> None:
+        """Wait until the daemon answers its control channel."""
+
+    def in_sync(self, topo: Topology, fw: Firewall) -> bool | None:
+        """Whether a backup says it is in sync; None when the daemon cannot tell."""
+        return None
+
+    def daemon(self, fw: Firewall) -> subprocess.Popen[bytes] | None:
+        return fw.procs.get(self.proc)
+
+    def counters(self, topo: Topology, fw: Firewall) -> dict[str, object]:
+        """Named counters of the daemon (flattened ``a.b`` keys), empty when it has none."""
+        return {}
+
+
+class ConntrackdImpl(Impl):
+    """conntrack-tools' conntrackd in FT-FW mode over UDP, with primary-backup.sh semantics."""
+
+    name = "conntrackd"
+    max_firewalls = 2  # FT-FW over UDP unicast: one peer; 3 nodes are not supported
+
+    def __init__(self, proc: str = "sync") -> None:
+        if shutil.which("conntrackd") is None:
+            raise TopologyError("conntrackd is not installed (Debian package conntrackd)")
+        self.proc = proc
+
+    def conf_path(self, fw: Firewall) -> Path:
+        return fw.dir / "conntrackd.conf"
+
+    def write_conf(self, topo: Topology, fw: Firewall) -> Path:
         path = self.conf_path(fw)
-        path.write_text(conf)
+        path.write_text(conntrackd_conf(topo, fw))
         return path
 
     def _ctl(self, fw: Firewall) -> str:
@@ -190,7 +200,7 @@ General {{
     def start(self, topo: Topology, fw: Firewall) -> None:
         conf = self.write_conf(topo, fw)
         (fw.dir / "conntrackd.lock").unlink(missing_ok=True)
-        topo.spawn(fw.ns, ["conntrackd", "-C", str(conf)], name="sync", fw=fw)
+        topo.spawn(fw.ns, ["conntrackd", "-C", str(conf)], name=self.proc, fw=fw)
 
     def wait_started(self, topo: Topology, fw: Firewall, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
@@ -201,7 +211,7 @@ General {{
             if (proc := self.daemon(fw)) is not None and proc.poll() is not None:
                 break
             time.sleep(0.05)
-        raise TopologyError(f"conntrackd on {fw.name} did not start; see {fw.dir}/sync.log")
+        raise TopologyError(f"conntrackd on {fw.name} did not start; see {fw.dir}/{self.proc}.log")
 
 
 class SnepImpl(Impl):
@@ -294,12 +304,110 @@ class SnepImpl(Impl):
         return flat
 
 
+class ImportedSnepImpl(SnepImpl):
+    """snep configured the way docs/migration.md says: `snep config import-conntrackd` of the
+    firewall's conntrackd.conf, on its own port while conntrackd holds the usual one."""
+
+    def __init__(self, resend_queue: int, port: int) -> None:
+        super().__init__(resend_queue)
+        self.port = port
+
+    def write_conf(self, topo: Topology, fw: Firewall) -> Path:
+        from snep.migrate.conntrackd import Options, import_text
+
+        source = fw.dir / "conntrackd.conf"
+        lab: dict[str, dict[str, Any]] = {"node": {"state_file": str(fw.dir / "snep.state")},
+                                          "sync": {"resend_queue": self.resend_queue}}
+        imported = import_text(conntrackd_conf(topo, fw), str(source),
+                               Options(node_id=fw.index, port=self.port, overrides=lab))
+        if imported.config.control.socket != self.sock(fw):
+            raise TopologyError(f"the imported control socket is {imported.config.control.socket}, "
+                                f"not {self.sock(fw)}")
+        (fw.dir / "import-conntrackd.log").write_text("\n".join(imported.report(str(source))) + "\n")
+        path = fw.dir / "snep.toml"
+        path.write_text(imported.toml)
+        return path
+
+
+class MigrationImpl(Impl):
+    """A cluster that starts on conntrackd and moves to snep one firewall at a time
+    (docs/migration.md). Each firewall runs conntrackd, snep beside conntrackd (while it
+    is the backup that takes over next), or snep alone; its notify follows: with both, a
+    takeover first commits conntrackd's external cache into the kernel, then snep takes
+    the primary role."""
+
+    name = "snep"  # the implementation under test is the one migrated to
+    max_firewalls = 2  # conntrackd's FT-FW: one peer
+    port = SYNC_PORT + 1  # snep's, while conntrackd holds SYNC_PORT
+
+    def __init__(self, resend_queue: int = 16384) -> None:
+        self.conntrackd = ConntrackdImpl(proc="conntrackd")
+        self.snep = ImportedSnepImpl(resend_queue, self.port)
+        self.running: dict[str, set[str]] = {}
+
+    def daemons(self, fw: Firewall) -> set[str]:
+        """What runs on ``fw``: {"conntrackd"} at the start."""
+        return self.running.setdefault(fw.name, {"conntrackd"})
+
+    def _impls(self, fw: Firewall) -> list[Impl]:
+        return [impl for impl in (self.conntrackd, self.snep) if impl.name in self.daemons(fw)]
+
+    def notify_body(self, topo: Topology, fw: Firewall) -> str:
+        if self.daemons(fw) == {"conntrackd"}:
+            return self.conntrackd.notify_body(topo, fw)
+        body = self.snep.notify_body(topo, fw)
+        if "conntrackd" in self.daemons(fw):
+            return f'if [ "$1" = primary ]; then {self.conntrackd._ctl(fw)} -c; fi\n{body}'
+        return body
+
+    def start(self, topo: Topology, fw: Firewall) -> None:
+        for impl in self._impls(fw):
+            impl.start(topo, fw)
+
+    def wait_started(self, topo: Topology, fw: Firewall, timeout: float = 10.0) -> None:
+        for impl in self._impls(fw):
+            impl.wait_started(topo, fw, timeout)
+
+    def in_sync(self, topo: Topology, fw: Firewall) -> bool | None:
+        return self.snep.in_sync(topo, fw) if "snep" in self.daemons(fw) else None
+
+    def daemon(self, fw: Firewall) -> subprocess.Popen[bytes] | None:
+        return self.snep.daemon(fw) or self.conntrackd.daemon(fw)
+
+    def counters(self, topo: Topology, fw: Firewall) -> dict[str, object]:
+        return self.snep.counters(topo, fw) if "snep" in self.daemons(fw) else {}
+
+    # ---- the migration's steps (docs/migration.md)
+
+    def add_snep(self, topo: Topology, fw: Firewall) -> None:
+        """Start snep on ``fw`` (beside conntrackd, if it runs) and hand keepalived's notify to it."""
+        self.daemons(fw).add("snep")
+        self.snep.start(topo, fw)
+        self.snep.wait_started(topo, fw)
+        self.notify(topo, fw)  # keepalived runs the wrapper anew on each transition
+
+    def commit_conntrackd(self, topo: Topology, fw: Firewall) -> None:
+        """``conntrackd -c``: its external cache into the kernel, ahead of a hand-over."""
+        topo.exec(fw.ns, ["conntrackd", "-C", str(self.conntrackd.conf_path(fw)), "-c"])
+
+    def stop_conntrackd(self, topo: Topology, fw: Firewall) -> None:
+        topo.kill(fw, self.conntrackd.proc, signal.SIGTERM)
+        self.daemons(fw).discard("conntrackd")
+        self.notify(topo, fw)
+
+
 IMPLS: dict[str, type[Impl]] = {"snep": SnepImpl, "conntrackd": ConntrackdImpl, "none": Impl}
 
 
-def make(name: str, profile: Profile | None = None) -> Impl:
+def make(name: str, profile: Profile | None = None, *, migration: bool = False) -> Impl:
+    """The implementation ``name``; with ``migration``, a cluster that starts on conntrackd
+    and moves to it (snep only: the migration is to snep)."""
     if name not in IMPLS:
         raise TopologyError(f"unknown implementation {name!r} (known: {', '.join(IMPLS)})")
+    if migration:
+        if name != "snep":
+            raise NotApplicable("a migration from conntrackd to snep: only the snep column applies")
+        return MigrationImpl(profile.resend_queue if profile is not None else 16384)
     if name == "snep" and profile is not None:
         return SnepImpl(resend_queue=profile.resend_queue)
     return IMPLS[name]()

@@ -16,7 +16,11 @@ the same with loss, duplication and reordering on the sync link (tc netem):
   close meanwhile, the link heals, then the primary crashes;
 - ``three-fw-two-failures``: three firewalls; the primary crashes, then the next one;
 - ``second-sync-link``: two sync links; the main one fails at both ends, connections
-  open meanwhile (synchronized over the second link), then the primary crashes.
+  open meanwhile (synchronized over the second link), then the primary crashes;
+- ``migrate-from-conntrackd``: the cluster starts on conntrackd and moves to snep one
+  firewall at a time (docs/migration.md): a planned hand-over to the backup running
+  snep beside conntrackd, the former primary's conntrackd replaced by snep, then the new
+  primary crashes (snep only: the others are n/a).
 """
 
 from __future__ import annotations
@@ -27,8 +31,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from snep.lab import traffic
 from snep.lab.conformance.harness import Check, Harness, Result
-from snep.lab.conformance.impls import NotApplicable, make
+from snep.lab.conformance.impls import MigrationImpl, NotApplicable, make
 from snep.lab.conformance.profile import Profile
 
 
@@ -39,6 +44,7 @@ class Scenario:
     run: Callable[[Harness], None]
     firewalls: int = 2
     sync_links: int = 1
+    migration: bool = False  # starts on conntrackd and moves to the implementation under test
 
 
 def primary_killed(h: Harness) -> None:
@@ -153,6 +159,42 @@ def second_sync_link(h: Harness) -> None:
                                          "fw1 crashed, main sync link down"))
 
 
+def migrate_from_conntrackd(h: Harness) -> None:
+    """docs/migration.md's rolling migration: the cluster starts on conntrackd; the backup
+    gets snep beside its conntrackd and takes over (conntrackd's states committed, snep
+    primary); the former primary's conntrackd is replaced by snep, which resyncs from the
+    new primary; then the new primary crashes and snep carries every connection over."""
+    topo, p, impl = h.topo, h.profile, h.impl
+    assert isinstance(impl, MigrationImpl)
+    fw1, fw2 = topo.fw(1), topo.fw(2)
+    h.churn(p.churn)
+    impl.add_snep(topo, fw2)  # 1. the backup: snep beside conntrackd, on its own port
+    h.open_more(p.extra_tcp)  # these reach fw2 through conntrackd
+    time.sleep(p.sync_wait)
+    impl.commit_conntrackd(topo, fw2)  # its kernel holds the states before the addresses move
+    topo.watch_invalid(fw2, traffic.TCP_PORT)
+    hand_over = h.failover(fw1, "stop", "fw1 steps down: fw2 takes over (conntrackd's states, snep primary)")
+    h.result.failovers.append(hand_over)  # 2. the planned hand-over
+    dropped = topo.invalid_drops(fw2, traffic.TCP_PORT)
+    h.result.checks.append(Check("hand-over: no tracked packet dropped as invalid", dropped == 0,
+                                 f"{dropped} packets of tracked connections dropped as invalid on fw2",
+                                 {"tracked_invalid_drops": dropped}))
+    impl.stop_conntrackd(topo, fw2)
+    since = time.time()  # 3. the former primary: conntrackd replaced by snep, back as backup
+    impl.stop_conntrackd(topo, fw1)
+    impl.add_snep(topo, fw1)
+    topo.start_keepalived(fw1)
+    h.down.remove(fw1)
+    h.wait_notify(fw1, "backup", since)
+    h.wait_in_sync(fw1)
+    h.result.checks.append(Check("fw1 on snep, in sync with fw2", True,
+                                 f"{time.time() - since:.1f} s after conntrackd stopped",
+                                 {"resync_s": round(time.time() - since, 2)}))
+    h.open_more(p.extra_tcp)  # synchronized by snep alone
+    time.sleep(p.sync_wait)
+    h.result.failovers.append(h.failover(fw2, "crash", "fw2 crashed: fw1 takes over with snep"))
+
+
 def three_fw_two_failures(h: Harness) -> None:
     topo, p = h.topo, h.profile
     h.result.failovers.append(h.failover(topo.fw(1), "crash", "fw1 crashed"))
@@ -176,6 +218,9 @@ BASE = [
              three_fw_two_failures, firewalls=3),
     Scenario("second-sync-link", "two sync links; the main one fails, then the primary crashes",
              second_sync_link, sync_links=2),
+    Scenario("migrate-from-conntrackd",
+             "conntrackd to snep one firewall at a time, then the new primary crashes",
+             migrate_from_conntrackd, migration=True),
 ]
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in BASE}
 NAMES: list[str] = [s.name for s in BASE] + [f"{s.name}+netem" for s in BASE]
@@ -191,7 +236,7 @@ def run_scenario(name: str, impl_name: str, profile: Profile, *, keep_logs: bool
     result = Result(scenario=name, impl=impl_name, profile=profile.name)
     started = time.monotonic()
     try:
-        impl = make(impl_name, profile)
+        impl = make(impl_name, profile, migration=scenario.migration)
         harness = Harness(impl, profile, result, firewalls=scenario.firewalls,
                           sync_links=scenario.sync_links, netem=variant == "netem",
                           keep_logs=keep_logs, workdir=workdir)
