@@ -146,6 +146,33 @@ def write_walk(path: Path, C: M.Consts, w: Walk) -> Path:
     return path
 
 
+SPEC = Path(__file__).resolve().parents[1] / "spec" / "sync_protocol.tla"
+
+
+def spec_constants() -> list[str]:
+    """The names of the CONSTANTS block of spec/sync_protocol.tla, in its order."""
+    text = SPEC.read_text()
+    block = text[text.index("\nCONSTANTS\n") + len("\nCONSTANTS\n"): text.index("\nASSUME")]
+    lines = [line.strip() for line in block.splitlines()]
+    return [line.split()[0].rstrip(",") for line in lines if line and not line.startswith("\\*")]
+
+
+def test_consts_and_the_trace_configuration_bind_every_constant_of_the_spec(tmp_path: Path) -> None:
+    from snep.errors import SnepError
+    from snep.lab.tracecheck import SPEC_CONSTANTS, trace_config
+
+    names = spec_constants()
+    assert "MaxReplay" in names and "MaxInFlight" in names
+    assert list(SPEC_CONSTANTS) == names
+    assert [f for f in M.Consts.__dataclass_fields__] == [n for n in names if n != "NoConn"]
+    data = json.loads(write_walk(tmp_path / "w.json", CONFIGS["2-strong-split"], []).read_text())
+    config = trace_config(data["consts"], tmp_path / "w.json")
+    assert all(f"    {name} = " in config for name in names)
+    del data["consts"]["MaxReplay"]
+    with pytest.raises(SnepError, match="missing: MaxReplay"):
+        trace_config(data["consts"], tmp_path / "w.json")
+
+
 @pytest.mark.tlc
 @needs_tlc
 @pytest.mark.parametrize("config, seed", TLC_WALKS)
