@@ -31,6 +31,8 @@ def consts_json(cfg: Config) -> dict[str, Any]:
         "MaxCut": C.MaxCut,
         "MaxLoss": C.MaxLoss,
         "MaxDup": C.MaxDup,
+        "MaxReplay": C.MaxReplay,
+        "MaxInFlight": C.MaxInFlight,
         "SplitBrain": C.SplitBrain,
     }
 

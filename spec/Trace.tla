@@ -34,12 +34,15 @@ TableOf(t) == [c \in Conn |-> t[c]]
 
 IsState(st) ==
     /\ role' = [n \in Node |-> st.role[S(n)]]
+    /\ master' = [n \in Node |-> st.master[S(n)]]
     /\ linkUp' = {ToSet(p) : p \in ToSet(st.linkUp)}
     /\ env' = st.env
     /\ kernel' = [n \in Node |-> TableOf(st.kernel[S(n)])]
     /\ internal' = [n \in Node |-> TableOf(st.internal[S(n)])]
     /\ external' = [n \in Node |-> TableOf(st.external[S(n)])]
     /\ epoch' = [n \in Node |-> st.epoch[S(n)]]
+    /\ sess' = [n \in Node |-> st.sess[S(n)]]
+    /\ bound' = [n \in Node |-> [m \in Node |-> st.bound[S(n)][S(m)]]]
     /\ nextSeq' = [n \in Node |-> st.nextSeq[S(n)]]
     /\ queue' = [n \in Node |-> st.queue[S(n)]]
     /\ peerAck' = [n \in Node |-> [m \in Node |-> st.peerAck[S(n)][S(m)]]]
@@ -56,19 +59,26 @@ IsState(st) ==
     /\ marked' = [n \in Node |-> ToSet(st.marked[S(n)])]
     /\ needSync' = [n \in Node |-> st.needSync[S(n)]]
     /\ msgs' = AsBag(st.msgs)
+    /\ stash' = {[msg |-> e.msg, spent |-> ToSet(e.spent)] : e \in ToSet(st.stash)}
     /\ lastVer' = [c \in Conn |-> st.lastVer[c]]
     /\ born' = [c \in Conn |-> st.born[c]]
-    /\ ackd' = [n \in Node |-> ToSet(st.ackd[S(n)])]
+    /\ owed' = [n \in Node |-> ToSet(st.owed[S(n)])]
+    /\ promoted' = [n \in Node |-> st.promoted[S(n)]]
+    /\ dead' = [n \in Node |-> TableOf(st.dead[S(n)])]
+    /\ dumped' = [n \in Node |-> st.dumped[S(n)]]
+    /\ overflow' = st.overflow
     /\ failedAs' = [n \in Node |-> st.failedAs[S(n)]]
     /\ fenced' = st.fenced
     /\ repairs' = ToSet(st.repairs)
 
-\* The named action with the logged parameters (messages and, for SendBulk,
-\* Notify and FlushIncremental, the connection are the action's own choice:
-\* the logged state decides).
+\* The named action with the logged node parameters; the rest is the action's
+\* own choice, which the logged state decides: the message received, lost,
+\* duplicated, captured, replayed (and where to) or rejected; the connection
+\* of Notify, FlushIncremental and SendBulk; the peer of Retransmit.
 Act(r) ==
     LET a == r.args IN
     CASE r.action = "Promote" -> Promote(a[1])
+      [] r.action = "Resign" -> Resign(a[1])
       [] r.action = "Demote" -> Demote(a[1])
       [] r.action = "Fault" -> Fault(a[1])
       [] r.action = "Fail" -> Fail(a[1])
@@ -77,6 +87,8 @@ Act(r) ==
       [] r.action = "LinkUp" -> LinkUp(a[1], a[2])
       [] r.action = "LoseMsg" -> LoseMsg
       [] r.action = "DuplicateMsg" -> DuplicateMsg
+      [] r.action = "Capture" -> Capture
+      [] r.action = "Replay" -> Replay
       [] r.action = "ConnNew" -> ConnNew(a[1], a[2])
       [] r.action = "ConnUpdate" -> ConnUpdate(a[1], a[2])
       [] r.action = "ConnDestroy" -> ConnDestroy(a[1], a[2])
@@ -86,11 +98,14 @@ Act(r) ==
       [] r.action = "SendBulk" -> SendBulk(a[1])
       [] r.action = "Retransmit" -> Retransmit(a[1])
       [] r.action = "SendAlive" -> SendAlive(a[1])
+      [] r.action = "Reassert" -> Reassert(a[1])
+      [] r.action = "Reject" -> Reject(a[1])
       [] r.action = "RecvAck" -> RecvAck(a[1], a[2])
       [] r.action = "RecvNack" -> RecvNack(a[1], a[2])
       [] r.action = "RecvResyncRequest" -> RecvResyncRequest(a[1], a[2])
       [] r.action = "PeerTimeout" -> PeerTimeout(a[1], a[2])
       [] r.action = "AckAges" -> AckAges(a[1], a[2])
+      [] r.action = "Bind" -> Bind(a[1], a[2])
       [] r.action = "RecvState" -> RecvState(a[1], a[2])
       [] r.action = "RecvAlive" -> RecvAlive(a[1], a[2])
       [] r.action = "SendAck" -> SendAck(a[1], a[2])

@@ -1301,14 +1301,21 @@ NoStaleState == [][NoStaleStateStep]_vars
 EpochMonotonic == [][\A n \in Node : ~EpochLT(epoch'[n], epoch[n])]_vars
 
 \* A live primary is never deposed by a node that is down or behind: it
-\* steps down only on a primary's claim (or when keepalived takes its master
-\* role away).
+\* steps down only when told of a primary (or when keepalived takes its
+\* master role away): a claim (STATE, ALIVE, a primary's HELLO) or a HELLO
+\* vouching for a live primary (live), received in this step, or the
+\* handshake with a primary or with a node that follows a live one (Bind: its
+\* HELLOs are not messages of the model).
+ToldOfAPrimary(n) ==
+    \/ \E msg \in BagToSet(msgs) :
+          /\ msg.dst = n /\ Consumed(msg)
+          /\ (msg.type \in Broadcast \/ msg.claims \/ msg.live)
+    \/ \E m \in Peers(n) :
+          /\ bound'[n][m] # bound[n][m]
+          /\ (role[m] = PRIMARY \/ FollowsLive(m))
 StepsDownOnlyForAPrimaryStep ==
     \A n \in Node :
-        (role[n] = PRIMARY /\ role'[n] = SYNCING /\ master'[n]) =>
-            \E msg \in BagToSet(msgs) :
-                /\ msg.dst = n /\ Consumed(msg)
-                /\ (msg.type \in Broadcast \/ msg.claims)
+        (role[n] = PRIMARY /\ role'[n] = SYNCING /\ master'[n]) => ToldOfAPrimary(n)
 StepsDownOnlyForAPrimary == [][StepsDownOnlyForAPrimaryStep]_vars
 
 \* What each side keeps when a split brain heals: a primary's kernel changes

@@ -42,11 +42,23 @@ def _value(v: object) -> str:
     raise SnepError(f"trace: constant value {v!r} has no TLC form")
 
 
+# The CONSTANTS of spec/sync_protocol.tla, in its order: a trace must bind every one.
+SPEC_CONSTANTS = (
+    "Node", "Conn", "NoConn", "Level", "MaxVersion", "MaxTerm", "QueueBound", "MaxFail", "MaxHA",
+    "MaxCut", "MaxLoss", "MaxDup", "MaxReplay", "MaxInFlight", "SplitBrain",
+)  # fmt: skip
+
+
 def trace_config(consts: dict[str, object], trace_path: Path) -> str:
     """The TLC configuration that checks ``trace_path`` against spec/Trace.tla."""
+    missing = [name for name in SPEC_CONSTANTS if name not in consts]
+    unknown = [name for name in consts if name not in SPEC_CONSTANTS]
+    if missing or unknown:
+        raise SnepError(f"{trace_path}: the trace's constants do not match the spec's"
+                        f" (missing: {', '.join(missing) or 'none'}; unknown: {', '.join(unknown) or 'none'})")
     lines = ["CONSTANTS"]
-    for name, value in consts.items():
-        lines.append(f"    {name} = {_value(value)}")
+    for name in SPEC_CONSTANTS:
+        lines.append(f"    {name} = {_value(consts[name])}")
     lines.append(f"    TraceFile = {json.dumps(str(trace_path.resolve()))}")
     lines += ["INIT TraceInit", "NEXT TraceNext", "INVARIANT Done", ""]
     return "\n".join(lines)
