@@ -362,7 +362,8 @@ def test_regression_backup_started_after_a_promotion_gets_one_dump(gap):
     primary dumps; datagrams are reordered. Its late NACKs (sent before it saw the
     dump's BULK_START, or overtaken by newer ones) used to restart the dump each time:
     tens of dumps, and it never got in sync. One dump per need: the promotion's and the
-    backup's request."""
+    backup's request (or one, when the backup's request reaches the primary while the
+    promotion's dump still runs: that dump serves it)."""
     n = 2000
     params = SyncParams(resend_queue=4096, bulk_window=64, peer_dead_timeout=2.0, alive_interval=0.5, ack_delay=0.02)
     sim = Simulation(2, params=params, latency=0.001, jitter=0.01)
@@ -375,7 +376,7 @@ def test_regression_backup_started_after_a_promotion_gets_one_dump(gap):
     sim.start(2)
     sim.settle(limit=30)
     counters = sim.node(1).counters
-    assert counters.resyncs == 2 and counters.resync_fallbacks == 0
+    assert counters.resyncs in (1, 2) and counters.resync_fallbacks == 0
     assert counters.bulk_messages_sent <= 2 * n
     assert_in_sync(sim, 1)
 

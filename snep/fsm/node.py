@@ -623,9 +623,13 @@ class SyncNode:
 
     # --- operator commands ------------------------------------------------------------
     def commit(self, now: float) -> list[Output]:
-        """Write the external cache into the kernel (conntrackd -c)."""
+        """Write the external cache into the kernel (conntrackd -c), then reload the
+        internal cache from the kernel: it must know what the kernel holds (a stream's
+        DESTROY removes from this kernel what the internal cache says is there)."""
         out: list[Output] = []
         self._commit(out)
+        self.sender.cache_loading()
+        out.append(DumpKernel())
         return out
 
     def flush(self, now: float) -> list[Output]:
@@ -640,6 +644,7 @@ class SyncNode:
         self.sender.cache_loading()
         if self.role.state in (Role.SYNCING, Role.BACKUP, Role.FAULT):
             self.need_sync = True
+            out += self._fire(now, "unsynced")  # not ready until the primary's dump refilled it
             self._request_resync(now, out)
         return out
 

@@ -79,7 +79,7 @@ class Row:
     spec: str | None = None  # the spec action this row realizes (SyncNode carries it out)
 
 
-_PROMOTE = (CommitExternal(), TakeEpoch(), ResyncInternalFromKernel(), SendHello(), BulkSendToPeers())
+_PROMOTE = (CommitExternal(), ClearExternal(), TakeEpoch(), ResyncInternalFromKernel(), SendHello(), BulkSendToPeers())
 _RETAKE = (TakeEpoch(), SendHello(), BulkSendToPeers())
 _STEP_DOWN = (StopSending(), ShortenKernelTimeouts(), RequestResync())
 _TO_BACKUP = (ShortenKernelTimeouts(), RequestResync())
@@ -99,6 +99,8 @@ TABLE: tuple[Row, ...] = (
     Row("fenced",  (PRIMARY,),                  SYNCING, _STEP_DOWN,             "newer_epoch", spec="StepDown"),
     Row("retake",  (PRIMARY,),                  None,    _RETAKE,                                 spec="Retake"),
     Row("reassert", (SYNCING, BACKUP),          PRIMARY, _PROMOTE,                                spec="Reassert"),
+    Row("unsynced", (BACKUP,),                  SYNCING),                     # the operator flushed the caches
+    Row("unsynced", (SYNCING, FAULT, PRIMARY),  None),
     Row("synced",  (SYNCING,),                  BACKUP,  spec="ApplyState"),
     Row("synced",  (BACKUP, FAULT),             None),                        # a later dump: nothing changes
     Row("fail",    (SYNCING, BACKUP, PRIMARY, FAULT), DOWN, spec="Fail"),
