@@ -389,8 +389,8 @@ class Cluster:
             bound, refused = self._channel(n, m)
             if bound != before[0]:
                 # The channel bound a new session of m (the handshake's last HELLO).
-                if self.sessions.get(bound or 0) != s.sess[m]:
-                    return []  # a session of m's earlier process: it sends nothing more
+                if self.sessions.get(bound or 0) != s.sess[m] or not M.Up(s.role[m]):
+                    return []  # a session of a process of m that is gone: it sends nothing more
                 return [("Bind", (n, m))]  # (whose HearEpoch is the binding HELLO's news)
             if refused != before[1]:
                 return [("Reject", (n, msg))] if not M.Accepts(s, n, msg) else [("LoseMsg", (msg,))]
@@ -475,9 +475,11 @@ class Cluster:
                 if a < b and not sim.network.is_up(a, b):
                     self.link(a, b, True)
         # keepalived once the links are up: of two masters that hear each other one
-        # resigns (the higher node id, say); with no master it elects one. A master
-        # that is not primary (fenced since) takes over again by itself (Reassert).
-        for n in sorted(self.C.Node, reverse=True):
+        # resigns (here: all but the primary of the newest epoch, else the lowest
+        # node id); with no master it elects one. A master that is not primary
+        # (fenced since) takes over again by itself (Reassert).
+        s = self.state
+        for n in sorted(self.C.Node, key=lambda n: (s.role[n] == M.PRIMARY, s.epoch[n], -n)):
             if M.Resign(self.state, self.C, n) is not None:
                 self.resign(n)
         if not any(self.state.master.values()):

@@ -125,6 +125,18 @@ def reuse_term_on_promotion() -> Any:
     return _patched(SyncNode, "_carry_out", _carry_out)
 
 
+def news_deposes() -> Any:
+    """A primary that hears of a newer epoch nobody vouches for (a node that restarted
+    with the epoch of a promotion it never used) steps down instead of taking a term
+    above: the live primary is deposed and nobody is primary (issue 13's epoch bug)."""
+    original = SyncNode._hear_of
+
+    def _hear_of(self: SyncNode, now: float, heard: Any, live: bool, out: list) -> None:
+        original(self, now, heard, True, out)
+
+    return _patched(SyncNode, "_hear_of", _hear_of)
+
+
 def no_replay_window() -> Any:
     """The channel forgets which counters it saw: a frame captured in a bound session
     counts again (a replayed RESYNC_REQUEST starts another dump)."""
@@ -145,6 +157,10 @@ MUTATIONS: dict[str, Callable[[], Any]] = {
     "serial_off_by_one": serial_off_by_one,
     "no_sweep": no_sweep,
     "reuse_term_on_promotion": reuse_term_on_promotion,
+    "news_deposes": news_deposes,
 }
+# no_replay_window is not here: the spec lets a duplicate in a bound session through
+# (it only makes the network worse), so no model step tells it apart; the attack
+# tests catch it (tests/test_sim_attacks.py: a replayed RESYNC_REQUEST starts a dump).
 
 __all__ = ["MUTATIONS", "node_mod"]

@@ -153,6 +153,11 @@ class Channel:
             return self._hello(now, peer, state, frame)
         session = frame.session
         if session != state.bound:
+            if state.bound is not None and session not in state.retired and session == state.answered:
+                # A new process of the peer that we answered: it bound us, but its
+                # proof never reached us, and we still hold its former session. Ask
+                # again (echo 0), or it streams to us in vain for ever.
+                return self.reject("stale_session", self._challenge(now, state))
             if state.bound is None:
                 # A session we never answered: the challenge answers it (echoes it), so
                 # that the peer, if that is its current session, binds us and proves

@@ -591,7 +591,7 @@ class SyncNode:
         return (
             self.ha_role == "promote"
             and self.role.state in (Role.SYNCING, Role.BACKUP)
-            and now - self._primary_heard_at >= self.params.peer_dead_timeout
+            and now >= self._primary_heard_at + self.params.peer_dead_timeout  # (next_timer's sum, to the bit)
             and self._can_take_term()
         )
 
