@@ -335,7 +335,19 @@ class Cluster:
         self.step(f"start {n}", move, [("Recover", (n,))])
 
     def crash(self, n: int) -> None:
-        self.step(f"crash {n}", lambda: self.sim.crash(n), [("Fail", (n,))])
+        """The process dies. The HELLOs it had in flight are lost with it (LoseMsg): a
+        handshake HELLO of a dead process would bind a session the spec's Bind never
+        binds (its peer is down), so this environment does not deliver them; the
+        other frames of a dead process still arrive."""
+        hellos = [d for d in self.sim.network.in_flight if d.src == n and decode(d.data).type.name == "HELLO"]
+        lost = [msg for d in hellos if (msg := msg_of(d.src, d.dst, d.data, self.conns, self.sessions)) is not None]
+
+        def move() -> None:
+            self.sim.crash(n)
+            self.sim.network.in_flight = [d for d in self.sim.network.in_flight if not any(d is h for h in hellos)]
+            heapq.heapify(self.sim.network.in_flight)
+
+        self.step(f"crash {n}", move, [("LoseMsg", (msg,)) for msg in lost] + [("Fail", (n,))])
 
     def promote(self, n: int) -> None:
         self.step(f"promote {n}", lambda: self.sim.promote(n), [("Promote", (n,))])
