@@ -107,9 +107,11 @@ class SyncReceiver:
         self.mode.fire("new_stream")
 
     def abandon_dump(self) -> None:
-        """The external cache was emptied in the middle of a dump (operator flush): what
-        that dump sent before is gone, so its BULK_END must not count as a complete dump.
-        The node asks again; the sender starts a new dump once we acknowledged this one."""
+        """This stream's dump will not complete whole: the external cache was emptied in
+        the middle of it (operator flush: what it sent before is gone, so its BULK_END
+        must not count; the node asks again, the sender starts a new dump once we
+        acknowledged this one), or a newer epoch made the stream stale (its marking
+        would only linger, as the spec forgets it)."""
         if self.marking:
             assert self.stream is not None
             self.external.unmark(self.stream)
