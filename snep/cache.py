@@ -101,8 +101,12 @@ class Cache:
     # mark-and-sweep (per stream) -------------------------------------------------
     def mark(self, stream: Owner) -> None:
         """BULK_START of ``stream``: mark the entries its dump answers for (``swept_by``)."""
-        owners = self._owners
-        self._marks[stream] = {key for key in self._entries if swept_by(owners.get(key), stream)}
+        kept = self._kept(stream)
+        if kept:
+            owners = self._owners
+            self._marks[stream] = {key for key in self._entries if owners.get(key) not in kept}
+        else:  # (one primary at a time: every entry)
+            self._marks[stream] = set(self._entries)
 
     def sweep(self, stream: Owner) -> list[Entry]:
         """BULK_END of ``stream``: remove (and return) the entries still marked that
@@ -110,12 +114,18 @@ class Cache:
         the marking."""
         entries = self._entries
         owners = self._owners
+        kept = self._kept(stream)
         removed: list[Entry] = []
         for key in self._marks.pop(stream, ()):
-            if key in entries and swept_by(owners.get(key), stream):
+            if key in entries and not (kept and owners.get(key) in kept):
                 removed.append(entries.pop(key))
                 owners.pop(key, None)
         return removed
+
+    def _kept(self, stream: Owner) -> set[Owner]:
+        """The owners whose entries ``stream``'s dump does not answer for (the streams
+        in the cache are few: one per epoch a peer streamed in)."""
+        return {owner for owner in set(self._owners.values()) if not swept_by(owner, stream)}
 
     def unmark(self, stream: Owner) -> None:
         """Abandon ``stream``'s marking without sweeping (its dump will not complete)."""
