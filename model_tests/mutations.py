@@ -148,6 +148,22 @@ def no_replay_window() -> Any:
     return _patched(ReplayWindow, "fresh", fresh)
 
 
+def sweep_all_owners() -> Any:
+    """A dump marks and sweeps the whole external cache, whoever's stream wrote each
+    entry (one peer's dump removes another live stream's entries: issue 14, item 4)."""
+    from snep import cache
+
+    return _patched(cache, "swept_by", lambda owner, stream: True)
+
+
+def sweep_own_entries_only() -> Any:
+    """A dump sweeps only its sender's entries: what an older primary told a node and
+    the new primary's dump does not carry survives (to be committed at a takeover)."""
+    from snep import cache
+
+    return _patched(cache, "swept_by", lambda owner, stream: owner is None or owner[1] == stream[1])
+
+
 MUTATIONS: dict[str, Callable[[], Any]] = {
     "ignore_nack": ignore_nack,
     "skip_epoch_check": skip_epoch_check,

@@ -222,6 +222,51 @@ def test_three_nodes_two_failures():
     assert conn(1).key not in sim.kernel_keys(3)
 
 
+def old_primary_told_only_node_3(sim: Simulation) -> set:
+    """Node 1 (epoch 1.1) tells node 3 of five connections node 2 never gets, then
+    fails; node 2 takes over (2.2). The five's keys."""
+    traffic(sim, 1, 0, 10)
+    sim.settle()
+    sim.network.link_down(1, 2)
+    only_3 = {e.key for e in traffic(sim, 1, 10, 5)}
+    sim.run(0.2)
+    assert only_3 <= sim.external_keys(3) and not only_3 & sim.external_keys(2)
+    assert {sim.node(3).external.owner(k) for k in sim.external_keys(3)} == {Epoch(1, 1)}
+    sim.crash(1)
+    sim.promote(2)
+    sim.settle()
+    assert sim.roles() == {1: "DOWN", 2: "PRIMARY", 3: "BACKUP"}
+    return only_3
+
+
+def test_three_nodes_a_new_primarys_dump_sweeps_what_only_the_old_primary_told():
+    """Issue 14, item 4: the new primary's dump does not carry what only node 3 got
+    from node 1. Those entries are an older epoch's, so the dump sweeps them though
+    another node sent them: node 3 holds what the new primary holds, and its own
+    takeover commits none of them."""
+    sim = cluster(3)
+    only_3 = old_primary_told_only_node_3(sim)
+    assert_in_sync(sim, 2)
+    assert not only_3 & sim.external_keys(3)
+    assert {sim.node(3).external.owner(k) for k in sim.external_keys(3)} == {Epoch(2, 2)}
+    sim.crash(2)
+    sim.promote(3)
+    assert sim.kernel_keys(3) == {conn(i).key for i in range(10)}
+
+
+def test_the_mutation_sweep_own_entries_only_is_caught():
+    """The code mutation "sweep own entries only" (model_tests/mutations.py): node 3
+    keeps node 1's leftovers and commits them when it takes over."""
+    from model_tests.mutations import sweep_own_entries_only
+
+    with sweep_own_entries_only():
+        sim = cluster(3)
+        only_3 = old_primary_told_only_node_3(sim)
+        sim.crash(2)
+        sim.promote(3)
+    assert only_3 <= sim.kernel_keys(3)
+
+
 @pytest.mark.parametrize("level", list(Level))
 def test_lossy_duplicating_reordering_network_converges(level):
     params = SyncParams(resend_queue=128, level=level, incremental_period=0.2, peer_dead_timeout=3.0, alive_interval=0.5)

@@ -292,6 +292,9 @@ class SyncNode:
         if claim > self.newest:
             self.newest = claim
             out.append(PersistEpoch(claim))
+            for receiver in self.receivers.values():
+                if receiver.stream is not None and receiver.stream < claim:
+                    receiver.abandon_dump()  # (its frames are stale now: no BULK_END will count)
 
     def _send_hello(self, now: float, peer: PeerId | None, out: list[Output], echo: int = 0) -> None:
         """HELLO with our newest epoch: one frame for every peer (``peer`` None), or one
