@@ -125,9 +125,9 @@ def table_of(entries: Any, conns: Mapping[Key, str], C: M.Consts) -> dict[str, i
     return t
 
 
-def _marked(cache: Cache, conns: Mapping[Key, str]) -> frozenset[str]:
-    marked = cache._marked  # the mark-and-sweep set (None: not in a dump)
-    return frozenset(conns[k] for k in marked) if marked else frozenset()
+def _marked(cache: Cache, stream: tuple[int, int], conns: Mapping[Key, str]) -> frozenset[str]:
+    """The mark-and-sweep set of the newest epoch's stream (empty: not in a dump)."""
+    return frozenset(conns[k] for k in cache.marked(stream))
 
 
 def abstract(sim: Simulation, C: M.Consts, conns: Mapping[Key, str], ghosts: M.State,
@@ -194,7 +194,7 @@ def abstract(sim: Simulation, C: M.Consts, conns: Mapping[Key, str], ghosts: M.S
             expect[n] = stream.expected
             ackFrom[n] = stream._ack_first if stream._ack_first is not None else stream.expected
             inBulk[n] = stream.marking
-        marked[n] = _marked(node.external, conns)
+        marked[n] = _marked(node.external, tuple(node.newest), conns)
         needSync[n] = node.need_sync
     msgs: dict[M.Msg, int] = {}
     for d in sim.network.in_flight:

@@ -103,8 +103,8 @@ def no_sweep() -> Any:
     """BULK_END does not remove the entries the dump did not refresh."""
     from snep.cache import Cache
 
-    def sweep(self: Cache) -> list:
-        self._marked = None
+    def sweep(self: Cache, stream: Any) -> list:
+        self.unmark(stream)
         return []
 
     return _patched(Cache, "sweep", sweep)
