@@ -316,6 +316,12 @@ SECTIONS: dict[str, str] = {
     "filter": "Which connections are synchronized. The sync links' own addresses are always ignored (the sync "
               "traffic is conntracked like any other). `SIGHUP` re-reads this section.",
     "control": "The control socket of `snep ctl` and `snep notify`.",
+    "ha": "The HA manager's transitions read from keepalived's notify FIFO in the node's own event loop, "
+          "instead of a `snep notify` process per transition: keepalived writes a line such as "
+          "`GROUP \"G\" MASTER 100` for each transition, and the node acts on those of the sync group or "
+          "instance it follows (MASTER: primary, BACKUP: backup, FAULT: fault, STOP and DELETED: backup). Other "
+          "lines are counted (`ha_fifo_ignored`); lines that are not keepalived's are counted "
+          "(`ha_fifo_bad_lines`) and logged at most once a second.",
     "metrics": "Counters in Prometheus text format, over HTTP; off unless `listen` is set.",
 }
 
