@@ -211,7 +211,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("sync.second_link", "interface", None, "the redundant link's interface", "name"),
     Setting("kernel", "netlink_buffer", DEFAULT_BUFFER_SIZE, "event socket buffer; an overrun resyncs from the kernel and doubles it", "bytes", 65536, 1 << 30),
     Setting("kernel", "netlink_buffer_max", DEFAULT_BUFFER_MAX_GROWTH, "the event socket buffer grows up to this", "bytes", 65536, 1 << 30),
-    Setting("kernel", "inject_on_arrival", _P.inject_on_arrival, "write the peers' states into the kernel as they arrive (no commit on takeover)"),
+    Setting("kernel", "inject_on_arrival", _P.inject_on_arrival, "write the peers' states into the kernel as they arrive: a takeover commits nothing before the node is primary (then only what its kernel dump shows missing)"),
     _tunable("kernel", "shorten_timeout", "seconds", 1, 1 << 31, "timeout left to kernel entries when the node becomes backup"),
     Setting("kernel", "unconfirmed", _P.unconfirmed.value, "a node that starts or returns as backup: what becomes of its kernel entries that the primary's first complete dump does not confirm (those it confirms take the primary's state): remove them, or shorten their timeouts to shorten_timeout (conntrackd's way; they go unless traffic refreshes them). Entries the filter keeps out are left alone", choices=tuple(u.value for u in Unconfirmed)),
     Setting("filter", "protocols", None, "synchronize only these protocols (absent: all)", "[name, ...]"),

@@ -148,3 +148,21 @@ def test_a_swept_entry_leaves_an_injecting_backups_kernel():
     assert sim.node(1).counters.resync_fallbacks >= 1
     assert sim.external_keys(2) == sim.kernel_keys(1)
     assert sim.kernel_keys(2) == sim.external_keys(2)  # no stale entry in the kernel
+
+
+def test_a_warm_promotion_writes_only_what_the_kernel_lacks():
+    """inject_on_arrival: the backup's kernel already holds the states, so promotion
+    writes nothing before it is primary; the dump that loads its internal cache shows
+    what the kernel lost or refused, and only that is written."""
+    sim = cluster(inject_on_arrival=True)
+    for i in range(20):
+        sim.conn_new(1, conn(i))
+    sim.settle()
+    assert sim.kernel_keys(2) == sim.kernel_keys(1)
+    sim.conn_destroy(2, conn(3))  # lost from the backup's kernel (refused, expired ...)
+    sim.crash(1)
+    written = sim.driver(2).counters.entries_written
+    sim.promote(2)
+    assert sim.role(2) is Role.PRIMARY
+    assert sim.driver(2).counters.entries_written - written == 1
+    assert conn(3).key in sim.kernel_keys(2) and len(sim.node(2).internal) == 20

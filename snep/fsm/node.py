@@ -153,6 +153,9 @@ class SyncNode:
         #: VouchKernel pending (None: not): the keys born in our kernel since, which are
         #: live traffic, not an earlier life's (the primary's dump may not have them yet)
         self._vouch: set[Key] | None = None
+        #: inject_on_arrival: a promotion wrote nothing (the kernel holds the external
+        #: cache); the next kernel dump says what the kernel refused, and that is written
+        self._check_commit = False
 
     def _fresh_sync(self, filter: Filter) -> None:
         """A new process's sender and receivers: no stream, nothing queued."""
@@ -255,7 +258,10 @@ class SyncNode:
     def _carry_out(self, now: float, actions: Iterable[RoleAction], out: list[Output]) -> None:
         for action in actions:
             if isinstance(action, CommitExternal):
-                self._commit(out)
+                if self.params.inject_on_arrival:
+                    self._check_commit = True  # (the kernel holds it: checked against the next dump)
+                else:
+                    self._commit(out)
             elif isinstance(action, TakeEpoch):
                 self.sender.deactivate()  # (a retake: the old sequence space ends)
                 self.own = Epoch(self.newest.term + 1, self.node_id)
@@ -357,6 +363,15 @@ class SyncNode:
         """The kernel dump asked for by DumpKernel: it becomes the internal cache."""
         out: list[Output] = []
         self.internal.replace(entries)
+        if self._check_commit:
+            self._check_commit = False
+            internal = self.internal
+            missing = tuple(Event(EventKind.NEW, e) for e in self.external if e.key not in internal)
+            if missing:
+                for event in missing:
+                    internal.apply(event)
+                out.append(KernelOps(missing, replace=True))
+            out.append(Log("info", f"promoted warm (inject_on_arrival): {len(missing)} entries of the external cache were missing from the kernel, written"))
         self.sender.cache_loaded(now, out)
         return out
 
