@@ -27,7 +27,6 @@ import argparse
 import os
 import statistics
 import sys
-
 import tempfile
 import time
 from pathlib import Path

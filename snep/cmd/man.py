@@ -309,7 +309,8 @@ SECTIONS: dict[str, str] = {
     "sync": "The sync link, its peers and the protocol's tunables. Frames go over UDP to each peer, or once "
             "to `multicast_group`; every frame carries the sender's epoch, and with a key file, a MAC.",
     "sync.second_link": "An optional redundant sync link (conntrackd's second dedicated link). Frames go over "
-                        "the main link, and over this one when the main link fails or falls silent; the "
+                        "the main link, and over this one when the main link fails or falls silent, back "
+                        "on the main link as soon as a peer is heard there again (probed with empty datagrams); the "
                         "peers are the same nodes as on the main link.",
     "kernel": "The conntrack table: the netlink event socket's buffer, and what the node writes into the "
               "kernel and when.",

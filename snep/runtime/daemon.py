@@ -331,6 +331,8 @@ class Daemon:
             return
         assert self.driver is not None and self.transport is not None
         self.transport.heard(link, now)
+        if not data:
+            return  # a link probe (snep.runtime.transport): the link carries, nothing more
         self.driver.on_datagram(now, data, peer, _show(address))
 
     def _on_timer(self) -> None:
