@@ -197,7 +197,9 @@ VARIABLES lastVer,   \* lastVer[c]: newest version c ever had (versions grow)
           dead,      \* dead[n][c]: the newest version of c that n has seen
                      \*   destroyed in the stream it follows (0: none)
           dumped,    \* dumped[n]: n applied a whole dump since it last started
-                     \*   or stopped being primary (what ready must mean)
+                     \*   or stopped being primary (what ready must mean; not
+                     \*   only a ghost: the first such dump vouches for the
+                     \*   kernel, ApplyState)
           overflow,  \* a send did not fit the network (a flood)
           failedAs,  \* failedAs[n]: role n had when it last failed, or "none"
           fenced,    \* some stale STATE/ALIVE was dropped (epoch fencing)
@@ -940,7 +942,10 @@ PeerTimeout(n, m) ==
 \* still marked and makes a SYNCING node ready (BACKUP). A BULK_START ahead
 \* of the expected seq is applied too: the dump supersedes the missed frames.
 \* What the stream removes (a DESTROY, a sweep) leaves the node's kernel too:
-\* a backup keeps no entry its primary says is gone (ghost: dead).
+\* a backup keeps no entry its primary says is gone (ghost: dead). The first
+\* whole dump since the node became a backup (~dumped) vouches for its kernel
+\* (VouchKernel): what the dump confirms takes the primary's state, the rest
+\* (left from an earlier life, e.g. connections reset while it was away) goes.
 Applied(n, msg, r0) ==
     LET ext0 == external[n]
         mk0 == IF msg.start THEN Present(ext0) ELSE r0.marked
@@ -957,8 +962,11 @@ ApplyState(n, msg, r0) ==
         sweep == msg.end /\ ib
         ext2 == Applied(n, msg, r0)
         gone == {c \in Present(external[n]) : ext2[c] = 0}
+        vouch == sweep /\ ~r0.dumped
     IN /\ external' = [external EXCEPT ![n] = ext2]
-       /\ kernel' = [kernel EXCEPT ![n] = [c \in Conn |-> IF c \in gone THEN 0 ELSE @[c]]]
+       /\ kernel' = [kernel EXCEPT ![n] = [c \in Conn |->
+                      IF vouch THEN (IF @[c] # 0 THEN ext2[c] ELSE 0)
+                      ELSE IF c \in gone THEN 0 ELSE @[c]]]
        /\ dead' = [dead EXCEPT ![n] = [c \in Conn |->
                       IF c \in gone /\ external[n][c] > r0.dead[c] THEN external[n][c]
                       ELSE r0.dead[c]]]

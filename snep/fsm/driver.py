@@ -31,7 +31,7 @@ the events the internal cache missed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -79,7 +79,7 @@ class KernelTable(Protocol):
 
     def dump(self) -> Iterable[Entry]: ...
 
-    def shorten_timeouts(self, timeout: int) -> int: ...
+    def shorten_timeouts(self, timeout: int, keys: Collection[Key] | None = None) -> int: ...
 
     def read_events(self) -> list[Event]: ...
 
@@ -266,7 +266,7 @@ class Driver:
             return self.node.on_kernel_dump(now, entries)
         elif isinstance(output, ShortenTimeouts):
             try:
-                changed = self.kernel.shorten_timeouts(output.timeout)
+                changed = self.kernel.shorten_timeouts(output.timeout, output.keys)
             except KernelError as error:
                 self.counters.kernel_errors += 1
                 self.host.report(Log("error", f"shortening kernel timeouts failed: {error}"))

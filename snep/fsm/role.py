@@ -47,6 +47,7 @@ from snep.fsm.effects import (
     ShortenKernelTimeouts,
     StopSending,
     TakeEpoch,
+    VouchKernel,
 )
 
 
@@ -81,13 +82,14 @@ class Row:
 
 _PROMOTE = (CommitExternal(), ClearExternal(), TakeEpoch(), ResyncInternalFromKernel(), SendHello(), BulkSendToPeers())
 _RETAKE = (TakeEpoch(), SendHello(), BulkSendToPeers())
-_STEP_DOWN = (StopSending(), ShortenKernelTimeouts(), RequestResync())
-_TO_BACKUP = (ShortenKernelTimeouts(), RequestResync())
+_STEP_DOWN = (StopSending(), ShortenKernelTimeouts(), VouchKernel(), RequestResync())
+_TO_BACKUP = (ShortenKernelTimeouts(), VouchKernel(), RequestResync())
+_START = (ResyncInternalFromKernel(), ClearExternal(), VouchKernel(), SendHello(), RequestResync())
 
 # fmt: off
 TABLE: tuple[Row, ...] = (
     # trigger     sources                      dest      actions                 guard          spec
-    Row("start",   (DOWN,),                     SYNCING, (ResyncInternalFromKernel(), ClearExternal(), SendHello(), RequestResync()), spec="Recover"),
+    Row("start",   (DOWN,),                     SYNCING, _START,                                  spec="Recover"),
     Row("promote", (SYNCING, BACKUP, FAULT),    PRIMARY, _PROMOTE,                                spec="Promote"),
     Row("promote", (PRIMARY,),                  None),                        # already primary: no new epoch
     Row("demote",  (PRIMARY,),                  SYNCING, _STEP_DOWN,                              spec="Demote"),
