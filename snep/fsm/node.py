@@ -154,8 +154,9 @@ class SyncNode:
         #: live traffic, not an earlier life's (the primary's dump may not have them yet)
         self._vouch: set[Key] | None = None
         #: inject_on_arrival: a promotion wrote nothing (the kernel holds the external
-        #: cache); the next kernel dump says what the kernel refused, and that is written
-        self._check_commit = False
+        #: cache, then emptied: these are its entries); the next kernel dump says what
+        #: the kernel refused, and that is written
+        self._check_commit: list[Entry] | None = None
 
     def _fresh_sync(self, filter: Filter) -> None:
         """A new process's sender and receivers: no stream, nothing queued."""
@@ -259,7 +260,7 @@ class SyncNode:
         for action in actions:
             if isinstance(action, CommitExternal):
                 if self.params.inject_on_arrival:
-                    self._check_commit = True  # (the kernel holds it: checked against the next dump)
+                    self._check_commit = list(self.external)  # (the kernel holds it: checked against the next dump)
                 else:
                     self._commit(out)
             elif isinstance(action, TakeEpoch):
@@ -366,10 +367,10 @@ class SyncNode:
         """The kernel dump asked for by DumpKernel: it becomes the internal cache."""
         out: list[Output] = []
         self.internal.replace(entries)
-        if self._check_commit:
-            self._check_commit = False
+        if self._check_commit is not None:
+            committed, self._check_commit = self._check_commit, None
             internal = self.internal
-            missing = tuple(Event(EventKind.NEW, e) for e in self.external if e.key not in internal)
+            missing = tuple(Event(EventKind.NEW, e) for e in committed if e.key not in internal)
             if missing:
                 for event in missing:
                     internal.apply(event)
