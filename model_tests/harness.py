@@ -178,6 +178,13 @@ class Cluster:
         self._purge()
         if callable(prefix):
             prefix = prefix()
+        # keepalived's master that takes over again by itself (its timer, whichever
+        # move let it fire): Reassert.
+        taken = {args[0] for name, args in prefix if name in ("Promote", "Reassert")}
+        for n in self.C.Node:
+            node = self.node(n)
+            if s.role[n] != M.PRIMARY and n not in taken and node is not None and node.state is Role.PRIMARY:
+                prefix = [("Reassert", (n,)), *prefix]
         after = abstract(self.sim, self.C, self.conns, s, self.sessions)
         if out_of_model:
             # What a node acknowledged and the operator then flushed is no longer owed.
@@ -437,9 +444,22 @@ class Cluster:
         )
 
     def advance(self, dt: float) -> None:
-        """The clock moves; kernel entries whose timeout passed expire."""
+        """The clock moves; kernel entries whose timeout passed expire.
+
+        The environment's synchrony assumption (the spec's, where Reassert needs that
+        a master hears of no primary): while a master that is not primary hears of a
+        live primary in the model, the clock stops short of its failure detector's
+        deadline (it would take the primary's silence for its death). Deliveries and
+        the primary's timers refresh it; a slower network is a cut link."""
         sim = self.sim
         now = sim.now + dt
+        for n in self.C.Node:
+            node = self.node(n)
+            if node is not None and M.HearsOfPrimary(self.state, self.C, n) and node.ha_role == "promote":
+                now = min(now, node._primary_heard_at + sim.params.peer_dead_timeout - 1e-3)
+        if now <= sim.now:
+            return
+        dt = now - sim.now
         prefix: list[tuple[str, tuple[Any, ...]]] = []
         for n, host in sim.hosts.items():
             for key, (_entry, deadline) in host.table.entries.items():
@@ -461,16 +481,8 @@ class Cluster:
     def timer(self, n: int) -> None:
         """Node n's timers that are due fire (ack, retransmit, flush, bulk, alive, resync,
         dead peer, and keepalived's master taking over again when it hears of no primary:
-        Reassert)."""
-        was = self.state.role[n]
-
-        def prefix() -> list[tuple[str, tuple[Any, ...]]]:
-            node = self.node(n)
-            if was != M.PRIMARY and node is not None and node.state is Role.PRIMARY:
-                return [("Reassert", (n,))]
-            return []
-
-        self.step(f"timers of {n}", lambda: self.sim.fire_timers(n), prefix)
+        Reassert, which :meth:`step` explains)."""
+        self.step(f"timers of {n}", lambda: self.sim.fire_timers(n), [])
 
     def command(self, n: int, name: str) -> None:
         """An operator command (snep ctl): commit and flush are outside the spec."""
