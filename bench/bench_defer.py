@@ -16,6 +16,7 @@ figures, no asserts.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import select
@@ -27,9 +28,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from snep.fsm.defer import Verdict  # noqa: E402
-from snep.kernel.nfqueue import NfQueue  # noqa: E402
-from snep.lab import netns  # noqa: E402
+from snep.fsm.defer import Verdict
+from snep.kernel.nfqueue import NfQueue
+from snep.lab import netns
 
 CLIENT, SERVER = "10.79.0.1", "10.79.0.2"
 PORT_QUEUED, PORT_PLAIN, PORT_FLOOD = 9, 11, 10
@@ -81,13 +82,17 @@ def stop_worker(proc: subprocess.Popen[str]) -> dict[str, float]:
     return json.loads(out.strip().splitlines()[-1])
 
 
+def udp_sockets(count: int) -> list[socket.socket]:
+    return [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(count)]
+
+
 def round_trips(client: str, port: int, n: int) -> list[float]:
     """Seconds from sending a datagram (a new connection) to its ICMP port unreachable,
     for each of ``n`` new connections (one lost in 2 s is left out)."""
     out = []
     for start in range(0, n, 100):
         count = min(100, n - start)
-        socks = netns.call_in(client, lambda: [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(count)])
+        socks = netns.call_in(client, functools.partial(udp_sockets, count))
         for s in socks:
             s.settimeout(2)
             s.connect((SERVER, port))

@@ -15,7 +15,7 @@ Two halves, like the conntrack adapter:
   (NFQA_CFG_F_CONNTRACK: NFQA_CT is a nested set of CTA_* attributes, decoded by
   ctnetlink's entry decoder), and then no packet bytes are copied (NFQNL_COPY_META).
   Kernels built without CONFIG_NETFILTER_NETLINK_GLUE_CT (this project's test machine;
-  stock Debian, Ubuntu and Fedora kernels have it) refuse the flag: then the first
+  distribution kernels are expected to have it) refuse the flag: then the first
   :data:`HEADER_COPY` bytes are copied and :func:`decode_headers` reads the tuple
   from the IP and L4 headers (a NEW packet queued before NAT: its original tuple);
 - :class:`NfQueue`: one socket bound to one queue, in this or a named namespace.
@@ -36,6 +36,7 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from enum import IntEnum
+from typing import Self
 
 from snep.entry import ConnTuple, Entry, Family, Proto
 from snep.errors import DecodeError, KernelError
@@ -427,9 +428,8 @@ class NfQueue:
                 for msg in ct.iter_messages(view, n):
                     if msg.type == MSG_PACKET:
                         self._decode_into(msg, out)
-                    elif msg.type == ct.NLMSG_ERROR:
-                        if ct.decode_error(view, msg)[0]:
-                            counters.verdict_errors += 1
+                    elif msg.type == ct.NLMSG_ERROR and ct.decode_error(view, msg)[0]:
+                        counters.verdict_errors += 1
             except DecodeError:
                 counters.decode_errors += 1
         return out
@@ -459,7 +459,7 @@ class NfQueue:
             pass
         self._sock.close()
 
-    def __enter__(self) -> NfQueue:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
