@@ -100,6 +100,8 @@ def ipv6(next_header: int, l4: bytes) -> bytes:
         (b"\x45" + b"\0" * 10, None),
         (b"\x70" + b"\0" * 40, None),  # not IP
     ],
+    ids=["udp", "tcp", "icmp-echo", "gre", "fragment", "udp6", "icmp6-echo", "ext-header", "short-ports",
+         "short-ip", "not-ip"],
 )
 def test_the_tuple_from_the_headers(data: bytes, expected: object) -> None:
     assert nfq.decode_headers(data) == expected
