@@ -88,14 +88,11 @@ class NetlinkKernel(Kernel):
 
     @staticmethod
     def _netlink_socket() -> socket.socket:
-        try:
-            return socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, ct.NETLINK_NETFILTER)
-        except OSError as exc:
-            raise KernelError(f"cannot open a ctnetlink socket: {exc.strerror}", exc.errno or 0) from exc
+        return netfilter_socket("ctnetlink")
 
     def _open_command(self) -> socket.socket:
         sock = self._netlink_socket()
-        _set_rcvbuf(sock, _COMMAND_RCVBUF)
+        set_rcvbuf(sock, _COMMAND_RCVBUF)
         try:
             sock.setsockopt(socket.SOL_SOCKET, ct.SO_SNDBUFFORCE, _COMMAND_SNDBUF)
         except OSError:
@@ -111,7 +108,7 @@ class NetlinkKernel(Kernel):
             # failures (and keeps DESTROY events) instead of dropping silently.
             sock.setsockopt(ct.SOL_NETLINK, ct.NETLINK_BROADCAST_ERROR, 1)
             sock.setsockopt(ct.SOL_NETLINK, ct.NETLINK_NO_ENOBUFS, 1)
-        self.counters.buffer_size = _set_rcvbuf(sock, self._buffer_size)
+        self.counters.buffer_size = set_rcvbuf(sock, self._buffer_size)
         sock.bind((0, groups))
         sock.setblocking(False)
         self._batch_receiver = BatchReceiver.open(sock.fileno())
@@ -502,7 +499,7 @@ class NetlinkKernel(Kernel):
         self.counters.overruns += 1
         if self._events is not None and self._buffer_size * 2 <= self._buffer_max:
             self._buffer_size *= 2
-            self.counters.buffer_size = _set_rcvbuf(self._events, self._buffer_size)
+            self.counters.buffer_size = set_rcvbuf(self._events, self._buffer_size)
 
     def _drain_events(self) -> None:
         self._overrun_pending = False
@@ -550,7 +547,15 @@ def _with_ack(msgs: list[bytes]) -> bytes:
     return b"".join(msgs)
 
 
-def _set_rcvbuf(sock: socket.socket, size: int) -> int:
+def netfilter_socket(what: str) -> socket.socket:
+    """A NETLINK_NETFILTER socket (ctnetlink, nfqueue: nfnetlink subsystems share it)."""
+    try:
+        return socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, ct.NETLINK_NETFILTER)
+    except OSError as exc:
+        raise KernelError(f"cannot open a {what} socket: {exc.strerror}", exc.errno or 0) from exc
+
+
+def set_rcvbuf(sock: socket.socket, size: int) -> int:
     """Set the receive buffer, past rmem_max when we may (root); return what we got."""
     try:
         sock.setsockopt(socket.SOL_SOCKET, ct.SO_RCVBUFFORCE, size)
