@@ -55,8 +55,13 @@ from snep.fsm.role import Role
 #: seconds between attempts at a kernel dump the kernel refused
 KERNEL_DUMP_RETRY = 1.0
 
-#: event reads per wake-up of the kernel's event socket (each up to 65536 events)
+#: event reads per wake-up of the kernel's event socket (each up to READ_MAX events)
 READS_PER_WAKEUP = 4
+
+#: events one read may return; a read that returns fewer drained what was queued, so
+#: the driver reads again only after a full one (the event loop wakes it for what
+#: arrives later: one read per wake-up, not a second one that finds nothing)
+READ_MAX = 65536
 
 #: the operator commands (``snep ctl``) that drive the node, and the method each calls
 COMMANDS: Mapping[str, str] = {
@@ -81,7 +86,7 @@ class KernelTable(Protocol):
 
     def shorten_timeouts(self, timeout: int) -> int: ...
 
-    def read_events(self) -> list[Event]: ...
+    def read_events(self, max_events: int = READ_MAX) -> list[Event]: ...
 
     def resync(self, known: Mapping[Key, Entry]) -> list[Event]: ...
 
@@ -175,7 +180,7 @@ class Driver:
         node = self.node
         for _ in range(READS_PER_WAKEUP):
             try:
-                events = self.kernel.read_events()
+                events = self.kernel.read_events(READ_MAX)
             except EventOverrun:
                 self.counters.netlink_overruns += 1
                 self.host.report(Log("warning", "kernel events lost (overrun): resynchronizing the internal cache from a dump"))
@@ -197,6 +202,8 @@ class Driver:
                 return
             self._mark("kernel", str(len(events)))
             self.run(now, node.on_kernel_events(now, events))
+            if len(events) < READ_MAX:
+                return
 
     def command(self, now: float, name: str, argv: Sequence[str] = ()) -> None:
         """An operator command (``snep ctl``); a bad one raises SnepError, changes nothing."""

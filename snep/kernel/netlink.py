@@ -456,6 +456,8 @@ class NetlinkKernel(Kernel):
                         if truncated:  # an event larger than a slot: treat as lost
                             raise OSError(errno_mod.ENOBUFS, "truncated event")
                         self._parse_events(batch.view, start, start + n, out)
+                    if count < batch.slots:
+                        break  # drained: no second recvmmsg to find nothing
                 else:
                     n = sock.recv_into(self._buf)
                     self._parse_events(self._view, 0, n, out)
