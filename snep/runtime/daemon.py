@@ -297,6 +297,24 @@ class Daemon:
 
         loop.call_later(delay, run)
 
+    def resume_soon(self, callback: Callable[[float], None]) -> None:
+        """The driver's long kernel work goes on after the loop's other ready callbacks
+        (the control socket's among them): snep.fsm.driver, rule 5."""
+        loop = self.loop
+        assert loop is not None
+
+        def run() -> None:
+            if self.stopping is None or not self.stopping.is_set():
+                callback(loop.time())
+                self._tick()
+
+        loop.call_soon(run)
+
+    async def _idle(self) -> None:
+        """Until the driver's suspended run (a dump, a commit) is complete."""
+        while self.driver is not None and self.driver.busy:
+            await asyncio.sleep(0.002)
+
     # ---------------------------------------------------------------- inputs
 
     def _now(self) -> float:
@@ -353,7 +371,6 @@ class Daemon:
     async def _on_control(self, command: str, args: dict[str, Any]) -> Any:
         self.counters["control_requests"] += 1
         argv = [str(a) for a in args.get("argv", [])]
-        now = self._now()
         node = self.node
         try:
             if command == "status":
@@ -368,14 +385,17 @@ class Daemon:
             if command == "notify":
                 if len(argv) != 1 or argv[0] not in ROLE_CHANGES:
                     raise ControlError("notify takes one argument: primary, backup or fault")
-                return self._role_change(argv[0], now)
+                await self._idle()  # (inputs keep their order: this one after the run under way)
+                return await self._role_change(argv[0], self._now())
             if command == "reload":
                 return self.reload()
             if command in COMMANDS:
+                await self._idle()
                 started = time.monotonic()
                 assert self.driver is not None
-                self.driver.command(now, command, argv)
+                self.driver.command(self._now(), command, argv)
                 self._tick()
+                await self._idle()  # (answered once its dump or commit is done)
                 return {
                     "done": command,
                     "seconds": round(time.monotonic() - started, 6),
@@ -388,14 +408,15 @@ class Daemon:
         known = ", ".join(sorted({*QUERIES, *COMMANDS}))
         raise ControlError(f"unknown command {command!r} (known: {known})")
 
-    def _role_change(self, role: str, now: float) -> dict[str, Any]:
+    async def _role_change(self, role: str, now: float) -> dict[str, Any]:
         assert self.driver is not None
         before = self.node.state.name
         written = self.driver.counters.entries_written
         started = time.monotonic()
         self.driver.role_change(now, role)
-        seconds = time.monotonic() - started
         self._tick()
+        await self._idle()  # (a promotion's commit and dump, carried out in steps)
+        seconds = time.monotonic() - started
         after = self.node.state.name
         notice("HA manager says %s: role %s -> %s (%.1f ms)", role, before, after, seconds * 1000)
         result: dict[str, Any] = {"role": after, "was": before, "seconds": round(seconds, 6)}
@@ -440,6 +461,8 @@ class Daemon:
         if self.kernel is not None:
             kernel: dict[str, Any] = dict(vars(self.kernel.counters))
             try:
+                if self.driver is not None and self.driver.busy:
+                    raise SnepError("a dump holds the command socket")  # (the table's figures: next time)
                 table = self.kernel.stats()
                 kernel["entries"] = table.entries
                 kernel["max_entries"] = table.max_entries
