@@ -16,7 +16,7 @@ cannot grow a node's memory without bound); updates and removals always go throu
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from snep.entry import Entry, Event, EventKind, Key
 
@@ -29,6 +29,10 @@ class Cache:
         self._marked: set[Key] | None = None
         self.limit = limit
         self.missing_deletes = 0  # DESTROY of a connection we did not have
+        #: where the entries a replace or a clear lets go are put (None: freed at once);
+        #: the daemon frees them a part at a time (hundreds of thousands of entries take
+        #: 50 ms to free, and its control socket answers between the parts)
+        self.retire: Callable[[dict[Key, Entry]], None] | None = None
 
     def apply(self, event: Event) -> bool:
         """Apply one event; False when it was refused (a new entry beyond the limit)."""
@@ -66,13 +70,24 @@ class Cache:
                 entries[key] = entry
         return refused
 
-    def replace(self, entries: Iterable[Entry]) -> None:
-        """Become exactly ``entries`` (a kernel dump)."""
-        self._entries = {entry.key: entry for entry in entries}
+    def replace(self, entries: Iterable[Entry] | dict[Key, Entry]) -> None:
+        """Become exactly ``entries`` (a kernel dump); a dict of them by key is taken as
+        it is (the driver builds it while it reads the dump, a part at a time)."""
+        old = self._entries
+        if isinstance(entries, dict):
+            self._entries = entries
+        else:
+            self._entries = {(entry[0], entry[2]): entry for entry in entries}  # (entry.key, without a call each)
+        if self.retire is not None:
+            self.retire(old)
         self._marked = None
 
     def clear(self) -> None:
-        self._entries.clear()
+        if self.retire is not None:
+            self.retire(self._entries)
+            self._entries = {}
+        else:
+            self._entries.clear()
         self._marked = None
 
     # mark-and-sweep -------------------------------------------------------------

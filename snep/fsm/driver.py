@@ -73,7 +73,7 @@ READ_MAX = 65536
 
 #: entries a kernel dump reads, or a kernel write writes, between two yields to the host
 #: (a few tens of ms of work at most: the control socket's answers wait no longer)
-STEP = 4096
+STEP = 512
 
 #: the operator commands (``snep ctl``) that drive the node, and the method each calls
 COMMANDS: Mapping[str, str] = {
@@ -138,7 +138,7 @@ class _Run:
     index: int = 0
     dump: DumpKernel | None = None
     parts: Iterator[list[Entry]] | None = None
-    entries: list[Entry] = field(default_factory=list)
+    entries: dict[Key, Entry] = field(default_factory=dict)  # (by key: the cache's, built in steps)
     ops: KernelOps | None = None
     written: int = 0
     errors: int = 0
@@ -360,7 +360,7 @@ class Driver:
             except KernelError as error:
                 self._dump_failed(output, error)
                 return
-            run.dump, run.entries = output, []
+            run.dump, run.entries = output, {}
         elif isinstance(output, ShortenTimeouts):
             try:
                 changed = self.kernel.shorten_timeouts(output.timeout)
@@ -380,7 +380,7 @@ class Driver:
         assert run.parts is not None and run.dump is not None
         try:
             for part in run.parts:
-                run.entries.extend(part)
+                run.entries.update({(entry[0], entry[2]): entry for entry in part})  # (entry.key)
                 if budget > 0:
                     budget = max(budget - len(part), 0)
                     if budget == 0:
@@ -390,7 +390,7 @@ class Driver:
             self._dump_failed(run.dump, error)
             return budget
         run.parts = None
-        entries, run.entries = run.entries, []
+        entries, run.entries = run.entries, {}
         more = self.node.on_kernel_dump(now, entries)
         if more:
             run.batches.append(list(more))

@@ -55,7 +55,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from snep.cache import Cache
-from snep.entry import Entry, Event, EventKind, complete_update
+from snep.entry import Entry, Event, EventKind, Key, complete_update
 from snep.errors import AuthError, DecodeError, InvalidTransition
 from snep.fsm.channel import Channel
 from snep.fsm.counters import Counters
@@ -344,8 +344,9 @@ class SyncNode:
             self.sender.on_events(now, events, out)
         return out
 
-    def on_kernel_dump(self, now: float, entries: Iterable[Entry]) -> list[Output]:
-        """The kernel dump asked for by DumpKernel: it becomes the internal cache."""
+    def on_kernel_dump(self, now: float, entries: Iterable[Entry] | dict[Key, Entry]) -> list[Output]:
+        """The kernel dump asked for by DumpKernel (its entries, or a dict of them by
+        key): it becomes the internal cache."""
         out: list[Output] = []
         self.internal.replace(entries)
         self.sender.cache_loaded(now, out)

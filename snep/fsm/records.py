@@ -7,8 +7,8 @@ what a restarted backup waits for). A record counts only for the very entry it w
 made of (``is``: entries are immutable values, so its bytes stay right); an entry
 changed since is encoded afresh at its turn and kept. Records are of entries the
 filter accepted: a new filter drops them all. Bounded by the internal cache: a
-DESTROY drops its connection's record, and a kernel dump keeps only the records of
-what it holds (:meth:`Records.retain`).
+DESTROY drops its connection's record, and a kernel dump (whose entries are new
+values) drops them all.
 """
 
 from __future__ import annotations
@@ -29,12 +29,18 @@ class Records:
 
     def __init__(self) -> None:
         self._records: dict[Key, tuple[Entry, bytes]] = {}
+        #: where the records a clear lets go are put (None: freed at once; as Cache.retire)
+        self.retire: Callable[[dict[Key, tuple[Entry, bytes]]], None] | None = None
 
     def __len__(self) -> int:
         return len(self._records)
 
     def clear(self) -> None:
-        self._records.clear()
+        if self.retire is not None and self._records:
+            self.retire(self._records)
+            self._records = {}
+        else:
+            self._records.clear()
 
     def stream(self, event: Event) -> bytes:
         """The message of an event that streams out now; its entry's record is kept."""
@@ -62,7 +68,3 @@ class Records:
         data = encode_state(_event(Event, (_NEW, entry)))
         self._records[key] = (entry, data)
         return data
-
-    def retain(self, get: Callable[[Key], Entry | None]) -> None:
-        """Keep only the records of the entries ``get`` still gives (after a kernel dump)."""
-        self._records = {key: kept for key, kept in self._records.items() if get(key) is kept[0]}

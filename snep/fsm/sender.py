@@ -75,6 +75,11 @@ SENDER_TABLE = (
 
 _DESTROY = EventKind.DESTROY
 
+#: dump frames one input sends at most: a dump that no peer's window holds back (its
+#: peers dead, or a large window) goes on at the next timer instead of all at once, so
+#: that the loop serves its other inputs (the control socket) between the steps
+BULK_STEP = 16
+
 #: dumps a peer may start at once (then one more per resync_retry)
 DUMP_BURST = 2
 
@@ -187,7 +192,7 @@ class SyncSender:
     def cache_loaded(self, now: float, out: list[Output]) -> None:
         """The kernel dump is in: a dump that waited for it goes on."""
         self.loading = False
-        self.records.retain(self.internal.get)
+        self.records.clear()  # (the dump's entries are new values: no record is of them)
         self.on_bulk_step(now, out)
 
     def mark_dead(self, peer: PeerId) -> None:
@@ -576,7 +581,8 @@ class SyncSender:
             return records.dump_message(key, entry, accepts)
 
         dump = self.dump
-        room = self.bulk_room()
+        budget = BULK_STEP  # (per input: the rest goes on at the next timer, which is due now)
+        room = min(self.bulk_room(), budget)
         while room > 0:
             first = self.mode.state is SenderMode.BULK_START
             if first:
@@ -608,7 +614,8 @@ class SyncSender:
                 return
             if first:
                 self.mode.fire("first_frame")
-            room = self.bulk_room()
+            budget -= len(frames)
+            room = min(self.bulk_room(), budget)
 
     # --- timers -----------------------------------------------------------------------
     def next_deadline(self, now: float) -> float:
