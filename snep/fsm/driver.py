@@ -298,7 +298,16 @@ class Driver:
     # --- outputs ------------------------------------------------------------------------
     def run(self, now: float, outputs: Iterable[Output]) -> None:
         """Carry out one input's outputs (and what the dumps among them bring) by the rules."""
-        self._proceed(now, _Run(deque([list(outputs)])))
+        batch = list(outputs)
+        for output in batch:
+            if type(output) is DumpKernel or type(output) is KernelOps:
+                self._proceed(now, _Run(deque([batch])))
+                return
+        # No kernel work (most inputs: frames to send): the batch at once.
+        self._persist(batch)
+        carry_out = self._carry_out
+        for output in batch:
+            carry_out(now, output, None)
 
     def _resume(self, now: float) -> None:
         run = self._suspended
@@ -345,7 +354,12 @@ class Driver:
             if self.record is not None:
                 self.record.append(PersistEpoch(newest))
 
-    def _carry_out(self, now: float, output: Output, run: _Run) -> None:
+    def _carry_out(self, now: float, output: Output, run: _Run | None) -> None:
+        if type(output) is SendDatagram:  # (the commonest, first)
+            if self.record is not None:
+                self.record.append(output)
+            self.host.send(output.peers, output.data)
+            return
         if isinstance(output, PersistEpoch):
             return  # (written first: rule 1)
         if self.record is not None:
@@ -353,8 +367,10 @@ class Driver:
         if isinstance(output, SendDatagram):
             self.host.send(output.peers, output.data)
         elif isinstance(output, KernelOps):
+            assert run is not None
             run.ops, run.written, run.errors, run.failures = output, 0, 0, []
         elif isinstance(output, DumpKernel):
+            assert run is not None
             try:
                 run.parts = _dump_parts(self.kernel)
             except KernelError as error:
