@@ -405,7 +405,7 @@ def ratio(a: float, b: float) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", default="100000,200000")
+    parser.add_argument("--sizes", default="100000,200000", help="flows of the resync runs ('' for none)")
     parser.add_argument("--rates", default="2000,20000", help="new flows per second (steady load), one run each")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--ladder", default="5000,10000,20000,40000", help="rates of the sustained-rate steps ('' for none)")
@@ -456,6 +456,9 @@ def main() -> int:
         if len(best) == 2:
             print(f"ratio snep/conntrackd: highest sustained rate {ratio(best['snep'], best['conntrackd'])} (above 1: snep does better)")
 
+    sizes = [int(x) for x in args.sizes.split(",") if x]
+    if not sizes:
+        return 0
     print()
     print("== resync of N existing flows ==")
     print("(fresh: a backup started while the primary holds N: from process start, and from the moment its")
@@ -463,7 +466,7 @@ def main() -> int:
     print(" are back, CPU of each side during it, bytes sent on the sync interface per entry)")
     print(f"{'impl':<11} {'flows':>7} {'fresh s':>8} {'fresh req s':>11} {'request s':>9} {'CPU prim s':>10} "
           f"{'CPU back s':>10} {'bytes/entry':>11} {'arrived':>8}")
-    for n in (int(x) for x in args.sizes.split(",")):
+    for n in sizes:
         rows = {}
         for k, impl in enumerate(chosen):
             r = resync(impl, n, f"{tag}-r{k}", control=impl is Snep)
