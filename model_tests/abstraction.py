@@ -3,6 +3,12 @@
 What maps to what (model variable <- implementation):
 
 - role[n]      <- the node's RoleMachine state (DOWN when the process is down)
+- master[n]    <- keepalived's last word to the node was "master" (``ha_role``)
+- sess[n], bound[n][m] <- the node's channel: its own session and the session it
+                  bound for m, numbered per node in the order the processes started
+                  (``sessions``: the implementation's random nonce -> 1, 2, ...; the
+                  spec's Init is every node's first process); a node that is down
+                  keeps the model's values (the spec's Fail leaves them)
 - linkUp       <- every pair not in SimNetwork.down
 - kernel[n]    <- the MemoryTable of host n: connection -> version, where the test's
                   connections are named (``conns``: entry key -> name) and an entry's
@@ -24,16 +30,19 @@ What maps to what (model variable <- implementation):
                   cache's mark-and-sweep set
 - needSync[n]  <- SyncNode.need_sync
 - msgs         <- every datagram in flight, decoded with the real codec (see :func:`msg_of`)
-- ghosts (lastVer, ackd, failedAs, fenced, repairs) are history, not state: the test
-  carries them along the model steps that explain each implementation step.
+- ghosts (lastVer, born, owed, promoted, dead, dumped, overflow, failedAs, fenced,
+  repairs), the environment's budgets and the adversary's stash are history, not
+  state: the test carries them along the model steps that explain each step.
 
 Messages. The wire carries less than the spec's message record, so the mapping is:
-STATE (one entry per frame: the tests use an MTU that fits one): epoch = the header's
+every message: sess = the header's session (numbered as above), for = the header's
+addressee (0: every peer); STATE (one entry per frame: the tests use an MTU that fits one): epoch = the header's
 claim (term, sender id), seq, conn/ver from the entry (DESTROY: version 0), BULK flags;
 ALIVE: claim and next seq = header seq + 1 (the header holds the newest seq sent); an
 ALIVE without a claim (term 0: a non-primary's keepalive) is no spec message (None);
 ACK/NACK: (stream term, addressee), lo/hi = first/last; RESYNC_REQUEST: the sender's
-claim or none; HELLO: the newest epoch its sender knows (its message's epoch and node).
+claim or none; HELLO: the newest epoch its sender knows (newest_term, newest_owner),
+claims = the header claims that epoch, live = the message's flag.
 """
 
 from __future__ import annotations
@@ -47,9 +56,9 @@ from snep.cache import Cache
 from snep.entry import EventKind, Key
 from snep.fsm.role import Role
 from snep.lab.sim import Simulation
-from snep.wire.codec import FLAG_BULK_END, FLAG_BULK_START, decode_frame
+from snep.wire.codec import FLAG_BULK_END, FLAG_BULK_START, Built, decode_frame, seal
 from snep.wire.messages import Frame as WireFrame
-from snep.wire.messages import Hello, MessageType
+from snep.wire.messages import EVERY_PEER, Hello, MessageType
 from snep.wire.serial import SEQ_MOD
 
 ROLE = {
@@ -66,9 +75,9 @@ def decode(data: bytes) -> WireFrame:
     return decode_frame(data)
 
 
-def frame_of(data: bytes, conns: Mapping[Key, str]) -> M.Frame:
-    """A queued STATE frame (encoded bytes) as the model's queue frame."""
-    wf = decode(data)
+def frame_of(data: bytes | Built, conns: Mapping[Key, str]) -> M.Frame:
+    """A STATE frame (a datagram, or a resend queue's built frame) as the model's frame."""
+    wf = decode(seal(data, 1, 1) if isinstance(data, Built) else data)
     conn, ver = _entry_of(wf, conns)
     return M.Frame(wf.seq, conn, ver, bool(wf.flags & FLAG_BULK_START), bool(wf.flags & FLAG_BULK_END))
 
@@ -82,27 +91,30 @@ def _entry_of(wf: WireFrame, conns: Mapping[Key, str]) -> tuple[str, int]:
     return conns[entry.key], 0 if kind is EventKind.DESTROY else entry.mark
 
 
-def msg_of(src: int, dst: int, data: bytes, conns: Mapping[Key, str]) -> M.Msg | None:
+def msg_of(src: int, dst: int, data: bytes, conns: Mapping[Key, str], sessions: Mapping[int, int]) -> M.Msg | None:
     """A datagram as the spec's message (None: not a message of the spec)."""
     wf = decode(data)
     t = wf.type
+    head = dict(src=src, sess=sessions.get(wf.session, 0), for_=0 if wf.dst == EVERY_PEER else wf.dst, dst=dst)
     if t is MessageType.STATE:
         conn, ver = _entry_of(wf, conns)
-        return M.Msg(M.MSG_STATE, src, dst, wf.epoch, src, seq=wf.seq, conn=conn, ver=ver,
+        return M.Msg(M.MSG_STATE, **head, term=wf.epoch, enode=src, seq=wf.seq, conn=conn, ver=ver,
                      start=bool(wf.flags & FLAG_BULK_START), end=bool(wf.flags & FLAG_BULK_END))  # fmt: skip
     if t is MessageType.ALIVE:
         if not wf.epoch:
             return None
-        return M.Msg(M.MSG_ALIVE, src, dst, wf.epoch, src, seq=(wf.seq + 1) % SEQ_MOD)
+        return M.Msg(M.MSG_ALIVE, **head, term=wf.epoch, enode=src, seq=(wf.seq + 1) % SEQ_MOD)
     if t in (MessageType.ACK, MessageType.NACK):
         (message,) = wf.messages
         kind = M.MSG_ACK if t is MessageType.ACK else M.MSG_NACK
-        return M.Msg(kind, src, dst, wf.epoch, dst, lo=message.first, hi=message.last)  # type: ignore[attr-defined]
+        return M.Msg(kind, **head, term=wf.epoch, enode=dst, lo=message.first, hi=message.last)  # type: ignore[attr-defined]
     if t is MessageType.RESYNC_REQUEST:
-        return M.Msg(M.MSG_RESYNC, src, dst, wf.epoch, src if wf.epoch else 0)
+        return M.Msg(M.MSG_RESYNC, **head, term=wf.epoch, enode=src if wf.epoch else 0)
     if t is MessageType.HELLO:
         hello = next(m for m in wf.messages if isinstance(m, Hello))
-        return M.Msg(M.MSG_HELLO, src, dst, hello.epoch, hello.node_id)
+        e = (hello.newest_term, hello.newest_owner)
+        claims = bool(wf.epoch) and e == (wf.epoch, src)
+        return M.Msg(M.MSG_HELLO, **head, term=e[0], enode=e[1], claims=claims, live=hello.live)
     raise AssertionError(f"unknown frame type {t!r}")
 
 
@@ -113,15 +125,17 @@ def table_of(entries: Any, conns: Mapping[Key, str], C: M.Consts) -> dict[str, i
     return t
 
 
-def _marked(cache: Cache, conns: Mapping[Key, str]) -> frozenset[str]:
-    marked = cache._marked  # the mark-and-sweep set (None: not in a dump)
-    return frozenset(conns[k] for k in marked) if marked else frozenset()
+def _marked(cache: Cache, stream: tuple[int, int], conns: Mapping[Key, str]) -> frozenset[str]:
+    """The mark-and-sweep set of the newest epoch's stream (empty: not in a dump)."""
+    return frozenset(conns[k] for k in cache.marked(stream))
 
 
-def abstract(sim: Simulation, C: M.Consts, conns: Mapping[Key, str], ghosts: M.State) -> M.State:
+def abstract(sim: Simulation, C: M.Consts, conns: Mapping[Key, str], ghosts: M.State,
+             sessions: Mapping[int, int]) -> M.State:  # fmt: skip
     """The model state the simulation is in (ghost variables taken from ``ghosts``)."""
     s = ghosts
     role, kernel, internal, external, epoch = {}, {}, {}, {}, {}
+    master, sess, bound = {}, {}, {}
     nextSeq, queue, peerAck, peerLive, bulk, todo, dirty = {}, {}, {}, {}, {}, {}, {}
     behind, resume, recent = {}, {}, {}
     rto = sim.params.retransmit_timeout
@@ -139,6 +153,8 @@ def abstract(sim: Simulation, C: M.Consts, conns: Mapping[Key, str], ghosts: M.S
         recent[n] = {m: False for m in C.Node}
         if node is None:
             role[n] = M.DOWN
+            master[n] = False
+            sess[n], bound[n] = s.sess[n], dict(s.bound[n])
             internal[n] = external[n] = M.EmptyTable(C)
             epoch[n] = tuple(host.persisted)
             nextSeq[n], queue[n], bulk[n] = 0, (), "idle"
@@ -147,6 +163,9 @@ def abstract(sim: Simulation, C: M.Consts, conns: Mapping[Key, str], ghosts: M.S
             inBulk[n] = needSync[n] = False
             continue
         role[n] = ROLE[node.state]
+        master[n] = node.ha_role == "promote"
+        sess[n] = sessions[node.channel.session]
+        bound[n] = {m: 0 if m == n else sessions.get(node.channel.bound(m) or 0, 0) for m in C.Node}
         internal[n] = table_of(node.internal, conns, C)
         if C.Level == "weak":
             # The weak level never sees UPDATE events: its internal cache knows which
@@ -175,15 +194,18 @@ def abstract(sim: Simulation, C: M.Consts, conns: Mapping[Key, str], ghosts: M.S
             expect[n] = stream.expected
             ackFrom[n] = stream._ack_first if stream._ack_first is not None else stream.expected
             inBulk[n] = stream.marking
-        marked[n] = _marked(node.external, conns)
+        marked[n] = _marked(node.external, tuple(node.newest), conns)
         needSync[n] = node.need_sync
     msgs: dict[M.Msg, int] = {}
     for d in sim.network.in_flight:
-        msg = msg_of(d.src, d.dst, d.data, conns)
+        msg = msg_of(d.src, d.dst, d.data, conns, sessions)
         if msg is not None:
             msgs[msg] = msgs.get(msg, 0) + 1
     return s.set(
         role=role,
+        master=master,
+        sess=sess,
+        bound=bound,
         linkUp=frozenset(p for p in M.AllLinks(C) if p not in sim.network.down),
         kernel=kernel,
         internal=internal,

@@ -28,6 +28,19 @@ How a step is checked (step refinement with a bounded sequence of model actions)
 Moves outside the spec (the operator commands commit and flush) are checked by the
 invariants only; the model continues from the abstraction of what they left.
 
+The channel. The spec's handshake is one step (Bind: n binds m's current session);
+the implementation's takes three HELLOs. A delivery that makes the channel bind a
+new session of the sender is explained as Bind, whose HearEpoch is the news of the
+binding HELLO (the sender's epoch when it sent it). A frame the channel refuses is
+the spec's Reject when the spec refuses it too (an unbound or earlier session), and a
+loss when only the implementation's replay window refuses it (a duplicate in the
+bound session: the spec lets duplicates through, which only makes the network
+worse). The spec's Bind also drops what the peer sent before it; the
+implementation's window refuses only frames counted before the binding HELLO, so
+frames the peer sent after it are still in flight: the next step's abstraction
+reads the network from the implementation (messages are not in the projection).
+
+
 The spec's pacing guards (Retransmit only when nothing is in flight, SendAlive only on
 an idle channel, PeerTimeout only when unreachable) are not required of the
 implementation: those timers change nothing in the projection, and the messages they
@@ -36,6 +49,7 @@ send are checked by 5.
 
 from __future__ import annotations
 
+import heapq
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,6 +57,7 @@ from typing import Any
 
 from model_tests import model as M
 from model_tests.abstraction import abstract, decode, diff, frame_of, msg_of, projection
+from snep.fsm.channel import REASONS
 from snep.entry import Entry, Key
 from snep.fsm.params import SyncParams
 from snep.fsm.role import Role
@@ -104,6 +119,7 @@ class Cluster:
         self.entries: dict[str, Entry] = {c: conn(i, timeout=100000) for i, c in enumerate(self.C.Conn)}
         self.conns: dict[Key, str] = {e.key: c for c, e in self.entries.items()}
         self.state = M.Init(self.C)
+        self.sessions: dict[int, int] = {}  # a process's session nonce -> the spec's session number
         self._sent: list[tuple[int, int, bytes]] = []
         network = self.sim.network
         original = network.send
@@ -113,16 +129,31 @@ class Cluster:
             original(now, src, dst, data)
 
         network.send = send  # type: ignore[method-assign]
-        # The spec's Init: every process just started (SYNCING), no epoch yet.
+        # The spec's Init: every process just started (SYNCING), no epoch yet, and
+        # their first handshakes done (the HELLOs delivered; what follows stays in flight).
         self.sim.start()
+        for n in self.C.Node:
+            self.sessions[self.node(n).channel.session] = 1
+        self._settle_handshakes()
         self._purge()
-        started = abstract(self.sim, self.C, self.conns, self.state)
+        started = abstract(self.sim, self.C, self.conns, self.state, self.sessions)
         if projection(started, self.C) != projection(self.state, self.C):
             raise RefinementError("the started cluster is not the spec's Init:\n  " + "\n  ".join(
                 diff(projection(self.state, self.C), projection(started, self.C))))  # fmt: skip
         self.state = started
         if self.trace is not None:
             self.trace.append({"set": started.as_json(), "impl": "start every node (Init)"})
+
+    def _settle_handshakes(self) -> None:
+        network = self.sim.network
+        for _ in range(100):
+            hellos = [d for d in sorted(network.in_flight) if decode(d.data).type.name == "HELLO"]
+            if not hellos:
+                return
+            network.in_flight.remove(hellos[0])
+            heapq.heapify(network.in_flight)
+            self.sim.deliver(hellos[0])
+        raise RefinementError("the first handshakes did not settle in 100 HELLOs")
 
     # --- reading ------------------------------------------------------------------
     def role(self, n: int) -> str:
@@ -135,18 +166,23 @@ class Cluster:
         return self.sim.hosts[n].node
 
     # --- the checked step -----------------------------------------------------------
-    def step(self, label: str, move: Callable[[], Any], prefix: list[tuple[str, tuple[Any, ...]]],
+    def step(self, label: str, move: Callable[[], Any],
+             prefix: list[tuple[str, tuple[Any, ...]]] | Callable[[], list[tuple[str, tuple[Any, ...]]]],
              out_of_model: bool = False) -> None:  # fmt: skip
-        """Run ``move`` on the implementation and check it against the model."""
+        """Run ``move`` on the implementation and check it against the model. ``prefix``:
+        the move's own model actions (a function: decided from what the move did)."""
         self.steps += 1
         s = self.state
         self._sent = []
         move()
         self._purge()
-        after = abstract(self.sim, self.C, self.conns, s)
+        if callable(prefix):
+            prefix = prefix()
+        after = abstract(self.sim, self.C, self.conns, s, self.sessions)
         if out_of_model:
             # What a node acknowledged and the operator then flushed is no longer owed.
-            after = after.set(ackd={n: a & M.Present(after.external[n]) for n, a in after.ackd.items()})
+            held = {n: M.Present(after.external[n]) | M.Present(after.kernel[n]) for n in self.C.Node}
+            after = after.set(owed={n: frozenset(x for x in o if x[1] in held[n]) for n, o in after.owed.items()})
             self._check_state(s, after, label, step_properties=False)
             self.state = after
             if self.trace is not None:
@@ -158,9 +194,10 @@ class Cluster:
             raise RefinementError(
                 f"step {label!r} explained as {_show([(a, b) for a, b, _ in actions])} is not a model step:\n  " + "\n  ".join(diff(want, got))
             )
-        after = after.set(lastVer=t.lastVer, born=t.born, ackd=t.ackd, failedAs=t.failedAs, fenced=t.fenced,
-                          repairs=t.repairs, env=t.env)  # fmt: skip
-        self._check_state(s, after, label)
+        after = after.set(lastVer=t.lastVer, born=t.born, owed=t.owed, promoted=t.promoted, dead=t.dead,
+                          dumped=t.dumped, overflow=t.overflow, failedAs=t.failedAs, fenced=t.fenced,
+                          repairs=t.repairs, env=t.env, stash=t.stash)  # fmt: skip
+        self._check_state(s, after, label, chain=[t2 for _, _, t2 in actions[:-1]])
         if self.trace is not None:
             self._record(s, actions, label)
         self.state = after
@@ -215,8 +252,16 @@ class Cluster:
             return model._replace(ver=impl.ver) == impl
         return model == impl
 
-    def _check_state(self, s: M.State, after: M.State, label: str, step_properties: bool = True) -> None:
-        bad = M.violated(after, self.C) + (M.violated_step(s, after, self.C) if step_properties else [])
+    def _check_state(self, s: M.State, after: M.State, label: str, step_properties: bool = True,
+                     chain: list[M.State] | None = None) -> None:  # fmt: skip
+        """Every invariant on ``after``; the action properties on each step of the
+        explanation (s, its intermediate model states ``chain``, then ``after``: a move
+        may take several actions, and those properties speak of one)."""
+        bad = M.violated(after, self.C)
+        if step_properties:
+            states = [s, *(chain or []), after]
+            for a, b in zip(states, states[1:]):
+                bad += [x for x in M.violated_step(a, b, self.C) if x not in bad]
         if bad:
             raise RefinementError(f"step {label!r}: {', '.join(bad)} violated\n{_brief(after)}")
 
@@ -226,8 +271,6 @@ class Cluster:
         kept = [d for d in network.in_flight if self.sim.hosts[d.dst].node is not None]
         if len(kept) != len(network.in_flight):
             network.in_flight = kept
-            import heapq
-
             heapq.heapify(kept)
 
     def _explain(self, s: M.State, prefix: list[tuple[str, tuple[Any, ...]]], label: str) -> tuple[M.State, list]:
@@ -260,7 +303,7 @@ class Cluster:
         done += more
         # Control messages.
         for src, dst, data in self._sent:
-            msg = msg_of(src, dst, data, self.conns)
+            msg = msg_of(src, dst, data, self.conns, self.sessions)
             if msg is None or msg.type == M.MSG_STATE:
                 continue
             if msg.type == M.MSG_ALIVE:
@@ -274,29 +317,47 @@ class Cluster:
                     raise RefinementError(
                         f"step {label!r}: {msg} acknowledges frames not applied (applied below {applied})"
                     )
+                # (The implementation's ack delay is a timer; the spec acknowledges on the
+                # stream's pause. Either way the ACK covers only applied frames, checked
+                # above; what it is owed is the primary's RecvAck.)
                 t2 = apply("SendAck", (src, dst)) if own else None
                 if t2 is not None:
                     t = t2
                     done.append(("SendAck", (src, dst), t))
-                elif own:
-                    # The implementation's ack delay is a timer; the spec acknowledges
-                    # on the stream's pause (AckOnPause): the ghost follows the ACK.
-                    t = t.set(ackd=M.upd(t.ackd, src, M.AckedSet(t, src, dst, t.external[src])))
-                    done.append(("DelayedAck", (src, dst), t))
         return t, done
 
     # --- moves ----------------------------------------------------------------------
     def start(self, n: int) -> None:
-        self.step(f"start {n}", lambda: self.sim.start(n), [("Recover", (n,))])
+        def move() -> None:
+            self.sim.start(n)
+            self.sessions[self.node(n).channel.session] = self.state.sess[n] + 1
+
+        self.step(f"start {n}", move, [("Recover", (n,))])
 
     def crash(self, n: int) -> None:
-        self.step(f"crash {n}", lambda: self.sim.crash(n), [("Fail", (n,))])
+        """The process dies. The HELLOs it had in flight are lost with it (LoseMsg): a
+        handshake HELLO of a dead process would bind a session the spec's Bind never
+        binds (its peer is down), so this environment does not deliver them; the
+        other frames of a dead process still arrive."""
+        hellos = [d for d in self.sim.network.in_flight if d.src == n and decode(d.data).type.name == "HELLO"]
+        lost = [msg for d in hellos if (msg := msg_of(d.src, d.dst, d.data, self.conns, self.sessions)) is not None]
+
+        def move() -> None:
+            self.sim.crash(n)
+            self.sim.network.in_flight = [d for d in self.sim.network.in_flight if not any(d is h for h in hellos)]
+            heapq.heapify(self.sim.network.in_flight)
+
+        self.step(f"crash {n}", move, [("LoseMsg", (msg,)) for msg in lost] + [("Fail", (n,))])
 
     def promote(self, n: int) -> None:
         self.step(f"promote {n}", lambda: self.sim.promote(n), [("Promote", (n,))])
 
     def demote(self, n: int) -> None:
         self.step(f"demote {n}", lambda: self.sim.demote(n), [("Demote", (n,))])
+
+    def resign(self, n: int) -> None:
+        """Two VRRP masters hear each other: keepalived makes n backup."""
+        self.step(f"resign {n}", lambda: self.sim.demote(n), [("Resign", (n,))])
 
     def fault(self, n: int) -> None:
         self.step(f"fault {n}", lambda: self.sim.fault(n), [("Fault", (n,))])
@@ -325,31 +386,50 @@ class Cluster:
     def deliver(self, d: Datagram, *, copy: bool = False) -> None:
         """Deliver one datagram in flight (any of them: the network reorders)."""
         sim = self.sim
-        msg = msg_of(d.src, d.dst, d.data, self.conns)
+        msg = msg_of(d.src, d.dst, d.data, self.conns, self.sessions)
+        before = self._channel(d.dst, d.src)
 
         def move() -> None:
             sim.network.in_flight.remove(d)
-            import heapq
-
             heapq.heapify(sim.network.in_flight)
             sim.deliver(d)
 
-        prefix = [] if msg is None else [(_RECV[msg.type], (msg.dst, msg.src, msg))]
+        def prefix() -> list[tuple[str, tuple[Any, ...]]]:
+            if msg is None:
+                return []
+            s, n, m = self.state, msg.dst, msg.src
+            bound, refused = self._channel(n, m)
+            if bound != before[0]:
+                # The channel bound a new session of m (the handshake's last HELLO).
+                if self.sessions.get(bound or 0) != s.sess[m] or not M.Up(s.role[m]):
+                    return []  # a session of a process of m that is gone: it sends nothing more
+                return [("Bind", (n, m))]  # (whose HearEpoch is the binding HELLO's news)
+            if refused != before[1]:
+                return [("Reject", (n, msg))] if not M.Accepts(s, n, msg) else [("LoseMsg", (msg,))]
+            if not M.Accepts(s, n, msg):
+                return [("Reject", (n, msg))]  # (a HELLO of an unbound session: answered by a challenge)
+            return [(_RECV[msg.type], (n, m, msg))]
+
         self.step(f"deliver {_show_msg(msg, d)}", move, prefix)
 
+    def _channel(self, n: int, m: int) -> tuple[int | None, int]:
+        """n's channel: the session it bound for m, and how many frames it refused."""
+        node = self.node(n)
+        if node is None:
+            return None, 0
+        return node.channel.bound(m), sum(getattr(node.counters, r) for r in REASONS)
+
     def lose(self, d: Datagram) -> None:
-        msg = msg_of(d.src, d.dst, d.data, self.conns)
+        msg = msg_of(d.src, d.dst, d.data, self.conns, self.sessions)
 
         def move() -> None:
             self.sim.network.in_flight.remove(d)
-            import heapq
-
             heapq.heapify(self.sim.network.in_flight)
 
         self.step(f"lose {_show_msg(msg, d)}", move, [] if msg is None else [("LoseMsg", (msg,))])
 
     def duplicate(self, d: Datagram) -> None:
-        msg = msg_of(d.src, d.dst, d.data, self.conns)
+        msg = msg_of(d.src, d.dst, d.data, self.conns, self.sessions)
         self.step(
             f"duplicate {_show_msg(msg, d)}",
             lambda: self.sim.network.duplicate(lambda x: x is d),
@@ -379,8 +459,18 @@ class Cluster:
         self.step(f"advance {dt:g}s", move, prefix)
 
     def timer(self, n: int) -> None:
-        """Node n's timers that are due fire (ack, retransmit, flush, bulk, alive, resync, dead peer)."""
-        self.step(f"timers of {n}", lambda: self.sim.fire_timers(n), [])
+        """Node n's timers that are due fire (ack, retransmit, flush, bulk, alive, resync,
+        dead peer, and keepalived's master taking over again when it hears of no primary:
+        Reassert)."""
+        was = self.state.role[n]
+
+        def prefix() -> list[tuple[str, tuple[Any, ...]]]:
+            node = self.node(n)
+            if was != M.PRIMARY and node is not None and node.state is Role.PRIMARY:
+                return [("Reassert", (n,))]
+            return []
+
+        self.step(f"timers of {n}", lambda: self.sim.fire_timers(n), prefix)
 
     def command(self, n: int, name: str) -> None:
         """An operator command (snep ctl): commit and flush are outside the spec."""
@@ -394,21 +484,34 @@ class Cluster:
         sim = self.sim
         for a in self.C.Node:
             for b in self.C.Node:
-                if a < b:
-                    sim.network.link_up(a, b)
-        if not self.primaries() and any(sim.hosts[n].node is not None for n in self.C.Node):
-            # The HA manager elects a primary when it hears none.
-            n = min(n for n in self.C.Node if sim.hosts[n].node is not None)
-            self.promote(n)
+                if a < b and not sim.network.is_up(a, b):
+                    self.link(a, b, True)
+        # keepalived once the links are up: of two masters that hear each other one
+        # resigns (here: all but the primary of the newest epoch, else the lowest
+        # node id); with no master it elects one. A master that is not primary
+        # (fenced since) takes over again by itself (Reassert).
+        s = self.state
+        for n in sorted(self.C.Node, key=lambda n: (s.role[n] == M.PRIMARY, s.epoch[n], -n)):
+            if M.Resign(self.state, self.C, n) is not None:
+                self.resign(n)
+        if not any(self.state.master.values()):
+            able = [n for n in self.C.Node if M.Promote(self.state, self.C, n) is not None]
+            if able:
+                self.promote(able[0])
         sim.expire_interval = 1.0
         sim._next_expire = sim.now + 1.0
         sim.run(duration)
         sim.expire_interval = 1e9
         sim._next_expire = 1e18
         self._purge()
-        final = abstract(sim, self.C, self.conns, self.state)
-        bad = M.violated(final.set(ackd={n: frozenset() for n in self.C.Node}), self.C)
-        if bad:  # (ackd is history the unchecked run does not keep)
+        final = abstract(sim, self.C, self.conns, self.state, self.sessions)
+        # (the ghosts are history the unchecked run does not keep: neutral values)
+        nodes = self.C.Node
+        neutral = final.set(owed={n: frozenset() for n in nodes}, dumped={n: True for n in nodes},
+                            dead={n: M.EmptyTable(self.C) for n in nodes},
+                            promoted={n: M.NotPromoted for n in nodes})  # fmt: skip
+        bad = M.violated(neutral, self.C)
+        if bad:
             raise RefinementError(f"convergence run: {', '.join(bad)} violated\n{_brief(final)}")
         if not M.Synced(final, self.C):
             raise RefinementError(f"not converged after {duration:g}s with links up and no faults:\n{_brief(final)}")
@@ -454,7 +557,7 @@ def _brief(s: M.State) -> str:
         lines.append(
             f"  node {n}: {s.role[n]} epoch={s.epoch[n]} kernel={_tab(s.kernel[n])} internal={_tab(s.internal[n])}"
             f" external={_tab(s.external[n])} next={s.nextSeq[n]} queue={[f.seq for f in s.queue[n]]}"
-            f" expect={s.expect[n]} needSync={s.needSync[n]} ackd={sorted(s.ackd[n])}"
+            f" expect={s.expect[n]} needSync={s.needSync[n]} owed={sorted(s.owed[n])} master={s.master[n]}"
         )
     lines.append(f"  links up: {sorted(tuple(sorted(p)) for p in s.linkUp)}; in flight: {sum(s.msgs.values())}")
     return "\n".join(lines)

@@ -136,26 +136,34 @@ class ClusterMachine(RuleBasedStateMachine):
             self.c.start(data.draw(st.sampled_from(down), label="node"))
 
     # --- the HA manager -----------------------------------------------------------
+    # keepalived as the spec has it: each decision only where the spec's HA action is
+    # enabled (VRRP elects a node that hears no master; two masters that hear each
+    # other resolve; demote and fault at any time).
+    def _able(self, action: str) -> list[int]:
+        s, C = self.c.state, self.c.C
+        return [n for n in self.nodes if M.ACTIONS[action](s, C, n) is not None]
+
     @rule(data=st.data())
     def promote(self, data: st.DataObject) -> None:
-        s = self.c.state
-        # VRRP promotes a node only when it hears no primary.
-        able = [
-            n for n in self.nodes
-            if s.role[n] in M.Receiving and not any(M.Reachable(s, n, p) for p in M.Primaries(s))
-        ]  # fmt: skip
+        able = self._able("Promote")
         if able:
             self.c.promote(data.draw(st.sampled_from(able), label="node"))
 
     @rule(data=st.data())
+    def resign(self, data: st.DataObject) -> None:
+        able = self._able("Resign")
+        if able:
+            self.c.resign(data.draw(st.sampled_from(able), label="node"))
+
+    @rule(data=st.data())
     def demote(self, data: st.DataObject) -> None:
-        able = [n for n in self.nodes if self.c.state.role[n] in (M.PRIMARY, M.FAULT)]
+        able = self._able("Demote")
         if able:
             self.c.demote(data.draw(st.sampled_from(able), label="node"))
 
     @rule(data=st.data())
     def fault(self, data: st.DataObject) -> None:
-        able = [n for n in self.nodes if self.c.state.role[n] in (M.PRIMARY, M.SYNCING, M.BACKUP)]
+        able = self._able("Fault")
         if able:
             self.c.fault(data.draw(st.sampled_from(able), label="node"))
 

@@ -1055,15 +1055,22 @@ def Applied(s: State, n: int, msg: Msg, r0: R0) -> dict[str, int]:
 
 
 def ApplyState(s: State, n: int, msg: Msg, r0: R0) -> dict[str, Any]:
-    """What the stream removes (a DESTROY, a sweep) leaves the node's kernel too."""
+    """What the stream removes (a DESTROY, a sweep) leaves the node's kernel too; the
+    first whole dump since the node became a backup vouches for its kernel: confirmed
+    entries take the primary's state, the others go (VouchKernel)."""
     mk0 = Present(s.external[n]) if msg.start else r0.marked
     ib = msg.start or r0.inBulk
     sweep = msg.end and ib
     ext2 = Applied(s, n, msg, r0)
     gone = {c for c in Present(s.external[n]) if ext2[c] == 0}
+    vouch = sweep and not r0.dumped
+    if vouch:
+        kernel = {c: ext2[c] if v != 0 else 0 for c, v in s.kernel[n].items()}
+    else:
+        kernel = {c: 0 if c in gone else v for c, v in s.kernel[n].items()}
     return {
         "external": upd(s.external, n, ext2),
-        "kernel": upd(s.kernel, n, {c: 0 if c in gone else v for c, v in s.kernel[n].items()}),
+        "kernel": upd(s.kernel, n, kernel),
         "dead": upd(s.dead, n, {
             c: s.external[n][c] if c in gone and s.external[n][c] > r0.dead[c] else r0.dead[c] for c in r0.dead
         }),
@@ -1426,6 +1433,12 @@ def ReadyMeansSynced(s: State, C: Consts) -> bool:
     return all(s.dumped[n] for n in C.Node if s.role[n] == BACKUP)
 
 
+def KernelVouched(s: State, C: Consts) -> bool:
+    """No zombie in a backup's kernel: a ready backup's kernel holds only what its
+    primary's stream vouches for."""
+    return all(s.external[n][c] != 0 for n in C.Node if s.role[n] == BACKUP for c in C.Conn if s.kernel[n][c] != 0)
+
+
 def QueueBounded(s: State, C: Consts) -> bool:
     return all(len(q) <= C.QueueBound for q in s.queue.values())
 
@@ -1446,6 +1459,7 @@ INVARIANTS: dict[str, Callable[[State, Consts], bool]] = {
     "AckCoversApplied": AckCoversApplied,
     "NoResurrection": NoResurrection,
     "ReadyMeansSynced": ReadyMeansSynced,
+    "KernelVouched": KernelVouched,
     "QueueBounded": QueueBounded,
 }
 
@@ -1498,7 +1512,7 @@ def KernelKeptStep(s: State, t: State, C: Consts) -> bool:
     return all(
         (not (s.role[n] == PRIMARY and t.role[n] == PRIMARY and t.kernel[n] != s.kernel[n])
          or t.internal[n] == s.internal[n])
-        and (not (s.role[n] == PRIMARY and t.role[n] in Receiving) or t.kernel[n] == s.kernel[n])
+        and (not (s.role[n] == PRIMARY and t.role[n] in Receiving and not t.dumped[n]) or t.kernel[n] == s.kernel[n])
         for n in C.Node
     )  # fmt: skip
 

@@ -103,8 +103,8 @@ def no_sweep() -> Any:
     """BULK_END does not remove the entries the dump did not refresh."""
     from snep.cache import Cache
 
-    def sweep(self: Cache) -> list:
-        self._marked = None
+    def sweep(self: Cache, stream: Any) -> list:
+        self.unmark(stream)
         return []
 
     return _patched(Cache, "sweep", sweep)
@@ -125,6 +125,28 @@ def reuse_term_on_promotion() -> Any:
     return _patched(SyncNode, "_carry_out", _carry_out)
 
 
+def news_deposes() -> Any:
+    """A primary that hears of a newer epoch nobody vouches for (a node that restarted
+    with the epoch of a promotion it never used) steps down instead of taking a term
+    above: the live primary is deposed and nobody is primary (issue 13's epoch bug)."""
+    original = SyncNode._hear_of
+
+    def _hear_of(self: SyncNode, now: float, heard: Any, live: bool, out: list) -> None:
+        original(self, now, heard, True, out)
+
+    return _patched(SyncNode, "_hear_of", _hear_of)
+
+
+def no_vouch() -> Any:
+    """A node back as backup never holds its kernel to the primary's first dump: what
+    it kept from an earlier life (connections reset while it was away) stays."""
+
+    def _vouch_kernel(self: SyncNode, out: list) -> None:
+        self._vouch = None
+
+    return _patched(SyncNode, "_vouch_kernel", _vouch_kernel)
+
+
 def no_replay_window() -> Any:
     """The channel forgets which counters it saw: a frame captured in a bound session
     counts again (a replayed RESYNC_REQUEST starts another dump)."""
@@ -136,6 +158,22 @@ def no_replay_window() -> Any:
     return _patched(ReplayWindow, "fresh", fresh)
 
 
+def sweep_all_owners() -> Any:
+    """A dump marks and sweeps the whole external cache, whoever's stream wrote each
+    entry (one peer's dump removes another live stream's entries: issue 14, item 4)."""
+    from snep import cache
+
+    return _patched(cache, "swept_by", lambda owner, stream: True)
+
+
+def sweep_own_entries_only() -> Any:
+    """A dump sweeps only its sender's entries: what an older primary told a node and
+    the new primary's dump does not carry survives (to be committed at a takeover)."""
+    from snep import cache
+
+    return _patched(cache, "swept_by", lambda owner, stream: owner is None or owner[1] == stream[1])
+
+
 MUTATIONS: dict[str, Callable[[], Any]] = {
     "ignore_nack": ignore_nack,
     "skip_epoch_check": skip_epoch_check,
@@ -145,6 +183,11 @@ MUTATIONS: dict[str, Callable[[], Any]] = {
     "serial_off_by_one": serial_off_by_one,
     "no_sweep": no_sweep,
     "reuse_term_on_promotion": reuse_term_on_promotion,
+    "news_deposes": news_deposes,
+    "no_vouch": no_vouch,
 }
+# no_replay_window is not here: the spec lets a duplicate in a bound session through
+# (it only makes the network worse), so no model step tells it apart; the attack
+# tests catch it (tests/test_sim_attacks.py: a replayed RESYNC_REQUEST starts a dump).
 
 __all__ = ["MUTATIONS", "node_mod"]

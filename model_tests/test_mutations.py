@@ -35,6 +35,13 @@ WHERE = {
     "serial_off_by_one": (2, "strong"),
     "no_sweep": (2, "weak"),
     "reuse_term_on_promotion": (3, "strong"),
+    "no_vouch": (2, "strong"),
+}
+
+# Faults whose habitat is a story too long for the random search's budget: the
+# regression replay (model_tests/test_regressions.py) that tells it must catch them.
+SCRIPTED = {
+    "news_deposes": "test_a_live_primary_takes_a_term_above_news_nobody_vouches_for",
 }
 
 BUDGET = settings(
@@ -64,6 +71,13 @@ def _count_apart() -> object:
 def find(name: str) -> str:
     """Run the model tests with fault ``name`` injected; the first line of what caught
     it, or an AssertionError when nothing did."""
+    if name in SCRIPTED:
+        from model_tests import test_regressions
+
+        with MUTATIONS[name]():
+            with pytest.raises(RefinementError) as caught:
+                getattr(test_regressions, SCRIPTED[name])()
+        return str(caught.value).splitlines()[0]
     size, level = WHERE[name]
     machine = machine_for(size, level)
     with MUTATIONS[name]():

@@ -16,13 +16,14 @@ def drain(c: Cluster, limit: int = 60) -> None:
 
 
 def test_primary_back_from_fault_expires_its_shortened_entries_to_the_backups() -> None:
-    """Weak level: a primary goes FAULT (its kernel timeouts are shortened), is promoted
-    again, and its entries expire while it is primary: the DESTROY must reach the backup
+    """Weak level: a primary goes FAULT (its kernel timeouts are shortened), back to
+    backup and is elected again, and its entries expire while it is primary: the DESTROY must reach the backup
     (found when kernel expiry did not run during the convergence phase)."""
     c = Cluster(Config(size=2, level="weak"))
     c.promote(1)
     c.traffic(1, "c0", "new")
     c.fault(1)
+    c.demote(1)  # keepalived: FAULT -> BACKUP -> MASTER
     c.promote(1)
     drain(c)
     c.advance(4.5)  # past the shortened timeout: ConnDestroy + Notify on the primary
@@ -45,11 +46,13 @@ def test_backup_flushed_by_the_operator_owes_nothing_and_resyncs() -> None:
     for n in (1, 2):
         c.timer(n)
     drain(c)
-    assert c.state.ackd[1], "node 1 acknowledged the primary's connections"
+    assert c.state.owed[1], "node 1's acknowledgement of the primary's connections reached it"
     c.command(1, "flush")
-    assert not c.state.ackd[1]
+    assert not c.state.owed[1] and c.state.role[1] == "SYNCING", "flushed: owes nothing, not ready"
     c.crash(3)
-    c.promote(1)
+    c.crash(2)
+    c.promote(1)  # (the only node left: VRRP elects it although it is not ready)
+    c.start(2)
     c.converge()
 
 
@@ -111,3 +114,54 @@ def test_dump_skips_a_connection_destroyed_while_it_runs() -> None:
                 c.timer(n)
     c.converge()
     assert c.sim.external_keys(2) == c.sim.kernel_keys(1)
+
+
+def test_a_live_primary_takes_a_term_above_news_nobody_vouches_for() -> None:
+    """Issue 13's epoch bug: node 2 is elected (epoch 1.2) but its claim never reaches
+    node 1 (link cut) and it dies; node 1 is elected with an epoch that ties on the term
+    and loses on the node id (1.1). Node 2 restarts with its persisted 1.2 and its HELLO
+    tells node 1 of it: nobody vouches for 1.2 (its primary is gone), so the live
+    primary must not step down: it takes a term above (2.1) and stays primary."""
+    c = Cluster(Config(size=2, level="strong"))
+    c.link(1, 2, False)
+    c.promote(2)
+    c.crash(2)
+    c.promote(1)
+    c.traffic(1, "c0", "new")
+    c.start(2)
+    c.link(1, 2, True)
+    for _ in range(4):  # the handshake, as the nodes' timers retry it
+        drain(c)
+        c.advance(1.1)
+        for n in (1, 2):
+            c.timer(n)
+    drain(c)
+    assert c.state.role[1] == "PRIMARY" and c.state.epoch[1] == (2, 1), c.state.epoch
+    c.converge()
+    assert c.sim.primaries() == [1] and c.sim.external_keys(2) == c.sim.kernel_keys(1)
+
+
+def test_a_former_primary_back_as_backup_keeps_no_zombie() -> None:
+    """Issue 15: a primary dies; while it is away the new primary's three connections
+    are reset; it restarts as backup with them still in its kernel. The new primary's
+    first dump vouches for its kernel (VouchKernel): they go, so they cannot come back
+    at its next term as primary (KernelVouched)."""
+    c = Cluster(Config(size=2, level="strong"))
+    c.promote(1)
+    for conn in ("c0", "c1", "c2"):
+        c.traffic(1, conn, "new")
+    drain(c)
+    c.crash(1)
+    c.promote(2)  # commits what node 1 had told it
+    for conn in ("c0", "c1", "c2"):
+        c.traffic(2, conn, "destroy")
+    assert all(c.state.kernel[1][conn] for conn in ("c0", "c1", "c2")), "the stale entries are in node 1's kernel"
+    c.start(1)
+    for _ in range(4):
+        drain(c)
+        c.advance(1.1)
+        for n in (1, 2):
+            c.timer(n)
+    drain(c)
+    assert c.state.role[1] == "BACKUP" and not any(c.state.kernel[1].values()), c.state.kernel[1]
+    c.converge()

@@ -4,10 +4,21 @@
 - external: what the primary told this node; what it commits to its kernel when it
   takes over.
 
-The external cache also does mark-and-sweep for bulk dumps: at BULK_START every entry
-is marked, every STATE applied afterwards unmarks its connection, and at BULK_END the
-entries still marked (gone on the primary) are removed. The cache is never cleared up
-front, so a primary that dies in the middle of a dump costs nothing acknowledged.
+The external cache also does mark-and-sweep for bulk dumps: at BULK_START the entries
+the dump answers for are marked, every STATE of that stream applied afterwards unmarks
+its connection, and at BULK_END the entries still marked (gone on the primary) are
+removed. The cache is never cleared up front, so a primary that dies in the middle of
+a dump costs nothing acknowledged.
+
+Owners. Each external entry remembers the stream that last wrote it: the sender's
+epoch (term, node id). A dump of stream S answers for (marks, and may sweep) the
+entries of S's sender, of any of its epochs, and those of epochs older than S, of any
+sender (``swept_by``): a newer epoch's dump is the whole truth, what an older primary
+told us and the new one does not carry is gone. Entries of another sender's stream of
+S's epoch or a newer one are not S's to sweep (several live streams: active-active).
+With one primary at a time a node applies only the newest epoch's stream, so every
+other owner is older and a dump sweeps whatever it does not carry, as the spec's
+mark-and-sweep does (docs/architecture.md, "Resync").
 
 A cache may have a ``limit``: an event that would add an entry beyond it is refused
 (the external cache's ``max_entries``, like conntrackd's HashLimit: what a peer sends
@@ -20,13 +31,25 @@ from collections.abc import Callable, Iterable, Iterator
 
 from snep.entry import Entry, Event, EventKind, Key
 
+#: the stream that wrote an entry: its sender's epoch, (term, node id) as
+#: snep.fsm.effects.Epoch; None: no stream (an entry put there directly)
+Owner = tuple[int, int]
+
+
+def swept_by(owner: Owner | None, stream: Owner) -> bool:
+    """Does a dump of ``stream`` answer for an entry ``owner`` wrote? Yes for its
+    sender's own entries and for older epochs' (superseded: the dump is the newer
+    truth); no for another sender's stream of the same or a newer epoch."""
+    return owner is None or owner[1] == stream[1] or owner < stream
+
 
 class Cache:
     """Entries by key; applying events is create-or-update and delete-if-present."""
 
     def __init__(self, entries: Iterable[Entry] = (), *, limit: int | None = None) -> None:
         self._entries: dict[Key, Entry] = {entry.key: entry for entry in entries}
-        self._marked: set[Key] | None = None
+        self._owners: dict[Key, Owner] = {}  # (only the entries a stream wrote)
+        self._marks: dict[Owner, set[Key]] = {}  # by the stream whose dump is under way
         self.limit = limit
         self.missing_deletes = 0  # DESTROY of a connection we did not have
         #: where the entries a replace or a clear lets go are put (None: freed at once);
@@ -34,25 +57,17 @@ class Cache:
         #: 50 ms to free, and its control socket answers between the parts)
         self.retire: Callable[[dict[Key, Entry]], None] | None = None
 
-    def apply(self, event: Event) -> bool:
-        """Apply one event; False when it was refused (a new entry beyond the limit)."""
-        key = event.entry.key
-        if self._marked is not None:
-            self._marked.discard(key)
-        if event.kind is EventKind.DESTROY:
-            if self._entries.pop(key, None) is None:
-                self.missing_deletes += 1
-        elif self.limit is not None and len(self._entries) >= self.limit and key not in self._entries:
-            return False
-        else:
-            self._entries[key] = event.entry
-        return True
+    def apply(self, event: Event, owner: Owner | None = None) -> bool:
+        """Apply one event (``owner``: the stream it came in); False when it was refused
+        (a new entry beyond the limit)."""
+        return not self.apply_all((event,), owner)
 
-    def apply_all(self, events: Iterable[Event]) -> list[Event]:
+    def apply_all(self, events: Iterable[Event], owner: Owner | None = None) -> list[Event]:
         """``apply`` for each event in order (a frame's worth, without a call per entry);
         the events refused (new entries beyond the limit; normally none)."""
         entries = self._entries
-        marked = self._marked
+        owners = self._owners
+        marked = self._marks.get(owner) if owner is not None else None
         destroy = EventKind.DESTROY
         limit = self.limit
         refused: list[Event] = []
@@ -64,10 +79,16 @@ class Cache:
             if kind is destroy:
                 if entries.pop(key, None) is None:
                     self.missing_deletes += 1
+                elif owners:
+                    owners.pop(key, None)
             elif limit is not None and len(entries) >= limit and key not in entries:
                 refused.append(event)
             else:
                 entries[key] = entry
+                if owner is not None:
+                    owners[key] = owner
+                elif owners:
+                    owners.pop(key, None)
         return refused
 
     def replace(self, entries: Iterable[Entry] | dict[Key, Entry]) -> None:
@@ -80,7 +101,8 @@ class Cache:
             self._entries = {(entry[0], entry[2]): entry for entry in entries}  # (entry.key, without a call each)
         if self.retire is not None:
             self.retire(old)
-        self._marked = None
+        self._owners = {}
+        self._marks = {}
 
     def clear(self) -> None:
         if self.retire is not None:
@@ -88,29 +110,53 @@ class Cache:
             self._entries = {}
         else:
             self._entries.clear()
-        self._marked = None
+        self._owners.clear()
+        self._marks.clear()
 
-    # mark-and-sweep -------------------------------------------------------------
-    def mark(self) -> None:
-        self._marked = set(self._entries)
+    # mark-and-sweep (per stream) -------------------------------------------------
+    def mark(self, stream: Owner) -> None:
+        """BULK_START of ``stream``: mark the entries its dump answers for (``swept_by``)."""
+        kept = self._kept(stream)
+        if kept:
+            owners = self._owners
+            self._marks[stream] = {key for key in self._entries if owners.get(key) not in kept}
+        else:  # (one primary at a time: every entry)
+            self._marks[stream] = set(self._entries)
 
-    @property
-    def marking(self) -> bool:
-        return self._marked is not None
-
-    def sweep(self) -> list[Entry]:
-        """Remove (and return) the entries still marked; end the marking."""
-        removed = [self._entries.pop(key) for key in self._marked or () if key in self._entries]
-        self._marked = None
+    def sweep(self, stream: Owner) -> list[Entry]:
+        """BULK_END of ``stream``: remove (and return) the entries still marked that
+        the dump still answers for (another stream may have written one since); end
+        the marking."""
+        entries = self._entries
+        owners = self._owners
+        kept = self._kept(stream)
+        removed: list[Entry] = []
+        for key in self._marks.pop(stream, ()):
+            if key in entries and not (kept and owners.get(key) in kept):
+                removed.append(entries.pop(key))
+                owners.pop(key, None)
         return removed
 
-    def unmark(self) -> None:
-        """Abandon a marking without sweeping (the dump will not complete)."""
-        self._marked = None
+    def _kept(self, stream: Owner) -> set[Owner]:
+        """The owners whose entries ``stream``'s dump does not answer for (the streams
+        in the cache are few: one per epoch a peer streamed in)."""
+        return {owner for owner in set(self._owners.values()) if not swept_by(owner, stream)}
+
+    def unmark(self, stream: Owner) -> None:
+        """Abandon ``stream``'s marking without sweeping (its dump will not complete)."""
+        self._marks.pop(stream, None)
+
+    def marked(self, stream: Owner) -> frozenset[Key]:
+        """What ``stream``'s dump has marked and not yet refreshed (empty: no marking)."""
+        return frozenset(self._marks.get(stream, ()))
 
     # reading --------------------------------------------------------------------
     def get(self, key: Key) -> Entry | None:
         return self._entries.get(key)
+
+    def owner(self, key: Key) -> Owner | None:
+        """The stream that last wrote the entry (None: none, or no such entry)."""
+        return self._owners.get(key)
 
     def keys(self) -> list[Key]:
         return list(self._entries)

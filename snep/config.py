@@ -29,7 +29,7 @@ from typing import Any
 from snep.entry import Proto, TcpState
 from snep.errors import ConfigError
 from snep.fsm.notify import Filter
-from snep.fsm.params import SyncParams
+from snep.fsm.params import SyncParams, Unconfirmed
 from snep.kernel.base import DEFAULT_BUFFER_MAX_GROWTH, DEFAULT_BUFFER_SIZE
 from snep.level import Level
 from snep.paths import CONTROL_SOCKET as DEFAULT_CONTROL_SOCKET
@@ -123,6 +123,15 @@ class ControlConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class HaConfig:
+    """keepalived's notify FIFO, and the sync group or instance (``follow``) whose
+    transitions the node acts on (snep.runtime.keepalived); off without a FIFO."""
+
+    notify_fifo: Path | None = None
+    follow: tuple[str, str] | None = None  # ("GROUP" or "INSTANCE", name)
+
+
+@dataclass(frozen=True, slots=True)
 class MetricsConfig:
     listen: Endpoint | None = None  # off by default
 
@@ -134,6 +143,7 @@ class Config:
     kernel: KernelConfig = field(default_factory=KernelConfig)
     filter: Filter = DEFAULT_FILTER
     control: ControlConfig = field(default_factory=ControlConfig)
+    ha: HaConfig = field(default_factory=HaConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     state_file: Path = Path(DEFAULT_STATE_FILE)
     log_level: str = "info"
@@ -201,12 +211,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("sync.second_link", "interface", None, "the redundant link's interface", "name"),
     Setting("kernel", "netlink_buffer", DEFAULT_BUFFER_SIZE, "event socket buffer; an overrun resyncs from the kernel and doubles it", "bytes", 65536, 1 << 30),
     Setting("kernel", "netlink_buffer_max", DEFAULT_BUFFER_MAX_GROWTH, "the event socket buffer grows up to this", "bytes", 65536, 1 << 30),
-    Setting("kernel", "inject_on_arrival", _P.inject_on_arrival, "write the peers' states into the kernel as they arrive (no commit on takeover)"),
+    Setting("kernel", "inject_on_arrival", _P.inject_on_arrival, "write the peers' states into the kernel as they arrive: a takeover commits nothing before the node is primary (then only what its kernel dump shows missing)"),
     _tunable("kernel", "shorten_timeout", "seconds", 1, 1 << 31, "timeout left to kernel entries when the node becomes backup"),
+    Setting("kernel", "unconfirmed", _P.unconfirmed.value, "a node that starts or returns as backup: what becomes of its kernel entries that the primary's first complete dump does not confirm (those it confirms take the primary's state): remove them, or shorten their timeouts to shorten_timeout (conntrackd's way; they go unless traffic refreshes them). Entries the filter keeps out are left alone", choices=tuple(u.value for u in Unconfirmed)),
     Setting("filter", "protocols", None, "synchronize only these protocols (absent: all)", "[name, ...]"),
     Setting("filter", "ignore", list(DEFAULT_IGNORE), "addresses and prefixes never synchronized (the sync links' own are added)", "[prefix, ...]"),
     Setting("filter", "tcp_states", None, "synchronize TCP connections only in these states (absent: all)", "[STATE, ...]"),
     Setting("control", "socket", DEFAULT_CONTROL_SOCKET, "the control socket (mode 0600)", "path"),
+    Setting("ha", "notify_fifo", None, "read keepalived's transitions from this FIFO (its global_defs notify_fifo), made with mode 0600 if absent; absent: off (keepalived runs snep notify instead)", "path"),
+    Setting("ha", "sync_group", None, "with notify_fifo: the vrrp_sync_group whose transitions the node follows (this or instance)", "name"),
+    Setting("ha", "instance", None, "with notify_fifo: the vrrp_instance whose transitions the node follows (this or sync_group)", "name"),
     Setting("metrics", "listen", None, "serve Prometheus text on /metrics here (absent: off)", "ADDRESS:PORT"),
 )
 
@@ -500,6 +514,14 @@ def _read(reader: _Reader, setting: Setting) -> Any:
     return reader.number(setting.key, default, setting.low, setting.high)
 
 
+def _choice(reader: _Reader, setting: Setting) -> str:
+    """A word of ``setting.choices`` (case-insensitive); anything else names the known ones."""
+    value = reader.get(setting.key, str, setting.default).lower()
+    if value not in setting.choices:
+        raise reader.error(setting.key, f"unknown value {value!r} (known: {', '.join(setting.choices)})")
+    return value
+
+
 def _read_all(reader: _Reader, settings: list[Setting]) -> dict[str, Any]:
     return {setting.key: _read(reader, setting) for setting in settings}
 
@@ -570,6 +592,7 @@ def parse(data: dict[str, Any], path: str = "<config>", check_files: bool = True
 
     kernel = top.sub("kernel") or _Reader(path, "kernel", {})
     tunables.update(_read_all(kernel, _PARAMS_OF["kernel"]))
+    tunables["unconfirmed"] = Unconfirmed(_choice(kernel, _setting("kernel", "unconfirmed")))
     kernel_config = KernelConfig(
         netlink_buffer=_read(kernel, _setting("kernel", "netlink_buffer")),
         netlink_buffer_max=_read(kernel, _setting("kernel", "netlink_buffer_max")),
@@ -599,6 +622,8 @@ def parse(data: dict[str, Any], path: str = "<config>", check_files: bool = True
         control_config = ControlConfig(Path(socket_path))
         control.done()
 
+    ha_config = _ha(top.sub("ha"))
+
     metrics_config = MetricsConfig()
     metrics = top.sub("metrics")
     if metrics is not None:
@@ -614,11 +639,34 @@ def parse(data: dict[str, Any], path: str = "<config>", check_files: bool = True
         kernel=kernel_config,
         filter=filter_config,
         control=control_config,
+        ha=ha_config,
         metrics=metrics_config,
         state_file=state_file,
         log_level=log_level,
         source=Path(path),
     )
+
+
+def _ha(ha: _Reader | None) -> HaConfig:
+    """[ha]: a FIFO path, and exactly one of sync_group and instance with it."""
+    if ha is None:
+        return HaConfig()
+    fifo = ha.get("notify_fifo", str, "")
+    group = ha.get("sync_group", str, "")
+    instance = ha.get("instance", str, "")
+    ha.done()
+    if not fifo:
+        if group or instance:
+            raise ha.error("sync_group" if group else "instance", "is set, but notify_fifo is not: it only names what the FIFO's lines are followed for")
+        return HaConfig()
+    if not fifo.startswith("/"):
+        raise ha.error("notify_fifo", f"{fifo!r} must be an absolute path")
+    if bool(group) == bool(instance):
+        raise ha.error("notify_fifo", "needs exactly one of sync_group and instance: whose transitions to follow")
+    for key, name in (("sync_group", group), ("instance", instance)):
+        if name and (any(c.isspace() for c in name) or '"' in name):
+            raise ha.error(key, f"{name!r}: keepalived's names have no spaces or quotes")
+    return HaConfig(Path(fifo), ("GROUP", group) if group else ("INSTANCE", instance))
 
 
 def sync_filter(cfg: Config) -> Filter:

@@ -197,7 +197,9 @@ VARIABLES lastVer,   \* lastVer[c]: newest version c ever had (versions grow)
           dead,      \* dead[n][c]: the newest version of c that n has seen
                      \*   destroyed in the stream it follows (0: none)
           dumped,    \* dumped[n]: n applied a whole dump since it last started
-                     \*   or stopped being primary (what ready must mean)
+                     \*   or stopped being primary (what ready must mean; not
+                     \*   only a ghost: the first such dump vouches for the
+                     \*   kernel, ApplyState)
           overflow,  \* a send did not fit the network (a flood)
           failedAs,  \* failedAs[n]: role n had when it last failed, or "none"
           fenced,    \* some stale STATE/ALIVE was dropped (epoch fencing)
@@ -940,7 +942,10 @@ PeerTimeout(n, m) ==
 \* still marked and makes a SYNCING node ready (BACKUP). A BULK_START ahead
 \* of the expected seq is applied too: the dump supersedes the missed frames.
 \* What the stream removes (a DESTROY, a sweep) leaves the node's kernel too:
-\* a backup keeps no entry its primary says is gone (ghost: dead).
+\* a backup keeps no entry its primary says is gone (ghost: dead). The first
+\* whole dump since the node became a backup (~dumped) vouches for its kernel
+\* (VouchKernel): what the dump confirms takes the primary's state, the rest
+\* (left from an earlier life, e.g. connections reset while it was away) goes.
 Applied(n, msg, r0) ==
     LET ext0 == external[n]
         mk0 == IF msg.start THEN Present(ext0) ELSE r0.marked
@@ -957,8 +962,11 @@ ApplyState(n, msg, r0) ==
         sweep == msg.end /\ ib
         ext2 == Applied(n, msg, r0)
         gone == {c \in Present(external[n]) : ext2[c] = 0}
+        vouch == sweep /\ ~r0.dumped
     IN /\ external' = [external EXCEPT ![n] = ext2]
-       /\ kernel' = [kernel EXCEPT ![n] = [c \in Conn |-> IF c \in gone THEN 0 ELSE @[c]]]
+       /\ kernel' = [kernel EXCEPT ![n] = [c \in Conn |->
+                      IF vouch THEN (IF @[c] # 0 THEN ext2[c] ELSE 0)
+                      ELSE IF c \in gone THEN 0 ELSE @[c]]]
        /\ dead' = [dead EXCEPT ![n] = [c \in Conn |->
                       IF c \in gone /\ external[n][c] > r0.dead[c] THEN external[n][c]
                       ELSE r0.dead[c]]]
@@ -1279,6 +1287,13 @@ NoResurrection ==
 \* node last started or stopped being primary or was told fault.
 ReadyMeansSynced == \A n \in Node : role[n] = BACKUP => dumped[n]
 
+\* No zombie in a backup's kernel: a ready backup's kernel holds only what its
+\* primary's stream vouches for (an entry left from an earlier life, a
+\* connection reset while the node was away, would come back at its next
+\* term as primary).
+KernelVouched ==
+    \A n \in Node, c \in Conn : (role[n] = BACKUP /\ kernel[n][c] # 0) => external[n][c] # 0
+
 \* The resend queue never exceeds its bound.
 QueueBounded == \A n \in Node : Len(queue[n]) <= QueueBound
 
@@ -1321,12 +1336,13 @@ StepsDownOnlyForAPrimary == [][StepsDownOnlyForAPrimaryStep]_vars
 \* What each side keeps when a split brain heals: a primary's kernel changes
 \* only by its own traffic (no other node's frames take anything from it),
 \* and a primary that steps down keeps its kernel as it is (its connections
-\* live on; the winner's dump then confirms or removes them).
+\* live on; the winner's dump then confirms or removes them: when the frame
+\* that deposes it is a whole dump, in the same step, hence ~dumped').
 KernelKeptStep ==
     \A n \in Node :
         /\ (role[n] = PRIMARY /\ role'[n] = PRIMARY /\ kernel'[n] # kernel[n])
               => internal'[n] = internal[n]
-        /\ (role[n] = PRIMARY /\ role'[n] \in Receiving) => kernel'[n] = kernel[n]
+        /\ (role[n] = PRIMARY /\ role'[n] \in Receiving /\ ~dumped'[n]) => kernel'[n] = kernel[n]
 KernelKept == [][KernelKeptStep]_vars
 
 \* Liveness: once links stay up (faults and traffic stop by their budgets),

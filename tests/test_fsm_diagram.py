@@ -179,7 +179,7 @@ def test_the_comparison_sees_a_changed_label_an_edge_and_a_state():
     role = live()["role"]
     source = (COMMITTED / "role.gv").read_text()
     assert parse_dot(source).differences(role) == []
-    assert parse_dot(source.replace("2. TakeEpoch", "2. TakeEpochLater", 1)).differences(role)
+    assert parse_dot(source.replace("3. TakeEpoch", "3. TakeEpochLater", 1)).differences(role)
     assert parse_dot(source.replace("FAULT -> DOWN", "FAULT -> SYNCING", 1)).differences(role)
     assert parse_dot(source.replace("BACKUP [label=", "STANDBY [label=", 1)).differences(role)
     assert len(role.edges) > 10 and len(role.nodes) == len(Role)
@@ -202,7 +202,7 @@ def test_diagrams_render_from_the_live_tables(tmp_path: Path):
     receiver = (tmp_path / "sync_receiver.svg").read_text()
     assert all(state.name in role for state in Role)
     assert all(trigger in role for trigger in TRIGGERS)
-    assert "5. BulkSendToPeers" in role  # actions in order on the promote edge
+    assert "6. BulkSendToPeers" in role  # actions in order on the promote edge
     assert all(mode.name in sender for mode in SenderMode) and all(r.trigger in sender for r in SENDER_TABLE)
     assert all(mode.name in receiver for mode in ReceiverMode) and all(r.trigger in receiver for r in RECEIVER_TABLE)
     assert "RecvNack = on_nack" in sender and "RecvState = on_state" in receiver

@@ -280,6 +280,7 @@ def test_an_abandoned_dump_of_an_old_primary_does_not_stop_resync_requests():
     promoted = from_peer(Frame(MessageType.HELLO, 2, 2, 0, (Hello(2, 2),)))
     n.on_datagram(1.6, promoted, 2)  # node 2 took over; node 1's dump will never end
     assert n.newest == Epoch(2, 2) and not n._dump_arriving()
+    assert not n.receivers[1].marking and n.external.marked(Epoch(1, 1)) == frozenset()  # (as the spec)
     out = n.on_timer(3.0)
     assert [(peer, f.type) for peer, f in datagrams(out) if f.type is MessageType.RESYNC_REQUEST] == [
         (2, MessageType.RESYNC_REQUEST)

@@ -20,10 +20,11 @@ from snep.wire.messages import Ack, Alive, Frame, MessageType, Nack, ResyncReque
 PRIMARY = Epoch(1, 1)
 
 
-def make(external=None, **params) -> SyncReceiver:
-    defaults = dict(ack_window=3, ack_delay=0.05, nack_interval=0.1)
+def make(external=None, peer=1, **params) -> SyncReceiver:
+    defaults = {"ack_window": 3, "ack_delay": 0.05, "nack_interval": 0.1}
     defaults.update(params)
-    return SyncReceiver(1, SyncParams(**defaults), Framer(2, Counters(), 0x5E55), external if external is not None else Cache())
+    external = external if external is not None else Cache()
+    return SyncReceiver(peer, SyncParams(**defaults), Framer(9, Counters(), 0x5E55), external)
 
 
 def state(seq, *entries, flags=0, epoch=PRIMARY.term, kind=EventKind.NEW) -> Frame:
@@ -164,6 +165,79 @@ def test_a_dump_interrupted_by_a_new_epoch_sweeps_nothing():
     receiver.on_state(0.0, state(0, conn(1), flags=FLAG_BULK_START), PRIMARY, [])
     receiver.on_state(0.0, state(0, conn(3), flags=FLAG_BULK_END, epoch=2), Epoch(2, 3), [])
     assert set(external.keys()) == {conn(1).key, conn(2).key, conn(3).key}
+
+
+def stream(receiver, claim, seq, *entries, flags=0, kind=EventKind.NEW):
+    frame = Frame(MessageType.STATE, claim.node, claim.term, seq, tuple(Event(kind, e) for e in entries), flags)
+    return receiver.on_state(0.0, frame, claim, [])
+
+
+def two_streams():
+    """One external cache, two peers' receivers (issue 14, item 4: node 3 holds what
+    node 1's and node 2's streams told it); 1 and 2 came from peer 1, 5 and 6 from 2."""
+    external = Cache()
+    one, two = make(external, peer=1), make(external, peer=2)
+    stream(one, Epoch(2, 1), 0, conn(1), conn(2))
+    stream(two, Epoch(2, 2), 0, conn(5), conn(6))
+    return external, one, two
+
+
+def test_a_peers_dump_sweeps_only_what_its_stream_owns():
+    external, one, _ = two_streams()
+    stream(one, Epoch(2, 1), 1, conn(1), flags=FLAG_BULK_START)
+    result = stream(one, Epoch(2, 1), 2, flags=FLAG_BULK_END)
+    assert result.bulk_completed and result.swept == (conn(2),)
+    assert set(external.keys()) == {conn(1).key, conn(5).key, conn(6).key}
+
+
+def test_a_dump_takes_over_what_it_carries_and_sweeps_older_epochs():
+    """The new primary's dump is the whole truth: what an older epoch wrote (whoever
+    its sender) and the dump does not carry is gone; what it carries is now its own."""
+    external, one, _ = two_streams()
+    newer = Epoch(3, 1)
+    stream(one, newer, 0, conn(5), flags=FLAG_BULK_START)
+    result = stream(one, newer, 1, conn(7), flags=FLAG_BULK_END)
+    assert {e.key for e in result.swept} == {conn(1).key, conn(2).key, conn(6).key}
+    assert set(external.keys()) == {conn(5).key, conn(7).key}
+    assert external.owner(conn(5).key) == newer
+
+
+def test_interleaved_dumps_of_two_peers_keep_their_own_markings():
+    """Peer 1's dump (2.1) sweeps only its own entries; peer 2's (2.2, the newer
+    epoch) also what 2.1 wrote and 2.2 does not carry, though 2.1 refreshed it."""
+    external, one, two = two_streams()
+    stream(two, Epoch(2, 2), 1, conn(5), flags=FLAG_BULK_START)
+    stream(one, Epoch(2, 1), 1, conn(2), flags=FLAG_BULK_START)
+    stream(two, Epoch(2, 2), 2, conn(8))  # peer 2's stream goes on meanwhile
+    swept_one = stream(one, Epoch(2, 1), 2, flags=FLAG_BULK_END).swept
+    assert swept_one == (conn(1),)
+    assert set(external.keys()) == {conn(2).key, conn(5).key, conn(6).key, conn(8).key}
+    swept_two = stream(two, Epoch(2, 2), 3, flags=FLAG_BULK_END).swept
+    assert {e.key for e in swept_two} == {conn(2).key, conn(6).key}
+    assert set(external.keys()) == {conn(5).key, conn(8).key}
+
+
+def test_a_new_epoch_of_one_peer_abandons_only_its_own_dump():
+    external, one, two = two_streams()
+    stream(two, Epoch(2, 2), 1, conn(5), flags=FLAG_BULK_START)
+    stream(one, Epoch(2, 1), 1, flags=FLAG_BULK_START)
+    one.follow(Epoch(3, 1))  # peer 1's next epoch: its dump will not complete
+    assert not one.marking and two.marking
+    result = stream(two, Epoch(2, 2), 2, flags=FLAG_BULK_END)
+    assert result.bulk_completed and set(external.keys()) == {conn(5).key}
+
+
+def test_the_mutation_sweep_all_owners_is_caught():
+    """The code mutation "sweep all owners" (model_tests/mutations.py): peer 1's dump
+    then removes what peer 2's stream (a newer epoch) told us."""
+    from model_tests.mutations import sweep_all_owners
+
+    with sweep_all_owners():
+        external, one, _ = two_streams()
+        stream(one, Epoch(2, 1), 1, conn(1), flags=FLAG_BULK_START)
+        result = stream(one, Epoch(2, 1), 2, flags=FLAG_BULK_END)
+    assert {e.key for e in result.swept} == {conn(2).key, conn(5).key, conn(6).key}
+    assert set(external.keys()) == {conn(1).key}
 
 
 def test_alive_ahead_of_us_means_a_lost_tail():

@@ -187,6 +187,16 @@ def test_shorten_timeouts_lowers_only_longer_ones(harness: Harness) -> None:
     assert 58 <= timeouts[Proto.TCP] <= 60 and 18 <= timeouts[Proto.UDP] <= 20
 
 
+def test_shorten_timeouts_of_some_entries(harness: Harness) -> None:
+    """A backup shortens only the entries the primary's dump did not confirm."""
+    kept = make_entry("10.1.0.1", "10.2.0.1", Proto.TCP, 1, 2, timeout=3600)
+    doomed = make_entry("10.1.0.2", "10.2.0.1", Proto.TCP, 1, 2, timeout=3600)
+    load(harness, [kept, doomed])
+    assert harness.k.shorten_timeouts(60, frozenset({doomed.key})) == 1
+    timeouts = {e.key: e.timeout for e in harness.k.dump()}
+    assert timeouts[kept.key] > 3000 and 58 <= timeouts[doomed.key] <= 60
+
+
 def test_stats_count_entries_and_inserts(harness: Harness) -> None:
     before = harness.k.stats()
     load(harness, sample_entries()[:3])

@@ -17,7 +17,7 @@ CORE = ("snep.entry", "snep.cache", "snep.level", "snep.errors", "snep.paths", "
 #: what is not part of a node
 LAB = ("snep.lab",)
 #: the command line may import everything (it is the top); nothing imports it
-TOP = ("snep.cli", "snep.cmd")
+TOP = ("snep.cli", "snep.cmd", "snep.__main__")
 
 
 def module_name(path: Path) -> str:

@@ -170,3 +170,22 @@ def test_ipv6_multicast_main_link(pair):
     assert stats["transport"]["active_link"] == "main" and stats["transport"]["main"]["received"] > 0
     assert stats["auth_failures"] == 0 and stats["malformed"] == 0
     assert stats["unknown_sources"] == 0  # frames carry the configured source, not fe80::
+
+
+def test_the_sync_link_moves_back_to_the_main_link_when_it_recovers(pair):
+    a, _b, tmp = pair
+    request(tmp / "ctl1.sock", "notify", {"argv": ["primary"]})
+    assert wait(lambda: request(tmp / "ctl2.sock", "ready")["ready"])
+    netns.link_set(a, "y0", up=False)
+    for i in (1, 2):
+        assert wait(lambda i=i: request(tmp / f"ctl{i}.sock", "status")["active_link"] == "second", 15)
+    netns.link_set(a, "y0", up=True)
+    for i in (1, 2):
+        assert wait(lambda i=i: request(tmp / f"ctl{i}.sock", "status")["active_link"] == "main", 15), (
+            request(tmp / f"ctl{i}.sock", "stats")["transport"])
+    received = request(tmp / "ctl2.sock", "stats")["transport"]["main"]["received"]
+    insert(a, 3001)
+    assert wait(lambda: any(":3001 " in line for line in external(tmp))), external(tmp)
+    stats = request(tmp / "ctl2.sock", "stats")
+    assert stats["transport"]["main"]["received"] > received and stats["transport"]["link_failbacks"] >= 1
+    assert stats["malformed"] == 0  # the probes never reach the node

@@ -309,13 +309,20 @@ SECTIONS: dict[str, str] = {
     "sync": "The sync link, its peers and the protocol's tunables. Frames go over UDP to each peer, or once "
             "to `multicast_group`; every frame carries the sender's epoch, and with a key file, a MAC.",
     "sync.second_link": "An optional redundant sync link (conntrackd's second dedicated link). Frames go over "
-                        "the main link, and over this one when the main link fails or falls silent; the "
+                        "the main link, and over this one when the main link fails or falls silent, back "
+                        "on the main link as soon as a peer is heard there again (probed with empty datagrams); the "
                         "peers are the same nodes as on the main link.",
     "kernel": "The conntrack table: the netlink event socket's buffer, and what the node writes into the "
               "kernel and when.",
     "filter": "Which connections are synchronized. The sync links' own addresses are always ignored (the sync "
               "traffic is conntracked like any other). `SIGHUP` re-reads this section.",
     "control": "The control socket of `snep ctl` and `snep notify`.",
+    "ha": "The HA manager's transitions read from keepalived's notify FIFO in the node's own event loop, "
+          "instead of a `snep notify` process per transition: keepalived writes a line such as "
+          "`GROUP \"G\" MASTER 100` for each transition, and the node acts on those of the sync group or "
+          "instance it follows (MASTER: primary, BACKUP: backup, FAULT: fault, STOP and DELETED: backup). Other "
+          "lines are counted (`ha_fifo_ignored`); lines that are not keepalived's are counted "
+          "(`ha_fifo_bad_lines`) and logged at most once a second.",
     "metrics": "Counters in Prometheus text format, over HTTP; off unless `listen` is set.",
 }
 

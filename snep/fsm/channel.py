@@ -19,7 +19,9 @@ WireGuard do:
   peer. At start a node says HELLO (echo 0) to every peer, so each side binds the
   other in three messages: HELLO(S_n, 0), HELLO(S_m, echo S_n), HELLO(S_n, echo S_m).
 - Until a peer is bound, its other frames are rejected (``unbound_session``) and
-  answered by a challenge (a HELLO, echo 0, rate-limited as above). Frames of a
+  answered by a challenge (rate-limited as above): a HELLO echoing the frame's
+  session if we never answered it (the peer binds us and proves itself), else a
+  HELLO with echo 0 (our answer or its proof was lost: prove yourself). Frames of a
   session other than the bound one (an earlier process of the peer) are rejected
   (``stale_session``) and never answered, nor are the HELLOs of a session it had
   before (kept, the last :data:`RETIRED` per peer): they cannot be bound again.
@@ -151,8 +153,20 @@ class Channel:
             return self._hello(now, peer, state, frame)
         session = frame.session
         if session != state.bound:
+            if state.bound is not None and session not in state.retired and session == state.answered:
+                # A new process of the peer that we answered: it bound us, but its
+                # proof never reached us, and we still hold its former session. Ask
+                # again (echo 0), or it streams to us in vain for ever.
+                return self.reject("stale_session", self._challenge(now, state))
             if state.bound is None:
-                return self.reject("unbound_session", self._challenge(now, state))
+                # A session we never answered: the challenge answers it (echoes it), so
+                # that the peer, if that is its current session, binds us and proves
+                # itself at once. (An echo-0 challenge would spend the rate limit that
+                # the answer to the peer's own HELLO needs: two peers whose timers tick
+                # together then challenge each other forever.) One we answered: our
+                # answer or the peer's proof was lost; echo 0 asks for the proof.
+                echo = session if session != state.answered else 0
+                return self.reject("unbound_session", self._challenge(now, state, echo))
             return self.reject("stale_session")
         assert state.window is not None
         if not state.window.fresh(frame.counter):

@@ -39,7 +39,7 @@ the events the internal cache missed.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -96,7 +96,7 @@ class KernelTable(Protocol):
 
     def dump(self) -> Iterable[Entry]: ...
 
-    def shorten_timeouts(self, timeout: int) -> int: ...
+    def shorten_timeouts(self, timeout: int, keys: Collection[Key] | None = None) -> int: ...
 
     def read_events(self, max_events: int = READ_MAX) -> list[Event]: ...
 
@@ -379,7 +379,7 @@ class Driver:
             run.dump, run.entries = output, {}
         elif isinstance(output, ShortenTimeouts):
             try:
-                changed = self.kernel.shorten_timeouts(output.timeout)
+                changed = self.kernel.shorten_timeouts(output.timeout, output.keys)
             except KernelError as error:
                 self.counters.kernel_errors += 1
                 self.host.report(Log("error", f"shortening kernel timeouts failed: {error}"))

@@ -17,7 +17,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import NamedTuple, Union
 
-from snep.entry import Event
+from snep.entry import Event, Key
 
 # --- role actions -----------------------------------------------------------------
 
@@ -58,6 +58,15 @@ class ShortenKernelTimeouts:
 
 
 @dataclass(frozen=True, slots=True)
+class VouchKernel:
+    """Hold the kernel to the primary's next complete dump: what this node kept from an
+    earlier life (a former primary's entries, connections reset while it was away) must
+    not outlive it into its next term as primary. At that dump the entries the dump
+    confirms take the primary's state; the others are removed or shortened
+    (``SyncParams.unconfirmed``)."""
+
+
+@dataclass(frozen=True, slots=True)
 class RequestResync:
     """Ask the peers for a bulk dump (RESYNC_REQUEST)."""
 
@@ -75,6 +84,7 @@ RoleAction = Union[
     SendHello,
     BulkSendToPeers,
     ShortenKernelTimeouts,
+    VouchKernel,
     RequestResync,
     StopSending,
 ]
@@ -137,9 +147,11 @@ class DumpKernel:
 
 @dataclass(frozen=True, slots=True)
 class ShortenTimeouts:
-    """Set every kernel entry's timeout to at most ``timeout`` seconds."""
+    """Set the kernel entries' timeouts to at most ``timeout`` seconds: every entry's,
+    or (``keys``) only those entries'."""
 
     timeout: int
+    keys: frozenset[Key] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,4 +202,5 @@ __all__ = [
     "ShortenTimeouts",
     "StopSending",
     "TakeEpoch",
+    "VouchKernel",
 ]

@@ -80,10 +80,11 @@ from snep.fsm.effects import (
     ShortenTimeouts,
     StopSending,
     TakeEpoch,
+    VouchKernel,
 )
 from snep.fsm.framer import Framer
 from snep.fsm.notify import Filter
-from snep.fsm.params import SyncParams
+from snep.fsm.params import SyncParams, Unconfirmed
 from snep.fsm.ratelog import RateLog
 from snep.fsm.receiver import Received, SyncReceiver
 from snep.fsm.role import Role, RoleMachine
@@ -149,6 +150,12 @@ class SyncNode:
         self._resync_at = float("inf")  # when to ask again
         self.ha_role: str | None = None  # the HA manager's last word: promote, demote, fault
         self._primary_heard_at = float("-inf")  # a live primary of the newest epoch, last heard of
+        #: VouchKernel pending (None: not): the keys born in our kernel since, which are
+        #: live traffic, not an earlier life's (the primary's dump may not have them yet)
+        self._vouch: set[Key] | None = None
+        #: inject_on_arrival: a promotion wrote nothing (the kernel holds the external
+        #: cache); the next kernel dump says what the kernel refused, and that is written
+        self._check_commit = False
 
     def _fresh_sync(self, filter: Filter) -> None:
         """A new process's sender and receivers: no stream, nothing queued."""
@@ -251,7 +258,10 @@ class SyncNode:
     def _carry_out(self, now: float, actions: Iterable[RoleAction], out: list[Output]) -> None:
         for action in actions:
             if isinstance(action, CommitExternal):
-                self._commit(out)
+                if self.params.inject_on_arrival:
+                    self._check_commit = True  # (the kernel holds it: checked against the next dump)
+                else:
+                    self._commit(out)
             elif isinstance(action, TakeEpoch):
                 self.sender.deactivate()  # (a retake: the old sequence space ends)
                 self.own = Epoch(self.newest.term + 1, self.node_id)
@@ -259,6 +269,7 @@ class SyncNode:
                 self.sender.activate(now, self.own)
                 self.need_sync = False
                 self._resync_at = float("inf")
+                self._vouch = None  # (a primary's kernel is the truth)
             elif isinstance(action, ResyncInternalFromKernel):
                 self.sender.cache_loading()
                 out.append(DumpKernel())
@@ -270,6 +281,8 @@ class SyncNode:
                 self.sender.start_bulk(now, out)  # (it waits for the kernel dump, if one is due)
             elif isinstance(action, ShortenKernelTimeouts):
                 out.append(ShortenTimeouts(self.params.shorten_timeout))
+            elif isinstance(action, VouchKernel):
+                self._vouch = set()
             elif isinstance(action, RequestResync):
                 self.need_sync = True
                 self._request_resync(now, out)
@@ -292,6 +305,9 @@ class SyncNode:
         if claim > self.newest:
             self.newest = claim
             out.append(PersistEpoch(claim))
+            for receiver in self.receivers.values():
+                if receiver.stream is not None and receiver.stream < claim:
+                    receiver.abandon_dump()  # (its frames are stale now: no BULK_END will count)
 
     def _send_hello(self, now: float, peer: PeerId | None, out: list[Output], echo: int = 0) -> None:
         """HELLO with our newest epoch: one frame for every peer (``peer`` None), or one
@@ -338,6 +354,8 @@ class SyncNode:
             return out
         self.counters.kernel_events += len(events)
         events = [self._complete(event) for event in events]
+        if self._vouch is not None:
+            self._vouch.update(event.entry.key for event in events if event.kind is EventKind.NEW)
         for event in events:
             self.internal.apply(event)
         if self.role.state is Role.PRIMARY:
@@ -349,6 +367,15 @@ class SyncNode:
         key): it becomes the internal cache."""
         out: list[Output] = []
         self.internal.replace(entries)
+        if self._check_commit:
+            self._check_commit = False
+            internal = self.internal
+            missing = tuple(Event(EventKind.NEW, e) for e in self.external if e.key not in internal)
+            if missing:
+                for event in missing:
+                    internal.apply(event)
+                out.append(KernelOps(missing, replace=True))
+            out.append(Log("info", f"promoted warm (inject_on_arrival): {len(missing)} entries of the external cache were missing from the kernel, written"))
         self.sender.cache_loaded(now, out)
         return out
 
@@ -452,6 +479,8 @@ class SyncNode:
             return
         result = receiver.on_state(now, frame, claim, out)
         self._follow_in_kernel(result, out)
+        if result.bulk_completed and self._vouch is not None:
+            self._vouch_kernel(out)
         if result.bulk_completed:
             self.need_sync = False
             self._resync_at = float("inf")
@@ -474,6 +503,44 @@ class SyncNode:
         ops.extend(Event(EventKind.DESTROY, entry) for entry in result.swept if inject or entry.key in internal)
         if ops:
             out.append(KernelOps(tuple(ops)))
+
+    def _vouch_kernel(self, out: list[Output]) -> None:
+        """The primary's first complete dump since this node became backup: its kernel
+        keeps nothing of an earlier life. Entries the dump confirms take the primary's
+        state (replaced: a kept entry's stale TCP window would drop the connection's
+        packets); the others, unless born since (live) or kept out by the filter (never
+        sent: the primary's silence says nothing of them), are removed or shortened."""
+        born, self._vouch = self._vouch or set(), None
+        external, internal, accepts = self.external, self.internal, self.filter.accepts
+        confirmed: list[Event] = []
+        unconfirmed: list[Entry] = []
+        for entry in internal:
+            theirs = external.get(entry.key)
+            if theirs is not None:
+                confirmed.append(Event(EventKind.NEW, theirs))
+            elif entry.key not in born and accepts(entry, EventKind.DESTROY):
+                unconfirmed.append(entry)
+        how = self.params.unconfirmed
+        if how is Unconfirmed.REMOVE and external.limit is not None and len(external) >= external.limit:
+            how = Unconfirmed.SHORTEN  # (a full external cache refused entries: its silence proves nothing)
+        for event in confirmed:
+            internal.apply(event)
+        if confirmed:
+            out.append(KernelOps(tuple(confirmed), replace=True))
+        if unconfirmed and how is Unconfirmed.REMOVE:
+            gone = tuple(Event(EventKind.DESTROY, entry) for entry in unconfirmed)
+            for event in gone:
+                internal.apply(event)
+            out.append(KernelOps(gone))
+        elif unconfirmed:
+            out.append(ShortenTimeouts(self.params.shorten_timeout, frozenset(entry.key for entry in unconfirmed)))
+        self.counters.vouch_confirmed += len(confirmed)
+        self.counters.vouch_unconfirmed += len(unconfirmed)
+        done = "removed" if how is Unconfirmed.REMOVE else f"shortened to {self.params.shorten_timeout} s"
+        out.append(
+            Log("info", f"kernel held to the primary's dump: {len(confirmed)} entries confirmed (the primary's state "
+                        f"written), {len(unconfirmed)} unconfirmed {done}")
+        )
 
     def _observe(self, now: float, claim: Epoch, out: list[Output]) -> None:
         """A claim heard: adopt it if newer; a PRIMARY with an older epoch steps down
@@ -592,7 +659,7 @@ class SyncNode:
         return (
             self.ha_role == "promote"
             and self.role.state in (Role.SYNCING, Role.BACKUP)
-            and now - self._primary_heard_at >= self.params.peer_dead_timeout
+            and now >= self._primary_heard_at + self.params.peer_dead_timeout  # (next_timer's sum, to the bit)
             and self._can_take_term()
         )
 
@@ -624,9 +691,13 @@ class SyncNode:
 
     # --- operator commands ------------------------------------------------------------
     def commit(self, now: float) -> list[Output]:
-        """Write the external cache into the kernel (conntrackd -c)."""
+        """Write the external cache into the kernel (conntrackd -c), then reload the
+        internal cache from the kernel: it must know what the kernel holds (a stream's
+        DESTROY removes from this kernel what the internal cache says is there)."""
         out: list[Output] = []
         self._commit(out)
+        self.sender.cache_loading()
+        out.append(DumpKernel())
         return out
 
     def flush(self, now: float) -> list[Output]:
@@ -641,6 +712,7 @@ class SyncNode:
         self.sender.cache_loading()
         if self.role.state in (Role.SYNCING, Role.BACKUP, Role.FAULT):
             self.need_sync = True
+            out += self._fire(now, "unsynced")  # not ready until the primary's dump refilled it
             self._request_resync(now, out)
         return out
 

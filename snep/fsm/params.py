@@ -8,9 +8,19 @@ of them disagrees). The defaults are the safe ones for a real firewall.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 
 from snep.level import Level
 from snep.wire.messages import DEFAULT_MTU
+
+
+class Unconfirmed(Enum):
+    """What a node that became backup does with the kernel entries the primary's first
+    complete dump does not confirm (a former primary's, connections reset while it was
+    away): they must not outlive it into its next term as primary."""
+
+    REMOVE = "remove"  # delete them at that dump: precise, nothing stale is left
+    SHORTEN = "shorten"  # lower their timeouts to shorten_timeout (conntrackd's way)
 
 
 @dataclass(frozen=True)
@@ -38,6 +48,8 @@ class SyncParams:
     resync_retry: float = 2.0
     #: seconds left to the kernel's entries when the node becomes a backup
     shorten_timeout: int = 60
+    #: the kernel entries of a node that became backup that the primary's dump does not confirm
+    unconfirmed: Unconfirmed = Unconfirmed.REMOVE
     #: which conntrack events are synchronized (strong, weak, incremental)
     level: Level = Level.STRONG
     #: seconds between the incremental level's flushes

@@ -13,9 +13,13 @@ An ACK(first, last) goes out after ``ack_window`` frames or ``ack_delay`` second
 - an ALIVE whose newest seq is at or beyond the expected one means a lost tail: NACK;
 - a new epoch of the peer is a new stream: the expected seq goes back to 0.
 
-Mark-and-sweep: at BULK_START the external cache's entries are marked, what follows
-unmarks what it touches, and at BULK_END the still-marked entries are removed. A dump
-that completed in order (its BULK_START seen) is what makes a SYNCING node ready.
+Mark-and-sweep: at BULK_START the external cache's entries this stream's dump answers
+for are marked (its sender's, and older epochs': snep.cache.swept_by), what follows
+unmarks what it touches and takes it over (the entry's owner becomes this stream),
+and at BULK_END the still-marked entries are removed. Another peer's entries of the
+same or a newer epoch are left alone: one peer's dump must not sweep another's live
+stream. A dump that completed in order (its BULK_START seen) is what makes a SYNCING
+node ready.
 Epoch checks (stale claims) are the node's job: a receiver sees only current claims.
 """
 
@@ -93,9 +97,7 @@ class SyncReceiver:
     # --- the stream -------------------------------------------------------------------
     def follow(self, claim: Epoch) -> None:
         """A new epoch of the peer: a new sequence space, from 0."""
-        if self.marking:
-            self.external.unmark()
-            self.marking = False
+        self.abandon_dump()
         self.stream = claim
         self.expected = 0
         self._ack_first = None
@@ -105,11 +107,14 @@ class SyncReceiver:
         self.mode.fire("new_stream")
 
     def abandon_dump(self) -> None:
-        """The external cache was emptied in the middle of a dump (operator flush): what
-        that dump sent before is gone, so its BULK_END must not count as a complete dump.
-        The node asks again; the sender starts a new dump once we acknowledged this one."""
+        """This stream's dump will not complete whole: the external cache was emptied in
+        the middle of it (operator flush: what it sent before is gone, so its BULK_END
+        must not count; the node asks again, the sender starts a new dump once we
+        acknowledged this one), or a newer epoch made the stream stale (its marking
+        would only linger, as the spec forgets it)."""
         if self.marking:
-            self.external.unmark()
+            assert self.stream is not None
+            self.external.unmark(self.stream)
             self.marking = False
 
     @spec_action("RecvState")
@@ -142,11 +147,11 @@ class SyncReceiver:
             self.mode.fire("repaired")
             self._nack_expected = None
         if frame.starts_dump:
-            self.external.mark()
+            self.external.mark(claim)
             self.marking = True
         external = self.external
         applied: tuple[Event, ...] = frame.messages  # type: ignore[assignment]
-        refused = external.apply_all(applied)
+        refused = external.apply_all(applied, claim)
         if refused:
             self._refused(now, refused, out)
             gone = {id(event) for event in refused}
@@ -162,7 +167,7 @@ class SyncReceiver:
         swept: tuple[Entry, ...] = ()
         if frame.ends_dump:
             if self.marking:
-                swept = tuple(external.sweep())
+                swept = tuple(external.sweep(claim))
                 self.marking = False
                 completed = True
                 self.counters.bulk_completed += 1

@@ -47,6 +47,7 @@ from snep.fsm.effects import (
     ShortenKernelTimeouts,
     StopSending,
     TakeEpoch,
+    VouchKernel,
 )
 
 
@@ -79,15 +80,16 @@ class Row:
     spec: str | None = None  # the spec action this row realizes (SyncNode carries it out)
 
 
-_PROMOTE = (CommitExternal(), TakeEpoch(), ResyncInternalFromKernel(), SendHello(), BulkSendToPeers())
+_PROMOTE = (CommitExternal(), ClearExternal(), TakeEpoch(), ResyncInternalFromKernel(), SendHello(), BulkSendToPeers())
 _RETAKE = (TakeEpoch(), SendHello(), BulkSendToPeers())
-_STEP_DOWN = (StopSending(), ShortenKernelTimeouts(), RequestResync())
-_TO_BACKUP = (ShortenKernelTimeouts(), RequestResync())
+_STEP_DOWN = (StopSending(), ShortenKernelTimeouts(), VouchKernel(), RequestResync())
+_TO_BACKUP = (ShortenKernelTimeouts(), VouchKernel(), RequestResync())
+_START = (ResyncInternalFromKernel(), ClearExternal(), VouchKernel(), SendHello(), RequestResync())
 
 # fmt: off
 TABLE: tuple[Row, ...] = (
     # trigger     sources                      dest      actions                 guard          spec
-    Row("start",   (DOWN,),                     SYNCING, (ResyncInternalFromKernel(), ClearExternal(), SendHello(), RequestResync()), spec="Recover"),
+    Row("start",   (DOWN,),                     SYNCING, _START,                                  spec="Recover"),
     Row("promote", (SYNCING, BACKUP, FAULT),    PRIMARY, _PROMOTE,                                spec="Promote"),
     Row("promote", (PRIMARY,),                  None),                        # already primary: no new epoch
     Row("demote",  (PRIMARY,),                  SYNCING, _STEP_DOWN,                              spec="Demote"),
@@ -99,6 +101,8 @@ TABLE: tuple[Row, ...] = (
     Row("fenced",  (PRIMARY,),                  SYNCING, _STEP_DOWN,             "newer_epoch", spec="StepDown"),
     Row("retake",  (PRIMARY,),                  None,    _RETAKE,                                 spec="Retake"),
     Row("reassert", (SYNCING, BACKUP),          PRIMARY, _PROMOTE,                                spec="Reassert"),
+    Row("unsynced", (BACKUP,),                  SYNCING),                     # the operator flushed the caches
+    Row("unsynced", (SYNCING, FAULT, PRIMARY),  None),
     Row("synced",  (SYNCING,),                  BACKUP,  spec="ApplyState"),
     Row("synced",  (BACKUP, FAULT),             None),                        # a later dump: nothing changes
     Row("fail",    (SYNCING, BACKUP, PRIMARY, FAULT), DOWN, spec="Fail"),

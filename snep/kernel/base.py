@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from typing import NamedTuple
 
 from snep.entry import Entry, Event, EventKind, Key, complete_update
@@ -144,8 +144,9 @@ class Kernel(abc.ABC):
         """Delete all entries, or those whose mark (under mask) / zone match."""
 
     @abc.abstractmethod
-    def shorten_timeouts(self, seconds: int) -> int:
-        """Lower every timeout above ``seconds`` to it (``conntrackd -t``); how many changed."""
+    def shorten_timeouts(self, seconds: int, keys: Collection[Key] | None = None) -> int:
+        """Lower every timeout above ``seconds`` to it (``conntrackd -t``), or only those
+        of the entries of ``keys``; how many changed."""
 
     @abc.abstractmethod
     def count(self) -> int:

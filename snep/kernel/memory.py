@@ -23,7 +23,7 @@ import itertools
 import math
 import socket
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 from snep.entry import Entry, Event, EventKind, Key, SctpInfo, Status, TcpInfo
 from snep.errors import EventOverrun, KernelError
@@ -339,11 +339,11 @@ class MemoryKernel(Kernel):
         for key in doomed:
             self._remove(key, self.portid)
 
-    def shorten_timeouts(self, seconds: int) -> int:
+    def shorten_timeouts(self, seconds: int, keys: Collection[Key] | None = None) -> int:
         t = self.table
         changed = 0
         for key, (entry, deadline) in list(t.entries.items()):
-            if t.view(entry, deadline).timeout > seconds:
+            if t.view(entry, deadline).timeout > seconds and (keys is None or key in keys):
                 t.entries[key] = (entry, t.now + seconds)
                 t.emit(EventKind.UPDATE, t.view(entry, t.now + seconds), self.portid)
                 changed += 1

@@ -28,9 +28,9 @@ import gc
 import os
 import socket
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 
-from snep.entry import Entry, Event, EventKind
+from snep.entry import Entry, Event, EventKind, Key
 from snep.errors import DecodeError, EventOverrun, KernelError
 from snep.kernel import ctnetlink as ct
 from snep.kernel import namespace
@@ -424,8 +424,8 @@ class NetlinkKernel(Kernel):
         seq = self._next_seq()
         self._request(ct.encode_flush(seq, mark=mark, mark_mask=mark_mask, zone=zone), seq)
 
-    def shorten_timeouts(self, seconds: int) -> int:
-        longer = [entry for entry in self.dump() if entry.timeout > seconds]
+    def shorten_timeouts(self, seconds: int, keys: Collection[Key] | None = None) -> int:
+        longer = [entry for entry in self.dump() if entry.timeout > seconds and (keys is None or entry.key in keys)]
         first = self._reserve(len(longer))
         failed = self._batch(
             [ct.encode_timeout(e, seconds, first + i) for i, e in enumerate(longer)], first, len(longer)

@@ -39,6 +39,7 @@ from snep.fsm.node import SyncNode
 from snep.fsm.ratelog import RateLog
 from snep.kernel.base import Kernel
 from snep.runtime.control import ControlError, ControlServer
+from snep.runtime.keepalived import Kind, NotifyFifo
 from snep.runtime.keys import load_keyring
 from snep.runtime.log import LEVELS, log, notice, setup
 from snep.runtime.metrics import MetricsServer
@@ -49,6 +50,9 @@ from snep.wire.auth import Keyring
 
 #: longest time the loop sleeps without checking links and timers
 MAX_SLEEP = 0.5
+
+#: seconds between checks that keepalived's FIFO is still the one read
+FIFO_CHECK_INTERVAL = 1.0
 
 #: the collector's thresholds: a node keeps hundreds of thousands of entries (tuples)
 #: and a dump allocates as many again; with the default (700, 10, 10) a backup spends
@@ -112,11 +116,14 @@ class Daemon:
         self.transport: Transport | None = None
         self.control: ControlServer | None = None
         self.metrics: MetricsServer | None = None
+        self.fifo: NotifyFifo | None = None
+        self._fifo_checked_at = float("-inf")
         self.stopping: asyncio.Event | None = None  # created in run()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._retired: deque[dict[Any, Any]] = deque()  # (Cache.retire: freed in parts)
         self._dumps_received = 0  # (node.counters.bulk_completed when last frozen)
+        self._ha_tasks: set[asyncio.Future[None]] = set()  # (keepalived's role changes under way)
         self._epoch_saved = read_epoch(cfg.state_file)
         self.peers = PeerTable(cfg)
         self.counters: dict[str, int] = {
@@ -193,6 +200,10 @@ class Daemon:
             loop.add_reader(self.kernel.fileno(), self._on_kernel_readable)
             # start: internal cache from a kernel dump, HELLO + RESYNC_REQUEST to peers
             self.driver.start(loop.time())
+            if cfg.ha.notify_fifo is not None and cfg.ha.follow is not None:
+                kind, name = cfg.ha.follow
+                self.fifo = NotifyFifo(cfg.ha.notify_fifo, Kind(kind), name, self._on_ha_role, self._on_ha_bad_line)
+                self.fifo.open(loop)  # (what keepalived wrote while we were down is read first)
             notice(
                 "snep node %d up: sync on %s (%s), level %s, control %s%s",
                 cfg.node_id,
@@ -202,6 +213,8 @@ class Daemon:
                 cfg.control.socket,
                 f", metrics on {cfg.metrics.listen}" if cfg.metrics.listen else "",
             )
+            if self.fifo is not None:
+                notice("following keepalived's %s %r on %s", self.fifo.kind.value.lower(), self.fifo.name, self.fifo.path)
             self._tick()
             await self.stopping.wait()
             notice("snep node %d shutting down", cfg.node_id)
@@ -238,6 +251,8 @@ class Daemon:
                 loop.remove_reader(self.kernel.fileno())
             except (ValueError, RuntimeError, OSError, KernelError):
                 pass
+        if self.fifo is not None:
+            self.fifo.close()
         if self.control is not None:
             await self.control.close()
         if self.metrics is not None:
@@ -378,12 +393,12 @@ class Daemon:
         now = self._now()
         if peer is None:
             self.counters["unknown_sources"] += 1
-            out: list[Any] = []
-            if self._logs(now, out, "unknown_sources", "warning", f"datagram from {_show(address)} refused: not a configured peer address and port on link {link}"):
-                self.report(out[0])
+            self._warn(now, "unknown_sources", f"datagram from {_show(address)} refused: not a configured peer address and port on link {link}")
             return
         assert self.driver is not None and self.transport is not None
         self.transport.heard(link, now)
+        if not data:
+            return  # a link probe (snep.runtime.transport): the link carries, nothing more
         self.driver.on_datagram(now, data, peer, _show(address))
 
     def _on_timer(self) -> None:
@@ -394,7 +409,43 @@ class Daemon:
         self.driver.on_timer(now)
         if self.transport is not None:
             self.transport.check(now)
+        if self.fifo is not None and now - self._fifo_checked_at >= FIFO_CHECK_INTERVAL:
+            self._fifo_checked_at = now
+            try:
+                self.fifo.check()
+            except SnepError as error:
+                self._warn(now, "ha_fifo", f"keepalived's notify FIFO: {error}")
         self._tick()
+
+    def _warn(self, now: float, reason: str, message: str) -> None:
+        """A warning, at most one a second per reason."""
+        out: list[Any] = []
+        if self._logs(now, out, reason, "warning", message):
+            self.report(out[0])
+
+    # ---------------------------------------------------------------- keepalived's FIFO
+
+    def _on_ha_role(self, role: str, line: str) -> None:
+        """A transition of the followed group or instance: as ``snep notify ROLE``."""
+        notice("keepalived: %s", line)
+        try:
+            begun = self._begin_role_change(role, self._now())
+        except SnepError as error:
+            log.error("keepalived: %s: %s", line, error)
+            return
+        if self.driver is not None and self.driver.busy:  # (its commit and dump go on in steps)
+            task = asyncio.ensure_future(self._finish_role_change(role, begun))
+            self._ha_tasks.add(task)
+            task.add_done_callback(self._ha_tasks.discard)
+        else:
+            self._end_role_change(role, *begun)
+
+    async def _finish_role_change(self, role: str, begun: tuple[str, int, float]) -> None:
+        await self._idle()
+        self._end_role_change(role, *begun)
+
+    def _on_ha_bad_line(self, line: str, reason: str) -> None:
+        self._warn(self._now(), "ha_fifo_bad_lines", f"keepalived's notify FIFO: line {line!r} ignored: {reason}")
 
     def _tick(self) -> None:
         """(Re)arm the one timer at the node's next deadline (or MAX_SLEEP from now)."""
@@ -460,13 +511,23 @@ class Daemon:
         raise ControlError(f"unknown command {command!r} (known: {known})")
 
     async def _role_change(self, role: str, now: float) -> dict[str, Any]:
+        """A role change, answered once its work (a promotion's commit and dump, carried
+        out in steps) is done."""
+        begun = self._begin_role_change(role, now)
+        await self._idle()
+        return self._end_role_change(role, *begun)
+
+    def _begin_role_change(self, role: str, now: float) -> tuple[str, int, float]:
         assert self.driver is not None
         before = self.node.state.name
         written = self.driver.counters.entries_written
         started = time.monotonic()
         self.driver.role_change(now, role)
         self._tick()
-        await self._idle()  # (a promotion's commit and dump, carried out in steps)
+        return before, written, started
+
+    def _end_role_change(self, role: str, before: str, written: int, started: float) -> dict[str, Any]:
+        assert self.driver is not None
         seconds = time.monotonic() - started
         after = self.node.state.name
         notice("HA manager says %s: role %s -> %s (%.1f ms)", role, before, after, seconds * 1000)
@@ -485,6 +546,7 @@ class Daemon:
             "resend_queue": len(self.node.sender.queue),
             **vars(self.driver.counters),
             **self.counters,
+            **(self.fifo.counters if self.fifo is not None else {}),
         }
 
     def status(self) -> dict[str, Any]:

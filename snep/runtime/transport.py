@@ -10,6 +10,12 @@ or when it has been silent for ``silence`` seconds while the other link was hear
 (the peers moved), or, when nothing is heard at all, alternately, so that two nodes
 whose main link broke meet on the second one. This is conntrackd's channel failover,
 driven by liveness because a link cut elsewhere on the path raises no local error.
+
+The main link is the one to be on: while on the second link, a node sends an empty
+datagram (a probe: no frame, the node never sees it) on the main link every half
+``silence``, and moves back as soon as a peer is heard there (its probes or its
+frames), the main link's interface being up. Peers that moved back are heard on the
+main link, so the others follow.
 """
 
 from __future__ import annotations
@@ -186,6 +192,8 @@ class Transport:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._last_switch = 0.0
         self._searching = False  # alternating because no peer is heard anywhere
+        self._probed_at = float("-inf")  # the last probe sent on the main link
+        self.failbacks = 0
 
     def open(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -256,8 +264,20 @@ class Transport:
         self._searching = False
 
     def check(self, now: float) -> None:
-        """Periodic liveness check (call every alive interval): fail over when silent."""
-        if len(self.links) < 2 or now - self._last_switch < self.silence:
+        """Periodic liveness check (call every alive interval): fail over when silent,
+        back to the main link when it carries again."""
+        if len(self.links) < 2:
+            return
+        main = self.links[0]
+        if self.active != 0 and main.interface_up():
+            if now - self._probed_at >= self.silence / 2:
+                self._probed_at = now
+                main.send(b"")  # (errors: the main link still does not carry)
+            if now - main.stats.last_heard <= self.silence and now - self._last_switch >= self.silence:
+                self.failbacks += 1
+                self._switch("the main link carries again: a peer is heard on it", now)
+                return
+        if now - self._last_switch < self.silence:
             return
         active = self.links[self.active]
         other = self.links[1 - self.active]
@@ -284,7 +304,11 @@ class Transport:
             log.debug("sync link: %s -> %s (still nothing heard)", old.name, self.links[self.active].name)
 
     def stats(self) -> dict[str, object]:
-        out: dict[str, object] = {"active_link": self.links[self.active].name, "link_failovers": self.failovers}
+        out: dict[str, object] = {
+            "active_link": self.links[self.active].name,
+            "link_failovers": self.failovers,
+            "link_failbacks": self.failbacks,
+        }
         for link in self.links:
             s = link.stats
             out[link.name] = {
