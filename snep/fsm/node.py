@@ -363,8 +363,9 @@ class SyncNode:
             self.sender.on_events(now, events, out)
         return out
 
-    def on_kernel_dump(self, now: float, entries: Iterable[Entry]) -> list[Output]:
-        """The kernel dump asked for by DumpKernel: it becomes the internal cache."""
+    def on_kernel_dump(self, now: float, entries: Iterable[Entry] | dict[Key, Entry]) -> list[Output]:
+        """The kernel dump asked for by DumpKernel (its entries, or a dict of them by
+        key): it becomes the internal cache."""
         out: list[Output] = []
         self.internal.replace(entries)
         if self._check_commit is not None:
@@ -495,11 +496,11 @@ class SyncNode:
         says is gone, so no zombie survives into its next term as primary."""
         inject = self.params.inject_on_arrival
         internal = self.internal
-        ops = [
-            event
-            for event in result.applied
-            if inject or (event.kind is EventKind.DESTROY and event.entry.key in internal)
-        ]
+        if inject:
+            ops = list(result.applied)
+        else:  # (a frame's worth per call: only its DESTROYs are looked at)
+            destroy = EventKind.DESTROY
+            ops = [event for event in result.applied if event[0] is destroy and event[1].key in internal]
         ops.extend(Event(EventKind.DESTROY, entry) for entry in result.swept if inject or entry.key in internal)
         if ops:
             out.append(KernelOps(tuple(ops)))
@@ -742,6 +743,7 @@ class SyncNode:
     def set_filter(self, flt: Filter) -> None:
         """A new filter (SIGHUP) for the events and dumps sent from now on."""
         self.sender.notifier.filter = flt
+        self.sender.records.clear()  # (records are of what the old filter accepted)
 
     def set_keyring(self, keyring: Keyring | None) -> None:
         """Key rotation (SIGHUP): new frames are sealed with the new send key."""

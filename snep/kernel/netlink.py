@@ -182,10 +182,13 @@ class NetlinkKernel(Kernel):
                 handle(msg)
 
     def dump(self) -> list[Entry]:
+        return [entry for part in self.dump_parts() for entry in part]
+
+    def dump_parts(self) -> Iterator[list[Entry]]:
+        """The dump, one part per receive buffer (a few thousand entries). Nothing else
+        may use the command socket until the last part is read."""
         seq = self._next_seq()
         self._send(ct.encode_dump(seq))
-        out: list[Entry] = []
-        append = out.append
         decode = ct.decode_entry
         view = self._view
         unpack = ct.NLMSGHDR.unpack_from
@@ -193,12 +196,15 @@ class NetlinkKernel(Kernel):
         msg_new, done, error = ct.MSG_CT_NEW, ct.NLMSG_DONE, ct.NLMSG_ERROR
         layouts_get = ct.fast_paths.layouts.get
         from_bytes = int.from_bytes
-        # 100,000 entries are 300,000 new tuples: generational GC passes over them would
-        # cost more than the decoding; nothing here makes reference cycles.
-        gc_was_enabled = gc.isenabled()
-        gc.disable()
-        try:
-            while True:
+        finished = False
+        while not finished:
+            out: list[Entry] = []
+            append = out.append
+            # 100,000 entries are 300,000 new tuples: generational GC passes over them would
+            # cost more than the decoding; nothing here makes reference cycles.
+            gc_was_enabled = gc.isenabled()
+            gc.disable()
+            try:
                 n = self._recv()
                 off = 0
                 while off + 16 <= n:
@@ -223,16 +229,20 @@ class NetlinkKernel(Kernel):
                             except DecodeError:
                                 self.counters.decode_errors += 1
                         elif mtype == done:
-                            return out
+                            finished = True
+                            break
                         elif mtype == error:
                             err, _ = ct.decode_error(view, ct.Message(mtype, 0, mseq, 0, off + 16, off + mlen))
                             if err:
                                 raise KernelError(f"ctnetlink dump: {os.strerror(err)}", err)
-                            return out
+                            finished = True
+                            break
                     off += (mlen + 3) & ~3
-        finally:
-            if gc_was_enabled:
-                gc.enable()
+            finally:
+                if gc_was_enabled:
+                    gc.enable()
+            if out:
+                yield out
 
     def count(self) -> int:
         return self._global_stats().get("entries", 0)
@@ -453,6 +463,8 @@ class NetlinkKernel(Kernel):
                         if truncated:  # an event larger than a slot: treat as lost
                             raise OSError(errno_mod.ENOBUFS, "truncated event")
                         self._parse_events(batch.view, start, start + n, out)
+                    if count < batch.slots:
+                        break  # drained: no second recvmmsg to find nothing
                 else:
                     n = sock.recv_into(self._buf)
                     self._parse_events(self._view, 0, n, out)
