@@ -194,6 +194,7 @@ class Cluster:
             self.state = after
             if self.trace is not None:
                 self.trace.append({"set": after.as_json(), "impl": label})
+            self._lose_stale_handshakes()
             return
         t, actions = self._explain(s, prefix, label)
         want, got = projection(t, self.C), projection(after, self.C)
@@ -208,6 +209,26 @@ class Cluster:
         if self.trace is not None:
             self._record(s, actions, label)
         self.state = after
+        self._lose_stale_handshakes()
+
+    def _lose_stale_handshakes(self) -> None:
+        """The spec's handshake is one step (Bind hears what its peer says *now*); the
+        implementation's last HELLO may be overtaken by its sender's change of role or
+        epoch. Such a HELLO, while it could still bind, is lost by this environment (a
+        checked LoseMsg step); the channel's challenge brings a fresh one."""
+        s = self.state
+        for d in sorted(self.sim.network.in_flight):
+            m, n = d.src, d.dst
+            node, peer = self.node(n), self.node(m)
+            if node is None or peer is None or node.channel.bound(m) == peer.channel.session:
+                continue
+            msg = msg_of(m, n, d.data, self.conns, self.sessions)
+            if msg is None or msg.type != M.MSG_HELLO or msg.sess != s.sess[m]:
+                continue
+            now = (s.epoch[m], s.role[m] == M.PRIMARY, M.FollowsLive(s, self.C, m))
+            if (M.MsgEpoch(msg), msg.claims, msg.live) != now:
+                self.lose(d)
+                return  # (lose's own step looks again)
 
     def _record(self, s: M.State, actions: list, label: str) -> None:
         """The trace: the abstract state, then each model action with the state it gives
