@@ -476,7 +476,8 @@ class Cluster:
         now = sim.now + dt
         for n in self.C.Node:
             node = self.node(n)
-            if node is not None and M.HearsOfPrimary(self.state, self.C, n) and node.ha_role == "promote":
+            if (node is not None and node.ha_role == "promote" and node.state in (Role.SYNCING, Role.BACKUP)
+                    and M.HearsOfPrimary(self.state, self.C, n)):  # fmt: skip
                 now = min(now, node._primary_heard_at + sim.params.peer_dead_timeout - 1e-3)
         if now <= sim.now:
             return
