@@ -114,6 +114,7 @@ class Topology:
 
     def __init__(self, firewalls: int = 2, *, sync_links: int = 1,
                  notify: Callable[[Firewall], str] | None = None,
+                 notify_fifo: Callable[[Firewall], Path | None] | None = None,
                  advert_int: float = 1.0, prefix: str | None = None,
                  workdir: Path | None = None, keep_logs: bool = False) -> None:
         if not 1 <= firewalls <= 9:
@@ -124,6 +125,7 @@ class Topology:
         self.n = firewalls
         self.sync_links = sync_links
         self.notify = notify
+        self.notify_fifo = notify_fifo
         self.advert_int = advert_int
         self.keep_logs = keep_logs
         self._own_dir = workdir is None
@@ -289,11 +291,18 @@ class Topology:
     # ---- keepalived ----
 
     def keepalived_conf(self, fw: Firewall) -> str:
+        """One sync group G (instances VC, VS). The notify command runs on every transition
+        (it also timestamps them); ``notify_fifo`` adds keepalived's FIFO, which a daemon
+        reads without a process per transition. VRRPv2 counts adverts in whole seconds:
+        a shorter ``advert_int`` needs VRRPv3 (centiseconds)."""
         notify = self.notify(fw) if self.notify else "/bin/true"
+        fifo = self.notify_fifo(fw) if self.notify_fifo else None
         lines = [
             "global_defs {",
             f"    router_id {self.prefix}-{fw.name}",
             "    script_user root",
+            *([f"    notify_fifo {fifo}"] if fifo else []),
+            *(["    vrrp_version 3"] if self.advert_int != int(self.advert_int) else []),
             "    vrrp_garp_master_delay 1",
             "    vrrp_garp_master_repeat 3",
             "    vrrp_garp_master_refresh 1",
