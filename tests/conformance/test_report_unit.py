@@ -59,3 +59,15 @@ def test_gap_bound_and_new_figures():
     assert report._failover_cell(fast) == "50/50 gap 0.62 s ready -0.3 s invalid 0 lost 0"
     row = report.details([Result("primary-killed", "snep", "fast", failovers=[late])]).splitlines()[2]
     assert row.count("|") == 13 and "| 0.21 s | 3.2 / 6.6 s | 12 | 0/50 | 37 |" in row
+
+
+def test_summary_counts_late_failovers_and_invalid_drops_per_implementation():
+    a, b, c = _failover(50, 0), _failover(50, 0), _failover(50, 0)
+    b.late_tcp, b.invalid_drops, b.gap_max_s, b.ready_s = 50, 40, 6.6, 0.3
+    a.ready_s, c.ready_s = -2.9, None
+    results = [Result("primary-killed", "snep", "ci", failovers=[a, b]),
+               Result("primary-killed", "conntrackd", "ci", failovers=[c]),
+               Result("three-fw-two-failures", "conntrackd", "ci", status="n/a")]
+    lines = report.summary(results).splitlines()
+    assert lines[2] == "| snep | 2 | 1 (50) | 1 (40 packets) | 2.9 .. 2.9 s | -2.9 .. 0.3 s | 3.3 .. 6.6 s |"
+    assert lines[3] == "| conntrackd | 1 | 0 (0) | 0 (0 packets) | 2.9 .. 2.9 s | - (1 never) | 3.3 .. 3.3 s |"

@@ -71,6 +71,30 @@ def details(results: Sequence[Result]) -> str:
     return "\n".join(lines)
 
 
+def summary(results: Sequence[Result]) -> str:
+    """Per implementation, over all its failovers: how many went late or met invalid
+    drops, and the ranges of takeover, kernel ready and gap (issue 15's figures)."""
+    lines = ["| impl | failovers | late (connections) | with invalid drops | takeover | kernel ready | gap max |",
+             "|---|---|---|---|---|---|---|"]
+
+    def span(values: list[float]) -> str:
+        return f"{min(values):g} .. {max(values):g} s" if values else "-"
+
+    for impl in dict.fromkeys(r.impl for r in results):
+        fos = [f for r in results if r.impl == impl for f in r.failovers]
+        if not fos:
+            continue
+        late = [f for f in fos if f.late_tcp]
+        lines.append(
+            f"| {impl} | {len(fos)} | {len(late)} ({sum(f.late_tcp for f in late)}) | "
+            f"{sum(1 for f in fos if f.invalid_drops)} ({sum(f.invalid_drops for f in fos)} packets) | "
+            f"{span([f.takeover_s for f in fos])} | "
+            f"{span([f.ready_s for f in fos if f.ready_s is not None])}"
+            f"{' (' + str(sum(1 for f in fos if f.ready_s is None)) + ' never)' if any(f.ready_s is None for f in fos) else ''} | "
+            f"{span([f.gap_max_s for f in fos if f.gap_max_s is not None])} |")
+    return "\n".join(lines)
+
+
 def markdown(results: Sequence[Result], profile: str) -> str:
     return "\n".join([
         f"# snep conformance ({profile} profile, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
@@ -86,6 +110,10 @@ def markdown(results: Sequence[Result], profile: str) -> str:
         "lost (and, in a profile with a gap bound, every gap is within it).",
         "",
         side_by_side(results),
+        "",
+        "## Failovers per implementation",
+        "",
+        summary(results),
         "",
         "## Details",
         "",
