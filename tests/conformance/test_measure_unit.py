@@ -92,3 +92,8 @@ def test_late_flows_counts_each_flow_by_its_own_silence():
     dropped = [(999.5, 1000.2), (999.95, 1006.55)]  # an earlier short silence, then late
     untouched: list[tuple[float, float]] = []
     assert measure.late_flows([on_time, dropped, untouched], failed, up) == 1
+
+
+def test_an_overflowing_recorder_is_noticed():
+    assert measure.events_lost(CT + "WARNING: We have hit ENOBUFS! We are losing events.\n")
+    assert not measure.events_lost(CT)

@@ -65,9 +65,13 @@ def test_summary_counts_late_failovers_and_invalid_drops_per_implementation():
     a, b, c = _failover(50, 0), _failover(50, 0), _failover(50, 0)
     b.late_tcp, b.invalid_drops, b.gap_max_s, b.ready_s = 50, 40, 6.6, 0.3
     a.ready_s, c.ready_s = -2.9, None
+    d = _failover(50, 0)
+    d.events_lost = True
+    assert report._failover_cell(d).startswith("50/50 gap 3.3 s ready ? invalid")
     results = [Result("primary-killed", "snep", "ci", failovers=[a, b]),
-               Result("primary-killed", "conntrackd", "ci", failovers=[c]),
+               Result("primary-killed", "conntrackd", "ci", failovers=[c, d]),
                Result("three-fw-two-failures", "conntrackd", "ci", status="n/a")]
     lines = report.summary(results).splitlines()
     assert lines[2] == "| snep | 2 | 1 (50) | 1 (40 packets) | 2.9 .. 2.9 s | -2.9 .. 0.3 s | 3.3 .. 6.6 s |"
-    assert lines[3] == "| conntrackd | 1 | 0 (0) | 0 (0 packets) | 2.9 .. 2.9 s | - (1 never) | 3.3 .. 3.3 s |"
+    assert lines[3] == ("| conntrackd | 2 | 0 (0) | 0 (0 packets) | 2.9 .. 2.9 s | - (1 never, 1 unknown) "
+                        "| 3.3 .. 3.3 s |")

@@ -59,6 +59,7 @@ class Failover:
     entries_lost: int  # of those, missing on the new primary after the takeover
     invalid_drops: int = 0  # packets the new primary dropped as invalid after the failure
     ready_s: float | None = None  # its kernel complete - its addresses up (< 0: before); None: never
+    events_lost: bool = False  # the conntrack event recorder overflowed: ready_s is unknown
     late_tcp: int = 0  # surviving connections silent past the first retransmission after the takeover
     gap_bound_s: float | None = None  # the profile's bound on gap_max_s (fast detection)
 
@@ -247,7 +248,7 @@ class Harness:
         snapshot_at, present = watches[new.name]
         addr_text, events = self._recorded(new)
         t_up = measure.addresses_up(addr_text, (CLIENT_VIP, SERVER_VIP), t_fail) or t_master
-        ready = measure.kernel_complete(before, present, snapshot_at, events)
+        ready = measure.kernel_complete(before, present, snapshot_at, events) if events is not None else None
         late = measure.late_flows([flows[fid]["stalls"] for fid in tcp_alive], t_fail, t_up)
         fifo = self.impl.notify_fifo(new) is not None  # the notify command only timestamps
         return Failover(
@@ -262,6 +263,7 @@ class Harness:
             entries_before=len(before), entries_lost=len(before - set(after)),
             invalid_drops=topo.invalid_drops(new) - drops_before.get(new.name, 0),
             ready_s=round(ready - t_up, 2) if ready is not None else None,
+            events_lost=events is None,
             late_tcp=late, gap_bound_s=self.profile.max_gap,
         )
 
@@ -272,7 +274,7 @@ class Harness:
         topo.spawn(fw.ns, ["ip", "-ts", "-o", "monitor", "address"], name="watch-addr", fw=fw,
                    log=fw.dir / f"addr-events-{n}.txt")
         topo.spawn(fw.ns, ["conntrack", "-E", "-p", "tcp", "--dport", str(traffic.TCP_PORT),
-                           "-o", "timestamp"], name="watch-ct", fw=fw,
+                           "-o", "timestamp", "-b", str(8 << 20)], name="watch-ct", fw=fw,
                    log=fw.dir / f"ct-events-{n}.txt")
         time.sleep(0.3)  # (both subscribed before the snapshot)
         snapshot_at = time.time()
@@ -282,12 +284,13 @@ class Harness:
         for name in ("watch-addr", "watch-ct"):
             self.topo.kill(fw, name, signal.SIGTERM)
 
-    def _recorded(self, fw: Firewall) -> tuple[str, list[measure.CtEvent]]:
-        """What ``fw``'s recorders wrote: address events (text), tracked conntrack events."""
+    def _recorded(self, fw: Firewall) -> tuple[str, list[measure.CtEvent] | None]:
+        """What ``fw``'s recorders wrote: address events (text), tracked conntrack events
+        (None when the recorder lost some)."""
         n = len(self.result.failovers)
         addr = (fw.dir / f"addr-events-{n}.txt").read_text(errors="replace")
         ct = (fw.dir / f"ct-events-{n}.txt").read_text(errors="replace")
-        return addr, measure.parse_ct_events(ct)
+        return addr, None if measure.events_lost(ct) else measure.parse_ct_events(ct)
 
     def _wait_resumed(self, t_master: float, deadline: float) -> dict[str, Any]:
         """Poll the traffic until every tracked TCP flow got an echo after the takeover."""

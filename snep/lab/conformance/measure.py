@@ -61,6 +61,11 @@ def parse_ct_events(text: str, proto: str = "tcp") -> list[CtEvent]:
     return events
 
 
+def events_lost(text: str) -> bool:
+    """Whether ``conntrack -E`` said its socket overflowed (then kernel ready is unknown)."""
+    return "ENOBUFS" in text
+
+
 def addresses_up(text: str, addresses: Sequence[str], since: float) -> float | None:
     """When all of ``addresses`` were up (the latest of their additions after ``since``)
     in ``ip -ts -o monitor address`` output (local time stamps); None if one never came."""

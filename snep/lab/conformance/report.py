@@ -18,10 +18,14 @@ def _seconds(value: float | None, never: str = "-") -> str:
     return f"{value:g} s" if value is not None else never
 
 
+def _ready(f: Any) -> str:
+    return "?" if f.events_lost else _seconds(f.ready_s, "never")
+
+
 def _failover_cell(f: Any) -> str:
     late = f" ({f.late_tcp} late)" if f.late_tcp else ""
     return (f"{f.tcp_alive}/{f.tcp_total} gap {_seconds(f.gap_max_s)}{late} "
-            f"ready {_seconds(f.ready_s, 'never')} invalid {f.invalid_drops} "
+            f"ready {_ready(f)} invalid {f.invalid_drops} "
             f"lost {f.entries_lost}")
 
 
@@ -61,7 +65,7 @@ def details(results: Sequence[Result]) -> str:
             lines.append(f"| {r.scenario} | {r.impl} | {f.label} -> {f.new_primary} | "
                          f"{f.tcp_alive}/{f.tcp_total} | {f.udp_alive}/{f.udp_total} | "
                          f"{f.takeover_s:g} s | {_seconds(f.notify_s)} | "
-                         f"{_seconds(f.ready_s, 'never')} | {gap} | {f.late_tcp} | "
+                         f"{_ready(f)} | {gap} | {f.late_tcp} | "
                          f"{f.entries_lost}/{f.entries_before} | {f.invalid_drops} |")
         for c in r.checks:
             lines.append(f"| {r.scenario} | {r.impl} | {c.label}: {'ok' if c.ok else 'FAILED'} | "
@@ -69,6 +73,14 @@ def details(results: Sequence[Result]) -> str:
         if r.status in ("n/a", "error"):
             lines.append(f"| {r.scenario} | {r.impl} | {r.status}: {r.reason} |" + blank)
     return "\n".join(lines)
+
+
+def _never(fos: Sequence[Any]) -> str:
+    """How many kernels were never complete, or not known to be (events lost)."""
+    never = sum(1 for f in fos if f.ready_s is None and not f.events_lost)
+    unknown = sum(1 for f in fos if f.events_lost)
+    notes = [f"{never} never"] * bool(never) + [f"{unknown} unknown"] * bool(unknown)
+    return f" ({', '.join(notes)})" if notes else ""
 
 
 def summary(results: Sequence[Result]) -> str:
@@ -90,7 +102,7 @@ def summary(results: Sequence[Result]) -> str:
             f"{sum(1 for f in fos if f.invalid_drops)} ({sum(f.invalid_drops for f in fos)} packets) | "
             f"{span([f.takeover_s for f in fos])} | "
             f"{span([f.ready_s for f in fos if f.ready_s is not None])}"
-            f"{' (' + str(sum(1 for f in fos if f.ready_s is None)) + ' never)' if any(f.ready_s is None for f in fos) else ''} | "
+            f"{_never(fos)} | "
             f"{span([f.gap_max_s for f in fos if f.gap_max_s is not None])} |")
     return "\n".join(lines)
 
