@@ -17,6 +17,7 @@ and no entry is lost (and its own checks, e.g. bounded memory, hold).
 
 from __future__ import annotations
 
+import random
 import signal
 import statistics
 import time
@@ -212,6 +213,10 @@ class Harness:
                          if fw not in self.down}
         watches = {fw.name: self._watch(fw) for fw in topo.firewalls
                    if fw not in self.down and fw is not victim}
+        # a random point of the advert period: the harness's own timing would otherwise
+        # fail one implementation's runs at a steady phase of VRRP (its takeover is 3
+        # adverts + skew after the last advert heard) and bias its takeover times
+        time.sleep(random.uniform(0.0, self.profile.advert_int))
         t_fail = time.time()
         if how == "crash":
             topo.crash(victim)
