@@ -12,15 +12,15 @@ traffic client's silences, this module derives:
   complete before, as with a warm kernel);
 - late: whether a connection's silence went past the first TCP retransmission after
   the virtual addresses came up, i.e. that retransmission met a kernel that dropped it.
-  Linux retransmits after RTO = srtt + 200 ms and then doubles it; here the echoes
-  came back at 3.25 and 6.6 s of silence (docs/conformance.md's ci runs), which an RTO of
-  0.21 s fits (0.21, 0.63, 1.47, 3.15, 6.51 s). Half a backoff step of slack keeps
-  that estimate from deciding, except when the addresses came up within ~0.1 s of a
-  retransmission (then the invalid drops on the new primary tell).
+  Linux retransmits after RTO = srtt + 200 ms and doubles it, so a silence that a
+  retransmission ends lasts RTO * (2^k - 1): here ~3.25 and ~6.6 s (k = 4, 5). The
+  gap says which k ended it and, scaled by itself, when the retransmission before
+  that one went out; if that was after the addresses came up, it was dropped.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -28,7 +28,8 @@ from datetime import datetime
 
 Key = tuple[str, str, int, int]  # original direction: src, dst, sport, dport
 
-RTO = 0.21  # Linux's first retransmission timeout on the lab's links: 200 ms + srtt
+RTO = 0.215  # Linux's first retransmission timeout on the lab's links: 200 ms + srtt
+SLACK = 0.02  # a retransmission this soon after the addresses came up may predate the GARP
 
 _CT_LINE = re.compile(r"^\[(\d+\.\d+)\]\s+\[(NEW|UPDATE|DESTROY)\]\s+(\S+)\s+(.*)$")
 _ADDR_LINE = re.compile(r"^\[(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?\]\s+(Deleted\s+)?\d+:\s+\S+\s+inet\s+([\d.]+)/")
@@ -107,22 +108,15 @@ def data_gap(stalls: Iterable[Sequence[float]], failed_at: float) -> float:
     return max((end - start for start, end in stalls if end > failed_at), default=0.0)
 
 
-def retransmission_after(silent_for: float, rto: float = RTO) -> tuple[float, float]:
-    """The first retransmission at or after ``silent_for`` seconds of silence (backoff
-    from ``rto``), and the wait until the next one: (0.6, 0.8) for 0.5 with rto 0.2."""
-    at, step = rto, rto
-    while at < silent_for:
-        step *= 2
-        at += step
-    return at, 2 * step
-
-
 def late(gap: float, silent_at_takeover: float, rto: float = RTO) -> bool:
     """Whether a connection's silence of ``gap`` seconds went past the first
     retransmission after the takeover (it had been silent ``silent_at_takeover``
-    seconds when the addresses came up): it ended nearer the next one than that one."""
-    first, step = retransmission_after(silent_at_takeover, rto)
-    return gap > first + step / 2
+    seconds when the addresses came up): the retransmission before the one that ended
+    the silence went out after the addresses came up. A gap that no retransmission
+    ended (new data did, k = 1) is never late."""
+    k = max(1, round(math.log2(gap / rto + 1)))
+    previous = gap * (2 ** (k - 1) - 1) / (2**k - 1)  # the ladder scaled to this gap
+    return previous > silent_at_takeover + SLACK
 
 
 def late_flows(stalls: Iterable[Sequence[Sequence[float]]], failed_at: float, takeover_at: float,
