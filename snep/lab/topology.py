@@ -144,6 +144,7 @@ class Topology:
         ]
         self._namespaces: list[str] = []
         self._down_ports: set[str] = set()
+        self._watched: set[tuple[str, int]] = set()  # (firewall, port) of watch_invalid
         self._procs: list[subprocess.Popen[bytes]] = []
         self._old_handlers: dict[int, object] = {}
 
@@ -468,7 +469,11 @@ class Topology:
 
     def watch_invalid(self, fw: Firewall, port: int) -> None:
         """From now on, count apart the invalid packets of TCP port ``port`` (either
-        direction) that ``fw``'s ruleset drops (:meth:`invalid_drops` with ``port``)."""
+        direction) that ``fw``'s ruleset drops (:meth:`invalid_drops` with ``port``).
+        Once per firewall and port: the counters then run for the rest of the run."""
+        if (fw.name, port) in self._watched:
+            return
+        self._watched.add((fw.name, port))
         rules = "".join(f'insert rule inet snepfw forward ct state invalid tcp {end} {port} counter '
                         f'comment "invalid-{port}"\n' for end in ("dport", "sport"))
         self.exec(fw.ns, ["nft", "-f", "-"], input=rules)

@@ -59,6 +59,7 @@ class Failover:
     entries_before: int  # established TCP entries of tracked connections on the victim
     entries_lost: int  # of those, missing on the new primary after the takeover
     invalid_drops: int = 0  # packets the new primary dropped as invalid after the failure
+    tracked_invalid_drops: int = 0  # of those, packets of the long-lived connections' port
     ready_s: float | None = None  # its kernel complete - its addresses up (< 0: before); None: never
     events_lost: bool = False  # the conntrack event recorder overflowed: ready_s is unknown
     late_tcp: int = 0  # surviving connections silent past the first retransmission after the takeover
@@ -209,10 +210,10 @@ class Harness:
         before = {k for k, state in topo.conntrack_tcp(victim, dport=traffic.TCP_PORT).items()
                   if state == "ESTABLISHED" and k[0] == CLIENT_IP and k[1] == SERVER_IP
                   and k[2] in sports}
-        drops_before = {fw.name: topo.invalid_drops(fw) for fw in topo.firewalls
-                         if fw not in self.down}
         watches = {fw.name: self._watch(fw) for fw in topo.firewalls
                    if fw not in self.down and fw is not victim}
+        drops_before = {fw.name: (topo.invalid_drops(fw), topo.invalid_drops(fw, traffic.TCP_PORT))
+                        for fw in topo.firewalls if fw.name in watches}
         # a random point of the advert period: the harness's own timing would otherwise
         # fail one implementation's runs at a steady phase of VRRP (its takeover is 3
         # adverts + skew after the last advert heard) and bias its takeover times
@@ -266,7 +267,9 @@ class Harness:
             gap_median_s=round(statistics.median(gaps), 2) if gaps else None,
             gap_max_s=round(max(gaps), 2) if gaps else None,
             entries_before=len(before), entries_lost=len(before - set(after)),
-            invalid_drops=topo.invalid_drops(new) - drops_before.get(new.name, 0),
+            invalid_drops=topo.invalid_drops(new) - drops_before[new.name][0],
+            tracked_invalid_drops=(topo.invalid_drops(new, traffic.TCP_PORT)
+                                   - drops_before[new.name][1]),
             ready_s=round(ready - t_up, 2) if ready is not None else None,
             events_lost=events is None,
             late_tcp=late, gap_bound_s=self.profile.max_gap,
@@ -276,6 +279,7 @@ class Harness:
         """Start recording ``fw``'s address and tracked-port conntrack events, then take
         a snapshot of its kernel (the events cover what changes after it)."""
         topo, n = self.topo, len(self.result.failovers)
+        topo.watch_invalid(fw, traffic.TCP_PORT)
         topo.spawn(fw.ns, ["ip", "-ts", "-o", "monitor", "address"], name="watch-addr", fw=fw,
                    log=fw.dir / f"addr-events-{n}.txt")
         topo.spawn(fw.ns, ["conntrack", "-E", "-p", "tcp", "--dport", str(traffic.TCP_PORT),

@@ -22,10 +22,15 @@ def _ready(f: Any) -> str:
     return "?" if f.events_lost else _seconds(f.ready_s, "never")
 
 
+def _tracked(f: Any) -> str:
+    """The tracked connections' share of the invalid drops, when there were any."""
+    return f" ({f.tracked_invalid_drops} tracked)" if f.invalid_drops else ""
+
+
 def _failover_cell(f: Any) -> str:
     late = f" ({f.late_tcp} late)" if f.late_tcp else ""
     return (f"{f.tcp_alive}/{f.tcp_total} gap {_seconds(f.gap_max_s)}{late} "
-            f"ready {_ready(f)} invalid {f.invalid_drops} "
+            f"ready {_ready(f)} invalid {f.invalid_drops}{_tracked(f)} "
             f"lost {f.entries_lost}")
 
 
@@ -66,7 +71,7 @@ def details(results: Sequence[Result]) -> str:
                          f"{f.tcp_alive}/{f.tcp_total} | {f.udp_alive}/{f.udp_total} | "
                          f"{f.takeover_s:g} s | {_seconds(f.notify_s)} | "
                          f"{_ready(f)} | {gap} | {f.late_tcp} | "
-                         f"{f.entries_lost}/{f.entries_before} | {f.invalid_drops} |")
+                         f"{f.entries_lost}/{f.entries_before} | {f.invalid_drops}{_tracked(f)} |")
         for c in r.checks:
             lines.append(f"| {r.scenario} | {r.impl} | {c.label}: {'ok' if c.ok else 'FAILED'} | "
                          f"{c.detail} |" + blank[2:])
@@ -99,7 +104,8 @@ def summary(results: Sequence[Result]) -> str:
         late = [f for f in fos if f.late_tcp]
         lines.append(
             f"| {impl} | {len(fos)} | {len(late)} ({sum(f.late_tcp for f in late)}) | "
-            f"{sum(1 for f in fos if f.invalid_drops)} ({sum(f.invalid_drops for f in fos)} packets) | "
+            f"{sum(1 for f in fos if f.invalid_drops)} ({sum(f.invalid_drops for f in fos)} packets, "
+            f"{sum(f.tracked_invalid_drops for f in fos)} tracked) | "
             f"{span([f.takeover_s for f in fos])} | "
             f"{span([f.ready_s for f in fos if f.ready_s is not None])}"
             f"{_never(fos)} | "
