@@ -6,9 +6,9 @@ and the scenario's own checks hold (the primary unaffected and memory bounded wh
 backup is dead; the new primary undisturbed when the former one returns; no tracked
 packet dropped as invalid at the migration's planned hand-over). With the backup's
 kernel warm (inject_on_arrival) the new primary drops no packet of a tracked
-connection as invalid and no connection stays silent past the first retransmission after the takeover (issue 15);
-the migration's snep runs the config imported from conntrackd's (a takeover commits),
-so that holds for the others only.
+connection as invalid and no connection stays silent past the first retransmission
+after the takeover (issue 15); the migration's snep runs the config imported from
+conntrackd's (a takeover commits), so that holds for the others only.
 """
 
 from __future__ import annotations
