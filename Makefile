@@ -5,7 +5,7 @@ PYTHON   ?= python3
 VENV     ?= .venv
 PY       := $(VENV)/bin/python
 SNEP     := $(VENV)/bin/snep
-DEBS     := conntrack conntrackd nftables keepalived iproute2 graphviz man-db pipx
+DEBS     := conntrack conntrackd nftables iptables keepalived iproute2 graphviz man-db pipx
 STAMP    := $(VENV)/.installed
 GOAL      = $(or $(MAKECMDGOALS),$(.DEFAULT_GOAL))
 

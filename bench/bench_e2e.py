@@ -10,14 +10,29 @@
    start, and from the resync request (snep requests one at start; conntrackd is sent
    ``-n`` once its socket answers).
 
-CPU time (user+system, from /proc) of both daemons is printed for each phase.
-Usage: ``python bench/bench_e2e.py [--sizes 10000,100000] [--rate 1000] [--seconds 5]``
-(root; network namespaces prefixed snepb-).
+3. Resync on request: the backup's external cache emptied (``snep ctl flush``,
+   ``conntrackd -f external``) and a resync requested (snep's flush asks by itself,
+   conntrackd is sent ``-n``), until it holds all N again. This is the figure "from
+   request": a freshly started conntrackd is complete before its socket answers (it
+   asks at start), so the fresh start's "from request" says nothing about it.
+4. Highest sustained rate: new flows/s in steps, each step's flows all in the
+   backup's external cache within a few seconds, nothing lost; the generator's own
+   rate is printed (it shares the two cores).
+5. Control latency (snep): ``snep ctl ready`` round trips, every 10 ms, on both
+   nodes while the backup takes a resync of N, and on the primary while it dumps
+   its kernel's N entries (``snep ctl resync``): the worst and the 99th percentile.
+
+CPU time (user+system, from /proc) of both daemons is printed for each phase, and
+per event; datagrams and bytes are the sync interface's counters (y0). Ratios are
+snep / conntrackd, same run (below 1: snep does better).
+Usage: ``python bench/bench_e2e.py [--sizes 100000,200000] [--rates 2000,20000]
+[--seconds 5] [--ladder 5000,10000,20000,40000]`` (root; namespaces prefixed snepb-).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import re
@@ -49,8 +64,10 @@ for i in range(n):
     delay = due - time.time()
     if delay > 0:
         time.sleep(delay)
+    if i and i % 40000 == 0:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # another source port: new tuples
     times.append(time.time())  # before: the entry is made during sendto (softirq)
-    s.sendto(b"x", (server, 20000 + i))
+    s.sendto(b"x", (server, 20000 + i % 40000))
 print(json.dumps(times))
 """
 
@@ -61,6 +78,13 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def link_counters(topo: Topology, fw: Firewall) -> tuple[int, int]:
+    """(datagrams, bytes) sent on ``fw``'s sync interface so far."""
+    out = topo.exec(fw.ns, ["cat", "/sys/class/net/y0/statistics/tx_packets", "/sys/class/net/y0/statistics/tx_bytes"]).stdout
+    packets, octets = out.split()
+    return int(packets), int(octets)
 
 
 def take_vips(topo: Topology, fw: Firewall) -> None:
@@ -106,6 +130,9 @@ class Snep:
     def request_resync(self, fw: Firewall) -> None:
         pass  # a starting snep node requests a resync by itself
 
+    def flush_and_request(self, fw: Firewall) -> None:
+        self.cluster.ctl(fw, "flush")  # empties the caches and asks the primary for a dump
+
     def external(self, fw: Firewall) -> int:
         return int(request(self.cluster.socket(fw), "status", timeout=5)["external"])
 
@@ -113,12 +140,21 @@ class Snep:
         self.cluster.stop(fw)
 
 
+class BigConntrackd(ConntrackdImpl):
+    """The conformance suite's conntrackd, with room for the largest resync (HashLimit)."""
+
+    def write_conf(self, topo: Topology, fw: Firewall) -> Path:
+        path = super().write_conf(topo, fw)
+        path.write_text(re.sub(r"HashLimit \d+", "HashLimit 1048576", path.read_text()))
+        return path
+
+
 class Conntrackd:
     name = "conntrackd"
 
     def __init__(self, topo: Topology) -> None:
         self.topo = topo
-        self.impl = ConntrackdImpl()
+        self.impl = BigConntrackd()
 
     def start(self, fw: Firewall) -> int:
         self.impl.start(self.topo, fw)
@@ -136,9 +172,13 @@ class Conntrackd:
     def request_resync(self, fw: Firewall) -> None:
         self.topo.exec(fw.ns, ["conntrackd", "-C", str(self.impl.conf_path(fw)), "-n"])
 
+    def flush_and_request(self, fw: Firewall) -> None:
+        self.topo.exec(fw.ns, ["conntrackd", "-C", str(self.impl.conf_path(fw)), "-f", "external"])
+        self.request_resync(fw)
+
     def external(self, fw: Firewall) -> int:
         out = subprocess.run(["conntrackd", "-C", str(self.impl.conf_path(fw)), "-s", "cache"],
-                             capture_output=True, text=True).stdout
+                             capture_output=True, text=True, check=False).stdout
         match = re.search(r"cache:external\s+active objects:\s+(\d+)", out)
         return int(match.group(1)) if match else 0
 
@@ -172,17 +212,33 @@ def poll_until(impl, fw: Firewall, target: int, timeout: float, period: float = 
     return None, samples
 
 
+def generate(topo: Topology, rate: float, seconds: float) -> list[float]:
+    """New UDP flows through the primary at ``rate``/s; the send times."""
+    gen = topo.exec(topo.client, [sys.executable, "-c", GENERATOR, topo.server_ip, str(rate), str(seconds)],
+                    timeout=seconds + 60)
+    return json.loads(gen.stdout)
+
+
+def pair(topo: Topology, impl_class):  # type: ignore[no-untyped-def]
+    """Both daemons started, fw1 primary with the addresses, fw2 backup; (impl, pids)."""
+    fw1, fw2 = topo.fw(1), topo.fw(2)
+    for fw in (fw1, fw2):  # unreplied UDP entries live long enough for every step
+        topo.exec(fw.ns, ["sysctl", "-qw", "net.netfilter.nf_conntrack_udp_timeout=600"], check=False)
+    impl = impl_class(topo)
+    pids = [impl.start(fw1), impl.start(fw2)]
+    wait_started(impl, fw1)
+    wait_started(impl, fw2)
+    impl.make_primary(fw1)
+    impl.make_backup(fw2)
+    take_vips(topo, fw1)
+    time.sleep(1.0)
+    return impl, pids
+
+
 def latency(impl_class, rate: float, seconds: float, prefix: str) -> dict[str, float]:
     with Topology(firewalls=2, prefix=prefix) as topo:
         fw1, fw2 = topo.fw(1), topo.fw(2)
-        impl = impl_class(topo)
-        pids = [impl.start(fw1), impl.start(fw2)]
-        wait_started(impl, fw1)
-        wait_started(impl, fw2)
-        impl.make_primary(fw1)
-        impl.make_backup(fw2)
-        take_vips(topo, fw1)
-        time.sleep(1.0)
+        impl, pids = pair(topo, impl_class)
         base = impl.external(fw2)
         n = int(rate * seconds)
         samples: list[tuple[float, int]] = []
@@ -192,6 +248,7 @@ def latency(impl_class, rate: float, seconds: float, prefix: str) -> dict[str, f
         poll_until(impl, fw2, 1 << 30, 1.0)
         poll_cost = cpu_seconds(pids[1]) - idle0
         cpu0 = [cpu_seconds(p) for p in pids]
+        link0 = link_counters(topo, fw1)
         t0 = time.time()
 
         def poller() -> None:
@@ -206,13 +263,12 @@ def latency(impl_class, rate: float, seconds: float, prefix: str) -> dict[str, f
 
         thread = threading.Thread(target=poller, daemon=True)
         thread.start()
-        gen = topo.exec(topo.client, [sys.executable, "-c", GENERATOR, topo.server_ip, str(rate), str(seconds)],
-                        timeout=seconds + 60)
-        sent = json.loads(gen.stdout)
+        sent = generate(topo, rate, seconds)
         reached, _ = poll_until(impl, fw2, base + 1 + n, 30)
         done.set()
         thread.join()
         cpu1 = [cpu_seconds(p) for p in pids]
+        link1 = link_counters(topo, fw1)
         polled = time.time() - t0
         lat = []
         j = 0
@@ -222,7 +278,7 @@ def latency(impl_class, rate: float, seconds: float, prefix: str) -> dict[str, f
             if j == len(samples):
                 break
             lat.append(samples[j][0] - t)
-        periods = [b[0] - a[0] for a, b in zip(samples, samples[1:])]
+        periods = [b[0] - a[0] for a, b in itertools.pairwise(samples)]
         lat.sort()
         return {
             "flows": n,
@@ -232,11 +288,49 @@ def latency(impl_class, rate: float, seconds: float, prefix: str) -> dict[str, f
             "poll_ms": statistics.median(periods) * 1000 if periods else float("nan"),
             "cpu_primary": cpu1[0] - cpu0[0],
             "cpu_backup": max(cpu1[1] - cpu0[1] - poll_cost * polled, 0.0),
+            "datagrams": link1[0] - link0[0],
+            "gen_rate": (len(sent) - 1) / (sent[-1] - sent[0]) if len(sent) > 1 else float("nan"),
             "complete": reached is not None,
         }
 
 
-def resync(impl_class, n: int, prefix: str) -> dict[str, float]:
+def ladder(impl_class, rates: list[float], seconds: float, prefix: str) -> list[tuple[float, float, bool]]:
+    """Steps of rising rate in one pair: (rate, generator's rate, all arrived)."""
+    results = []
+    with Topology(firewalls=2, prefix=prefix) as topo:
+        fw2 = topo.fw(2)
+        impl, _ = pair(topo, impl_class)
+        for rate in rates:
+            base = impl.external(fw2)
+            sent = generate(topo, rate, seconds)
+            reached, _ = poll_until(impl, fw2, base + len(sent), 5.0, period=0.01)
+            gen_rate = (len(sent) - 1) / (sent[-1] - sent[0])
+            results.append((rate, gen_rate, reached is not None))
+            if reached is None:
+                break
+            time.sleep(0.5)
+    return results
+
+
+def control_sampler(sock: Path, stop: threading.Event, out: list[float]) -> threading.Thread:
+    """``ready`` round trips every 10 ms into ``out`` (seconds) until ``stop``."""
+
+    def run() -> None:
+        while not stop.is_set():
+            before = time.monotonic()
+            try:
+                request(sock, "ready", timeout=10)
+            except ControlError:
+                pass
+            out.append(time.monotonic() - before)
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def resync(impl_class, n: int, prefix: str, control: bool) -> dict[str, float]:
     with Topology(firewalls=2, prefix=prefix) as topo:
         fw1, fw2 = topo.fw(1), topo.fw(2)
         impl = impl_class(topo)
@@ -253,24 +347,68 @@ def resync(impl_class, n: int, prefix: str) -> dict[str, float]:
         impl.request_resync(fw2)
         requested = time.time()
         reached, _ = poll_until(impl, fw2, n, 60, period=0.002)
-        final = impl.external(fw2)
-        return {
+        result = {
             "flows": n,
             "load_s": load_s,
             "from_start_s": (reached - started) if reached else float("nan"),
-            "from_request_s": (reached - requested) if reached else float("nan"),
+            "fresh_request_s": (reached - requested) if reached else float("nan"),
             "startup_s": up - started,
-            "arrived": final,
             "cpu_primary": cpu_seconds(p1) - cpu_p0,
             "cpu_backup": cpu_seconds(p2),
         }
+        time.sleep(1.0)
+        # the resync on request: the backup's external cache emptied, a dump asked for
+        cpu0 = [cpu_seconds(p1), cpu_seconds(p2)]
+        link0 = link_counters(topo, fw1)
+        requested = time.time()
+        impl.flush_and_request(fw2)
+        reached, _ = poll_until(impl, fw2, n, 60, period=0.002)
+        link1 = link_counters(topo, fw1)
+        result.update({
+            "request_s": (reached - requested) if reached else float("nan"),
+            "req_cpu_primary": cpu_seconds(p1) - cpu0[0],
+            "req_cpu_backup": cpu_seconds(p2) - cpu0[1],
+            "bytes_per_entry": (link1[1] - link0[1]) / n,
+            "arrived": impl.external(fw2),
+        })
+        if control:  # (snep) control latency while the backup takes a resync, then while the primary dumps its kernel
+            time.sleep(1.0)
+            stop = threading.Event()
+            rtts: list[float] = []
+            threads = [control_sampler(impl.cluster.socket(fw), stop, rtts) for fw in (fw1, fw2)]
+            impl.flush_and_request(fw2)
+            poll_until(impl, fw2, n, 60, period=0.01)
+            time.sleep(0.5)
+            stop.set()
+            for t in threads:
+                t.join()
+            dump_rtts: list[float] = []
+            stop = threading.Event()
+            thread = control_sampler(impl.cluster.socket(fw1), stop, dump_rtts)
+            time.sleep(0.05)
+            impl.cluster.ctl(fw1, "resync")
+            time.sleep(0.2)
+            stop.set()
+            thread.join()
+            rtts.sort()
+            result.update({
+                "ctl_resync_max_ms": max(rtts) * 1000,
+                "ctl_resync_p99_ms": rtts[int(len(rtts) * 0.99) - 1] * 1000,
+                "ctl_kernel_dump_max_ms": max(dump_rtts) * 1000,
+            })
+        return result
+
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}" if b > 0 else "n/a"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", default="10000,100000")
-    parser.add_argument("--rate", type=float, default=1000.0, help="new flows per second (steady load)")
+    parser.add_argument("--sizes", default="100000,200000", help="flows of the resync runs ('' for none)")
+    parser.add_argument("--rates", default="2000,20000", help="new flows per second (steady load), one run each")
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--ladder", default="5000,10000,20000,40000", help="rates of the sustained-rate steps ('' for none)")
     parser.add_argument("--impls", default="snep,conntrackd")
     args = parser.parse_args()
     reason = netns.available()
@@ -280,26 +418,71 @@ def main() -> int:
     impls = {"snep": Snep, "conntrackd": Conntrackd}
     chosen = [impls[name] for name in args.impls.split(",")]
     tag = f"snepb-{os.getpid()}"
+    print(f"bench_e2e {time.strftime('%Y-%m-%d %H:%M')} on {os.uname().nodename} ({os.uname().release}, {os.cpu_count()} CPUs)")
 
-    print(f"== event sync latency: {args.rate:g} new UDP flows/s for {args.seconds:g} s, fw1 -> fw2's external cache ==")
-    print("(CPU: user+system seconds of each daemon during the load; the backup's figure has the cost of")
-    print(" the polling, measured alone beforehand, subtracted)")
-    print(f"{'impl':<11} {'median ms':>10} {'p99 ms':>8} {'arrived':>12} {'poll ms':>8} {'CPU prim s':>10} {'CPU back s':>10}")
-    for k, impl in enumerate(chosen):
-        r = latency(impl, args.rate, args.seconds, f"{tag}-l{k}")
-        print(f"{impl.name:<11} {r['median_ms']:>10.2f} {r['p99_ms']:>8.2f} {r['arrived']:>5}/{r['flows']:<6} "
-              f"{r['poll_ms']:>8.2f} {r['cpu_primary']:>10.2f} {r['cpu_backup']:>10.2f}")
-
-    print()
-    print("== resync of existing flows to a freshly started backup ==")
-    print("(from start: process start -> all flows in the external cache; from request: resync request ->")
-    print(" all flows; CPU: primary during the resync, backup since its start, polling every 2 ms included)")
-    print(f"{'impl':<11} {'flows':>7} {'from start s':>12} {'from request s':>14} {'arrived':>8} {'CPU prim s':>10} {'CPU back s':>10}")
-    for n in (int(x) for x in args.sizes.split(",")):
+    for rate in (float(x) for x in args.rates.split(",") if x):
+        print()
+        print(f"== event sync: {rate:g} new UDP flows/s for {args.seconds:g} s, fw1 -> fw2's external cache ==")
+        print("(CPU: user+system of each daemon during the load, the backup's less its polling measured alone;")
+        print(" per event in us; datagrams: sent on the primary's sync interface, per event)")
+        print(f"{'impl':<11} {'median ms':>9} {'p99 ms':>7} {'arrived':>13} {'poll ms':>7} {'gen/s':>7} "
+              f"{'CPU prim s':>10} {'CPU back s':>10} {'us/ev prim':>10} {'us/ev back':>10} {'dgram/ev':>8}")
+        rows = {}
         for k, impl in enumerate(chosen):
-            r = resync(impl, n, f"{tag}-r{k}")
-            print(f"{impl.name:<11} {n:>7} {r['from_start_s']:>12.3f} {r['from_request_s']:>14.3f} {r['arrived']:>8} "
-                  f"{r['cpu_primary']:>10.2f} {r['cpu_backup']:>10.2f}")
+            r = latency(impl, rate, args.seconds, f"{tag}-l{k}")
+            n = max(r["flows"], 1)
+            r["us_primary"], r["us_backup"] = r["cpu_primary"] / n * 1e6, r["cpu_backup"] / n * 1e6
+            rows[impl.name] = r
+            print(f"{impl.name:<11} {r['median_ms']:>9.2f} {r['p99_ms']:>7.2f} {r['arrived']:>6}/{r['flows']:<6} "
+                  f"{r['poll_ms']:>7.2f} {r['gen_rate']:>7.0f} {r['cpu_primary']:>10.2f} {r['cpu_backup']:>10.2f} "
+                  f"{r['us_primary']:>10.1f} {r['us_backup']:>10.1f} {r['datagrams'] / n:>8.3f}")
+        if len(rows) == 2:
+            s, c = rows["snep"], rows["conntrackd"]
+            print(f"ratio snep/conntrackd: CPU per event primary {ratio(s['us_primary'], c['us_primary'])}, "
+                  f"backup {ratio(s['us_backup'], c['us_backup'])}, median latency {ratio(s['median_ms'], c['median_ms'])}")
+
+    rates = [float(x) for x in args.ladder.split(",") if x]
+    if rates:
+        print()
+        print(f"== highest sustained rate: steps of {args.ladder} new flows/s, 3 s each; a step passes when all")
+        print("   its flows are in the backup's external cache within 5 s ==")
+        best = {}
+        for k, impl in enumerate(chosen):
+            steps = ladder(impl, rates, 3.0, f"{tag}-s{k}")
+            passed = [gen for rate, gen, ok in steps if ok]
+            best[impl.name] = max(passed) if passed else 0.0
+            shown = ", ".join(f"{rate:g} (gen {gen:.0f}/s) {'ok' if ok else 'LOST'}" for rate, gen, ok in steps)
+            print(f"{impl.name:<11} highest with nothing lost: {best[impl.name]:.0f}/s   [{shown}]")
+        if len(best) == 2:
+            print(f"ratio snep/conntrackd: highest sustained rate {ratio(best['snep'], best['conntrackd'])} (above 1: snep does better)")
+
+    sizes = [int(x) for x in args.sizes.split(",") if x]
+    if not sizes:
+        return 0
+    print()
+    print("== resync of N existing flows ==")
+    print("(fresh: a backup started while the primary holds N: from process start, and from the moment its")
+    print(" socket answers; request: the backup's external cache emptied and a resync asked for, until all N")
+    print(" are back, CPU of each side during it, bytes sent on the sync interface per entry)")
+    print(f"{'impl':<11} {'flows':>7} {'fresh s':>8} {'fresh req s':>11} {'request s':>9} {'CPU prim s':>10} "
+          f"{'CPU back s':>10} {'bytes/entry':>11} {'arrived':>8}")
+    for n in sizes:
+        rows = {}
+        for k, impl in enumerate(chosen):
+            r = resync(impl, n, f"{tag}-r{k}", control=impl is Snep)
+            rows[impl.name] = r
+            print(f"{impl.name:<11} {n:>7} {r['from_start_s']:>8.3f} {r['fresh_request_s']:>11.3f} {r['request_s']:>9.3f} "
+                  f"{r['req_cpu_primary']:>10.2f} {r['req_cpu_backup']:>10.2f} {r['bytes_per_entry']:>11.1f} {r['arrived']:>8}")
+        if "snep" in rows:
+            r = rows["snep"]
+            print(f"snep control latency (ready): during the resync of {n}: max {r['ctl_resync_max_ms']:.1f} ms, "
+                  f"p99 {r['ctl_resync_p99_ms']:.1f} ms; during the primary's kernel dump of {n}: max {r['ctl_kernel_dump_max_ms']:.1f} ms")
+        if len(rows) == 2:
+            s, c = rows["snep"], rows["conntrackd"]
+            print(f"ratio snep/conntrackd ({n}): resync from request {ratio(s['request_s'], c['request_s'])}, "
+                  f"fresh from start {ratio(s['from_start_s'], c['from_start_s'])}, "
+                  f"CPU primary {ratio(s['req_cpu_primary'], c['req_cpu_primary'])}, backup {ratio(s['req_cpu_backup'], c['req_cpu_backup'])}, "
+                  f"bytes/entry {ratio(s['bytes_per_entry'], c['bytes_per_entry'])}")
     return 0
 
 

@@ -178,6 +178,13 @@ class Cluster:
         self._purge()
         if callable(prefix):
             prefix = prefix()
+        # keepalived's master that takes over again by itself (its timer, whichever
+        # move let it fire): Reassert.
+        taken = {args[0] for name, args in prefix if name in ("Promote", "Reassert")}
+        for n in self.C.Node:
+            node = self.node(n)
+            if s.role[n] != M.PRIMARY and n not in taken and node is not None and node.state is Role.PRIMARY:
+                prefix = [("Reassert", (n,)), *prefix]
         after = abstract(self.sim, self.C, self.conns, s, self.sessions)
         if out_of_model:
             # What a node acknowledged and the operator then flushed is no longer owed.
@@ -187,6 +194,7 @@ class Cluster:
             self.state = after
             if self.trace is not None:
                 self.trace.append({"set": after.as_json(), "impl": label})
+            self._lose_stale_handshakes()
             return
         t, actions = self._explain(s, prefix, label)
         want, got = projection(t, self.C), projection(after, self.C)
@@ -201,6 +209,26 @@ class Cluster:
         if self.trace is not None:
             self._record(s, actions, label)
         self.state = after
+        self._lose_stale_handshakes()
+
+    def _lose_stale_handshakes(self) -> None:
+        """The spec's handshake is one step (Bind hears what its peer says *now*); the
+        implementation's last HELLO may be overtaken by its sender's change of role or
+        epoch. Such a HELLO, while it could still bind, is lost by this environment (a
+        checked LoseMsg step); the channel's challenge brings a fresh one."""
+        s = self.state
+        for d in sorted(self.sim.network.in_flight):
+            m, n = d.src, d.dst
+            node, peer = self.node(n), self.node(m)
+            if node is None or peer is None or node.channel.bound(m) == peer.channel.session:
+                continue
+            msg = msg_of(m, n, d.data, self.conns, self.sessions)
+            if msg is None or msg.type != M.MSG_HELLO or msg.sess != s.sess[m]:
+                continue
+            now = (s.epoch[m], s.role[m] == M.PRIMARY, M.FollowsLive(s, self.C, m))
+            if (M.MsgEpoch(msg), msg.claims, msg.live) != now:
+                self.lose(d)
+                return  # (lose's own step looks again)
 
     def _record(self, s: M.State, actions: list, label: str) -> None:
         """The trace: the abstract state, then each model action with the state it gives
@@ -437,9 +465,22 @@ class Cluster:
         )
 
     def advance(self, dt: float) -> None:
-        """The clock moves; kernel entries whose timeout passed expire."""
+        """The clock moves; kernel entries whose timeout passed expire.
+
+        The environment's synchrony assumption (the spec's, where Reassert needs that
+        a master hears of no primary): while a master that is not primary hears of a
+        live primary in the model, the clock stops short of its failure detector's
+        deadline (it would take the primary's silence for its death). Deliveries and
+        the primary's timers refresh it; a slower network is a cut link."""
         sim = self.sim
         now = sim.now + dt
+        for n in self.C.Node:
+            node = self.node(n)
+            if node is not None and M.HearsOfPrimary(self.state, self.C, n) and node.ha_role == "promote":
+                now = min(now, node._primary_heard_at + sim.params.peer_dead_timeout - 1e-3)
+        if now <= sim.now:
+            return
+        dt = now - sim.now
         prefix: list[tuple[str, tuple[Any, ...]]] = []
         for n, host in sim.hosts.items():
             for key, (_entry, deadline) in host.table.entries.items():
@@ -461,16 +502,8 @@ class Cluster:
     def timer(self, n: int) -> None:
         """Node n's timers that are due fire (ack, retransmit, flush, bulk, alive, resync,
         dead peer, and keepalived's master taking over again when it hears of no primary:
-        Reassert)."""
-        was = self.state.role[n]
-
-        def prefix() -> list[tuple[str, tuple[Any, ...]]]:
-            node = self.node(n)
-            if was != M.PRIMARY and node is not None and node.state is Role.PRIMARY:
-                return [("Reassert", (n,))]
-            return []
-
-        self.step(f"timers of {n}", lambda: self.sim.fire_timers(n), prefix)
+        Reassert, which :meth:`step` explains)."""
+        self.step(f"timers of {n}", lambda: self.sim.fire_timers(n), [])
 
     def command(self, n: int, name: str) -> None:
         """An operator command (snep ctl): commit and flush are outside the spec."""

@@ -1433,6 +1433,12 @@ def ReadyMeansSynced(s: State, C: Consts) -> bool:
     return all(s.dumped[n] for n in C.Node if s.role[n] == BACKUP)
 
 
+def KernelVouched(s: State, C: Consts) -> bool:
+    """No zombie in a backup's kernel: a ready backup's kernel holds only what its
+    primary's stream vouches for."""
+    return all(s.external[n][c] != 0 for n in C.Node if s.role[n] == BACKUP for c in C.Conn if s.kernel[n][c] != 0)
+
+
 def QueueBounded(s: State, C: Consts) -> bool:
     return all(len(q) <= C.QueueBound for q in s.queue.values())
 
@@ -1453,6 +1459,7 @@ INVARIANTS: dict[str, Callable[[State, Consts], bool]] = {
     "AckCoversApplied": AckCoversApplied,
     "NoResurrection": NoResurrection,
     "ReadyMeansSynced": ReadyMeansSynced,
+    "KernelVouched": KernelVouched,
     "QueueBounded": QueueBounded,
 }
 
@@ -1505,7 +1512,7 @@ def KernelKeptStep(s: State, t: State, C: Consts) -> bool:
     return all(
         (not (s.role[n] == PRIMARY and t.role[n] == PRIMARY and t.kernel[n] != s.kernel[n])
          or t.internal[n] == s.internal[n])
-        and (not (s.role[n] == PRIMARY and t.role[n] in Receiving) or t.kernel[n] == s.kernel[n])
+        and (not (s.role[n] == PRIMARY and t.role[n] in Receiving and not t.dumped[n]) or t.kernel[n] == s.kernel[n])
         for n in C.Node
     )  # fmt: skip
 

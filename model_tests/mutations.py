@@ -137,6 +137,16 @@ def news_deposes() -> Any:
     return _patched(SyncNode, "_hear_of", _hear_of)
 
 
+def no_vouch() -> Any:
+    """A node back as backup never holds its kernel to the primary's first dump: what
+    it kept from an earlier life (connections reset while it was away) stays."""
+
+    def _vouch_kernel(self: SyncNode, out: list) -> None:
+        self._vouch = None
+
+    return _patched(SyncNode, "_vouch_kernel", _vouch_kernel)
+
+
 def no_replay_window() -> Any:
     """The channel forgets which counters it saw: a frame captured in a bound session
     counts again (a replayed RESYNC_REQUEST starts another dump)."""
@@ -174,6 +184,7 @@ MUTATIONS: dict[str, Callable[[], Any]] = {
     "no_sweep": no_sweep,
     "reuse_term_on_promotion": reuse_term_on_promotion,
     "news_deposes": news_deposes,
+    "no_vouch": no_vouch,
 }
 # no_replay_window is not here: the spec lets a duplicate in a bound session through
 # (it only makes the network worse), so no model step tells it apart; the attack

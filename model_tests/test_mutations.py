@@ -35,6 +35,7 @@ WHERE = {
     "serial_off_by_one": (2, "strong"),
     "no_sweep": (2, "weak"),
     "reuse_term_on_promotion": (3, "strong"),
+    "no_vouch": (2, "strong"),
 }
 
 # Faults whose habitat is a story too long for the random search's budget: the

@@ -139,3 +139,29 @@ def test_a_live_primary_takes_a_term_above_news_nobody_vouches_for() -> None:
     assert c.state.role[1] == "PRIMARY" and c.state.epoch[1] == (2, 1), c.state.epoch
     c.converge()
     assert c.sim.primaries() == [1] and c.sim.external_keys(2) == c.sim.kernel_keys(1)
+
+
+def test_a_former_primary_back_as_backup_keeps_no_zombie() -> None:
+    """Issue 15: a primary dies; while it is away the new primary's three connections
+    are reset; it restarts as backup with them still in its kernel. The new primary's
+    first dump vouches for its kernel (VouchKernel): they go, so they cannot come back
+    at its next term as primary (KernelVouched)."""
+    c = Cluster(Config(size=2, level="strong"))
+    c.promote(1)
+    for conn in ("c0", "c1", "c2"):
+        c.traffic(1, conn, "new")
+    drain(c)
+    c.crash(1)
+    c.promote(2)  # commits what node 1 had told it
+    for conn in ("c0", "c1", "c2"):
+        c.traffic(2, conn, "destroy")
+    assert all(c.state.kernel[1][conn] for conn in ("c0", "c1", "c2")), "the stale entries are in node 1's kernel"
+    c.start(1)
+    for _ in range(4):
+        drain(c)
+        c.advance(1.1)
+        for n in (1, 2):
+            c.timer(n)
+    drain(c)
+    assert c.state.role[1] == "BACKUP" and not any(c.state.kernel[1].values()), c.state.kernel[1]
+    c.converge()

@@ -27,7 +27,7 @@ cannot grow a node's memory without bound); updates and removals always go throu
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from snep.entry import Entry, Event, EventKind, Key
 
@@ -52,6 +52,10 @@ class Cache:
         self._marks: dict[Owner, set[Key]] = {}  # by the stream whose dump is under way
         self.limit = limit
         self.missing_deletes = 0  # DESTROY of a connection we did not have
+        #: where the entries a replace or a clear lets go are put (None: freed at once);
+        #: the daemon frees them a part at a time (hundreds of thousands of entries take
+        #: 50 ms to free, and its control socket answers between the parts)
+        self.retire: Callable[[dict[Key, Entry]], None] | None = None
 
     def apply(self, event: Event, owner: Owner | None = None) -> bool:
         """Apply one event (``owner``: the stream it came in); False when it was refused
@@ -87,14 +91,25 @@ class Cache:
                     owners.pop(key, None)
         return refused
 
-    def replace(self, entries: Iterable[Entry]) -> None:
-        """Become exactly ``entries`` (a kernel dump)."""
-        self._entries = {entry.key: entry for entry in entries}
+    def replace(self, entries: Iterable[Entry] | dict[Key, Entry]) -> None:
+        """Become exactly ``entries`` (a kernel dump); a dict of them by key is taken as
+        it is (the driver builds it while it reads the dump, a part at a time)."""
+        old = self._entries
+        if isinstance(entries, dict):
+            self._entries = entries
+        else:
+            self._entries = {(entry[0], entry[2]): entry for entry in entries}  # (entry.key, without a call each)
+        if self.retire is not None:
+            self.retire(old)
         self._owners = {}
         self._marks = {}
 
     def clear(self) -> None:
-        self._entries.clear()
+        if self.retire is not None:
+            self.retire(self._entries)
+            self._entries = {}
+        else:
+            self._entries.clear()
         self._owners.clear()
         self._marks.clear()
 

@@ -60,6 +60,8 @@ class Proto(IntEnum):
 
 _PORT_PROTOS = frozenset({Proto.TCP, Proto.UDP, Proto.DCCP, Proto.SCTP, Proto.UDPLITE})
 _ICMP_PROTOS = frozenset({int(Proto.ICMP), int(Proto.ICMPV6)})
+#: the protocols whose reply tuple is not the swapped original (see ConnTuple.inverted)
+ICMP_PROTOS = _ICMP_PROTOS
 
 
 class Status(IntFlag):

@@ -1287,6 +1287,13 @@ NoResurrection ==
 \* node last started or stopped being primary or was told fault.
 ReadyMeansSynced == \A n \in Node : role[n] = BACKUP => dumped[n]
 
+\* No zombie in a backup's kernel: a ready backup's kernel holds only what its
+\* primary's stream vouches for (an entry left from an earlier life, a
+\* connection reset while the node was away, would come back at its next
+\* term as primary).
+KernelVouched ==
+    \A n \in Node, c \in Conn : (role[n] = BACKUP /\ kernel[n][c] # 0) => external[n][c] # 0
+
 \* The resend queue never exceeds its bound.
 QueueBounded == \A n \in Node : Len(queue[n]) <= QueueBound
 
@@ -1329,12 +1336,13 @@ StepsDownOnlyForAPrimary == [][StepsDownOnlyForAPrimaryStep]_vars
 \* What each side keeps when a split brain heals: a primary's kernel changes
 \* only by its own traffic (no other node's frames take anything from it),
 \* and a primary that steps down keeps its kernel as it is (its connections
-\* live on; the winner's dump then confirms or removes them).
+\* live on; the winner's dump then confirms or removes them: when the frame
+\* that deposes it is a whole dump, in the same step, hence ~dumped').
 KernelKeptStep ==
     \A n \in Node :
         /\ (role[n] = PRIMARY /\ role'[n] = PRIMARY /\ kernel'[n] # kernel[n])
               => internal'[n] = internal[n]
-        /\ (role[n] = PRIMARY /\ role'[n] \in Receiving) => kernel'[n] = kernel[n]
+        /\ (role[n] = PRIMARY /\ role'[n] \in Receiving /\ ~dumped'[n]) => kernel'[n] = kernel[n]
 KernelKept == [][KernelKeptStep]_vars
 
 \* Liveness: once links stay up (faults and traffic stop by their budgets),

@@ -455,3 +455,53 @@ def test_documented_examples_match_the_codec():
     ack = Frame(MessageType.ACK, 2, 5, 42, (Ack(40, 42),), dst=1, session=0x1122334455667788, counter=3)
     assert _doc_example("Example (ACK") == encode_frame(ack, key)
     assert decode_frame(_doc_example("Example (ACK"), Keyring([key])).messages == (Ack(40, 42),)
+
+
+# --- the fixed-layout decoding of plain IPv4 TCP and UDP messages ------------------
+
+
+def _plain(entry: Entry) -> Entry:
+    return entry._replace(seqadj_orig=None, seqadj_reply=None, labels=0, helper="")
+
+
+# the fixed layouts (plain IPv4 TCP and UDP) and their neighbours (ICMP, NAT, extras)
+plain_events = st.builds(
+    Event,
+    s.event_kinds,
+    st.sampled_from([Proto.TCP, Proto.UDP, Proto.ICMP]).flatmap(
+        lambda proto: s.entries(family=Family.IPV4, proto=proto, natted=False).map(_plain)
+    ),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(plain_events, s.events()), max_size=8), st.data())
+def test_the_fixed_layout_path_decodes_as_the_general_path(evs, data):
+    """_decode_state's one-struct path for plain IPv4 TCP/UDP messages against the
+    general attribute walk, on valid payloads and on payloads with a byte changed:
+    the same events, or a DecodeError from both."""
+    from snep.wire.codec import _decode_state, encode_state
+
+    payload = bytearray(b"".join(encode_state(e) for e in evs))
+    if payload and data.draw(st.booleans()):
+        payload[data.draw(st.integers(0, len(payload) - 1))] = data.draw(st.integers(0, 255))
+    buf = bytes(payload)
+    results = []
+    for fast in (True, False):
+        try:
+            results.append(_decode_state(buf, 0, len(buf), fast=fast))
+        except DecodeError:
+            results.append(DecodeError)
+    assert results[0] == results[1]
+    if results[0] is not DecodeError:
+        assert [type(v) for e in results[0] for v in e.entry] == [type(v) for e in results[1] for v in e.entry]
+
+
+def test_the_fixed_layout_path_is_taken_for_plain_tcp_and_udp():
+    from snep.wire.codec import _decode_state, encode_state
+
+    evs = [Event(EventKind.NEW, make_entry("10.0.0.1", "10.0.0.2", Proto.TCP, 1000, 80)),
+           Event(EventKind.UPDATE, make_entry("10.0.0.1", "10.0.0.3", Proto.UDP, 1000, 53)),
+           Event(EventKind.NEW, make_entry("10.0.0.1", "10.0.0.3", Proto.ICMP, 7, 8 << 8))]
+    buf = b"".join(encode_state(e) for e in evs)
+    assert _decode_state(buf, 0, len(buf)) == evs

@@ -2,7 +2,9 @@
 
 A dump snapshots the cache's keys when its first frame (BULK_START) goes out, and
 reads each entry when its turn comes: a connection changed since is sent as it is
-now, one destroyed since is skipped (the spec's SendBulk). How many messages a frame
+now, one destroyed since is skipped (the spec's SendBulk). Its messages are the
+sender's records (snep.fsm.records: bytes kept from the stream, encoded once
+otherwise). How many messages a frame
 holds is estimated from the sizes encoded so far, so that the window a dump may use
 (snep.fsm.sender paces it) is spent on full frames, not on frames of one message.
 """
@@ -12,11 +14,8 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable
 
-from snep.entry import Entry, Event, EventKind, Key
+from snep.entry import Entry, Key
 from snep.wire.codec import Built
-
-_event = tuple.__new__  # Event without the NamedTuple __new__: one per dumped entry
-_NEW = EventKind.NEW
 
 #: bytes of a typical STATE message (TCP over IPv4), before anything was measured
 TYPICAL_MESSAGE = 48
@@ -46,21 +45,27 @@ class BulkDump:
     def done(self) -> bool:
         return not self._keys
 
-    def take(self, frames: int, get: Callable[[Key], Entry | None], accepts: Callable[[Entry], bool]) -> tuple[list[Event], list[Key]]:
-        """The next messages for about ``frames`` full frames: NEW events of the entries
-        still present that the filter accepts, and their keys (to give back what did not fit)."""
+    def take(
+        self, frames: int, get: Callable[[Key], Entry | None], message: Callable[[Key, Entry], bytes | None]
+    ) -> tuple[list[bytes], list[Key]]:
+        """The next messages for about ``frames`` full frames: the NEW messages of the
+        entries still present that ``message`` gives (None: the filter refuses it), and
+        their keys (to give back what did not fit)."""
         keys = self._keys
         popleft = keys.popleft
         want = frames * self.per_frame
-        events: list[Event] = []
+        messages: list[bytes] = []
         taken: list[Key] = []
-        while keys and len(events) < want:
+        append = messages.append
+        while keys and len(messages) < want:
             key = popleft()
             entry = get(key)
-            if entry is not None and accepts(entry):
-                events.append(_event(Event, (_NEW, entry)))
-                taken.append(key)
-        return events, taken
+            if entry is not None:
+                data = message(key, entry)
+                if data is not None:
+                    append(data)
+                    taken.append(key)
+        return messages, taken
 
     def give_back(self, keys: list[Key]) -> None:
         """Keys taken that did not fit: they go first next time."""

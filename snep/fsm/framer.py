@@ -16,7 +16,14 @@ from collections.abc import Iterable, Sequence
 from snep.fsm.counters import Counters
 from snep.fsm.effects import Output, PeerId, SendDatagram
 from snep.wire.auth import Key
-from snep.wire.codec import Built, build_frame, build_frames, frame_overhead, seal
+from snep.wire.codec import (
+    Built,
+    build_frame,
+    build_frames,
+    build_state_frames,
+    frame_overhead,
+    seal,
+)
 from snep.wire.messages import (
     DEFAULT_MTU,
     EVERY_PEER,
@@ -66,6 +73,15 @@ class Framer:
         flags = (FLAG_BULK_START if dump_start else 0) | (FLAG_BULK_END if dump_end else 0)
         return build_frames(
             MessageType.STATE, self.node_id, epoch, first_seq, events, mtu=self.mtu, sealed=self.key is not None, flags=flags
+        )
+
+    def state_messages(
+        self, epoch: int, first_seq: int, messages: Sequence[bytes], *, dump_start: bool = False, dump_end: bool = False
+    ) -> list[Built]:
+        """:meth:`state` of messages encoded already (the sender's records)."""
+        flags = (FLAG_BULK_START if dump_start else 0) | (FLAG_BULK_END if dump_end else 0)
+        return build_state_frames(
+            self.node_id, epoch, first_seq, messages, mtu=self.mtu, sealed=self.key is not None, flags=flags
         )
 
     def send(self, out: list[Output], peers: Iterable[PeerId], data: bytes) -> None:

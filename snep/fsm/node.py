@@ -154,8 +154,9 @@ class SyncNode:
         #: live traffic, not an earlier life's (the primary's dump may not have them yet)
         self._vouch: set[Key] | None = None
         #: inject_on_arrival: a promotion wrote nothing (the kernel holds the external
-        #: cache); the next kernel dump says what the kernel refused, and that is written
-        self._check_commit = False
+        #: cache, then emptied: these are its entries); the next kernel dump says what
+        #: the kernel refused, and that is written
+        self._check_commit: list[Entry] | None = None
 
     def _fresh_sync(self, filter: Filter) -> None:
         """A new process's sender and receivers: no stream, nothing queued."""
@@ -259,7 +260,7 @@ class SyncNode:
         for action in actions:
             if isinstance(action, CommitExternal):
                 if self.params.inject_on_arrival:
-                    self._check_commit = True  # (the kernel holds it: checked against the next dump)
+                    self._check_commit = list(self.external)  # (the kernel holds it: checked against the next dump)
                 else:
                     self._commit(out)
             elif isinstance(action, TakeEpoch):
@@ -362,14 +363,15 @@ class SyncNode:
             self.sender.on_events(now, events, out)
         return out
 
-    def on_kernel_dump(self, now: float, entries: Iterable[Entry]) -> list[Output]:
-        """The kernel dump asked for by DumpKernel: it becomes the internal cache."""
+    def on_kernel_dump(self, now: float, entries: Iterable[Entry] | dict[Key, Entry]) -> list[Output]:
+        """The kernel dump asked for by DumpKernel (its entries, or a dict of them by
+        key): it becomes the internal cache."""
         out: list[Output] = []
         self.internal.replace(entries)
-        if self._check_commit:
-            self._check_commit = False
+        if self._check_commit is not None:
+            committed, self._check_commit = self._check_commit, None
             internal = self.internal
-            missing = tuple(Event(EventKind.NEW, e) for e in self.external if e.key not in internal)
+            missing = tuple(Event(EventKind.NEW, e) for e in committed if e.key not in internal)
             if missing:
                 for event in missing:
                     internal.apply(event)
@@ -494,11 +496,11 @@ class SyncNode:
         says is gone, so no zombie survives into its next term as primary."""
         inject = self.params.inject_on_arrival
         internal = self.internal
-        ops = [
-            event
-            for event in result.applied
-            if inject or (event.kind is EventKind.DESTROY and event.entry.key in internal)
-        ]
+        if inject:
+            ops = list(result.applied)
+        else:  # (a frame's worth per call: only its DESTROYs are looked at)
+            destroy = EventKind.DESTROY
+            ops = [event for event in result.applied if event[0] is destroy and event[1].key in internal]
         ops.extend(Event(EventKind.DESTROY, entry) for entry in result.swept if inject or entry.key in internal)
         if ops:
             out.append(KernelOps(tuple(ops)))
@@ -741,6 +743,7 @@ class SyncNode:
     def set_filter(self, flt: Filter) -> None:
         """A new filter (SIGHUP) for the events and dumps sent from now on."""
         self.sender.notifier.filter = flt
+        self.sender.records.clear()  # (records are of what the old filter accepted)
 
     def set_keyring(self, keyring: Keyring | None) -> None:
         """Key rotation (SIGHUP): new frames are sealed with the new send key."""

@@ -38,7 +38,7 @@ from enum import Enum
 from itertools import islice
 
 from snep.cache import Cache
-from snep.entry import Event, Key
+from snep.entry import Entry, Event, EventKind, Key
 from snep.fsm.budget import TokenBucket
 from snep.fsm.bulk import BulkDump
 from snep.fsm.counters import Counters
@@ -48,6 +48,7 @@ from snep.fsm.modes import ModeMachine, ModeRow
 from snep.fsm.notify import Filter, Notifier
 from snep.fsm.params import SyncParams
 from snep.fsm.ratelog import RateLog
+from snep.fsm.records import Records
 from snep.fsm.resend import ResendQueue
 from snep.fsm.spec_map import spec_action
 from snep.wire.codec import Built
@@ -71,6 +72,13 @@ SENDER_TABLE = (
     ModeRow("last_frame", (_BS, _BR), _S, "SendBulk: BULK_END"),
 )
 
+
+_DESTROY = EventKind.DESTROY
+
+#: dump frames one input sends at most: a dump that no peer's window holds back (its
+#: peers dead, or a large window) goes on at the next timer instead of all at once, so
+#: that the loop serves its other inputs (the control socket) between the steps
+BULK_STEP = 16
 
 #: dumps a peer may start at once (then one more per resync_retry)
 DUMP_BURST = 2
@@ -126,6 +134,7 @@ class SyncSender:
         self.queue = ResendQueue(params.resend_queue)
         self.last_sent = float("-inf")
         self.dump = BulkDump(framer.mtu - framer.overhead)
+        self.records = Records()  # each entry's message, kept for dumps (while active)
         self.loading = False  # the internal cache awaits a kernel dump: no dump reads it
 
     # --- mode changes -----------------------------------------------------------------
@@ -157,6 +166,7 @@ class SyncSender:
         self.mode.fire("activate")
         self.epoch = epoch
         self.queue.restart()
+        self.records.clear()
         for peer in self.peers.values():
             peer.acked, peer.acked_at = 0, float("-inf")
             peer.behind, peer.resume = False, None
@@ -170,6 +180,7 @@ class SyncSender:
         self.epoch = None
         self.queue.clear()
         self.dump.clear()
+        self.records.clear()
         self.notifier.reset()
 
     def cache_loading(self) -> None:
@@ -181,6 +192,7 @@ class SyncSender:
     def cache_loaded(self, now: float, out: list[Output]) -> None:
         """The kernel dump is in: a dump that waited for it goes on."""
         self.loading = False
+        self.records.clear()  # (the dump's entries are new values: no record is of them)
         self.on_bulk_step(now, out)
 
     def mark_dead(self, peer: PeerId) -> None:
@@ -198,7 +210,10 @@ class SyncSender:
         if self.epoch is None:
             return
         passed: list[Event] = []
+        forget = self.records.forget
         for event in events:
+            if event[0] is _DESTROY:
+                forget(event[1].key)
             passed.extend(self.notifier.on_event(now, event))
         self.counters.filtered = self.notifier.filtered
         if passed:
@@ -216,7 +231,8 @@ class SyncSender:
 
     def _send_state(self, now: float, events: list[Event], out: list[Output]) -> None:
         assert self.epoch is not None
-        frames = self.framer.state(self.epoch.term, self.next_seq, events)
+        stream = self.records.stream
+        frames = self.framer.state_messages(self.epoch.term, self.next_seq, [stream(event) for event in events])
         self._queue_frames(now, frames, len(events), out)
 
     def _queue_frames(self, now: float, frames: list[Built], messages: int, out: list[Output]) -> None:
@@ -559,36 +575,47 @@ class SyncSender:
             return
         accepts = self.notifier.filter.accepts
         get = self.internal.get
+        records = self.records
+
+        def message(key: Key, entry: Entry) -> bytes | None:
+            return records.dump_message(key, entry, accepts)
+
         dump = self.dump
-        room = self.bulk_room()
+        budget = BULK_STEP  # (per input: the rest goes on at the next timer, which is due now)
+        room = min(self.bulk_room(), budget)
         while room > 0:
             first = self.mode.state is SenderMode.BULK_START
             if first:
                 dump.snapshot(self.internal.keys())
-            events, taken = dump.take(room, get, accepts)
+            messages, taken = dump.take(room, get, message)
             while True:
                 last = dump.done
-                frames = self.framer.state(self.term, self.next_seq, events, dump_start=first, dump_end=last) if events or first or last else []
+                frames = (
+                    self.framer.state_messages(self.term, self.next_seq, messages, dump_start=first, dump_end=last)
+                    if messages or first or last
+                    else []
+                )
                 if len(frames) <= room:
                     break
                 # Larger messages than estimated: give back what does not fit the window.
-                keep = max(1, len(events) * room // len(frames) - 1)
+                keep = max(1, len(messages) * room // len(frames) - 1)
                 dump.give_back(taken[keep:])
-                del events[keep:], taken[keep:]
+                del messages[keep:], taken[keep:]
             if frames:
-                dump.learn(frames, len(events))
+                dump.learn(frames, len(messages))
                 if first:
                     for peer in self.peers.values():
                         if peer.behind:
                             peer.resume = self.next_seq  # it jumps to this BULK_START
-                self._queue_frames(now, frames, len(events), out)
-                self.counters.bulk_messages_sent += len(events)
+                self._queue_frames(now, frames, len(messages), out)
+                self.counters.bulk_messages_sent += len(messages)
             if dump.done:
                 self.mode.fire("last_frame")
                 return
             if first:
                 self.mode.fire("first_frame")
-            room = self.bulk_room()
+            budget -= len(frames)
+            room = min(self.bulk_room(), budget)
 
     # --- timers -----------------------------------------------------------------------
     def next_deadline(self, now: float) -> float:

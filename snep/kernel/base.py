@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from typing import NamedTuple
 
 from snep.entry import Entry, Event, EventKind, Key, complete_update
@@ -42,6 +42,9 @@ from snep.level import Level
 # events at tens of thousands of new connections per second here).
 DEFAULT_BUFFER_SIZE = 8 * 1024 * 1024
 DEFAULT_BUFFER_MAX_GROWTH = 64 * 1024 * 1024
+
+#: entries per part of a dump read in parts (Kernel.dump_parts)
+DUMP_PART = 4096
 
 
 @dataclasses.dataclass
@@ -104,6 +107,13 @@ class Kernel(abc.ABC):
     @abc.abstractmethod
     def dump(self) -> list[Entry]:
         """Every entry, IPv4 and IPv6, all zones."""
+
+    def dump_parts(self) -> Iterator[list[Entry]]:
+        """The dump in parts as it is read, so that a caller can do other work between
+        them (the driver yields to the event loop); here: the whole dump, cut."""
+        entries = self.dump()
+        for start in range(0, len(entries), DUMP_PART):
+            yield entries[start : start + DUMP_PART]
 
     @abc.abstractmethod
     def subscribe(self, level: Level) -> None:

@@ -231,6 +231,8 @@ class MemoryKernel(Kernel):
         if len(self._queue) >= self._capacity:
             self._overrun = True
             self.counters.overruns += 1
+            if self._notify is not None and not self._queue:
+                self._notify[1].send(b"\0")  # (a pending overrun makes the socket readable)
             if self._capacity * 2 <= self._capacity_max:
                 self._capacity *= 2
                 self.counters.buffer_size = self._capacity
@@ -245,11 +247,13 @@ class MemoryKernel(Kernel):
         queue = self._queue
         n = min(max_events, len(queue))
         out = [queue.popleft() for _ in range(n)]
-        if self._notify is not None and not queue:
-            self._drain_notify()
         if not out and self._overrun:
             self._overrun = False
+            if self._notify is not None:
+                self._drain_notify()
             raise EventOverrun()
+        if self._notify is not None and not queue and not self._overrun:
+            self._drain_notify()  # (as a netlink socket: readable while an overrun is pending)
         return out
 
     def fileno(self) -> int:

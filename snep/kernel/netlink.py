@@ -88,14 +88,11 @@ class NetlinkKernel(Kernel):
 
     @staticmethod
     def _netlink_socket() -> socket.socket:
-        try:
-            return socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, ct.NETLINK_NETFILTER)
-        except OSError as exc:
-            raise KernelError(f"cannot open a ctnetlink socket: {exc.strerror}", exc.errno or 0) from exc
+        return netfilter_socket("ctnetlink")
 
     def _open_command(self) -> socket.socket:
         sock = self._netlink_socket()
-        _set_rcvbuf(sock, _COMMAND_RCVBUF)
+        set_rcvbuf(sock, _COMMAND_RCVBUF)
         try:
             sock.setsockopt(socket.SOL_SOCKET, ct.SO_SNDBUFFORCE, _COMMAND_SNDBUF)
         except OSError:
@@ -111,7 +108,7 @@ class NetlinkKernel(Kernel):
             # failures (and keeps DESTROY events) instead of dropping silently.
             sock.setsockopt(ct.SOL_NETLINK, ct.NETLINK_BROADCAST_ERROR, 1)
             sock.setsockopt(ct.SOL_NETLINK, ct.NETLINK_NO_ENOBUFS, 1)
-        self.counters.buffer_size = _set_rcvbuf(sock, self._buffer_size)
+        self.counters.buffer_size = set_rcvbuf(sock, self._buffer_size)
         sock.bind((0, groups))
         sock.setblocking(False)
         self._batch_receiver = BatchReceiver.open(sock.fileno())
@@ -185,10 +182,13 @@ class NetlinkKernel(Kernel):
                 handle(msg)
 
     def dump(self) -> list[Entry]:
+        return [entry for part in self.dump_parts() for entry in part]
+
+    def dump_parts(self) -> Iterator[list[Entry]]:
+        """The dump, one part per receive buffer (a few thousand entries). Nothing else
+        may use the command socket until the last part is read."""
         seq = self._next_seq()
         self._send(ct.encode_dump(seq))
-        out: list[Entry] = []
-        append = out.append
         decode = ct.decode_entry
         view = self._view
         unpack = ct.NLMSGHDR.unpack_from
@@ -196,12 +196,15 @@ class NetlinkKernel(Kernel):
         msg_new, done, error = ct.MSG_CT_NEW, ct.NLMSG_DONE, ct.NLMSG_ERROR
         layouts_get = ct.fast_paths.layouts.get
         from_bytes = int.from_bytes
-        # 100,000 entries are 300,000 new tuples: generational GC passes over them would
-        # cost more than the decoding; nothing here makes reference cycles.
-        gc_was_enabled = gc.isenabled()
-        gc.disable()
-        try:
-            while True:
+        finished = False
+        while not finished:
+            out: list[Entry] = []
+            append = out.append
+            # 100,000 entries are 300,000 new tuples: generational GC passes over them would
+            # cost more than the decoding; nothing here makes reference cycles.
+            gc_was_enabled = gc.isenabled()
+            gc.disable()
+            try:
                 n = self._recv()
                 off = 0
                 while off + 16 <= n:
@@ -226,16 +229,20 @@ class NetlinkKernel(Kernel):
                             except DecodeError:
                                 self.counters.decode_errors += 1
                         elif mtype == done:
-                            return out
+                            finished = True
+                            break
                         elif mtype == error:
                             err, _ = ct.decode_error(view, ct.Message(mtype, 0, mseq, 0, off + 16, off + mlen))
                             if err:
                                 raise KernelError(f"ctnetlink dump: {os.strerror(err)}", err)
-                            return out
+                            finished = True
+                            break
                     off += (mlen + 3) & ~3
-        finally:
-            if gc_was_enabled:
-                gc.enable()
+            finally:
+                if gc_was_enabled:
+                    gc.enable()
+            if out:
+                yield out
 
     def count(self) -> int:
         return self._global_stats().get("entries", 0)
@@ -456,6 +463,8 @@ class NetlinkKernel(Kernel):
                         if truncated:  # an event larger than a slot: treat as lost
                             raise OSError(errno_mod.ENOBUFS, "truncated event")
                         self._parse_events(batch.view, start, start + n, out)
+                    if count < batch.slots:
+                        break  # drained: no second recvmmsg to find nothing
                 else:
                     n = sock.recv_into(self._buf)
                     self._parse_events(self._view, 0, n, out)
@@ -502,7 +511,7 @@ class NetlinkKernel(Kernel):
         self.counters.overruns += 1
         if self._events is not None and self._buffer_size * 2 <= self._buffer_max:
             self._buffer_size *= 2
-            self.counters.buffer_size = _set_rcvbuf(self._events, self._buffer_size)
+            self.counters.buffer_size = set_rcvbuf(self._events, self._buffer_size)
 
     def _drain_events(self) -> None:
         self._overrun_pending = False
@@ -550,7 +559,15 @@ def _with_ack(msgs: list[bytes]) -> bytes:
     return b"".join(msgs)
 
 
-def _set_rcvbuf(sock: socket.socket, size: int) -> int:
+def netfilter_socket(what: str) -> socket.socket:
+    """A NETLINK_NETFILTER socket (ctnetlink, nfqueue: nfnetlink subsystems share it)."""
+    try:
+        return socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, ct.NETLINK_NETFILTER)
+    except OSError as exc:
+        raise KernelError(f"cannot open a {what} socket: {exc.strerror}", exc.errno or 0) from exc
+
+
+def set_rcvbuf(sock: socket.socket, size: int) -> int:
     """Set the receive buffer, past rmem_max when we may (root); return what we got."""
     try:
         sock.setsockopt(socket.SOL_SOCKET, ct.SO_RCVBUFFORCE, size)

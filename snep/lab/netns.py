@@ -170,3 +170,39 @@ def load_ruleset(ns: str, ruleset: str = CONNTRACK_RULESET) -> None:
 def conntrack_ready(ns: str) -> None:
     """Make conntrack active in ``ns``: the default ruleset plus forwarding."""
     load_ruleset(ns)
+
+
+def queue_rule(
+    ns: str, queue: int, *, proto: str = "udp", dport: int, new_only: bool = True, bypass: bool = True
+) -> str:
+    """Send IPv4 ``proto`` packets to local port ``dport`` (only a connection's first
+    packets with ``new_only``) to NFQUEUE ``queue``, in ``ns``'s input hook.
+
+    nftables' ``queue`` where the kernel has nft_queue; else xtables' NFQUEUE target
+    (``iptables``), which kernels without nft_queue still have. Returns which was used:
+    "nft" or "xtables". ``bypass``: with no program bound to the queue, packets pass.
+    """
+    flag = " bypass" if bypass else ""
+    state = " ct state new" if new_only else ""
+    ruleset = (
+        "table ip snep_queue {\n"
+        "    chain input {\n"
+        "        type filter hook input priority 0\n"
+        f"        {proto} dport {dport}{state} queue num {queue}{flag}\n"
+        "    }\n"
+        "}\n"
+    )
+    try:
+        load_ruleset(ns, ruleset)
+        return "nft"
+    except NetnsError as nft_error:
+        if shutil.which("iptables") is None:
+            raise NetnsError(f"nft has no queue here ({nft_error}) and iptables is not installed") from None
+    argv = ["iptables", "-w", "-A", "INPUT", "-p", proto, "--dport", str(dport)]
+    if new_only:
+        argv += ["-m", "conntrack", "--ctstate", "NEW"]
+    argv += ["-j", "NFQUEUE", "--queue-num", str(queue)]
+    if bypass:
+        argv.append("--queue-bypass")
+    run_in(ns, argv)
+    return "xtables"

@@ -25,6 +25,7 @@ import gc
 import os
 import signal
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -59,6 +60,23 @@ FIFO_CHECK_INTERVAL = 1.0
 #: 140k -> 400k entries/s kept). Reference cycles are rare here (asyncio's), and still
 #: collected, only in fewer, larger passes.
 GC_THRESHOLDS = (50_000, 20, 100)
+
+
+
+def _freeze_survivors(phase: str, info: dict[str, int]) -> None:
+    """After a full collection, what survived it leaves the collector's sight (gc.freeze).
+
+    The caches are hundreds of thousands of tuples that the collector never untracks
+    (NamedTuples) and that hold no cycles: every full pass over them (0.17 s at 200,000
+    entries) would hold the loop, and the control socket, again. Frozen objects are
+    still freed by their reference counts; only a cycle that was alive at a full pass
+    and dies later stays (rare here: the caches' values hold no references back).
+    """
+    if phase == "stop" and info.get("generation") == 2:
+        gc.freeze()
+
+#: entries freed per loop iteration of what the caches let go (Cache.retire)
+RETIRE_STEP = 8192
 
 #: the counters ``status`` shows (``stats`` has them all)
 STATUS_COUNTERS = (
@@ -103,6 +121,9 @@ class Daemon:
         self.stopping: asyncio.Event | None = None  # created in run()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        self._retired: deque[dict[Any, Any]] = deque()  # (Cache.retire: freed in parts)
+        self._dumps_received = 0  # (node.counters.bulk_completed when last frozen)
+        self._ha_tasks: set[asyncio.Future[None]] = set()  # (keepalived's role changes under way)
         self._epoch_saved = read_epoch(cfg.state_file)
         self.peers = PeerTable(cfg)
         self.counters: dict[str, int] = {
@@ -127,6 +148,8 @@ class Daemon:
     async def run(self) -> int:
         self.loop = loop = asyncio.get_running_loop()
         gc.set_threshold(*GC_THRESHOLDS)
+        if _freeze_survivors not in gc.callbacks:
+            gc.callbacks.append(_freeze_survivors)
         loop.set_exception_handler(self._on_loop_error)
         self.stopping = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):  # from the start: a stop never leaves a socket behind
@@ -157,6 +180,8 @@ class Daemon:
                 newest_epoch=Epoch(*self._epoch_saved),
                 filter=configuration.sync_filter(cfg),
             )
+            for table in (node.internal, node.external, node.sender.records):
+                table.retire = self._retire
             self.driver = Driver(node, self.kernel, self, record=self._record)
             self.driver.persisted = Epoch(*self._epoch_saved)
             self.transport = Transport(
@@ -210,6 +235,8 @@ class Daemon:
         return kernel
 
     async def _close(self) -> None:
+        if _freeze_survivors in gc.callbacks:
+            gc.callbacks.remove(_freeze_survivors)
         loop = self.loop
         if self._timer is not None:
             self._timer.cancel()
@@ -311,6 +338,45 @@ class Daemon:
 
         loop.call_later(delay, run)
 
+    def resume_soon(self, callback: Callable[[float], None]) -> None:
+        """The driver's long kernel work goes on after the loop's other ready callbacks
+        (the control socket's among them): snep.fsm.driver, rule 5."""
+        loop = self.loop
+        assert loop is not None
+
+        def run() -> None:
+            if self.stopping is None or not self.stopping.is_set():
+                callback(loop.time())
+                if self.driver is not None and not self.driver.busy:
+                    gc.freeze()  # (a dump's or a commit's entries: long-lived, no cycles)
+                self._tick()
+
+        loop.call_soon(run)
+
+    def _retire(self, entries: dict[Any, Any]) -> None:
+        """A cache's entries it let go: freed a part at a time (Cache.retire)."""
+        if entries:
+            self._retired.append(entries)
+            if len(self._retired) == 1:
+                assert self.loop is not None
+                self.loop.call_soon(self._free_retired)
+
+    def _free_retired(self) -> None:
+        retired = self._retired
+        popitem = retired[0].popitem
+        for _ in range(min(RETIRE_STEP, len(retired[0]))):
+            popitem()
+        if not retired[0]:
+            retired.popleft()
+        if retired:
+            assert self.loop is not None
+            self.loop.call_soon(self._free_retired)
+
+    async def _idle(self) -> None:
+        """Until the driver's suspended run (a dump, a commit) is complete."""
+        while self.driver is not None and self.driver.busy:
+            await asyncio.sleep(0.002)
+
     # ---------------------------------------------------------------- inputs
 
     def _now(self) -> float:
@@ -363,9 +429,20 @@ class Daemon:
         """A transition of the followed group or instance: as ``snep notify ROLE``."""
         notice("keepalived: %s", line)
         try:
-            self._role_change(role, self._now())
+            begun = self._begin_role_change(role, self._now())
         except SnepError as error:
             log.error("keepalived: %s: %s", line, error)
+            return
+        if self.driver is not None and self.driver.busy:  # (its commit and dump go on in steps)
+            task = asyncio.ensure_future(self._finish_role_change(role, begun))
+            self._ha_tasks.add(task)
+            task.add_done_callback(self._ha_tasks.discard)
+        else:
+            self._end_role_change(role, *begun)
+
+    async def _finish_role_change(self, role: str, begun: tuple[str, int, float]) -> None:
+        await self._idle()
+        self._end_role_change(role, *begun)
 
     def _on_ha_bad_line(self, line: str, reason: str) -> None:
         self._warn(self._now(), "ha_fifo_bad_lines", f"keepalived's notify FIFO: line {line!r} ignored: {reason}")
@@ -375,6 +452,10 @@ class Daemon:
         loop = self.loop
         assert loop is not None
         now = loop.time()
+        completed = self.node.counters.bulk_completed
+        if completed != self._dumps_received:
+            self._dumps_received = completed
+            gc.freeze()  # (a dump received: its entries are long-lived, no cycles)
         deadline = self.node.next_timer(now)
         at = now + MAX_SLEEP if deadline is None else min(deadline, now + MAX_SLEEP)
         if self._timer is not None:
@@ -392,7 +473,6 @@ class Daemon:
     async def _on_control(self, command: str, args: dict[str, Any]) -> Any:
         self.counters["control_requests"] += 1
         argv = [str(a) for a in args.get("argv", [])]
-        now = self._now()
         node = self.node
         try:
             if command == "status":
@@ -407,14 +487,17 @@ class Daemon:
             if command == "notify":
                 if len(argv) != 1 or argv[0] not in ROLE_CHANGES:
                     raise ControlError("notify takes one argument: primary, backup or fault")
-                return self._role_change(argv[0], now)
+                await self._idle()  # (inputs keep their order: this one after the run under way)
+                return await self._role_change(argv[0], self._now())
             if command == "reload":
                 return self.reload()
             if command in COMMANDS:
+                await self._idle()
                 started = time.monotonic()
                 assert self.driver is not None
-                self.driver.command(now, command, argv)
+                self.driver.command(self._now(), command, argv)
                 self._tick()
+                await self._idle()  # (answered once its dump or commit is done)
                 return {
                     "done": command,
                     "seconds": round(time.monotonic() - started, 6),
@@ -427,14 +510,25 @@ class Daemon:
         known = ", ".join(sorted({*QUERIES, *COMMANDS}))
         raise ControlError(f"unknown command {command!r} (known: {known})")
 
-    def _role_change(self, role: str, now: float) -> dict[str, Any]:
+    async def _role_change(self, role: str, now: float) -> dict[str, Any]:
+        """A role change, answered once its work (a promotion's commit and dump, carried
+        out in steps) is done."""
+        begun = self._begin_role_change(role, now)
+        await self._idle()
+        return self._end_role_change(role, *begun)
+
+    def _begin_role_change(self, role: str, now: float) -> tuple[str, int, float]:
         assert self.driver is not None
         before = self.node.state.name
         written = self.driver.counters.entries_written
         started = time.monotonic()
         self.driver.role_change(now, role)
-        seconds = time.monotonic() - started
         self._tick()
+        return before, written, started
+
+    def _end_role_change(self, role: str, before: str, written: int, started: float) -> dict[str, Any]:
+        assert self.driver is not None
+        seconds = time.monotonic() - started
         after = self.node.state.name
         notice("HA manager says %s: role %s -> %s (%.1f ms)", role, before, after, seconds * 1000)
         result: dict[str, Any] = {"role": after, "was": before, "seconds": round(seconds, 6)}
@@ -480,6 +574,8 @@ class Daemon:
         if self.kernel is not None:
             kernel: dict[str, Any] = dict(vars(self.kernel.counters))
             try:
+                if self.driver is not None and self.driver.busy:
+                    raise SnepError("a dump holds the command socket")  # (the table's figures: next time)
                 table = self.kernel.stats()
                 kernel["entries"] = table.entries
                 kernel["max_entries"] = table.max_entries

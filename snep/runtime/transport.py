@@ -25,6 +25,7 @@ import errno
 import ipaddress
 import socket
 import struct
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,10 @@ TRANSIENT_ERRORS = {errno.EAGAIN, errno.ENOBUFS, errno.ECONNREFUSED, errno.EPERM
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)  # (Linux value; Python names it only on some builds)
 
 RECV_BATCH = 256
+#: seconds of datagram handling per wake-up at most: a dump's ACKs each start a step of
+#: the dump, so that a full batch of them could hold the loop (and the control socket)
+#: too long; what is left is read at the next wake-up (the socket stays readable)
+RECV_TIME = 0.01
 MAX_DATAGRAM = 65535
 
 
@@ -215,7 +220,10 @@ class Transport:
         sock = link.sock
         if sock is None:
             return
+        deadline = time.monotonic() + RECV_TIME
         for _ in range(RECV_BATCH):
+            if time.monotonic() > deadline:
+                break
             try:
                 data, address = sock.recvfrom(MAX_DATAGRAM)
             except (BlockingIOError, InterruptedError):

@@ -29,6 +29,7 @@ from collections.abc import Iterable
 from typing import NamedTuple
 
 from snep.entry import (
+    ICMP_PROTOS,
     ConnTuple,
     DccpInfo,
     DccpState,
@@ -125,6 +126,9 @@ _TUPLE6 = struct.Struct(">16s16sBHH")  # 37 bytes
 _META = struct.Struct(">IIIH")  # status, timeout, mark, zone: 14 bytes
 _TCP = struct.Struct(">BBBBB")  # state, wscale orig/reply, flags orig/reply
 _ORIG4_META = struct.Struct(">4s4sBHHxxIIIH")  # ORIG_IPV4 value, META header, value
+# The whole of the two commonest messages after their header, as the encoder lays them
+# out: ORIG_IPV4 and META (UDP, 31 bytes), and TCP after them (TCP, 38 bytes).
+_ORIG4_META_TCP = struct.Struct(">4s4sBHHxxIIIHxxBBBBB")
 _SCTP = struct.Struct(">BII")  # state, vtag orig, vtag reply
 _DCCP = struct.Struct(">BBQ")  # state, role, handshake seq
 _SEQADJ = struct.Struct(">III")  # correction pos, offset before, offset after
@@ -354,39 +358,68 @@ def build_frames(
     room = min(mtu - frame_overhead(sealed), MAX_PAYLOAD)
     if room < MSG_HEADER_SIZE:
         raise ValueError(f"an MTU of {mtu} leaves no room for a message")
+    if mtype is MessageType.STATE:
+        encoded: Iterable[bytes] = map(encode_state, messages)
+    else:
+        encoded = (encode_message(mtype, message) for message in messages)
+    return _pack(mtype, node_id, epoch, first_seq, encoded, room, mtu, flags, dst)
+
+
+def build_state_frames(
+    node_id: int,
+    epoch: int,
+    first_seq: int,
+    messages: Iterable[bytes],
+    *,
+    mtu: int,
+    sealed: bool = False,
+    flags: int = 0,
+    dst: int = EVERY_PEER,
+) -> list[Built]:
+    """:func:`build_frames` of STATE messages encoded already (:func:`encode_state`):
+    a sender that keeps each entry's message packs a dump without encoding it again."""
+    _check_header_fields(MessageType.STATE, node_id, dst, epoch, first_seq, flags)
+    room = min(mtu - frame_overhead(sealed), MAX_PAYLOAD)
+    if room < MSG_HEADER_SIZE:
+        raise ValueError(f"an MTU of {mtu} leaves no room for a message")
+    return _pack(MessageType.STATE, node_id, epoch, first_seq, messages, room, mtu, flags, dst)
+
+
+def encode_state(event: Message) -> bytes:
+    """One STATE message (header and attributes) of ``event``, as a STATE frame carries it."""
+    if _typeof(event) is not Event:
+        raise ValueError(f"{_typeof(event).__name__} message in a STATE frame")
+    try:
+        return _encode_event(event)  # type: ignore[arg-type]
+    except (struct.error, OverflowError, TypeError, AttributeError) as exc:
+        raise ValueError(f"cannot encode {event!r}: {exc}") from exc
+
+
+def _pack(
+    mtype: MessageType,
+    node_id: int,
+    epoch: int,
+    first_seq: int,
+    messages: Iterable[bytes],
+    room: int,
+    mtu: int,
+    flags: int,
+    dst: int,
+) -> list[Built]:
+    """Encoded messages, in order, into as few payloads of ``room`` bytes as they fit."""
     payloads: list[bytes] = []
     parts: list[bytes] = []
     used = 0
-    if mtype is MessageType.STATE:
-        encode = _encode_event
-        for message in messages:
-            if _typeof(message) is not Event:
-                raise ValueError(f"{_typeof(message).__name__} message in a STATE frame")
-            try:
-                data = encode(message)
-            except (struct.error, OverflowError, TypeError, AttributeError) as exc:
-                raise ValueError(f"cannot encode {message!r}: {exc}") from exc
-            size = len(data)
-            if used + size > room:
-                if size > room:
-                    raise ValueError(f"a {size}-byte message does not fit an MTU of {mtu}")
-                payloads.append(b"".join(parts))
-                parts = []
-                used = 0
-            parts.append(data)
-            used += size
-    else:
-        for message in messages:
-            data = encode_message(mtype, message)
-            size = len(data)
-            if used + size > room:
-                if size > room:
-                    raise ValueError(f"a {size}-byte message does not fit an MTU of {mtu}")
-                payloads.append(b"".join(parts))
-                parts = []
-                used = 0
-            parts.append(data)
-            used += size
+    for data in messages:
+        size = len(data)
+        if used + size > room:
+            if size > room:
+                raise ValueError(f"a {size}-byte message does not fit an MTU of {mtu}")
+            payloads.append(b"".join(parts))
+            parts = []
+            used = 0
+        parts.append(data)
+        used += size
     payloads.append(b"".join(parts))
     last = len(payloads) - 1
     base = flags & ~_BULK_FLAGS
@@ -489,8 +522,12 @@ def decode_frame(data: bytes, keyring: Keyring | None = None) -> Frame:
     return Frame(_MESSAGE_TYPES[mtype], node_id, epoch, seq, messages, flags, dst, session, counter)
 
 
-def _decode_state(buf: bytes, off: int, end: int) -> list[Event]:
-    """Every STATE message in ``buf[off:end]``, as events."""
+def _decode_state(buf: bytes, off: int, end: int, fast: bool = True) -> list[Event]:
+    """Every STATE message in ``buf[off:end]``, as events.
+
+    ``fast``: messages laid out exactly as the encoder lays out plain IPv4 TCP and UDP
+    entries (no NAT, nothing optional) are read by one ``struct`` call each; the tests
+    hold that path equal to the general one (``fast=False``)."""
     events: list[Event] = []
     append = events.append
     unpack_tuple4 = _TUPLE4.unpack_from
@@ -498,7 +535,12 @@ def _decode_state(buf: bytes, off: int, end: int) -> list[Event]:
     unpack_tcp = _TCP.unpack_from
     msg_header = MSG_HEADER.unpack_from
     unpack_orig4_meta = _ORIG4_META.unpack_from
+    unpack_whole_tcp = _ORIG4_META_TCP.unpack_from
     ipv4 = _IPV4
+    kinds = _EVENT_KINDS
+    tcp_states = _TCP_STATES
+    n_tcp_states = len(tcp_states)
+    icmp = ICMP_PROTOS
     while off < end:
         if off + 3 > end:
             raise DecodeError(f"truncated message header at offset {off}: {end - off} bytes left")
@@ -510,6 +552,35 @@ def _decode_state(buf: bytes, off: int, end: int) -> list[Event]:
             raise DecodeError(f"message at offset {start}: length {mlen} overruns the payload by {mend - end}")
         if not 1 <= kind <= 3:
             raise DecodeError(f"message at offset {start}: unknown event kind {kind}")
+        if (
+            fast
+            and (mlen == 38 or mlen == 31)
+            and buf[off] == A_ORIG_IPV4
+            and buf[off + 1] == 13
+            and buf[off + 15] == A_META
+            and buf[off + 16] == 14
+        ):
+            plain: TcpInfo | None = None
+            if mlen == 31:
+                src, dst, proto, sport, dport, status, timeout, mark, zone = unpack_orig4_meta(buf, off + 2)
+                whole = True
+            elif buf[off + 31] == A_TCP and buf[off + 32] == 5:
+                src, dst, proto, sport, dport, status, timeout, mark, zone, state, ws_o, ws_r, fl_o, fl_r = (
+                    unpack_whole_tcp(buf, off + 2)
+                )
+                if state >= n_tcp_states:
+                    raise DecodeError(f"TCP attribute at offset {off + 31}: unknown TCP state {state}")
+                plain = _new(TcpInfo, (tcp_states[state], ws_o, ws_r, fl_o, fl_r))
+                whole = True
+            else:
+                whole = False  # (another attribute after META: the general path)
+            if whole:
+                forward: ConnTuple = _new(ConnTuple, (ipv4, src, dst, proto, sport, dport))
+                backward = forward.inverted() if proto in icmp else _new(ConnTuple, (ipv4, dst, src, proto, dport, sport))
+                entry = _new(Entry, (forward, backward, zone, status, timeout, mark, plain, None, None, 0, ""))
+                append(_new(Event, (kinds[kind], entry)))
+                off = mend
+                continue
         orig = reply = pinfo = sa_orig = sa_reply = meta = None
         labels = 0
         helper = ""
@@ -757,10 +828,12 @@ __all__ = [
     "Built",
     "build_frame",
     "build_frames",
+    "build_state_frames",
     "decode_frame",
     "encode_frame",
     "encode_frames",
     "encode_message",
+    "encode_state",
     "frame_overhead",
     "seal",
 ]

@@ -27,6 +27,7 @@ from snep.kernel.ctnetlink.decode import (
     decode_tuple,
     decode_tuple_generic,
     event_kind,
+    iter_attrs,
     iter_messages,
 )
 from snep.kernel.ctnetlink.encode import (
@@ -75,6 +76,7 @@ __all__ = [  # besides the constants
     "encode_tuple",
     "encode_update",
     "event_kind",
+    "iter_attrs",
     "fast_paths",
     "iter_messages",
     "labels_from_bytes",

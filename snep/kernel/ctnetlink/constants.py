@@ -157,7 +157,7 @@ STATS_GLOBAL_NAMES = {1: "entries", 2: "max_entries"}
 
 NLMSGHDR = _struct.Struct("=IHHII")
 NLMSGERR = _struct.Struct("=iIHHII")  # error, then the offending nlmsghdr
-NFGENMSG = _struct.Struct("=BBH")  # family, version, res_id (big-endian in the kernel, 0 here)
+NFGENMSG = _struct.Struct("=BBH")  # family, version, res_id (big-endian in the kernel: 0, or a queue number)
 NLA = _struct.Struct("=HH")
 U8 = _struct.Struct(">B")
 U16 = _struct.Struct(">H")

@@ -154,7 +154,7 @@ def decode_tuple(buf: memoryview, off: int, end: int) -> ConnTuple:
     return decode_tuple_generic(buf, off, end)
 
 
-def _iter_attrs(buf: memoryview, off: int, end: int) -> Iterator[tuple[int, int, int]]:
+def iter_attrs(buf: memoryview, off: int, end: int) -> Iterator[tuple[int, int, int]]:
     """(type, payload offset, payload end) of each attribute in [off, end)."""
     unpack = NLA.unpack_from
     while off + 4 <= end:
@@ -170,9 +170,9 @@ def decode_tuple_generic(buf: memoryview, off: int, end: int) -> ConnTuple:
     family = None
     src = dst = b""
     proto = sport = dport = icmp_type = icmp_code = 0
-    for atype, a, b in _iter_attrs(buf, off, end):
+    for atype, a, b in iter_attrs(buf, off, end):
         if atype == CTA_TUPLE_IP:
-            for itype, x, y in _iter_attrs(buf, a, b):
+            for itype, x, y in iter_attrs(buf, a, b):
                 if itype in (CTA_IP_V4_SRC, CTA_IP_V4_DST) and y - x == 4:
                     family = Family.IPV4
                 elif itype in (CTA_IP_V6_SRC, CTA_IP_V6_DST) and y - x == 16:
@@ -184,7 +184,7 @@ def decode_tuple_generic(buf: memoryview, off: int, end: int) -> ConnTuple:
                 else:
                     dst = bytes(buf[x:y])
         elif atype == CTA_TUPLE_PROTO:
-            for ptype, x, y in _iter_attrs(buf, a, b):
+            for ptype, x, y in iter_attrs(buf, a, b):
                 if ptype == CTA_PROTO_NUM:
                     proto = _u8(buf, x, y)
                 elif ptype in (CTA_PROTO_SRC_PORT, CTA_PROTO_ICMP_ID, CTA_PROTO_ICMPV6_ID):
@@ -224,13 +224,13 @@ _TCP_INFO: dict[bytes, TcpInfo] = {}  # by payload: there are few distinct value
 
 
 def _decode_protoinfo(buf: memoryview, off: int, end: int) -> TcpInfo | SctpInfo | DccpInfo | None:
-    for ptype, a, b in _iter_attrs(buf, off, end):
+    for ptype, a, b in iter_attrs(buf, off, end):
         if ptype == CTA_PROTOINFO_TCP:
             key = bytes(buf[a:b])
             info = _TCP_INFO.get(key)
             if info is None:
                 state = wso = wsr = fo = fr = 0
-                for t, x, y in _iter_attrs(buf, a, b):
+                for t, x, y in iter_attrs(buf, a, b):
                     if t == CTA_PROTOINFO_TCP_STATE:
                         state = _u8(buf, x, y)
                     elif t == CTA_PROTOINFO_TCP_WSCALE_ORIGINAL:
@@ -251,7 +251,7 @@ def _decode_protoinfo(buf: memoryview, off: int, end: int) -> TcpInfo | SctpInfo
             return info
         if ptype == CTA_PROTOINFO_SCTP:
             state = vo = vr = 0
-            for t, x, y in _iter_attrs(buf, a, b):
+            for t, x, y in iter_attrs(buf, a, b):
                 if t == CTA_PROTOINFO_SCTP_STATE:
                     state = _u8(buf, x, y)
                 elif t == CTA_PROTOINFO_SCTP_VTAG_ORIGINAL:
@@ -264,7 +264,7 @@ def _decode_protoinfo(buf: memoryview, off: int, end: int) -> TcpInfo | SctpInfo
                 raise DecodeError(f"unknown SCTP state {state}") from None
         if ptype == CTA_PROTOINFO_DCCP:
             state = role = seq = 0
-            for t, x, y in _iter_attrs(buf, a, b):
+            for t, x, y in iter_attrs(buf, a, b):
                 if t == CTA_PROTOINFO_DCCP_STATE:
                     state = _u8(buf, x, y)
                 elif t == CTA_PROTOINFO_DCCP_ROLE:
@@ -282,7 +282,7 @@ def _decode_protoinfo(buf: memoryview, off: int, end: int) -> TcpInfo | SctpInfo
 
 def _decode_seqadj(buf: memoryview, off: int, end: int) -> SeqAdj:
     pos = before = after = 0
-    for t, x, y in _iter_attrs(buf, off, end):
+    for t, x, y in iter_attrs(buf, off, end):
         if t == CTA_SEQADJ_CORRECTION_POS:
             pos = _u32(buf, x, y)
         elif t == CTA_SEQADJ_OFFSET_BEFORE:
@@ -351,7 +351,7 @@ def decode_entry_generic(buf: memoryview, off: int, end: int) -> Entry:
         elif atype == CTA_LABELS:
             labels = labels_from_bytes(bytes(buf[off + 4 : off + alen]))
         elif atype == CTA_HELP:
-            for t, x, y in _iter_attrs(buf, off + 4, off + alen):
+            for t, x, y in iter_attrs(buf, off + 4, off + alen):
                 if t == CTA_HELP_NAME:
                     helper = helper_name(bytes(buf[x:y]))
         off = nxt
@@ -363,7 +363,7 @@ def decode_entry_generic(buf: memoryview, off: int, end: int) -> Entry:
 def decode_stats(buf: memoryview, msg: Message, names: dict[int, str]) -> dict[str, int]:
     """A stats message (per-CPU or global) -> {name: value}."""
     out: dict[str, int] = {}
-    for t, x, y in _iter_attrs(buf, msg.offset + NFGENMSG.size, msg.end):
+    for t, x, y in iter_attrs(buf, msg.offset + NFGENMSG.size, msg.end):
         name = names.get(t)
         if name is not None:
             out[name] = _u32(buf, x, y)

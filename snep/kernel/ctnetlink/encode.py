@@ -106,9 +106,14 @@ def nest(atype: int, *children: bytes) -> bytes:
     return NLA.pack(4 + len(body), atype | NLA_F_NESTED) + body
 
 
-def message(mtype: int, flags: int, seq: int, family: int, body: bytes, pid: int = 0) -> bytes:
-    """nlmsghdr + nfgenmsg + attributes."""
-    return NLMSGHDR.pack(HEADER_SIZE + len(body), mtype, flags, seq, pid) + NFGENMSG.pack(family, NFNETLINK_V0, 0) + body
+def message(mtype: int, flags: int, seq: int, family: int, body: bytes, pid: int = 0, res_id: int = 0) -> bytes:
+    """nlmsghdr + nfgenmsg + attributes. ``res_id`` is the nfgenmsg's resource id
+    (network byte order on the wire): 0 for ctnetlink, the queue number for nfqueue."""
+    return (
+        NLMSGHDR.pack(HEADER_SIZE + len(body), mtype, flags, seq, pid)
+        + NFGENMSG.pack(family, NFNETLINK_V0, socket.htons(res_id))
+        + body
+    )
 
 
 # the decoding templates pack tuples too (their header values are the attribute headers)

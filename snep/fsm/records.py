@@ -1,0 +1,70 @@
+"""The primary's STATE records: each entry's message, encoded once and kept as bytes.
+
+The primary encodes an entry when its kernel event streams out and keeps the bytes
+(by the connection's key, with the entry they encode), so that a bulk dump joins
+stored records instead of encoding every entry again (the dump of a large table is
+what a restarted backup waits for). A record counts only for the very entry it was
+made of (``is``: entries are immutable values, so its bytes stay right); an entry
+changed since is encoded afresh at its turn and kept. Records are of entries the
+filter accepted: a new filter drops them all. Bounded by the internal cache: a
+DESTROY drops its connection's record, and a kernel dump (whose entries are new
+values) drops them all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from snep.entry import Entry, Event, EventKind, Key
+from snep.wire.codec import encode_state
+
+_event = tuple.__new__  # Event without the NamedTuple __new__: one per record made
+_NEW = EventKind.NEW
+_DESTROY = EventKind.DESTROY
+_NEW_KIND = bytes((int(EventKind.NEW),))  # a message's first byte is its event kind
+
+
+class Records:
+    """Encoded NEW messages by key, each with the entry it encodes."""
+
+    def __init__(self) -> None:
+        self._records: dict[Key, tuple[Entry, bytes]] = {}
+        #: where the records a clear lets go are put (None: freed at once; as Cache.retire)
+        self.retire: Callable[[dict[Key, tuple[Entry, bytes]]], None] | None = None
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def clear(self) -> None:
+        if self.retire is not None and self._records:
+            self.retire(self._records)
+            self._records = {}
+        else:
+            self._records.clear()
+
+    def stream(self, event: Event) -> bytes:
+        """The message of an event that streams out now; its entry's record is kept."""
+        data = encode_state(event)
+        kind, entry = event
+        key = (entry[0], entry[2])  # entry.key: (orig, zone)
+        if kind is _DESTROY:
+            self._records.pop(key, None)
+        else:
+            self._records[key] = (entry, data if kind is _NEW else _NEW_KIND + data[1:])
+        return data
+
+    def forget(self, key: Key) -> None:
+        """The connection is gone (a DESTROY the filter or the level kept back)."""
+        self._records.pop(key, None)
+
+    def dump_message(self, key: Key, entry: Entry, accepts: Callable[[Entry], bool]) -> bytes | None:
+        """The NEW message of ``entry`` for a dump: its record, or encoded and kept now;
+        None when the filter refuses it."""
+        kept = self._records.get(key)
+        if kept is not None and kept[0] is entry:
+            return kept[1]
+        if not accepts(entry):
+            return None
+        data = encode_state(_event(Event, (_NEW, entry)))
+        self._records[key] = (entry, data)
+        return data
