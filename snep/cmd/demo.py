@@ -15,6 +15,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--inject-on-arrival", action="store_true", help="fw2 writes synced states into its kernel at once (no commit)"
     )
+    parser.add_argument(
+        "--advert-int",
+        type=float,
+        default=1.0,
+        help="keepalived's advertisement interval in seconds (default 1; below 1, e.g. 0.1: VRRPv3, fast detection)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -22,6 +28,8 @@ def main(args: argparse.Namespace) -> int:
     if reason:
         print(f"snep demo: cannot build network namespaces here: {reason}")
         return 1
-    results = demo.run_demo(tcp=args.tcp, udp=args.udp, watch=args.watch, compare=not args.no_compare, inject=args.inject_on_arrival)
+    results = demo.run_demo(
+        tcp=args.tcp, udp=args.udp, watch=args.watch, compare=not args.no_compare, inject=args.inject_on_arrival, advert_int=args.advert_int
+    )
     with_snep = results[0]
     return 0 if with_snep.flows.tcp_after == with_snep.flows.tcp_total else 1

@@ -31,6 +31,7 @@ from typing import Any
 
 from snep.errors import SnepError
 from snep.lab import traffic
+from snep.lab.conformance.measure import data_gap
 from snep.lab.topology import CLIENT_VIP, SERVER_VIP, SYNC_NETS, Firewall, Topology
 from snep.runtime.client import ControlError, request
 
@@ -226,8 +227,7 @@ def report(before: dict[str, Any], after: dict[str, Any], failed_at: float, sett
     for flow in tcp:
         if not alive(flow, settled_at):
             continue
-        stalls = [b - a for a, b in flow["stalls"] if b >= failed_at]
-        gaps.append(max(stalls, default=0.0))
+        gaps.append(data_gap(flow["stalls"], failed_at))
     gaps.sort()
     return FlowReport(
         tcp_before=sum(alive(f, start) for f in before["flows"] if f["kind"] == "tcp"),
@@ -267,6 +267,7 @@ def failover_run(
     options: NodeOptions | None = None,
     say: Callable[[str], None] = print,
     prefix: str | None = None,
+    advert_int: float = 1.0,
 ) -> RunResult:
     prefix = prefix or f"snepd-{os.getpid()}-{'s' if with_snep else 'n'}"
     cluster: SnepCluster | None = None
@@ -277,7 +278,9 @@ def failover_run(
     def ready(fw: Firewall) -> str:
         return cluster.ready_command(fw) if cluster is not None else "/bin/true"
 
-    with TrackedTopology(firewalls=2, notify=notify, prefix=prefix, ready=ready if with_snep else None) as topo:
+    with TrackedTopology(
+        firewalls=2, notify=notify, prefix=prefix, ready=ready if with_snep else None, advert_int=advert_int
+    ) as topo:
         fw1, fw2 = topo.fw(1), topo.fw(2)
         if with_snep:
             cluster = SnepCluster(topo, options)
@@ -346,6 +349,7 @@ def run_demo(
     watch: float = 8.0,
     compare: bool = True,
     inject: bool = False,
+    advert_int: float = 1.0,
     say: Callable[[str], None] = print,
 ) -> list[RunResult]:
     """Both runs, with the numbers printed as they come; returns the results."""
@@ -356,12 +360,12 @@ def run_demo(
     say("")
     say("== 1. failover WITH snep ==")
     options = NodeOptions(inject_on_arrival=inject)
-    results.append(failover_run(True, tcp=tcp, udp=udp, watch=watch, options=options, say=say))
+    results.append(failover_run(True, tcp=tcp, udp=udp, watch=watch, options=options, say=say, advert_int=advert_int))
     say(describe(results[-1]))
     if compare:
         say("")
         say("== 2. the same failover WITHOUT snep ==")
-        results.append(failover_run(False, tcp=tcp, udp=udp, watch=watch, say=say))
+        results.append(failover_run(False, tcp=tcp, udp=udp, watch=watch, say=say, advert_int=advert_int))
         say(describe(results[-1]))
     say("")
     say(summary(results))

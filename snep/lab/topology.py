@@ -114,6 +114,7 @@ class Topology:
 
     def __init__(self, firewalls: int = 2, *, sync_links: int = 1,
                  notify: Callable[[Firewall], str] | None = None,
+                 notify_fifo: Callable[[Firewall], Path | None] | None = None,
                  advert_int: float = 1.0, prefix: str | None = None,
                  workdir: Path | None = None, keep_logs: bool = False) -> None:
         if not 1 <= firewalls <= 9:
@@ -124,6 +125,7 @@ class Topology:
         self.n = firewalls
         self.sync_links = sync_links
         self.notify = notify
+        self.notify_fifo = notify_fifo
         self.advert_int = advert_int
         self.keep_logs = keep_logs
         self._own_dir = workdir is None
@@ -142,6 +144,7 @@ class Topology:
         ]
         self._namespaces: list[str] = []
         self._down_ports: set[str] = set()
+        self._watched: set[tuple[str, int]] = set()  # (firewall, port) of watch_invalid
         self._procs: list[subprocess.Popen[bytes]] = []
         self._old_handlers: dict[int, object] = {}
 
@@ -289,11 +292,18 @@ class Topology:
     # ---- keepalived ----
 
     def keepalived_conf(self, fw: Firewall) -> str:
+        """One sync group G (instances VC, VS). The notify command runs on every transition
+        (it also timestamps them); ``notify_fifo`` adds keepalived's FIFO, which a daemon
+        reads without a process per transition. VRRPv2 counts adverts in whole seconds:
+        a shorter ``advert_int`` needs VRRPv3 (centiseconds)."""
         notify = self.notify(fw) if self.notify else "/bin/true"
+        fifo = self.notify_fifo(fw) if self.notify_fifo else None
         lines = [
             "global_defs {",
             f"    router_id {self.prefix}-{fw.name}",
             "    script_user root",
+            *([f"    notify_fifo {fifo}"] if fifo else []),
+            *(["    vrrp_version 3"] if self.advert_int != int(self.advert_int) else []),
             "    vrrp_garp_master_delay 1",
             "    vrrp_garp_master_repeat 3",
             "    vrrp_garp_master_refresh 1",
@@ -459,7 +469,11 @@ class Topology:
 
     def watch_invalid(self, fw: Firewall, port: int) -> None:
         """From now on, count apart the invalid packets of TCP port ``port`` (either
-        direction) that ``fw``'s ruleset drops (:meth:`invalid_drops` with ``port``)."""
+        direction) that ``fw``'s ruleset drops (:meth:`invalid_drops` with ``port``).
+        Once per firewall and port: the counters then run for the rest of the run."""
+        if (fw.name, port) in self._watched:
+            return
+        self._watched.add((fw.name, port))
         rules = "".join(f'insert rule inet snepfw forward ct state invalid tcp {end} {port} counter '
                         f'comment "invalid-{port}"\n' for end in ("dport", "sport"))
         self.exec(fw.ns, ["nft", "-f", "-"], input=rules)

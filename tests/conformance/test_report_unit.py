@@ -35,7 +35,8 @@ def test_side_by_side_has_one_column_per_implementation(tmp_path):
         r.finish()
     table = report.side_by_side(results)
     assert table.splitlines()[0] == "| scenario | snep | none | conntrackd |"
-    assert "| primary-killed | **PASS** 50/50 gap 3.3 s lost 0 | **FAIL** 0/50 gap - lost 50 |  |" in table
+    assert ("| primary-killed | **PASS** 50/50 gap 3.3 s ready never invalid 0 lost 0 | "
+            "**FAIL** 0/50 gap - ready never invalid 0 lost 50 |  |") in table
     assert "| three-fw-two-failures |  |  | n/a |" in table
     md, js = report.write(results, "ci", tmp_path)
     data = json.loads(js.read_text())
@@ -43,3 +44,36 @@ def test_side_by_side_has_one_column_per_implementation(tmp_path):
     assert [r["status"] for r in data["results"]] == ["pass", "fail", "n/a"]
     assert data["results"][1]["failovers"][0]["ok"] is False
     assert "## Details" in md.read_text()
+
+
+def test_gap_bound_and_new_figures():
+    late = _failover(50, 0)
+    late.ready_s, late.invalid_drops, late.late_tcp, late.gap_max_s = 0.21, 37, 12, 6.6
+    late.tracked_invalid_drops = 30
+    assert late.ok  # survival decides without a bound
+    late.gap_bound_s = 1.0
+    assert not late.ok
+    fast = _failover(50, 0)
+    fast.gap_max_s, fast.gap_bound_s, fast.ready_s = 0.62, 1.0, -0.3
+    assert fast.ok
+    assert report._failover_cell(late) == "50/50 gap 6.6 s (12 late) ready 0.21 s invalid 37 (30 tracked) lost 0"
+    assert report._failover_cell(fast) == "50/50 gap 0.62 s ready -0.3 s invalid 0 lost 0"
+    row = report.details([Result("primary-killed", "snep", "fast", failovers=[late])]).splitlines()[2]
+    assert row.count("|") == 13 and "| 0.21 s | 3.2 / 6.6 s | 12 | 0/50 | 37 (30 tracked) |" in row
+
+
+def test_summary_counts_late_failovers_and_invalid_drops_per_implementation():
+    a, b, c = _failover(50, 0), _failover(50, 0), _failover(50, 0)
+    b.late_tcp, b.invalid_drops, b.gap_max_s, b.ready_s = 50, 40, 6.6, 0.3
+    b.tracked_invalid_drops = 38
+    a.ready_s, c.ready_s = -2.9, None
+    d = _failover(50, 0)
+    d.events_lost = True
+    assert report._failover_cell(d).startswith("50/50 gap 3.3 s ready ? invalid")
+    results = [Result("primary-killed", "snep", "ci", failovers=[a, b]),
+               Result("primary-killed", "conntrackd", "ci", failovers=[c, d]),
+               Result("three-fw-two-failures", "conntrackd", "ci", status="n/a")]
+    lines = report.summary(results).splitlines()
+    assert lines[2] == "| snep | 2 | 1 (50) | 1 (40 packets, 38 tracked) | 2.9 .. 2.9 s | -2.9 .. 0.3 s | 3.3 .. 6.6 s |"
+    assert lines[3] == ("| conntrackd | 2 | 0 (0) | 0 (0 packets, 0 tracked) | 2.9 .. 2.9 s | - (1 never, 1 unknown) "
+                        "| 3.3 .. 3.3 s |")

@@ -5,8 +5,11 @@ calls :meth:`Harness.failover` for each failure that must move the primary role;
 measures, for the connections that existed (and were synchronized) before the failure:
 how many TCP connections and UDP flows resume after the takeover, the failover gap (the
 longest silence of a connection across the failure), how long VRRP took, how long the
-new primary's notify took, and how many established conntrack entries of the failed
-primary are missing on the new one ("entries lost").
+new primary's notify took, how many established conntrack entries of the failed
+primary are missing on the new one ("entries lost"), when the new primary's kernel held
+every tracked connection relative to its virtual addresses coming up, how many packets
+it dropped as invalid, and how many connections' silence went past the first TCP
+retransmission after the takeover (:mod:`snep.lab.conformance.measure`).
 
 A scenario passes only when every tracked TCP connection is alive after every failover
 and no entry is lost (and its own checks, e.g. bounded memory, hold).
@@ -14,6 +17,8 @@ and no entry is lost (and its own checks, e.g. bounded memory, hold).
 
 from __future__ import annotations
 
+import random
+import signal
 import statistics
 import time
 from collections.abc import Iterable
@@ -22,9 +27,18 @@ from pathlib import Path
 from typing import Any
 
 from snep.lab import traffic
+from snep.lab.conformance import measure
 from snep.lab.conformance.impls import Impl, NotApplicable, notify_log, rss_kib
 from snep.lab.conformance.profile import Profile
-from snep.lab.topology import CLIENT_IP, SERVER_IP, Firewall, Topology, TopologyError
+from snep.lab.topology import (
+    CLIENT_IP,
+    CLIENT_VIP,
+    SERVER_IP,
+    SERVER_VIP,
+    Firewall,
+    Topology,
+    TopologyError,
+)
 
 
 @dataclass
@@ -45,10 +59,16 @@ class Failover:
     entries_before: int  # established TCP entries of tracked connections on the victim
     entries_lost: int  # of those, missing on the new primary after the takeover
     invalid_drops: int = 0  # packets the new primary dropped as invalid after the failure
+    tracked_invalid_drops: int = 0  # of those, packets of the long-lived connections' port
+    ready_s: float | None = None  # its kernel complete - its addresses up (< 0: before); None: never
+    events_lost: bool = False  # the conntrack event recorder overflowed: ready_s is unknown
+    late_tcp: int = 0  # surviving connections silent past the first retransmission after the takeover
+    gap_bound_s: float | None = None  # the profile's bound on gap_max_s (fast detection)
 
     @property
     def ok(self) -> bool:
-        return self.tcp_alive == self.tcp_total and self.entries_lost == 0
+        within = self.gap_bound_s is None or (self.gap_max_s or 0.0) <= self.gap_bound_s
+        return self.tcp_alive == self.tcp_total and self.entries_lost == 0 and within
 
 
 @dataclass
@@ -98,7 +118,8 @@ class Harness:
                                 f"in this mode (FT-FW over UDP has one peer)")
         self.impl, self.profile, self.netem, self.result = impl, profile, netem, result
         self.topo = Topology(firewalls, sync_links=sync_links, advert_int=profile.advert_int,
-                             notify=lambda fw: impl.notify(self.topo, fw), keep_logs=keep_logs,
+                             notify=lambda fw: impl.notify(self.topo, fw),
+                             notify_fifo=impl.notify_fifo, keep_logs=keep_logs,
                              workdir=workdir)
         self.down: list[Firewall] = []  # crashed or cut off: not candidates for master
         self.traffic: traffic.TrafficClient | None = None
@@ -189,8 +210,14 @@ class Harness:
         before = {k for k, state in topo.conntrack_tcp(victim, dport=traffic.TCP_PORT).items()
                   if state == "ESTABLISHED" and k[0] == CLIENT_IP and k[1] == SERVER_IP
                   and k[2] in sports}
-        drops_before = {fw.name: topo.invalid_drops(fw) for fw in topo.firewalls
-                         if fw not in self.down}
+        watches = {fw.name: self._watch(fw) for fw in topo.firewalls
+                   if fw not in self.down and fw is not victim}
+        drops_before = {fw.name: (topo.invalid_drops(fw), topo.invalid_drops(fw, traffic.TCP_PORT))
+                        for fw in topo.firewalls if fw.name in watches}
+        # a random point of the advert period: the harness's own timing would otherwise
+        # fail one implementation's runs at a steady phase of VRRP (its takeover is 3
+        # adverts + skew after the last advert heard) and bias its takeover times
+        time.sleep(random.uniform(0.0, self.profile.advert_int))
         t_fail = time.time()
         if how == "crash":
             topo.crash(victim)
@@ -217,22 +244,62 @@ class Harness:
             return not f["error"] and f["last_rx"] > t_master and now - f["last_rx"] < window
 
         tcp_alive = [fid for fid in self.tracked if alive(fid)]
-        gaps = [self._gap(flows[fid], t_fail) for fid in tcp_alive]
+        gaps = [measure.data_gap(flows[fid]["stalls"], t_fail) for fid in tcp_alive]
         after = topo.conntrack_tcp(new, dport=traffic.TCP_PORT)
         (new.dir / f"conntrack-after-{t_fail:.0f}.txt").write_text(
             topo.exec(new.ns, ["conntrack", "-L"], check=False).stdout)
+        for fw in topo.firewalls:
+            if fw.name in watches:
+                self._unwatch(fw)
+        snapshot_at, present = watches[new.name]
+        addr_text, events = self._recorded(new)
+        t_up = measure.addresses_up(addr_text, (CLIENT_VIP, SERVER_VIP), t_fail) or t_master
+        ready = measure.kernel_complete(before, present, snapshot_at, events) if events is not None else None
+        late = measure.late_flows([flows[fid]["stalls"] for fid in tcp_alive], t_fail, t_up)
+        fifo = self.impl.notify_fifo(new) is not None  # the notify command only timestamps
         return Failover(
             label=label or f"{victim.name} {dict(crash='crashed', links='links cut', stop='stepped down')[how]}",
             victim=victim.name, new_primary=new.name,
-            takeover_s=round(t_master - t_fail, 2),
-            notify_s=round(notify_s, 3) if notify_s is not None else None,
+            takeover_s=round(t_up - t_fail, 2),
+            notify_s=round(notify_s, 3) if notify_s is not None and not fifo else None,
             tcp_alive=len(tcp_alive), tcp_total=len(self.tracked),
             udp_alive=sum(1 for fid in self.udp if alive(fid)), udp_total=len(self.udp),
             gap_median_s=round(statistics.median(gaps), 2) if gaps else None,
             gap_max_s=round(max(gaps), 2) if gaps else None,
             entries_before=len(before), entries_lost=len(before - set(after)),
-            invalid_drops=topo.invalid_drops(new) - drops_before.get(new.name, 0),
+            invalid_drops=topo.invalid_drops(new) - drops_before[new.name][0],
+            tracked_invalid_drops=(topo.invalid_drops(new, traffic.TCP_PORT)
+                                   - drops_before[new.name][1]),
+            ready_s=round(ready - t_up, 2) if ready is not None else None,
+            events_lost=events is None,
+            late_tcp=late, gap_bound_s=self.profile.max_gap,
         )
+
+    def _watch(self, fw: Firewall) -> tuple[float, set[measure.Key]]:
+        """Start recording ``fw``'s address and tracked-port conntrack events, then take
+        a snapshot of its kernel (the events cover what changes after it)."""
+        topo, n = self.topo, len(self.result.failovers)
+        topo.watch_invalid(fw, traffic.TCP_PORT)
+        topo.spawn(fw.ns, ["ip", "-ts", "-o", "monitor", "address"], name="watch-addr", fw=fw,
+                   log=fw.dir / f"addr-events-{n}.txt")
+        topo.spawn(fw.ns, ["conntrack", "-E", "-p", "tcp", "--dport", str(traffic.TCP_PORT),
+                           "-o", "timestamp", "-b", str(8 << 20)], name="watch-ct", fw=fw,
+                   log=fw.dir / f"ct-events-{n}.txt")
+        time.sleep(0.3)  # (both subscribed before the snapshot)
+        snapshot_at = time.time()
+        return snapshot_at, set(topo.conntrack_tcp(fw, dport=traffic.TCP_PORT))
+
+    def _unwatch(self, fw: Firewall) -> None:
+        for name in ("watch-addr", "watch-ct"):
+            self.topo.kill(fw, name, signal.SIGTERM)
+
+    def _recorded(self, fw: Firewall) -> tuple[str, list[measure.CtEvent] | None]:
+        """What ``fw``'s recorders wrote: address events (text), tracked conntrack events
+        (None when the recorder lost some)."""
+        n = len(self.result.failovers)
+        addr = (fw.dir / f"addr-events-{n}.txt").read_text(errors="replace")
+        ct = (fw.dir / f"ct-events-{n}.txt").read_text(errors="replace")
+        return addr, None if measure.events_lost(ct) else measure.parse_ct_events(ct)
 
     def _wait_resumed(self, t_master: float, deadline: float) -> dict[str, Any]:
         """Poll the traffic until every tracked TCP flow got an echo after the takeover."""
@@ -244,12 +311,6 @@ class Harness:
                     or time.time() >= deadline:
                 return snap
             time.sleep(0.5)
-
-    @staticmethod
-    def _gap(flow: dict[str, Any], t_fail: float) -> float:
-        """The longest silence of a flow that ends after the failure."""
-        gaps = [end - start for start, end in flow["stalls"] if end > t_fail]
-        return max(gaps, default=0.0)
 
     def check_alive(self, label: str, since: float) -> Check:
         """Are all tracked TCP connections alive now (echo after ``since``, and recent)?"""

@@ -147,6 +147,11 @@ class Impl:
     def notify(self, topo: Topology, fw: Firewall) -> str:
         return _write_notify_wrapper(fw, self.notify_body(topo, fw))
 
+    def notify_fifo(self, fw: Firewall) -> Path | None:
+        """keepalived's notify FIFO when the daemon reads transitions from it (then the
+        notify command only timestamps them); None: the notify command does the work."""
+        return None
+
     def start(self, topo: Topology, fw: Firewall) -> None:
         """Start the daemon on ``fw`` (before its keepalived)."""
 
@@ -215,10 +220,15 @@ class ConntrackdImpl(Impl):
 
 
 class SnepImpl(Impl):
-    """snep: ``snep run --config`` per firewall, ``snep notify`` from keepalived."""
+    """snep as deployed for a fast takeover: ``snep run --config`` per firewall, the peers'
+    states written into the backup's kernel as they arrive (``inject_on_arrival``: a
+    promotion writes nothing) and keepalived's transitions read from its notify FIFO
+    (``[ha] notify_fifo``: no process per transition)."""
 
     name = "snep"
     max_firewalls = 9
+    fifo = True  # [ha] notify_fifo; False: keepalived runs ``snep notify``
+    inject_on_arrival = True
 
     def __init__(self, resend_queue: int = 16384) -> None:
         self.resend_queue = resend_queue
@@ -252,13 +262,21 @@ class SnepImpl(Impl):
                  f"resend_queue = {self.resend_queue}"]
         if topo.sync_links > 1:
             lines += ["", "[sync.second_link]", *link(1)]
+        lines += ["", "[kernel]", f"inject_on_arrival = {str(self.inject_on_arrival).lower()}"]
+        if (fifo := self.notify_fifo(fw)) is not None:
+            lines += ["", "[ha]", f'notify_fifo = "{fifo}"', 'sync_group = "G"']
         lines += ["", "[filter]", f'ignore = ["127.0.0.0/8", {ignore}]',
                   "", "[control]", f'socket = "{self.sock(fw)}"', ""]
         path = fw.dir / "snep.toml"
         path.write_text("\n".join(lines))
         return path
 
+    def notify_fifo(self, fw: Firewall) -> Path | None:
+        return fw.dir / "keepalived.fifo" if self.fifo else None
+
     def notify_body(self, topo: Topology, fw: Firewall) -> str:
+        if self.fifo:
+            return "rc=0"  # the daemon reads the FIFO; this only timestamps the transition
         return f'{self.snep} notify --socket {self.sock(fw)} "$1"; rc=$?'
 
     def start(self, topo: Topology, fw: Firewall) -> None:
@@ -304,9 +322,21 @@ class SnepImpl(Impl):
         return flat
 
 
+class SnepCommitImpl(SnepImpl):
+    """snep as before issue 15: the backup's kernel is written at the takeover, by one
+    ``snep notify primary`` that keepalived runs (for comparison with ``snep``)."""
+
+    name = "snep-commit"
+    fifo = False
+    inject_on_arrival = False
+
+
 class ImportedSnepImpl(SnepImpl):
     """snep configured the way docs/migration.md says: `snep config import-conntrackd` of the
-    firewall's conntrackd.conf, on its own port while conntrackd holds the usual one."""
+    firewall's conntrackd.conf, on its own port while conntrackd holds the usual one (its
+    [kernel] follows conntrackd's; keepalived runs ``snep notify``, as conntrackd's script)."""
+
+    fifo = False
 
     def __init__(self, resend_queue: int, port: int) -> None:
         super().__init__(resend_queue)
@@ -396,7 +426,8 @@ class MigrationImpl(Impl):
         self.notify(topo, fw)
 
 
-IMPLS: dict[str, type[Impl]] = {"snep": SnepImpl, "conntrackd": ConntrackdImpl, "none": Impl}
+IMPLS: dict[str, type[Impl]] = {"snep": SnepImpl, "snep-commit": SnepCommitImpl,
+                                 "conntrackd": ConntrackdImpl, "none": Impl}
 
 
 def make(name: str, profile: Profile | None = None, *, migration: bool = False) -> Impl:
@@ -408,6 +439,7 @@ def make(name: str, profile: Profile | None = None, *, migration: bool = False) 
         if name != "snep":
             raise NotApplicable("a migration from conntrackd to snep: only the snep column applies")
         return MigrationImpl(profile.resend_queue if profile is not None else 16384)
-    if name == "snep" and profile is not None:
-        return SnepImpl(resend_queue=profile.resend_queue)
-    return IMPLS[name]()
+    cls = IMPLS[name]
+    if issubclass(cls, SnepImpl) and profile is not None:
+        return cls(resend_queue=profile.resend_queue)
+    return cls()
