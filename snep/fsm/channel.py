@@ -103,7 +103,8 @@ class PeerSession:
     bound: int | None = None  # the peer's session whose frames count
     window: ReplayWindow | None = None  # over the bound session's counters
     answered: int | None = None  # the peer session we last answered (echoed)
-    answered_at: float = float("-inf")  # when we last sent it a HELLO as answer or challenge
+    answered_at: float = float("-inf")  # when we last sent it a HELLO echoing one of its sessions
+    asked_at: float = float("-inf")  # when we last sent it a HELLO with echo 0 (prove yourself)
     proved: int | None = None  # the bound session we sent our proof to (it binds ours)
     retired: deque[int] = field(default_factory=lambda: deque(maxlen=RETIRED))
 
@@ -210,13 +211,20 @@ class Channel:
         return session
 
     def _challenge(self, now: float, state: PeerSession, session: int = 0) -> int | None:
-        """A HELLO that asks the peer to prove itself over our session (rate-limited)."""
-        if now < state.answered_at + self.answer_interval:
-            return None
-        state.answered_at = now
+        """A HELLO that asks the peer to prove itself over our session (rate-limited):
+        echoing ``session`` (an answer, also a proof of ours) or 0. Answers and echo-0
+        requests have a rate limit each: two peers whose timers tick together must not
+        spend, with their requests, the limit of the answers that bind them."""
         if session:
+            if now < state.answered_at + self.answer_interval:
+                return None
+            state.answered_at = now
             state.answered = session
-        return session
+            return session
+        if now < state.asked_at + self.answer_interval:
+            return None
+        state.asked_at = now
+        return 0
 
     @spec_action("Bind")
     def bind(self, peer: PeerId, session: int, counter: int) -> None:
