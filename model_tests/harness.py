@@ -93,6 +93,7 @@ class Config:
             shorten_timeout=3,
             level=Level(self.level),
             incremental_period=1.0,
+            inject_on_arrival=False,  # the spec's backup kernel is written at Promote only
         )
 
     def consts(self) -> M.Consts:
