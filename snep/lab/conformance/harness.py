@@ -60,6 +60,7 @@ class Failover:
     entries_lost: int  # of those, missing on the new primary after the takeover
     invalid_drops: int = 0  # packets the new primary dropped as invalid after the failure
     tracked_invalid_drops: int = 0  # of those, packets of the long-lived connections' port
+    churn_invalid_drops: int = 0  # and of the short connections' port (the churn)
     ready_s: float | None = None  # its kernel complete - its addresses up (< 0: before); None: never
     events_lost: bool = False  # the conntrack event recorder overflowed: ready_s is unknown
     late_tcp: int = 0  # surviving connections silent past the first retransmission after the takeover
@@ -212,7 +213,8 @@ class Harness:
                   and k[2] in sports}
         watches = {fw.name: self._watch(fw) for fw in topo.firewalls
                    if fw not in self.down and fw is not victim}
-        drops_before = {fw.name: (topo.invalid_drops(fw), topo.invalid_drops(fw, traffic.TCP_PORT))
+        drops_before = {fw.name: (topo.invalid_drops(fw), topo.invalid_drops(fw, traffic.TCP_PORT),
+                                  topo.invalid_drops(fw, traffic.CHURN_PORT))
                         for fw in topo.firewalls if fw.name in watches}
         # a random point of the advert period: the harness's own timing would otherwise
         # fail one implementation's runs at a steady phase of VRRP (its takeover is 3
@@ -270,6 +272,8 @@ class Harness:
             invalid_drops=topo.invalid_drops(new) - drops_before[new.name][0],
             tracked_invalid_drops=(topo.invalid_drops(new, traffic.TCP_PORT)
                                    - drops_before[new.name][1]),
+            churn_invalid_drops=(topo.invalid_drops(new, traffic.CHURN_PORT)
+                                 - drops_before[new.name][2]),
             ready_s=round(ready - t_up, 2) if ready is not None else None,
             events_lost=events is None,
             late_tcp=late, gap_bound_s=self.profile.max_gap,
@@ -280,10 +284,14 @@ class Harness:
         a snapshot of its kernel (the events cover what changes after it)."""
         topo, n = self.topo, len(self.result.failovers)
         topo.watch_invalid(fw, traffic.TCP_PORT)
+        topo.watch_invalid(fw, traffic.CHURN_PORT)
         topo.spawn(fw.ns, ["ip", "-ts", "-o", "monitor", "address"], name="watch-addr", fw=fw,
                    log=fw.dir / f"addr-events-{n}.txt")
-        topo.spawn(fw.ns, ["conntrack", "-E", "-p", "tcp", "--dport", str(traffic.TCP_PORT),
-                           "-o", "timestamp", "-b", str(8 << 20)], name="watch-ct", fw=fw,
+        # NEW and DESTROY only (kernel ready needs no more), and a buffer for a whole commit:
+        # conntrack filters ports in user space, so a takeover's commit (thousands of churn
+        # and UDP entries, a socket buffer's worth of ~4 KiB messages each) reaches it
+        topo.spawn(fw.ns, ["conntrack", "-E", "-e", "NEW,DESTROY", "-p", "tcp", "--dport", str(traffic.TCP_PORT),
+                           "-o", "timestamp", "-b", str(64 << 20)], name="watch-ct", fw=fw,
                    log=fw.dir / f"ct-events-{n}.txt")
         time.sleep(0.3)  # (both subscribed before the snapshot)
         snapshot_at = time.time()
