@@ -20,13 +20,14 @@ from __future__ import annotations
 import random
 import signal
 import statistics
+import sys
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from snep.lab import traffic
+from snep.lab import ctwatch, traffic
 from snep.lab.conformance import measure
 from snep.lab.conformance.impls import Impl, NotApplicable, notify_log, rss_kib
 from snep.lab.conformance.profile import Profile
@@ -287,13 +288,14 @@ class Harness:
         topo.watch_invalid(fw, traffic.CHURN_PORT)
         topo.spawn(fw.ns, ["ip", "-ts", "-o", "monitor", "address"], name="watch-addr", fw=fw,
                    log=fw.dir / f"addr-events-{n}.txt")
-        # NEW and DESTROY only (kernel ready needs no more), and a buffer for a whole commit:
-        # conntrack filters ports in user space, so a takeover's commit (thousands of churn
-        # and UDP entries, a socket buffer's worth of ~4 KiB messages each) reaches it
-        topo.spawn(fw.ns, ["conntrack", "-E", "-e", "NEW,DESTROY", "-p", "tcp", "--dport", str(traffic.TCP_PORT),
-                           "-o", "timestamp", "-b", str(64 << 20)], name="watch-ct", fw=fw,
-                   log=fw.dir / f"ct-events-{n}.txt")
-        time.sleep(0.3)  # (both subscribed before the snapshot)
+        # snep.lab.ctwatch rather than conntrack -E, which loses events at a commit
+        events = fw.dir / f"ct-events-{n}.txt"
+        topo.spawn(fw.ns, [sys.executable, "-m", "snep.lab.ctwatch", "--dport", str(traffic.TCP_PORT)],
+                   name="watch-ct", fw=fw, log=events)
+        deadline = time.time() + 10
+        while ctwatch.SUBSCRIBED not in events.read_text(errors="replace") and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.1)  # (ip monitor subscribed too before the snapshot)
         snapshot_at = time.time()
         return snapshot_at, set(topo.conntrack_tcp(fw, dport=traffic.TCP_PORT))
 
