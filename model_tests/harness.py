@@ -514,6 +514,9 @@ class Cluster:
         outside = name in ("commit", "flush")
         prefix = [("OperatorBulkSend", (n,))] if name == "bulk" else []
         self.step(f"operator {name} on {n}", lambda: self.sim.command(n, name), prefix, out_of_model=outside)
+        if name == "flush" and self.state.role[n] in M.Receiving:
+            # its refilling dump vouches for its kernel again, as a backup's first one (ghost)
+            self.state = self.state.set(dumped={**self.state.dumped, n: False})
 
     # --- liveness ---------------------------------------------------------------------
     def converge(self, duration: float = 40.0) -> None:

@@ -719,6 +719,9 @@ class SyncNode:
         self.sender.cache_loading()
         if self.role.state in (Role.SYNCING, Role.BACKUP, Role.FAULT):
             self.need_sync = True
+            # the kernel outlives the flush: the refilling dump vouches for it again, or an
+            # entry committed before and gone from the primary since would stay there
+            self._vouch = set()
             out += self._fire(now, "unsynced")  # not ready until the primary's dump refilled it
             self._request_resync(now, out)
         return out
