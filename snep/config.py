@@ -22,7 +22,7 @@ import os
 import socket
 import stat
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +148,20 @@ class Config:
     state_file: Path = Path(DEFAULT_STATE_FILE)
     log_level: str = "info"
     source: Path | None = None  # the file this came from
+
+
+def restart_needed(running: Config, fresh: Config) -> list[str]:
+    """The sections of ``fresh`` that differ from ``running`` in keys a reload does not
+    apply (a reload applies ``sync.key_file``, ``sync.insecure``, the filter and
+    ``node.log_level``; the rest takes effect at the next start), so that the operator
+    is told instead of left to believe the change is live."""
+    sections = []
+    if (running.node_id, running.state_file) != (fresh.node_id, fresh.state_file):
+        sections.append("node")
+    if replace(running.sync, key_file=None, insecure=False) != replace(fresh.sync, key_file=None, insecure=False):
+        sections.append("sync")
+    sections += [name for name in ("kernel", "control", "ha", "metrics") if getattr(running, name) != getattr(fresh, name)]
+    return sections
 
 
 # ---------------------------------------------------------------------------

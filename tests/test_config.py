@@ -260,3 +260,12 @@ def test_configs_are_frozen(tmp_path):
 )
 def test_endpoints(text, endpoint):
     assert config.parse_endpoint(text) == endpoint
+
+
+def test_restart_needed_names_what_a_reload_does_not_apply(tmp_path):
+    running = config.load(write(tmp_path, INSECURE))
+    refiltered = config.load(write(tmp_path, INSECURE + '[filter]\nignore = ["10.9.0.0/16"]\n'))
+    assert refiltered.filter != running.filter and config.restart_needed(running, refiltered) == []
+    changed = config.load(write(tmp_path, INSECURE + '[ha]\nnotify_fifo = "/run/snep/k.fifo"\nsync_group = "G"\n'
+                                                     '[kernel]\nnetlink_buffer = 1048576\ninject_on_arrival = false\n'))
+    assert config.restart_needed(running, changed) == ["sync", "kernel", "ha"]

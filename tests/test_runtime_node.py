@@ -234,6 +234,13 @@ def test_reload_applies_a_new_filter(tmp_path):
             await pair.until(lambda: any(e.orig.dport == 53 for e in d2.node.external.entries()))
             assert sorted(e.orig.dport for e in d2.node.external.entries()) == [53, 80]
             assert d1.counters["reloads"] == 1
+            # what a reload does not apply is named, not silently ignored
+            text = path.read_text()
+            path.write_text(text.replace("alive_interval = 0.1", "alive_interval = 0.2"))
+            answer = await pair.ctl(1, "reload")
+            assert answer["restart_needed"] == ["sync"] and d1.node.params.alive_interval == 0.1
+            path.write_text(text)
+            assert (await pair.ctl(1, "reload"))["restart_needed"] == []
             # a broken config is refused as a whole: the running filter stays
             path.write_text(path.read_text() + "bogus = 1\n")
             with pytest.raises(ControlError, match="filter.bogus: unknown key"):

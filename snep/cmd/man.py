@@ -166,7 +166,7 @@ FILES = {
 
 SIGNALS = {
     "SIGHUP": "`snep run` re-reads its config file: the key file and the filter take effect at once (other "
-              "changes need a restart); `systemctl reload snep` sends it. A config that no longer validates is "
+              "changes need a restart: the log names their sections); `systemctl reload snep` sends it. A config that no longer validates is "
               "logged and the running key and filter are kept.",
     "SIGTERM, SIGINT": "`snep run` stops cleanly: sockets closed, control socket removed (the epoch is "
                        "persisted on every change already).",

@@ -286,10 +286,12 @@ class Daemon:
             log.error("reload failed, keeping the running key and filter: %s", error)
 
     def reload(self) -> dict[str, Any]:
-        """Re-read the config file: the key file and the filter take effect at once."""
+        """Re-read the config file: the key file and the filter take effect at once; other
+        changes are named in the log and the answer, as needing a restart."""
         if self.cfg.source is None:
             raise ConfigError("no config file to reload")
         fresh = configuration.load(self.cfg.source)
+        pending = configuration.restart_needed(self.cfg, fresh)
         keyring = _keyring(fresh)
         self.node.set_keyring(keyring)
         self.node.set_filter(configuration.sync_filter(fresh))
@@ -304,7 +306,10 @@ class Daemon:
         setup(fresh.log_level)
         self.counters["reloads"] += 1
         notice("reloaded key (%s) and filter from %s", "set" if keyring else "none", fresh.source)
-        return {"key": keyring is not None, "filter": "reloaded"}
+        if pending:
+            log.warning("reload: [%s] changed: a reload does not apply it, it takes effect when snep restarts",
+                        "], [".join(pending))
+        return {"key": keyring is not None, "filter": "reloaded", "restart_needed": pending}
 
     # ---------------------------------------------------------------- Host (the driver's I/O)
 
