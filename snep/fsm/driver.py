@@ -298,12 +298,22 @@ class Driver:
     # --- outputs ------------------------------------------------------------------------
     def run(self, now: float, outputs: Iterable[Output]) -> None:
         """Carry out one input's outputs (and what the dumps among them bring) by the rules."""
-        batch = list(outputs)
+        batch = outputs if type(outputs) is list else list(outputs)
+        for output in batch:
+            if type(output) is not SendDatagram:
+                break
+        else:  # frames only (most inputs: a kernel event's, an ACK's): out at once, in order
+            record, send = self.record, self.host.send
+            for output in batch:
+                if record is not None:
+                    record.append(output)
+                send(output.peers, output.data)  # type: ignore[attr-defined]
+            return
         for output in batch:
             if type(output) is DumpKernel or type(output) is KernelOps:
                 self._proceed(now, _Run(deque([batch])))
                 return
-        # No kernel work (most inputs: frames to send): the batch at once.
+        # No kernel work: the batch at once.
         self._persist(batch)
         carry_out = self._carry_out
         for output in batch:

@@ -21,6 +21,7 @@ start).
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import os
 import signal
@@ -126,6 +127,8 @@ class Daemon:
         self._ha_tasks: set[asyncio.Future[None]] = set()  # (keepalived's role changes under way)
         self._epoch_saved = read_epoch(cfg.state_file)
         self.peers = PeerTable(cfg)
+        self._routes: dict[PeerId, Callable[[int], tuple | None]] = {}  # peer -> its address on a link
+        self._sources: dict[tuple, str] = {}  # a peer's source address, shown (for the node's logs)
         self.counters: dict[str, int] = {
             "control_requests": 0,
             "control_unknown_commands": 0,
@@ -313,8 +316,12 @@ class Daemon:
         if self.peers.multicast:
             self.transport.send(data)  # once, to the group
             return
+        routes = self._routes
         for peer in peers:
-            self.transport.send(data, lambda link, peer=peer: self.peers.address(peer, link))
+            route = routes.get(peer)
+            if route is None:  # (made once per peer: no closure per frame)
+                route = routes[peer] = functools.partial(self.peers.address, peer)
+            self.transport.send(data, route)
 
     def persist(self, epoch: Epoch) -> None:
         """Write the newest epoch before anything else of its batch happens (atomic replace)."""
@@ -399,7 +406,10 @@ class Daemon:
         self.transport.heard(link, now)
         if not data:
             return  # a link probe (snep.runtime.transport): the link carries, nothing more
-        self.driver.on_datagram(now, data, peer, _show(address))
+        shown = self._sources.get(address)
+        if shown is None:  # (a configured peer's address: a few, formatted once each)
+            shown = self._sources[address] = _show(address)
+        self.driver.on_datagram(now, data, peer, shown)
 
     def _on_timer(self) -> None:
         self._timer = None
