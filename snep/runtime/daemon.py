@@ -39,7 +39,7 @@ from snep.fsm.effects import Epoch, Log, PeerId, RoleChanged
 from snep.fsm.node import SyncNode
 from snep.fsm.ratelog import RateLog
 from snep.kernel.base import Kernel
-from snep.runtime.control import ControlError, ControlServer
+from snep.runtime.control import LATER, ControlError, ControlServer
 from snep.runtime.keepalived import Kind, NotifyFifo
 from snep.runtime.keys import load_keyring
 from snep.runtime.log import LEVELS, log, notice, setup
@@ -195,7 +195,7 @@ class Daemon:
                 after_batch=self._tick,
             )
             self.transport.open(loop)
-            self.control = ControlServer(cfg.control.socket, self._on_control, self._bad_request)
+            self.control = ControlServer(cfg.control.socket, self._on_control, self._bad_request, query=self._on_query)
             await self.control.start()
             if cfg.metrics.listen is not None:
                 self.metrics = MetricsServer(cfg.metrics.listen, self.stats)
@@ -480,9 +480,12 @@ class Daemon:
     def _bad_request(self) -> None:
         self.counters["control_bad_requests"] += 1
 
-    async def _on_control(self, command: str, args: dict[str, Any]) -> Any:
+    def _on_query(self, command: str, args: dict[str, Any]) -> Any:
+        """The requests answered at once (the queries, and what is unknown); the
+        commands, which may wait for a dump or a commit: LATER, for ``_on_control``."""
+        if command == "notify" or command in COMMANDS:
+            return LATER
         self.counters["control_requests"] += 1
-        argv = [str(a) for a in args.get("argv", [])]
         node = self.node
         try:
             if command == "status":
@@ -494,31 +497,40 @@ class Daemon:
             if command in ("internal", "external"):
                 entries = (node.internal if command == "internal" else node.external).entries()
                 return {"count": len(entries), "entries": sorted(str(e) for e in entries)}
-            if command == "notify":
-                if len(argv) != 1 or argv[0] not in ROLE_CHANGES:
-                    raise ControlError("notify takes one argument: primary, backup or fault")
-                await self._idle()  # (inputs keep their order: this one after the run under way)
-                return await self._role_change(argv[0], self._now())
             if command == "reload":
                 return self.reload()
-            if command in COMMANDS:
-                await self._idle()
-                started = time.monotonic()
-                assert self.driver is not None
-                self.driver.command(self._now(), command, argv)
-                self._tick()
-                await self._idle()  # (answered once its dump or commit is done)
-                return {
-                    "done": command,
-                    "seconds": round(time.monotonic() - started, 6),
-                    "internal": len(node.internal),  # right after the command
-                    "external": len(node.external),
-                }
         except (SnepError, ValueError) as error:
             raise ControlError(f"{command}: {error}") from None
         self.counters["control_unknown_commands"] += 1
         known = ", ".join(sorted({*QUERIES, *COMMANDS}))
         raise ControlError(f"unknown command {command!r} (known: {known})")
+
+    async def _on_control(self, command: str, args: dict[str, Any]) -> Any:
+        """The commands (``notify`` and the driver's), answered once their work is done."""
+        self.counters["control_requests"] += 1
+        argv = [str(a) for a in args.get("argv", [])]
+        node = self.node
+        try:
+            if command == "notify":
+                if len(argv) != 1 or argv[0] not in ROLE_CHANGES:
+                    raise ControlError("notify takes one argument: primary, backup or fault")
+                await self._idle()  # (inputs keep their order: this one after the run under way)
+                return await self._role_change(argv[0], self._now())
+            assert command in COMMANDS, command  # (_on_query answers the rest)
+            await self._idle()
+            started = time.monotonic()
+            assert self.driver is not None
+            self.driver.command(self._now(), command, argv)
+            self._tick()
+            await self._idle()  # (answered once its dump or commit is done)
+            return {
+                "done": command,
+                "seconds": round(time.monotonic() - started, 6),
+                "internal": len(node.internal),  # right after the command
+                "external": len(node.external),
+            }
+        except (SnepError, ValueError) as error:
+            raise ControlError(f"{command}: {error}") from None
 
     async def _role_change(self, role: str, now: float) -> dict[str, Any]:
         """A role change, answered once its work (a promotion's commit and dump, carried
