@@ -50,11 +50,11 @@ socket = "{tmp / f"ctl{index}.sock"}"
 
 
 class Pair:
-    def __init__(self, tmp: Path, capacity: int = 1 << 20) -> None:
+    def __init__(self, tmp: Path, capacity: int = 1 << 20, extra: str = "") -> None:
         ports = {1: free_port(), 2: free_port()}
         self.tmp = tmp
         self.kernels = {1: MemoryKernel(event_capacity=capacity, event_capacity_max=capacity), 2: MemoryKernel()}
-        self.daemons = {i: Daemon(node_config(tmp, i, ports), self.kernels[i]) for i in (1, 2)}
+        self.daemons = {i: Daemon(node_config(tmp, i, ports, extra), self.kernels[i]) for i in (1, 2)}
         self.tasks: list[asyncio.Task[int]] = []
 
     async def __aenter__(self) -> Pair:
@@ -178,6 +178,41 @@ def test_event_overrun_resyncs_from_the_kernel(tmp_path):
             await pair.until(lambda: len(d2.node.external) == 100)
             assert d1.driver.counters.netlink_overruns >= 1
             assert len(d1.node.internal) == 100
+
+    asyncio.run(go())
+
+
+def test_events_that_keep_coming_are_read_together_and_a_lone_one_at_once(tmp_path):
+    """kernel.event_batch: after a read that found events, the next read waits that long
+    (what came meanwhile travels in one frame); a read that finds nothing ends it."""
+    setup("error")
+    batch = 0.5  # (long: the test tells "at once" from "paced" without timing closely)
+
+    async def go() -> None:
+        async with Pair(tmp_path, extra=f"[kernel]\nevent_batch = {batch}\n") as pair:
+            k1 = pair.kernels[1]
+            d1, d2 = pair.daemons[1], pair.daemons[2]
+            loop = asyncio.get_running_loop()
+            await pair.ctl(1, "notify", "primary")
+            await pair.until(lambda: d2.node.ready)
+            await asyncio.sleep(2 * batch)  # (the start's reads are over: the socket is watched again)
+
+            started = loop.time()
+            k1.conn_new(entry(0))  # alone: read at once
+            await pair.until(lambda: len(d1.node.internal) == 1)
+            assert loop.time() - started < batch * 0.8
+            frames = d1.node.counters.state_frames_sent
+            for n in range(1, 10):  # keep coming, one every 10 ms: read together, one frame
+                k1.conn_new(entry(n))
+                await asyncio.sleep(0.01)
+            await pair.until(lambda: len(d2.node.external) == 10)
+            assert d1.node.counters.state_frames_sent == frames + 1
+
+            await asyncio.sleep(2 * batch)  # a read found nothing: the socket is watched again
+            started = loop.time()
+            k1.conn_new(entry(10))
+            await pair.until(lambda: len(d1.node.internal) == 11)
+            assert loop.time() - started < batch * 0.8
 
     asyncio.run(go())
 

@@ -122,6 +122,7 @@ class Daemon:
         self.stopping: asyncio.Event | None = None  # created in run()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        self._kernel_poll: asyncio.TimerHandle | None = None  # (kernel.event_batch: the paced read)
         self._retired: deque[dict[Any, Any]] = deque()  # (Cache.retire: freed in parts)
         self._dumps_received = 0  # (node.counters.bulk_completed when last frozen)
         self._ha_tasks: set[asyncio.Future[None]] = set()  # (keepalived's role changes under way)
@@ -243,6 +244,8 @@ class Daemon:
         loop = self.loop
         if self._timer is not None:
             self._timer.cancel()
+        if self._kernel_poll is not None:
+            self._kernel_poll.cancel()
         if loop is not None:
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 try:
@@ -391,9 +394,27 @@ class Daemon:
         return self.loop.time()
 
     def _on_kernel_readable(self) -> None:
-        assert self.driver is not None
-        self.driver.on_kernel_readable(self._now())
+        assert self.driver is not None and self.kernel is not None and self.loop is not None
+        read = self.driver.on_kernel_readable(self._now())
         self._tick()
+        if read and self.cfg.kernel.event_batch > 0:
+            # Events are coming: read the next ones together, event_batch from now
+            # (NAPI's way: polled while busy, woken again once a poll finds nothing).
+            self.loop.remove_reader(self.kernel.fileno())
+            self._kernel_poll = self.loop.call_later(self.cfg.kernel.event_batch, self._poll_kernel)
+
+    def _poll_kernel(self) -> None:
+        """The paced read (``kernel.event_batch``): what came meanwhile, together."""
+        self._kernel_poll = None
+        assert self.driver is not None and self.kernel is not None and self.loop is not None
+        if self.stopping is not None and self.stopping.is_set():
+            return
+        read = self.driver.on_kernel_readable(self._now())
+        self._tick()
+        if read:
+            self._kernel_poll = self.loop.call_later(self.cfg.kernel.event_batch, self._poll_kernel)
+        else:  # quiet: the next event wakes the node at once
+            self.loop.add_reader(self.kernel.fileno(), self._on_kernel_readable)
 
     def _on_datagram(self, data: bytes, address: tuple, link: int) -> None:
         peer = self.peers.identify(address, link)
