@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import stat
@@ -38,22 +39,28 @@ class FakeNode:
         raise SnepError(f"unknown command {command!r}")
 
 
-@pytest.fixture
-def server(tmp_path):
-    node = FakeNode()
-    path = tmp_path / "ctl.sock"
+@contextlib.contextmanager
+def serving(srv: ControlServer):
+    """``srv`` started and served by an event loop in a thread, closed at the end."""
     loop = asyncio.new_event_loop()
-    srv = ControlServer(path, node.handle, on_bad_request=lambda: setattr(node, "bad", node.bad + 1))
     loop.run_until_complete(srv.start())
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     try:
-        yield path, node
+        yield
     finally:
         asyncio.run_coroutine_threadsafe(srv.close(), loop).result(5)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
         loop.close()
+
+
+@pytest.fixture
+def server(tmp_path):
+    node = FakeNode()
+    path = tmp_path / "ctl.sock"
+    with serving(ControlServer(path, node.handle, on_bad_request=lambda: setattr(node, "bad", node.bad + 1))):
+        yield path, node
 
 
 def ctl(path, *argv):
@@ -169,18 +176,8 @@ class QuickNode(FakeNode):
 def quick_server(tmp_path):
     node = QuickNode()
     path = tmp_path / "quick.sock"
-    loop = asyncio.new_event_loop()
-    srv = ControlServer(path, node.handle, query=node.query)
-    loop.run_until_complete(srv.start())
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(ControlServer(path, node.handle, query=node.query)):
         yield path, node
-    finally:
-        asyncio.run_coroutine_threadsafe(srv.close(), loop).result(5)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(5)
-        loop.close()
 
 
 def test_queries_are_answered_at_once_and_commands_by_the_handler(quick_server):
@@ -192,27 +189,28 @@ def test_queries_are_answered_at_once_and_commands_by_the_handler(quick_server):
         request(path, "nonsense")
 
 
-def test_requests_on_one_connection_are_answered_in_order(quick_server):
-    """A query sent behind a command that waits is answered after it, not before."""
-    path, node = quick_server
+def pipelined(path, *requests: bytes) -> list[dict]:
+    """The answers to ``requests``, sent at once on one connection."""
     with socket.socket(socket.AF_UNIX) as sock:
         sock.connect(str(path))
-        sock.sendall(b'{"command": "slow"}\n{"command": "status"}\n')
+        sock.sendall(b"".join(request + b"\n" for request in requests))
         lines = sock.makefile()
-        first, second = json.loads(lines.readline()), json.loads(lines.readline())
+        return [json.loads(lines.readline()) for _ in requests]
+
+
+def test_requests_on_one_connection_are_answered_in_order(quick_server):
+    """A query sent behind a command that waits is answered after it, not before."""
+    path, _ = quick_server
+    first, second = pipelined(path, b'{"command": "slow"}', b'{"command": "status"}')
     assert first == {"ok": True, "result": {"done": "slow"}}
     assert second == {"ok": True, "result": {"role": "PRIMARY"}}
 
 
 def test_an_answer_larger_than_the_socket_takes_arrives_whole(quick_server):
     path, _ = quick_server
-    with socket.socket(socket.AF_UNIX) as sock:
-        sock.connect(str(path))
-        sock.sendall(b'{"command": "big"}\n{"command": "status"}\n')
-        lines = sock.makefile()
-        big = json.loads(lines.readline())
-        assert len(big["result"]["entries"]) == 50_000
-        assert json.loads(lines.readline())["result"] == {"role": "PRIMARY"}
+    big, after = pipelined(path, b'{"command": "big"}', b'{"command": "status"}')
+    assert len(big["result"]["entries"]) == 50_000
+    assert after["result"] == {"role": "PRIMARY"}
 
 
 def test_an_oversized_request_is_refused_and_the_connection_closed(server):
