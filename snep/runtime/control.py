@@ -122,6 +122,7 @@ class ControlServer:
             client = _Client(conn)
             self._clients[client.fd] = client
             self._loop.add_reader(client.fd, self._readable, client)
+            self._readable(client)  # (a client writes its request at once: often here already)
 
     def _drop(self, client: _Client) -> None:
         if self._clients.pop(client.fd, None) is None:
