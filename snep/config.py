@@ -104,12 +104,24 @@ class SyncConfig:
     params: SyncParams = field(default_factory=SyncParams)  # the protocol's tunables
 
 
+#: Seconds between two reads of kernel events while they keep coming (0: each read as
+#: soon as the socket is readable). At 2,000 new connections per second a read finds
+#: one event: every event then costs a wake-up, a frame and a datagram on each side,
+#: which is what a primary's CPU goes to (bench/README.md); read a millisecond apart,
+#: they travel a few per frame, for at most that much more latency. A read that finds
+#: nothing ends the pacing: an isolated event is read at once.
+DEFAULT_EVENT_BATCH = 0.001
+
+
 @dataclass(frozen=True, slots=True)
 class KernelConfig:
     # event socket receive buffer, doubled on each overrun up to the max (conntrackd's
     # NetlinkBufferSize / NetlinkBufferSizeMaxGrowth)
     netlink_buffer: int = DEFAULT_BUFFER_SIZE
     netlink_buffer_max: int = DEFAULT_BUFFER_MAX_GROWTH
+    # seconds: while events keep coming, they are read together at most this often
+    event_batch: float = DEFAULT_EVENT_BATCH
+
 
 
 #: The default filter: every protocol and TCP state, loopback traffic ignored.
@@ -225,6 +237,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("sync.second_link", "interface", None, "the redundant link's interface", "name"),
     Setting("kernel", "netlink_buffer", DEFAULT_BUFFER_SIZE, "event socket buffer; an overrun resyncs from the kernel and doubles it", "bytes", 65536, 1 << 30),
     Setting("kernel", "netlink_buffer_max", DEFAULT_BUFFER_MAX_GROWTH, "the event socket buffer grows up to this", "bytes", 65536, 1 << 30),
+    Setting("kernel", "event_batch", DEFAULT_EVENT_BATCH, "while kernel events keep coming, they are read together at most this often (fewer wake-ups, frames and datagrams per event; an event waits at most this long; a read that finds nothing ends it); 0: each read at once", "seconds", 0.0, 1.0),
     Setting("kernel", "inject_on_arrival", _P.inject_on_arrival, "write the peers' states into the kernel as they arrive: a takeover commits nothing before the node is primary (then only what its kernel dump shows missing)"),
     _tunable("kernel", "shorten_timeout", "seconds", 1, 1 << 31, "timeout left to kernel entries when the node becomes backup"),
     Setting("kernel", "unconfirmed", _P.unconfirmed.value, "a node that starts or returns as backup: what becomes of its kernel entries that the primary's first complete dump does not confirm (those it confirms take the primary's state): remove them, or shorten their timeouts to shorten_timeout (conntrackd's way; they go unless traffic refreshes them). Entries the filter keeps out are left alone", choices=tuple(u.value for u in Unconfirmed)),
@@ -610,6 +623,7 @@ def parse(data: dict[str, Any], path: str = "<config>", check_files: bool = True
     kernel_config = KernelConfig(
         netlink_buffer=_read(kernel, _setting("kernel", "netlink_buffer")),
         netlink_buffer_max=_read(kernel, _setting("kernel", "netlink_buffer_max")),
+        event_batch=_read(kernel, _setting("kernel", "event_batch")),
     )
     kernel.done()
     if kernel_config.netlink_buffer_max < kernel_config.netlink_buffer:

@@ -60,6 +60,7 @@ class Proto(IntEnum):
 
 _PORT_PROTOS = frozenset({Proto.TCP, Proto.UDP, Proto.DCCP, Proto.SCTP, Proto.UDPLITE})
 _ICMP_PROTOS = frozenset({int(Proto.ICMP), int(Proto.ICMPV6)})
+_tuple_new = tuple.__new__  # a NamedTuple made of fields known good, without its __new__
 #: the protocols whose reply tuple is not the swapped original (see ConnTuple.inverted)
 ICMP_PROTOS = _ICMP_PROTOS
 
@@ -160,8 +161,8 @@ class ConnTuple(NamedTuple):
             reply_type = _ICMP_REPLY_TYPE.get((proto, dport >> 8))
             if reply_type is not None:
                 dport = (reply_type << 8) | (dport & 0xFF)
-            return ConnTuple(family, dst, src, proto, sport, dport)
-        return ConnTuple(family, dst, src, proto, dport, sport)
+            return _tuple_new(ConnTuple, (family, dst, src, proto, sport, dport))
+        return _tuple_new(ConnTuple, (family, dst, src, proto, dport, sport))  # (no NamedTuple __new__: its fields are ours)
 
     @property
     def src_ip(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address:

@@ -24,14 +24,19 @@ class Level(Enum):
     @property
     def event_kinds(self) -> frozenset[EventKind]:
         """The kernel event kinds this level needs to see."""
-        if self is Level.WEAK:
-            return frozenset({EventKind.NEW, EventKind.DESTROY})
-        return frozenset(EventKind)
+        return _EVENT_KINDS[self]
 
     def sends(self, kind: EventKind) -> bool:
-        return kind in self.event_kinds
+        return kind in _EVENT_KINDS[self]
 
     @property
     def coalesces(self) -> bool:
         """Whether changes are batched per connection and flushed periodically."""
         return self is Level.INCREMENTAL
+
+
+#: the event kinds of each level, computed once (a primary asks for each event)
+_EVENT_KINDS: dict[Level, frozenset[EventKind]] = {
+    level: frozenset({EventKind.NEW, EventKind.DESTROY}) if level is Level.WEAK else frozenset(EventKind)
+    for level in Level
+}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import stat
@@ -14,7 +15,7 @@ import pytest
 
 from snep.errors import SnepError
 from snep.runtime.client import ControlError, request
-from snep.runtime.control import ControlServer
+from snep.runtime.control import LATER, MAX_REQUEST, ControlServer
 
 
 class FakeNode:
@@ -38,22 +39,28 @@ class FakeNode:
         raise SnepError(f"unknown command {command!r}")
 
 
-@pytest.fixture
-def server(tmp_path):
-    node = FakeNode()
-    path = tmp_path / "ctl.sock"
+@contextlib.contextmanager
+def serving(srv: ControlServer):
+    """``srv`` started and served by an event loop in a thread, closed at the end."""
     loop = asyncio.new_event_loop()
-    srv = ControlServer(path, node.handle, on_bad_request=lambda: setattr(node, "bad", node.bad + 1))
     loop.run_until_complete(srv.start())
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     try:
-        yield path, node
+        yield
     finally:
         asyncio.run_coroutine_threadsafe(srv.close(), loop).result(5)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
         loop.close()
+
+
+@pytest.fixture
+def server(tmp_path):
+    node = FakeNode()
+    path = tmp_path / "ctl.sock"
+    with serving(ControlServer(path, node.handle, on_bad_request=lambda: setattr(node, "bad", node.bad + 1))):
+        yield path, node
 
 
 def ctl(path, *argv):
@@ -139,3 +146,84 @@ def test_stale_socket_is_replaced(tmp_path):
 
     asyncio.run(go())
     assert not path.exists()
+
+
+class QuickNode(FakeNode):
+    """Answers ``status`` and ``big`` at once (a query), ``slow`` later (a command)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.later: list[str] = []
+
+    def query(self, command, args):
+        if command == "big":
+            return {"entries": ["x" * 100] * 50_000}  # (megabytes: written in parts)
+        if command in ("slow", "echo"):
+            return LATER
+        if command == "status":
+            return {"role": "PRIMARY"}
+        raise SnepError(f"unknown command {command!r}")
+
+    async def handle(self, command, args):
+        self.later.append(command)
+        if command == "slow":
+            await asyncio.sleep(0.05)
+            return {"done": "slow"}
+        return await super().handle(command, args)
+
+
+@pytest.fixture
+def quick_server(tmp_path):
+    node = QuickNode()
+    path = tmp_path / "quick.sock"
+    with serving(ControlServer(path, node.handle, query=node.query)):
+        yield path, node
+
+
+def test_queries_are_answered_at_once_and_commands_by_the_handler(quick_server):
+    path, node = quick_server
+    assert request(path, "status") == {"role": "PRIMARY"}
+    assert request(path, "echo", {"a": 1}) == {"a": 1}
+    assert node.later == ["echo"]  # (status never reached the handler)
+    with pytest.raises(ControlError, match="unknown command"):
+        request(path, "nonsense")
+
+
+def pipelined(path, *requests: bytes) -> list[dict]:
+    """The answers to ``requests``, sent at once on one connection."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.connect(str(path))
+        sock.sendall(b"".join(request + b"\n" for request in requests))
+        lines = sock.makefile()
+        return [json.loads(lines.readline()) for _ in requests]
+
+
+def test_requests_on_one_connection_are_answered_in_order(quick_server):
+    """A query sent behind a command that waits is answered after it, not before."""
+    path, _ = quick_server
+    first, second = pipelined(path, b'{"command": "slow"}', b'{"command": "status"}')
+    assert first == {"ok": True, "result": {"done": "slow"}}
+    assert second == {"ok": True, "result": {"role": "PRIMARY"}}
+
+
+def test_an_answer_larger_than_the_socket_takes_arrives_whole(quick_server):
+    path, _ = quick_server
+    big, after = pipelined(path, b'{"command": "big"}', b'{"command": "status"}')
+    assert len(big["result"]["entries"]) == 50_000
+    assert after["result"] == {"role": "PRIMARY"}
+
+
+def test_an_oversized_request_is_refused_and_the_connection_closed(server):
+    path, node = server
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.connect(str(path))
+        sock.sendall(b"x" * (MAX_REQUEST + 10))
+        lines = sock.makefile()
+        answer = json.loads(lines.readline())
+        assert answer["ok"] is False and "longer than" in answer["error"]
+        try:
+            assert lines.readline() == ""  # closed ...
+        except ConnectionResetError:
+            pass  # ... with what it sent unread
+    assert node.bad == 1
+    assert request(path, "status")["role"] == "BACKUP"  # the server goes on

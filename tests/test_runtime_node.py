@@ -184,6 +184,41 @@ def test_event_overrun_resyncs_from_the_kernel(tmp_path):
     asyncio.run(go())
 
 
+def test_events_that_keep_coming_are_read_together_and_a_lone_one_at_once(tmp_path):
+    """kernel.event_batch: after a read that found events, the next read waits that long
+    (what came meanwhile travels in one frame); a read that finds nothing ends it."""
+    setup("error")
+    batch = 0.5  # (long: the test tells "at once" from "paced" without timing closely)
+
+    async def go() -> None:
+        async with Pair(tmp_path, extra=f"[kernel]\nevent_batch = {batch}\n") as pair:
+            k1 = pair.kernels[1]
+            d1, d2 = pair.daemons[1], pair.daemons[2]
+            loop = asyncio.get_running_loop()
+            await pair.ctl(1, "notify", "primary")
+            await pair.until(lambda: d2.node.ready)
+            await asyncio.sleep(2 * batch)  # (the start's reads are over: the socket is watched again)
+
+            started = loop.time()
+            k1.conn_new(entry(0))  # alone: read at once
+            await pair.until(lambda: len(d1.node.internal) == 1)
+            assert loop.time() - started < batch * 0.8
+            frames = d1.node.counters.state_frames_sent
+            for n in range(1, 10):  # keep coming, one every 10 ms: read together, one frame
+                k1.conn_new(entry(n))
+                await asyncio.sleep(0.01)
+            await pair.until(lambda: len(d2.node.external) == 10)
+            assert d1.node.counters.state_frames_sent == frames + 1
+
+            await asyncio.sleep(2 * batch)  # a read found nothing: the socket is watched again
+            started = loop.time()
+            k1.conn_new(entry(10))
+            await pair.until(lambda: len(d1.node.internal) == 11)
+            assert loop.time() - started < batch * 0.8
+
+    asyncio.run(go())
+
+
 def test_a_refused_kernel_dump_is_retried_and_the_promotion_dump_follows(tmp_path):
     """The node holds its dumps until its cache is loaded: a failed kernel dump must not hold them forever."""
     setup("error")

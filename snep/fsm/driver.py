@@ -237,14 +237,16 @@ class Driver:
         self._mark("timer")
         self.run(now, self.node.on_timer(now))
 
-    def on_kernel_readable(self, now: float) -> None:
+    def on_kernel_readable(self, now: float) -> int:
         """Read the kernel's queued events into the node until none are left; after an
-        overrun (events lost), the internal cache follows a fresh dump instead."""
+        overrun (events lost), the internal cache follows a fresh dump instead. Returns
+        how many events were read (0 also while a run is suspended: read after it)."""
         if self._suspended is not None:
             if self.on_kernel_readable not in self._waiting:  # (once: it reads them all)
                 self._waiting.append(self.on_kernel_readable)
-            return
+            return 0
         node = self.node
+        read = 0
         for _ in range(READS_PER_WAKEUP):
             try:
                 events = self.kernel.read_events(READ_MAX)
@@ -256,21 +258,23 @@ class Driver:
                 except KernelError as error:
                     self.counters.kernel_errors += 1
                     self.host.report(Log("error", f"kernel dump after an overrun failed: {error}"))
-                    return
+                    return read
                 if events:
                     self._mark("kernel", f"{len(events)} after an overrun")
                     self.run(now, node.on_kernel_events(now, events))
-                return
+                return read + len(events)
             except KernelError as error:
                 self.counters.kernel_errors += 1
                 self.host.report(Log("error", f"reading kernel events: {error}"))
-                return
+                return read
             if not events:
-                return
+                return read
+            read += len(events)
             self._mark("kernel", str(len(events)))
             self.run(now, node.on_kernel_events(now, events))
             if len(events) < READ_MAX:
-                return
+                return read
+        return read
 
     def command(self, now: float, name: str, argv: Sequence[str] = ()) -> None:
         """An operator command (``snep ctl``); a bad one raises SnepError, changes nothing."""
@@ -298,12 +302,22 @@ class Driver:
     # --- outputs ------------------------------------------------------------------------
     def run(self, now: float, outputs: Iterable[Output]) -> None:
         """Carry out one input's outputs (and what the dumps among them bring) by the rules."""
-        batch = list(outputs)
+        batch = outputs if type(outputs) is list else list(outputs)
+        for output in batch:
+            if type(output) is not SendDatagram:
+                break
+        else:  # frames only (most inputs: a kernel event's, an ACK's): out at once, in order
+            record, send = self.record, self.host.send
+            for output in batch:
+                if record is not None:
+                    record.append(output)
+                send(output.peers, output.data)  # type: ignore[attr-defined]
+            return
         for output in batch:
             if type(output) is DumpKernel or type(output) is KernelOps:
                 self._proceed(now, _Run(deque([batch])))
                 return
-        # No kernel work (most inputs: frames to send): the batch at once.
+        # No kernel work: the batch at once.
         self._persist(batch)
         carry_out = self._carry_out
         for output in batch:

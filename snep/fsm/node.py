@@ -95,6 +95,7 @@ from snep.wire.codec import decode_frame
 from snep.wire.messages import EVERY_PEER, Ack, Frame, Hello, MessageType, Nack
 
 _CLAIMING = (MessageType.STATE, MessageType.ALIVE, MessageType.HELLO)
+_UPDATE = EventKind.UPDATE
 
 #: what a rejection reason means, for the log (``misdirected`` is not logged: on a
 #: multicast link every frame for another node is one; ``unbound_session`` is logged
@@ -343,23 +344,24 @@ class SyncNode:
     # --- kernel -----------------------------------------------------------------------
     def _complete(self, event: Event) -> Event:
         """UPDATE events are partial (what changed): the full entry is what we keep and send."""
-        if event.kind is EventKind.UPDATE:
-            return Event(EventKind.UPDATE, complete_update(self.internal.get(event.entry.key), event.entry))
+        if event.kind is _UPDATE:
+            return Event(_UPDATE, complete_update(self.internal.get(event.entry.key), event.entry))
         return event
 
     def on_kernel_events(self, now: float, events: Sequence[Event]) -> list[Output]:
         """Conntrack events of our own kernel (one netlink read): into the internal cache;
         a PRIMARY streams them, packed into as few frames as fit."""
         out: list[Output] = []
-        if self.role.state is Role.DOWN:
+        role = self.role.state
+        if role is Role.DOWN:
             return out
         self.counters.kernel_events += len(events)
-        events = [self._complete(event) for event in events]
+        complete = self._complete
+        events = [event if event[0] is not _UPDATE else complete(event) for event in events]
         if self._vouch is not None:
             self._vouch.update(event.entry.key for event in events if event.kind is EventKind.NEW)
-        for event in events:
-            self.internal.apply(event)
-        if self.role.state is Role.PRIMARY:
+        self.internal.apply_all(events)
+        if role is Role.PRIMARY:
             self.sender.on_events(now, events, out)
         return out
 

@@ -162,13 +162,25 @@ class Notifier:
 
     def on_event(self, now: float, event: Event) -> list[Event]:
         """The events to send now (incremental: none; the event waits for the flush)."""
-        if not self.level.sends(event.kind) or not self.filter.accepts(event.entry, event.kind):
-            self.filtered += 1
-            return []
-        if not self.level.coalesces:
-            return [event]
-        self.dirty[event.entry.key] = event  # the newest state of a connection wins
-        if self.next_flush is None:
+        return self.on_events(now, [event])
+
+    def on_events(self, now: float, events: list[Event]) -> list[Event]:
+        """The events of one kernel read to send now, in order (incremental: none; they
+        wait for the flush). The very list when the level and the filter keep nothing
+        back; otherwise one pass, no call per event but the filter's."""
+        level = self.level
+        if level is Level.STRONG and self.filter.passes_everything:
+            return events
+        kinds = level.event_kinds
+        accepts = self.filter.accepts
+        passed = [event for event in events if event[0] in kinds and accepts(event[1], event[0])]
+        self.filtered += len(events) - len(passed)
+        if not level.coalesces:
+            return passed
+        dirty = self.dirty
+        for event in passed:
+            dirty[event[1].key] = event  # the newest state of a connection wins
+        if passed and self.next_flush is None:
             self.next_flush = now + self.incremental_period
         return []
 

@@ -204,17 +204,16 @@ class SyncSender:
 
     # --- the stream -------------------------------------------------------------------
     @spec_action("Notify")
-    def on_events(self, now: float, events: Iterable[Event], out: list[Output]) -> None:
+    def on_events(self, now: float, events: list[Event], out: list[Output]) -> None:
         """Kernel events on the primary (one netlink read): through filter and level into
         STATE frames, packed into as few frames as fit."""
         if self.epoch is None:
             return
-        passed: list[Event] = []
         forget = self.records.forget
         for event in events:
             if event[0] is _DESTROY:
                 forget(event[1].key)
-            passed.extend(self.notifier.on_event(now, event))
+        passed = self.notifier.on_events(now, events)
         self.counters.filtered = self.notifier.filtered
         if passed:
             self._send_state(now, passed, out)
@@ -247,26 +246,26 @@ class SyncSender:
         self.last_sent = now
         # Within the bound: the oldest frames go, acked or not (a drop some live peer
         # had not acknowledged is counted).
-        self.counters.queue_drops += self.queue.drop_excess(p.acked for p in self.peers.values() if p.alive)
+        if len(self.queue) > self.queue.bound:
+            self.counters.queue_drops += self.queue.drop_excess([p.acked for p in self.peers.values() if p.alive])
 
-    def _positions(self) -> list[int]:
-        """Where the live peers that the queue can still serve stand (their next frame
-        is queued). A peer that needs a dump stands at the dump's BULK_START."""
+    def _low(self) -> int | None:
+        """The oldest seq some servable peer still needs, or None: of the live peers
+        that the queue can still serve (their next frame is queued; a peer that needs
+        a dump stands at the dump's BULK_START), the one furthest behind. (Asked after
+        every input, by the timer: one pass, no list.)"""
         first = self.queue.first
-        positions = []
+        next_seq = self.next_seq
+        low = None
+        furthest = -1
         for p in self.peers.values():
             if p.alive:
                 position = p.position()
                 if position is not None and seq_ge(position, first):
-                    positions.append(position)
-        return positions
-
-    def _low(self) -> int | None:
-        """The oldest seq some servable peer still needs, or None."""
-        positions = self._positions()
-        if not positions:
-            return None
-        return max(positions, key=lambda seq: seq_diff(self.next_seq, seq))
+                    behind = seq_diff(next_seq, position)
+                    if behind > furthest:
+                        low, furthest = position, behind
+        return low
 
     def _trim(self) -> None:
         """Drop the frames every live peer acknowledged (all of them when none is live)."""
@@ -619,13 +618,14 @@ class SyncSender:
 
     # --- timers -----------------------------------------------------------------------
     def next_deadline(self, now: float) -> float:
-        deadlines = [self.last_sent + self.params.alive_interval]
+        deadline = self.last_sent + self.params.alive_interval
         if self.epoch is not None:
-            if self.notifier.next_flush is not None:
-                deadlines.append(self.notifier.next_flush)
-            if self.bulk_active and not self.loading and self.bulk_room() > 0:
-                deadlines.append(now)
+            flush = self.notifier.next_flush
+            if flush is not None and flush < deadline:
+                deadline = flush
+            if self.bulk_active and not self.loading and self.bulk_room() > 0 and now < deadline:
+                deadline = now
             retransmit = self.retransmit_deadline()
-            if retransmit is not None:
-                deadlines.append(retransmit)
-        return min(deadlines)
+            if retransmit is not None and retransmit < deadline:
+                deadline = retransmit
+        return deadline

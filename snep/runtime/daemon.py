@@ -21,6 +21,7 @@ start).
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import os
 import signal
@@ -38,7 +39,7 @@ from snep.fsm.effects import Epoch, Log, PeerId, RoleChanged
 from snep.fsm.node import SyncNode
 from snep.fsm.ratelog import RateLog
 from snep.kernel.base import Kernel
-from snep.runtime.control import ControlError, ControlServer
+from snep.runtime.control import LATER, ControlError, ControlServer
 from snep.runtime.keepalived import Kind, NotifyFifo
 from snep.runtime.keys import load_keyring
 from snep.runtime.log import LEVELS, log, notice, setup
@@ -121,11 +122,14 @@ class Daemon:
         self.stopping: asyncio.Event | None = None  # created in run()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        self._kernel_poll: asyncio.TimerHandle | None = None  # (kernel.event_batch: the paced read)
         self._retired: deque[dict[Any, Any]] = deque()  # (Cache.retire: freed in parts)
         self._dumps_received = 0  # (node.counters.bulk_completed when last frozen)
         self._ha_tasks: set[asyncio.Future[None]] = set()  # (keepalived's role changes under way)
         self._epoch_saved = read_epoch(cfg.state_file)
         self.peers = PeerTable(cfg)
+        self._routes: dict[PeerId, Callable[[int], tuple | None]] = {}  # peer -> its address on a link
+        self._sources: dict[tuple, str] = {}  # a peer's source address, shown (for the node's logs)
         self.counters: dict[str, int] = {
             "control_requests": 0,
             "control_unknown_commands": 0,
@@ -192,7 +196,7 @@ class Daemon:
                 after_batch=self._tick,
             )
             self.transport.open(loop)
-            self.control = ControlServer(cfg.control.socket, self._on_control, self._bad_request)
+            self.control = ControlServer(cfg.control.socket, self._on_control, self._bad_request, query=self._on_query)
             await self.control.start()
             if cfg.metrics.listen is not None:
                 self.metrics = MetricsServer(cfg.metrics.listen, self.stats)
@@ -240,6 +244,8 @@ class Daemon:
         loop = self.loop
         if self._timer is not None:
             self._timer.cancel()
+        if self._kernel_poll is not None:
+            self._kernel_poll.cancel()
         if loop is not None:
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 try:
@@ -318,8 +324,12 @@ class Daemon:
         if self.peers.multicast:
             self.transport.send(data)  # once, to the group
             return
+        routes = self._routes
         for peer in peers:
-            self.transport.send(data, lambda link, peer=peer: self.peers.address(peer, link))
+            route = routes.get(peer)
+            if route is None:  # (made once per peer: no closure per frame)
+                route = routes[peer] = functools.partial(self.peers.address, peer)
+            self.transport.send(data, route)
 
     def persist(self, epoch: Epoch) -> None:
         """Write the newest epoch before anything else of its batch happens (atomic replace)."""
@@ -389,9 +399,27 @@ class Daemon:
         return self.loop.time()
 
     def _on_kernel_readable(self) -> None:
-        assert self.driver is not None
-        self.driver.on_kernel_readable(self._now())
+        assert self.driver is not None and self.kernel is not None and self.loop is not None
+        read = self.driver.on_kernel_readable(self._now())
         self._tick()
+        if read and self.cfg.kernel.event_batch > 0:
+            # Events are coming: read the next ones together, event_batch from now
+            # (NAPI's way: polled while busy, woken again once a poll finds nothing).
+            self.loop.remove_reader(self.kernel.fileno())
+            self._kernel_poll = self.loop.call_later(self.cfg.kernel.event_batch, self._poll_kernel)
+
+    def _poll_kernel(self) -> None:
+        """The paced read (``kernel.event_batch``): what came meanwhile, together."""
+        self._kernel_poll = None
+        assert self.driver is not None and self.kernel is not None and self.loop is not None
+        if self.stopping is not None and self.stopping.is_set():
+            return
+        read = self.driver.on_kernel_readable(self._now())
+        self._tick()
+        if read:
+            self._kernel_poll = self.loop.call_later(self.cfg.kernel.event_batch, self._poll_kernel)
+        else:  # quiet: the next event wakes the node at once
+            self.loop.add_reader(self.kernel.fileno(), self._on_kernel_readable)
 
     def _on_datagram(self, data: bytes, address: tuple, link: int) -> None:
         peer = self.peers.identify(address, link)
@@ -404,7 +432,10 @@ class Daemon:
         self.transport.heard(link, now)
         if not data:
             return  # a link probe (snep.runtime.transport): the link carries, nothing more
-        self.driver.on_datagram(now, data, peer, _show(address))
+        shown = self._sources.get(address)
+        if shown is None:  # (a configured peer's address: a few, formatted once each)
+            shown = self._sources[address] = _show(address)
+        self.driver.on_datagram(now, data, peer, shown)
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -475,9 +506,12 @@ class Daemon:
     def _bad_request(self) -> None:
         self.counters["control_bad_requests"] += 1
 
-    async def _on_control(self, command: str, args: dict[str, Any]) -> Any:
+    def _on_query(self, command: str, args: dict[str, Any]) -> Any:
+        """The requests answered at once (the queries, and what is unknown); the
+        commands, which may wait for a dump or a commit: LATER, for ``_on_control``."""
+        if command == "notify" or command in COMMANDS:
+            return LATER
         self.counters["control_requests"] += 1
-        argv = [str(a) for a in args.get("argv", [])]
         node = self.node
         try:
             if command == "status":
@@ -489,31 +523,40 @@ class Daemon:
             if command in ("internal", "external"):
                 entries = (node.internal if command == "internal" else node.external).entries()
                 return {"count": len(entries), "entries": sorted(str(e) for e in entries)}
-            if command == "notify":
-                if len(argv) != 1 or argv[0] not in ROLE_CHANGES:
-                    raise ControlError("notify takes one argument: primary, backup or fault")
-                await self._idle()  # (inputs keep their order: this one after the run under way)
-                return await self._role_change(argv[0], self._now())
             if command == "reload":
                 return self.reload()
-            if command in COMMANDS:
-                await self._idle()
-                started = time.monotonic()
-                assert self.driver is not None
-                self.driver.command(self._now(), command, argv)
-                self._tick()
-                await self._idle()  # (answered once its dump or commit is done)
-                return {
-                    "done": command,
-                    "seconds": round(time.monotonic() - started, 6),
-                    "internal": len(node.internal),  # right after the command
-                    "external": len(node.external),
-                }
         except (SnepError, ValueError) as error:
             raise ControlError(f"{command}: {error}") from None
         self.counters["control_unknown_commands"] += 1
         known = ", ".join(sorted({*QUERIES, *COMMANDS}))
         raise ControlError(f"unknown command {command!r} (known: {known})")
+
+    async def _on_control(self, command: str, args: dict[str, Any]) -> Any:
+        """The commands (``notify`` and the driver's), answered once their work is done."""
+        self.counters["control_requests"] += 1
+        argv = [str(a) for a in args.get("argv", [])]
+        node = self.node
+        try:
+            if command == "notify":
+                if len(argv) != 1 or argv[0] not in ROLE_CHANGES:
+                    raise ControlError("notify takes one argument: primary, backup or fault")
+                await self._idle()  # (inputs keep their order: this one after the run under way)
+                return await self._role_change(argv[0], self._now())
+            assert command in COMMANDS, command  # (_on_query answers the rest)
+            await self._idle()
+            started = time.monotonic()
+            assert self.driver is not None
+            self.driver.command(self._now(), command, argv)
+            self._tick()
+            await self._idle()  # (answered once its dump or commit is done)
+            return {
+                "done": command,
+                "seconds": round(time.monotonic() - started, 6),
+                "internal": len(node.internal),  # right after the command
+                "external": len(node.external),
+            }
+        except (SnepError, ValueError) as error:
+            raise ControlError(f"{command}: {error}") from None
 
     async def _role_change(self, role: str, now: float) -> dict[str, Any]:
         """A role change, answered once its work (a promotion's commit and dump, carried

@@ -269,9 +269,10 @@ def _check_header_fields(mtype: MessageType, node_id: int, dst: int, epoch: int,
         raise ValueError(f"unknown or sealing frame flags {flags:#x} (sealing is seal()'s)")
     if flags & _BULK_FLAGS and mtype is not MessageType.STATE:
         raise ValueError(f"bulk flags on a {mtype.name} frame")
-    for name, value in (("node id", node_id), ("dst", dst), ("epoch", epoch), ("seq", seq)):
-        if not 0 <= value <= 0xFFFFFFFF:
-            raise ValueError(f"{name} {value} does not fit 32 bits")
+    if (node_id | dst | epoch | seq) >> 32:  # (a negative one too: its shift is -1)
+        for name, value in (("node id", node_id), ("dst", dst), ("epoch", epoch), ("seq", seq)):
+            if not 0 <= value <= 0xFFFFFFFF:
+                raise ValueError(f"{name} {value} does not fit 32 bits")
 
 
 class Built(NamedTuple):
