@@ -481,15 +481,23 @@ class Topology:
     def invalid_drops(self, fw: Firewall, port: int | None = None) -> int:
         """Packets ``fw``'s ruleset dropped as ct state invalid (e.g. unknown mid-stream TCP);
         with ``port``, those of that TCP port since :meth:`watch_invalid`."""
+        return self.invalid_drop_counts(fw, (port,))[0]
+
+    def invalid_drop_counts(self, fw: Firewall, ports: Sequence[int | None]) -> tuple[int, ...]:
+        """:meth:`invalid_drops` for each of ``ports`` (None: all), from one reading of the
+        counters, so that the parts never add up to more than the whole."""
         out = self.exec(fw.ns, ["nft", "list", "chain", "inet", "snepfw", "forward"],
                         check=False).stdout
-        total = 0
-        for line in out.splitlines():
-            mine = f'"invalid-{port}"' in line if port is not None else line.rstrip().endswith("drop")
-            if "ct state invalid" in line and "packets" in line and mine:
-                words = line.split()
-                total += int(words[words.index("packets") + 1])
-        return total
+        totals = []
+        for port in ports:
+            total = 0
+            for line in out.splitlines():
+                mine = f'"invalid-{port}"' in line if port is not None else line.rstrip().endswith("drop")
+                if "ct state invalid" in line and "packets" in line and mine:
+                    words = line.split()
+                    total += int(words[words.index("packets") + 1])
+            totals.append(total)
+        return tuple(totals)
 
     # ---- conntrack ----
 

@@ -214,8 +214,8 @@ class Harness:
                   and k[2] in sports}
         watches = {fw.name: self._watch(fw) for fw in topo.firewalls
                    if fw not in self.down and fw is not victim}
-        drops_before = {fw.name: (topo.invalid_drops(fw), topo.invalid_drops(fw, traffic.TCP_PORT),
-                                  topo.invalid_drops(fw, traffic.CHURN_PORT))
+        counted = (None, traffic.TCP_PORT, traffic.CHURN_PORT)  # all, tracked, churn
+        drops_before = {fw.name: topo.invalid_drop_counts(fw, counted)
                         for fw in topo.firewalls if fw.name in watches}
         # a random point of the advert period: the harness's own timing would otherwise
         # fail one implementation's runs at a steady phase of VRRP (its takeover is 3
@@ -259,6 +259,7 @@ class Harness:
         t_up = measure.addresses_up(addr_text, (CLIENT_VIP, SERVER_VIP), t_fail) or t_master
         ready = measure.kernel_complete(before, present, snapshot_at, events) if events is not None else None
         late = measure.late_flows([flows[fid]["stalls"] for fid in tcp_alive], t_fail, t_up)
+        drops = [a - b for a, b in zip(topo.invalid_drop_counts(new, counted), drops_before[new.name])]
         fifo = self.impl.notify_fifo(new) is not None  # the notify command only timestamps
         return Failover(
             label=label or f"{victim.name} {dict(crash='crashed', links='links cut', stop='stepped down')[how]}",
@@ -270,11 +271,7 @@ class Harness:
             gap_median_s=round(statistics.median(gaps), 2) if gaps else None,
             gap_max_s=round(max(gaps), 2) if gaps else None,
             entries_before=len(before), entries_lost=len(before - set(after)),
-            invalid_drops=topo.invalid_drops(new) - drops_before[new.name][0],
-            tracked_invalid_drops=(topo.invalid_drops(new, traffic.TCP_PORT)
-                                   - drops_before[new.name][1]),
-            churn_invalid_drops=(topo.invalid_drops(new, traffic.CHURN_PORT)
-                                 - drops_before[new.name][2]),
+            invalid_drops=drops[0], tracked_invalid_drops=drops[1], churn_invalid_drops=drops[2],
             ready_s=round(ready - t_up, 2) if ready is not None else None,
             events_lost=events is None,
             late_tcp=late, gap_bound_s=self.profile.max_gap,
