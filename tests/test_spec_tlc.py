@@ -314,11 +314,13 @@ def test_every_mutant_applies_to_the_spec_and_names_known_models():
 
     planted = mutants.load_mutants(SPEC)
     assert len(planted) >= 12
-    spec = (SPEC / "sync_protocol.tla").read_text()
     names = {model.name for model in tlc.load_models(SPEC)}
     for mutant in planted:
+        spec = (SPEC / mutant.file).read_text()
         assert set(mutant.models) <= names, mutant.name
         assert mutant.apply(spec) != spec, mutant.name
+    assert {"release_before_ack", "take_back_unsynced"} <= {m.name for m in planted}
+    assert {m.file for m in planted} == {"sync_protocol.tla", "active_active.tla"}
 
 
 def test_a_mutant_that_no_longer_applies_is_an_error():
