@@ -91,7 +91,8 @@ NoHold == [at |-> 0, ver |-> 0, wait |-> {}]
 \* How the first packet of a connection's current incarnation went (ghost):
 \* "none" (no such incarnation, or destroyed), "held", "acked" (every live
 \* peer acknowledged), "bound" (accepted at the bound: fail-open), "dropped"
-\* (dropped at the bound: fail-closed), "lost" (its owner failed holding it).
+\* (dropped at the bound: fail-closed), "lost" (its owner failed holding it,
+\* or every node that held the connection failed).
 Release == {"none", "held", "acked", "bound", "dropped", "lost"}
 
 \* ---------------------------------------------------------------------------
@@ -173,7 +174,11 @@ Init ==
 \* 4. The HA manager (keepalived, one VRRP group per node) and failures
 \* ---------------------------------------------------------------------------
 \* The firewall dies: its kernel, caches, channels and held packets are gone
-\* (a held packet dies with it); its epochs are persisted.
+\* (a held packet dies with it); its epochs are persisted. No packet held
+\* elsewhere waits for it any more (snep.fsm.defer's peer_down, on the dead
+\* timeout or on the peer's new session after a restart: the model makes it
+\* one step with the failure; a peer that comes back is not waited for, it
+\* gets the state in its group's dump).
 Fail(n) ==
     /\ alive[n] /\ failures < MaxFail
     /\ failures' = failures + 1
@@ -182,8 +187,12 @@ Fail(n) ==
     /\ synced' = [synced EXCEPT ![n] = {}]
     /\ kernel' = [kernel EXCEPT ![n] = EmptyTable]
     /\ chan' = [a \in Node |-> [b \in Node |-> IF n \in {a, b} THEN <<>> ELSE chan[a][b]]]
-    /\ held' = [c \in Conn |-> IF held[c].at = n THEN NoHold ELSE held[c]]
-    /\ released' = [c \in Conn |-> IF held[c].at = n THEN "lost" ELSE released[c]]
+    /\ held' = [c \in Conn |-> IF held[c].at = n THEN NoHold
+                               ELSE [held[c] EXCEPT !.wait = @ \ {n}]]
+    /\ released' = [c \in Conn |->
+                      IF held[c].at = n \/ ~\E m \in LivePeers(n) : kernel[m][c] # 0
+                      THEN (IF released[c] = "none" THEN "none" ELSE "lost")
+                      ELSE released[c]]
     /\ UNCHANGED <<epoch, lastVer>>
 
 \* It comes back, empty, owning nothing, ready once every group's owner
@@ -199,12 +208,14 @@ Recover(n) ==
 Drained(n, g) == \A m \in Node : \A i \in 1..Len(chan[m][n]) : chan[m][n][i].g # g
 
 \* VRRP makes n master of group g, and snep on n claims it: a term above the
-\* newest of g it has seen. Only a ready node is elected (a whole dump of
-\* every group received: it holds what the group's owner held, warm, nothing
-\* to commit), when no live node owns g (its owner failed: a survivor takes
-\* over; or the survivor resigned it to its returned home), g's home first
-\* when it is ready, and only once n has applied what g's earlier owner sent
-\* it (Drained). The new owner dumps g to every live peer: what the failed
+\* newest of g it has seen. A ready node is elected (a whole dump of every
+\* group received: it holds what the group's owner held, warm, nothing to
+\* commit), or any node when no live node is ready (a cold start: the whole
+\* cluster was down; keepalived's priority penalty only orders candidates),
+\* when no live node owns g (its owner failed: a survivor takes over; or the
+\* survivor resigned it to its returned home), g's home first when it is
+\* ready, and only once n has applied what g's earlier owner sent it
+\* (Drained). The new owner dumps g to every live peer: what the failed
 \* owner's peers got from it differs only in what no peer acknowledged, and
 \* the new owner's table is the group's from now on.
 \* Found by TLC (AATwice): without Drained, a home that took its group back
@@ -213,7 +224,7 @@ Drained(n, g) == \A m \in Node : \A i \in 1..Len(chan[m][n]) : chan[m][n][i].g #
 \* held packet was then released when the home failed again (the dead
 \* peer's rule), and no node held the connection.
 Elect(n, g) ==
-    /\ Ready(n) /\ ~Owns(n, g)
+    /\ alive[n] /\ (Ready(n) \/ ~\E m \in Node : Ready(m)) /\ ~Owns(n, g)
     /\ epoch[n][g][1] < MaxTerm
     /\ Owners(g) = {}
     /\ n = g \/ ~Ready(g)
@@ -274,12 +285,11 @@ ConnDestroy(n, c) ==
     /\ chan' = Broadcast(n, c, 0)
     /\ UNCHANGED <<alive, claim, epoch, synced, held, failures, lastVer>>
 
-\* Every peer the packet waits for acknowledged the state, or is down (the
-\* dead timeout; a peer that came back since is waited for: only the bound
-\* then releases): the packet is accepted.
+\* Every peer the packet waits for acknowledged the state or failed: the
+\* packet is accepted (snep.fsm.defer: ACKED, PEER_GONE, NO_PEERS).
 DeferRelease(n, c) ==
     /\ held[c].at = n
-    /\ held[c].wait \cap LivePeers(n) = {}
+    /\ held[c].wait = {}
     /\ held' = [held EXCEPT ![c] = NoHold]
     /\ released' = [released EXCEPT ![c] = "acked"]
     /\ UNCHANGED <<alive, claim, epoch, synced, kernel, chan, failures, lastVer>>
@@ -405,7 +415,9 @@ AtMostOneOwner ==
 \* No acknowledged state is lost when its owner fails: a connection whose
 \* first packet was released on the acknowledgements of every live peer
 \* (not by the bound) is in the kernel of every live node that owns its group,
-\* through any number of takeovers and returns, until it is destroyed.
+\* through any number of takeovers and returns, until it is destroyed, as
+\* long as some node holding it survives (Fail marks it "lost" when the last
+\* one fails: the whole cluster down, or every holder at once).
 \* (Released by the bound: the bound's case, no such promise.)
 NoAckedStateLostOnOwnerFailure ==
     \A c \in Conn, n \in Node :
