@@ -243,7 +243,7 @@ def Fail(s: State, C: Consts, n: int) -> State | None:
         kernel=upd(s.kernel, n, EmptyTable(C)),
         chan={a: {b: () if n in (a, b) else q for b, q in row.items()} for a, row in s.chan.items()},
         held={c: NoHold if h.at == n else h._replace(wait=h.wait - {n}) for c, h in s.held.items()},
-        released={c: "lost" if r != "none" and (s.held[c].at == n or not any(
+        released={c: "lost" if s.held[c].at == n or (r == "acked" and not any(
             s.kernel[m][c] for m in LivePeers(s, C, n))) else r for c, r in s.released.items()},
     )
 
@@ -266,8 +266,11 @@ def Elect(s: State, C: Consts, n: int, g: int) -> State | None:
         return None
     e = (s.epoch[n][g][0] + 1, n)
     dump = DumpMsg(s, C, n, g, e)
+    cold = not Ready(s, C, n)  # ghost: a cold start loses the acknowledged connections of g it lacks
+    released = {c: "lost" if cold and GroupOf(c) == g and r == "acked" and s.kernel[n][c] == 0 else r
+                for c, r in s.released.items()}  # fmt: skip
     return s.set(claim=upd2(s.claim, n, g, e), epoch=upd2(s.epoch, n, g, e),
-                 chan=SendTo(s, n, LivePeers(s, C, n), dump))  # fmt: skip
+                 chan=SendTo(s, n, LivePeers(s, C, n), dump), released=released)
 
 
 def Resign(s: State, C: Consts, n: int, g: int) -> State | None:

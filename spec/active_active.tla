@@ -92,7 +92,8 @@ NoHold == [at |-> 0, ver |-> 0, wait |-> {}]
 \* "none" (no such incarnation, or destroyed), "held", "acked" (every live
 \* peer acknowledged), "bound" (accepted at the bound: fail-open), "dropped"
 \* (dropped at the bound: fail-closed), "lost" (its owner failed holding it,
-\* or every node that held the connection failed).
+\* every node that held the connection failed, or a cold start gave its
+\* group to a node without it).
 Release == {"none", "held", "acked", "bound", "dropped", "lost"}
 
 \* ---------------------------------------------------------------------------
@@ -190,9 +191,9 @@ Fail(n) ==
     /\ held' = [c \in Conn |-> IF held[c].at = n THEN NoHold
                                ELSE [held[c] EXCEPT !.wait = @ \ {n}]]
     /\ released' = [c \in Conn |->
-                      IF held[c].at = n \/ ~\E m \in LivePeers(n) : kernel[m][c] # 0
-                      THEN (IF released[c] = "none" THEN "none" ELSE "lost")
-                      ELSE released[c]]
+                      IF \/ held[c].at = n
+                         \/ released[c] = "acked" /\ ~\E m \in LivePeers(n) : kernel[m][c] # 0
+                      THEN "lost" ELSE released[c]]
     /\ UNCHANGED <<epoch, lastVer>>
 
 \* It comes back, empty, owning nothing, ready once every group's owner
@@ -236,7 +237,12 @@ Elect(n, g) ==
                         IF a = n /\ b \in LivePeers(n)
                         THEN Append(chan[a][b], [DumpMsg(n, g) EXCEPT !.e = e])
                         ELSE chan[a][b]]]
-    /\ UNCHANGED <<alive, synced, kernel, held, failures, lastVer, released>>
+    \* ghost: a cold start loses the acknowledged connections of g it lacks
+    \* (they were only on nodes that are not ready: its dump sweeps them)
+    /\ released' = [c \in Conn |->
+                      IF ~Ready(n) /\ GroupOf(c) = g /\ released[c] = "acked" /\ kernel[n][c] = 0
+                      THEN "lost" ELSE released[c]]
+    /\ UNCHANGED <<alive, synced, kernel, held, failures, lastVer>>
 
 \* A survivor that owns another node's group hands it back once that home is
 \* up and ready (keepalived: the home's priority is higher once its track
@@ -417,7 +423,11 @@ AtMostOneOwner ==
 \* (not by the bound) is in the kernel of every live node that owns its group,
 \* through any number of takeovers and returns, until it is destroyed, as
 \* long as some node holding it survives (Fail marks it "lost" when the last
-\* one fails: the whole cluster down, or every holder at once).
+\* one fails) and no cold start (no ready node left, Elect) gives its group to
+\* a node without it (Elect marks it "lost": conntrackd and sync_protocol,
+\* whose NoAckedStateLost is about a promotion while in sync, share this
+\* limit: with every node that was in sync gone, what only a resyncing node
+\* held is not promised).
 \* (Released by the bound: the bound's case, no such promise.)
 NoAckedStateLostOnOwnerFailure ==
     \A c \in Conn, n \in Node :
