@@ -4,7 +4,8 @@ The model tests (model_tests/, with ``SNEP_TRACE_DIR`` set) write each scenario 
 JSON file: ``{"consts": {...}, "log": [...]}``, where the log alternates the
 abstraction of the implementation's state and the spec actions that explain each
 move, each with the state model_tests/model.py computed. spec/Trace.tla replays the
-log in TLC: every action record must be a step of the named spec action leading
+log in TLC (a trace that says ``"spec": "active_active"``, a walk of
+model_tests/active_active.py, is replayed by spec/AATrace.tla): every action record must be a step of the named spec action leading
 exactly to the logged state. TLC runs through :func:`snep.lab.tlc.run_tlc`; the trace is
 accepted when the ``Done`` invariant is violated (the end of the log was reached).
 """
