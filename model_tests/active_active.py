@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields, replace
 from typing import Any, NamedTuple
 
+from model_tests.model import upd, upd2  # [f EXCEPT ![k] = v], [f EXCEPT ![n][m] = v]
+
 # ---------------------------------------------------------------------------
 # 1. Constants
 # ---------------------------------------------------------------------------
@@ -129,18 +131,6 @@ def _json(value: Any) -> Any:
     if isinstance(value, tuple):
         return [_json(v) for v in value]
     return value
-
-
-def upd(f: dict, key: Any, value: Any) -> dict:
-    """``[f EXCEPT ![key] = value]``"""
-    g = dict(f)
-    g[key] = value
-    return g
-
-
-def upd2(f: dict, n: Any, m: Any, value: Any) -> dict:
-    """``[f EXCEPT ![n][m] = value]``"""
-    return upd(f, n, upd(f[n], m, value))
 
 
 # ---------------------------------------------------------------------------

@@ -16,13 +16,14 @@ import os
 import random
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from model_tests import active_active as A
+from model_tests.test_model_spec import spec_constants
+from model_tests.walks import assert_tlc_accepts, random_walk
 from snep.fsm.defer import DeferParams, DeferQueue, FailPolicy, Reason, Verdict
 
 needs_tlc = pytest.mark.skipif(
@@ -40,24 +41,8 @@ Walk = list[tuple[str, tuple, A.State]]
 
 
 def walk(C: A.Consts, seed: int, length: int) -> Walk:
-    """A random behaviour from Init; every step keeps every invariant and action
-    property. Deterministic for a seed."""
-    rng = random.Random(seed)
-    s = A.Init(C)
-    out: Walk = []
-    for _ in range(length):
-        enabled: dict[str, list[tuple[tuple, A.State]]] = {}
-        for name, args, t in A.steps(s, C):
-            enabled.setdefault(name, []).append((args, t))
-        if not enabled:
-            break
-        name = rng.choice(sorted(enabled))
-        args, t = rng.choice(sorted(enabled[name], key=lambda x: repr(x[0])))
-        assert not A.violated(t, C), (seed, len(out), name, args, A.violated(t, C))
-        assert not A.violated_step(s, t, C), (seed, len(out), name, args, A.violated_step(s, t, C))
-        out.append((name, args, t))
-        s = t
-    return out
+    """A random behaviour of the mirror (model_tests.walks), every step checked."""
+    return random_walk(A, C, seed, length)
 
 
 def taken(C: A.Consts, w: Walk) -> Counter[str]:
@@ -124,10 +109,7 @@ def write_walk(path: Path, C: A.Consts, w: Walk) -> Path:
 def test_the_trace_configuration_binds_every_constant_of_the_spec(tmp_path: Path) -> None:
     from snep.lab.tracecheck import AA_CONSTANTS, SPECS, trace_config
 
-    spec = Path(__file__).resolve().parents[1] / "spec" / "active_active.tla"
-    text = spec.read_text()
-    block = text[text.index("\nCONSTANTS\n") + len("\nCONSTANTS\n"): text.index("\nASSUME")]
-    names = [line.split()[0].rstrip(",") for line in block.splitlines() if line.strip()]
+    names = spec_constants(Path(__file__).resolve().parents[1] / "spec" / "active_active.tla")
     assert list(AA_CONSTANTS) == names
     data = json.loads(write_walk(tmp_path / "w.json", CONFIGS["2-open"], []).read_text())
     config = trace_config(data["consts"], tmp_path / "w.json", SPECS[data["spec"]])
@@ -138,21 +120,14 @@ def test_the_trace_configuration_binds_every_constant_of_the_spec(tmp_path: Path
 @needs_tlc
 @pytest.mark.parametrize("config, seed", TLC_WALKS)
 def test_tlc_accepts_the_mirror_s_walks(tmp_path: Path, config: str, seed: int) -> None:
-    from snep.lab.tracecheck import check_trace
-
     C = CONFIGS[config]
-    path = write_walk(tmp_path / f"aa-walk-{config}-{seed}.json", C, walk(C, seed, LENGTH))
-    verdict = check_trace(path, timeout=600)
-    assert verdict.ok, verdict.message + "\n" + verdict.output[-3000:]
+    assert_tlc_accepts(write_walk(tmp_path / f"aa-walk-{config}-{seed}.json", C, walk(C, seed, LENGTH)))
 
 
 @pytest.mark.tlc
 @needs_tlc
 def test_tlc_accepts_the_return_home(tmp_path: Path) -> None:
-    from snep.lab.tracecheck import check_trace
-
-    verdict = check_trace(write_walk(tmp_path / "return.json", *return_home()), timeout=300)
-    assert verdict.ok, verdict.message + "\n" + verdict.output[-3000:]
+    assert_tlc_accepts(write_walk(tmp_path / "return.json", *return_home()), timeout=300)
 
 
 @pytest.mark.tlc
@@ -186,7 +161,7 @@ def first_violation(C: A.Consts, seeds: range, length: int = LENGTH) -> set[str]
             options = sorted(((name, args, t) for name, args, t in A.steps(s, C)), key=lambda x: (x[0], repr(x[1])))
             if not options:
                 break
-            name, args, t = rng.choice(options)
+            _name, _args, t = rng.choice(options)
             broken = set(A.violated(t, C)) | set(A.violated_step(s, t, C))
             if broken:
                 return broken
