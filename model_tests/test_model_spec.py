@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 import pytest
 
 from model_tests import model as M
+from model_tests.walks import random_walk
 
 needs_tlc = pytest.mark.skipif(
     not os.environ.get("TLA2TOOLS_JAR"), reason="TLA2TOOLS_JAR is not set: TLC is not available"
@@ -54,25 +54,8 @@ Walk = list[tuple[str, tuple, M.State]]
 
 
 def walk(C: M.Consts, seed: int, length: int) -> Walk:
-    """A random behaviour: Init, then an enabled action of Next chosen uniformly by
-    name, then one of its choices. Every step keeps every invariant and action
-    property. Deterministic for a seed (choices are sorted, not in hash order)."""
-    rng = random.Random(seed)
-    s = M.Init(C)
-    out: Walk = []
-    for _ in range(length):
-        enabled: dict[str, list[tuple[tuple, M.State]]] = {}
-        for name, args, t in M.steps(s, C):
-            enabled.setdefault(name, []).append((args, t))
-        if not enabled:
-            break
-        name = rng.choice(sorted(enabled))
-        args, t = rng.choice(sorted(enabled[name], key=lambda x: repr(x[0])))
-        assert not M.violated(t, C), (seed, len(out), name, args, M.violated(t, C))
-        assert not M.violated_step(s, t, C), (seed, len(out), name, args, M.violated_step(s, t, C))
-        out.append((name, args, t))
-        s = t
-    return out
+    """A random behaviour of the mirror (model_tests.walks), every step checked."""
+    return random_walk(M, C, seed, length)
 
 
 def taken(C: M.Consts, w: Walk) -> Counter[str]:
@@ -149,9 +132,9 @@ def write_walk(path: Path, C: M.Consts, w: Walk) -> Path:
 SPEC = Path(__file__).resolve().parents[1] / "spec" / "sync_protocol.tla"
 
 
-def spec_constants() -> list[str]:
-    """The names of the CONSTANTS block of spec/sync_protocol.tla, in its order."""
-    text = SPEC.read_text()
+def spec_constants(spec: Path = SPEC) -> list[str]:
+    """The names of the CONSTANTS block of a spec module (sync_protocol.tla), in its order."""
+    text = spec.read_text()
     block = text[text.index("\nCONSTANTS\n") + len("\nCONSTANTS\n"): text.index("\nASSUME")]
     lines = [line.strip() for line in block.splitlines()]
     return [line.split()[0].rstrip(",") for line in lines if line and not line.startswith("\\*")]

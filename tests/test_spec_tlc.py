@@ -187,6 +187,25 @@ def test_manifest_defaults_sets_and_generated_configuration(tmp_path):
         tlc.load_models(tmp_path)
 
 
+def test_manifest_profile_replaces_the_defaults(tmp_path):
+    """A model of another spec module (active_active.tla) takes its constants from its
+    profile, none of [defaults]' (TLC refuses a constant the module does not declare)."""
+    (tmp_path / tlc.MANIFEST).write_text(
+        '[defaults]\nNode = [1, 2]\nConn = ["c1"]\nmodel_values = ["NoConn"]\n'
+        '[profiles.aa]\nNode = [1, 2]\nConnGroups = [1]\nFailOpen = true\n'
+        '[[model]]\nname = "X"\nmodule = "M"\nexpect = "pass"\nprofile = "aa"\n'
+        'constants = { FailOpen = false }\n'
+        '[[model]]\nname = "Y"\nmodule = "M"\nexpect = "pass"\n'
+    )
+    x, y = tlc.load_models(tmp_path)
+    assert dict(x.constants) == {"Node": [1, 2], "ConnGroups": [1], "FailOpen": False}
+    assert x.model_values == () and "NoConn" not in x.cfg_text() and "Conn =" not in x.cfg_text()
+    assert dict(y.constants) == {"Node": [1, 2], "Conn": ["c1"]} and y.model_values == ("NoConn",)
+    (tmp_path / tlc.MANIFEST).write_text('[[model]]\nname = "X"\nmodule = "M"\nexpect = "pass"\nprofile = "nope"\n')
+    with pytest.raises(tlc.SnepError, match="unknown profile nope"):
+        tlc.load_models(tmp_path)
+
+
 def test_parse_error_is_reported():
     out = tlc.parse_output(PARSE_ERROR)
     assert not out.completed and out.errors
@@ -314,11 +333,21 @@ def test_every_mutant_applies_to_the_spec_and_names_known_models():
 
     planted = mutants.load_mutants(SPEC)
     assert len(planted) >= 12
-    spec = (SPEC / "sync_protocol.tla").read_text()
     names = {model.name for model in tlc.load_models(SPEC)}
     for mutant in planted:
+        spec = (SPEC / mutant.file).read_text()
         assert set(mutant.models) <= names, mutant.name
         assert mutant.apply(spec) != spec, mutant.name
+    assert {"release_before_ack", "take_back_unsynced"} <= {m.name for m in planted}
+    assert {m.file for m in planted} == {"sync_protocol.tla", "active_active.tla"}
+
+
+def test_a_mutant_of_a_module_that_does_not_exist_is_an_error():
+    from snep.lab import mutants
+
+    ghost = mutants.Mutant("ghost", "none", ("AA",), (("x", "y"),), file="no_such.tla")
+    with pytest.raises(tlc.SnepError, match="no module no_such.tla"):
+        mutants.check_mutant(ghost, tlc.load_models(SPEC), spec_dir=SPEC)
 
 
 def test_a_mutant_that_no_longer_applies_is_an_error():

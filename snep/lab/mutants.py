@@ -3,9 +3,10 @@ which some model must catch.
 
 A mutant is a file ``spec/mutants/NAME.toml``: what fault it plants (``about``), the
 models that must catch it (``models``, tried in order until one does), and one or
-more textual replacements of ``spec/sync_protocol.tla`` (``[[replace]]`` with
-``find`` and ``with``; each ``find`` must occur exactly once, so a mutant that no
-longer applies to the spec is an error, never a silent pass).
+more textual replacements of a spec module (``file``, default
+``sync_protocol.tla``; ``[[replace]]`` with ``find`` and ``with``; each ``find`` must
+occur exactly once, so a mutant that no longer applies to the spec is an error, never
+a silent pass).
 
 A model *catches* a mutant when TLC's verdict on the mutated spec differs from the
 one the model expects on the real spec: a model that must pass finds a violation, or
@@ -38,6 +39,7 @@ class Mutant:
     about: str
     models: tuple[str, ...]
     replacements: tuple[tuple[str, str], ...]
+    file: str = SPEC_FILE  # the module the fault is planted in
 
     def apply(self, spec: str) -> str:
         """The mutated spec; SnepError when a replacement does not apply exactly once."""
@@ -45,7 +47,7 @@ class Mutant:
             count = spec.count(find)
             if count != 1:
                 raise SnepError(
-                    f"mutant {self.name}: the text to replace occurs {count} times in {SPEC_FILE}"
+                    f"mutant {self.name}: the text to replace occurs {count} times in {self.file}"
                     f" (it must occur once): {find.strip()[:80]!r}"
                 )
             spec = spec.replace(find, replacement)
@@ -75,6 +77,7 @@ def load_mutants(spec_dir: Path = tlc.SPEC_DIR) -> list[Mutant]:
                 about=data["about"],
                 models=tuple(data["models"]),
                 replacements=tuple((r["find"], r["with"]) for r in data["replace"]),
+                file=data.get("file", SPEC_FILE),
             )
         except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError) as error:
             raise SnepError(f"{path}: {error}") from None
@@ -99,14 +102,16 @@ def check_mutant(
     unknown = [name for name in mutant.models if name not in by_name]
     if unknown:
         raise SnepError(f"mutant {mutant.name}: unknown model(s) {', '.join(unknown)}")
-    mutated = mutant.apply((spec_dir / SPEC_FILE).read_text())
+    if not (spec_dir / mutant.file).is_file():
+        raise SnepError(f"mutant {mutant.name}: no module {mutant.file} in {spec_dir}")
+    mutated = mutant.apply((spec_dir / mutant.file).read_text())
     runs: list[tuple[str, tlc.ModelResult]] = []
     with tempfile.TemporaryDirectory(prefix="snep-mutant-") as tmp:
         scratch = Path(tmp)
         for source in tlc.spec_files(spec_dir):
             target = scratch / source.relative_to(spec_dir)
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(mutated if source.name == SPEC_FILE else source.read_text())
+            target.write_text(mutated if source.name == mutant.file else source.read_text())
         (scratch / tlc.MANIFEST).write_text((spec_dir / tlc.MANIFEST).read_text())
         for name in mutant.models:
             result = tlc.check_model(

@@ -198,7 +198,8 @@ def load_models(spec_dir: Path = SPEC_DIR) -> list[Model]:
     ``[defaults]`` holds the constants every model starts from (``model_values``: the
     constants that are model values of their own name) and named lists of
     invariants or properties (``[sets]``) that a model's lists may include as
-    ``"@name"``.
+    ``"@name"``. A model of another spec module names its own defaults with ``profile``
+    (``[profiles.NAME]``, used instead of ``[defaults]``).
     """
     path = spec_dir / MANIFEST
     try:
@@ -207,6 +208,8 @@ def load_models(spec_dir: Path = SPEC_DIR) -> list[Model]:
         raise SnepError(f"{path}: {error}") from None
     defaults = dict(data.get("defaults", {}))
     model_values = tuple(defaults.pop("model_values", ()))
+    # [profiles.NAME]: the defaults of another spec's models (a model says profile = NAME)
+    profiles = {name: dict(table) for name, table in data.get("profiles", {}).items()}
     sets = {name: list(names) for name, names in data.get("sets", {}).items()}
 
     def names(entry: dict, key: str) -> tuple[str, ...]:
@@ -223,14 +226,20 @@ def load_models(spec_dir: Path = SPEC_DIR) -> list[Model]:
     models = []
     for entry in data.get("model", []):
         try:
-            constants = {**defaults, **entry.get("constants", {})}
+            base, values = defaults, model_values
+            if "profile" in entry:
+                if entry["profile"] not in profiles:
+                    raise SnepError(f"{path}: model {entry.get('name')}: unknown profile {entry['profile']}")
+                base = dict(profiles[entry["profile"]])
+                values = tuple(base.pop("model_values", ()))
+            constants = {**base, **entry.get("constants", {})}
             model = Model(
                 name=entry["name"],
                 module=entry["module"],
                 expect=Expect(entry["expect"]),
                 specification=entry.get("spec", "Spec"),
                 constants=tuple(constants.items()),
-                model_values=model_values,
+                model_values=values,
                 invariants=names(entry, "invariants"),
                 properties=names(entry, "properties"),
                 constraint=entry.get("constraint"),

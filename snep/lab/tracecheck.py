@@ -4,7 +4,8 @@ The model tests (model_tests/, with ``SNEP_TRACE_DIR`` set) write each scenario 
 JSON file: ``{"consts": {...}, "log": [...]}``, where the log alternates the
 abstraction of the implementation's state and the spec actions that explain each
 move, each with the state model_tests/model.py computed. spec/Trace.tla replays the
-log in TLC: every action record must be a step of the named spec action leading
+log in TLC (a trace that says ``"spec": "active_active"``, a walk of
+model_tests/active_active.py, is replayed by spec/AATrace.tla): every action record must be a step of the named spec action leading
 exactly to the logged state. TLC runs through :func:`snep.lab.tlc.run_tlc`; the trace is
 accepted when the ``Done`` invariant is violated (the end of the log was reached).
 """
@@ -47,43 +48,64 @@ SPEC_CONSTANTS = (
     "Node", "Conn", "NoConn", "Level", "MaxVersion", "MaxTerm", "QueueBound", "MaxFail", "MaxHA",
     "MaxCut", "MaxLoss", "MaxDup", "MaxReplay", "MaxInFlight", "SplitBrain",
 )  # fmt: skip
+# The same for spec/active_active.tla.
+AA_CONSTANTS = ("Node", "ConnGroups", "ConnPerGroup", "MaxVersion", "MaxTerm", "MaxFail", "FailOpen")
 
 
-def trace_config(consts: dict[str, object], trace_path: Path) -> str:
-    """The TLC configuration that checks ``trace_path`` against spec/Trace.tla."""
-    missing = [name for name in SPEC_CONSTANTS if name not in consts]
-    unknown = [name for name in consts if name not in SPEC_CONSTANTS]
+@dataclass(frozen=True)
+class TraceSpec:
+    """The spec a trace is checked against: its trace module and its constants."""
+
+    module: str
+    constants: tuple[str, ...]
+
+
+# A trace names its spec ("spec": ...); without one, sync_protocol.
+SPECS = {
+    "sync_protocol": TraceSpec("Trace", SPEC_CONSTANTS),
+    "active_active": TraceSpec("AATrace", AA_CONSTANTS),
+}
+
+
+def trace_config(consts: dict[str, object], trace_path: Path, spec: TraceSpec = SPECS["sync_protocol"]) -> str:
+    """The TLC configuration that checks ``trace_path`` against the spec's trace module."""
+    names = spec.constants
+    missing = [name for name in names if name not in consts]
+    unknown = [name for name in consts if name not in names]
     if missing or unknown:
         raise SnepError(f"{trace_path}: the trace's constants do not match the spec's"
                         f" (missing: {', '.join(missing) or 'none'}; unknown: {', '.join(unknown) or 'none'})")
     lines = ["CONSTANTS"]
-    for name in SPEC_CONSTANTS:
+    for name in names:
         lines.append(f"    {name} = {_value(consts[name])}")
     lines.append(f"    TraceFile = {json.dumps(str(trace_path.resolve()))}")
     lines += ["INIT TraceInit", "NEXT TraceNext", "INVARIANT Done", ""]
     return "\n".join(lines)
 
 
-def load(trace_path: Path) -> tuple[dict[str, object], int]:
+def load(trace_path: Path) -> tuple[dict[str, object], int, TraceSpec]:
     try:
         data = json.loads(trace_path.read_text())
         consts, log = data["consts"], data["log"]
-    except (OSError, ValueError, KeyError, TypeError) as error:
+        name = data.get("spec", "sync_protocol")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         raise SnepError(f"{trace_path}: not a snep trace ({error})") from None
-    return consts, len(log)
+    if name not in SPECS:
+        raise SnepError(f"{trace_path}: unknown spec {name!r} (known: {', '.join(SPECS)})")
+    return consts, len(log), SPECS[name]
 
 
 def check_trace(trace_path: Path, *, jar: Path | None = None, timeout: float | None = None) -> TraceVerdict:
     """Run TLC on the trace (raises tlc.TlcUnavailable when TLC cannot run)."""
-    consts, records = load(trace_path)
+    consts, records, spec = load(trace_path)
     output, seconds = tlc.run_tlc(
-        "Trace",
+        spec.module,
         "TraceCheck.cfg",
         jar=jar,
         workers=1,
         heap="1g",
         timeout=timeout,
-        extra_files={"TraceCheck.cfg": trace_config(consts, trace_path)},
+        extra_files={"TraceCheck.cfg": trace_config(consts, trace_path, spec)},
     )
     outcome = tlc.parse_output(output)
     if outcome.violated_invariant == "Done":
