@@ -63,7 +63,9 @@ def test_demo_cleans_up_on_ctrl_c():
         deadline = time.monotonic() + 60
         while not pids_in(client) and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.1)
-        assert pids_in(client), f"the demo never started its traffic: {namespaces(prefix)}"
+        if not pids_in(client):
+            early = proc.communicate(timeout=30)[0] if proc.poll() is not None else "(still running)"
+            raise AssertionError(f"the demo never started its traffic: {namespaces(prefix)}\n{early}")
         proc.send_signal(signal.SIGINT)
         proc.wait(30)
     finally:

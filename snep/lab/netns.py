@@ -21,6 +21,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator, Sequence
 
 from snep.errors import SnepError
@@ -113,10 +114,19 @@ def create(ns: str) -> str:
     return ns
 
 
-def delete(ns: str) -> None:
-    """Remove a namespace; killing nothing: its processes must be stopped by their owner."""
+def delete(ns: str, attempts: int = 5) -> None:
+    """Remove a namespace; killing nothing: its processes must be stopped by their owner.
+    ``ip netns del`` can fail for a moment (the namespace file still busy while a process
+    that used it exits): tried again, then NetnsError says why it stayed."""
+    for attempt in range(attempts):
+        if not exists(ns):
+            return
+        proc = subprocess.run(["ip", "netns", "del", ns], capture_output=True, text=True)
+        if proc.returncode == 0 and not exists(ns):
+            return
+        time.sleep(0.1 * (attempt + 1))
     if exists(ns):
-        run(["ip", "netns", "del", ns], check=False)
+        raise NetnsError(f"ip netns del {ns}: the namespace stays: {proc.stderr.strip() or 'no reason given'}")
 
 
 @contextlib.contextmanager

@@ -37,6 +37,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -190,8 +191,8 @@ class Topology:
         for ns in reversed(self._namespaces):
             try:
                 netns.delete(ns)
-            except Exception:
-                pass
+            except Exception as error:  # (said, so that a leftover namespace has a reason)
+                print(f"snep lab: cleanup: {error}", file=sys.stderr)
         self._namespaces.clear()
         if self._own_dir and not self.keep_logs:
             shutil.rmtree(self.dir, ignore_errors=True)
