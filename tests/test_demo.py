@@ -52,6 +52,19 @@ def test_demo_connections_survive_with_snep_and_die_without():
     assert namespaces(f"snepd-{proc.pid}-") == []
 
 
+def traffic_client_in(ns: str) -> bool:
+    """Is the demo's traffic client running in ``ns``? (Not any process: while the stage
+    is built, short-lived commands run there too.)"""
+    for pid in pids_in(ns):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if b"snep.lab.traffic" in f.read():
+                    return True
+        except OSError:
+            continue
+    return False
+
+
 def test_demo_cleans_up_on_ctrl_c():
     proc = subprocess.Popen([sys.executable, "-m", "snep.cli", "demo", "--no-compare"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -60,17 +73,22 @@ def test_demo_cleans_up_on_ctrl_c():
         # in the middle of the run: the traffic client runs (it starts after the nodes
         # and keepalived) in the client namespace of the first run (with snep)
         client = f"{prefix}s-cl"
-        deadline = time.monotonic() + 60
-        while not pids_in(client) and time.monotonic() < deadline and proc.poll() is None:
+        deadline = time.monotonic() + 90
+        while not traffic_client_in(client) and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.1)
-        if not pids_in(client):
-            early = proc.communicate(timeout=30)[0] if proc.poll() is not None else "(still running)"
-            raise AssertionError(f"the demo never started its traffic: {namespaces(prefix)}\n{early}")
+        if proc.poll() is not None:
+            raise AssertionError(f"the demo ended before its traffic started: {namespaces(prefix)}\n"
+                                 f"{proc.communicate(timeout=30)[0]}")
+        assert traffic_client_in(client), f"the demo never started its traffic: {namespaces(prefix)}"
         proc.send_signal(signal.SIGINT)
-        proc.wait(30)
+        proc.wait(60)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        if proc.poll() is None:  # (a Ctrl-C first: a SIGKILL would leave the stage behind)
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
     assert proc.returncode == 130
     assert namespaces(prefix) == []
