@@ -27,9 +27,13 @@ cannot grow a node's memory without bound); updates and removals always go throu
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, TypeVar
 
 from snep.entry import Entry, Event, EventKind, Key
+from snep.wire.codec import PLAIN_KEY, decode_records, encode_state, key_of_record_key, record_key
+
+_T = TypeVar("_T")
 
 #: the stream that wrote an entry: its sender's epoch, (term, node id) as
 #: snep.fsm.effects.Epoch; None: no stream (an entry put there directly)
@@ -65,26 +69,32 @@ class Cache:
     def apply_all(self, events: Iterable[Event], owner: Owner | None = None) -> list[Event]:
         """``apply`` for each event in order (a frame's worth, without a call per entry);
         the events refused (new entries beyond the limit; normally none)."""
+        events = events if isinstance(events, (list, tuple)) else list(events)
+        destroy = EventKind.DESTROY
+        # (entry.key, and the entry, or None: removed)
+        return self._apply(events, [((e[0], e[2]), None if k is destroy else e) for k, e in events], owner)
+
+    def _apply(self, items: Sequence[_T], changes: list[tuple[Any, Any]], owner: Owner | None) -> list[_T]:
+        """The one rule of applying, for either representation: ``changes[i]`` is what
+        ``items[i]`` does (its key, and the value to hold or None: removed); the items
+        refused (new entries beyond the limit)."""
         entries = self._entries
         owners = self._owners
         marked = self._marks.get(owner) if owner is not None else None
-        destroy = EventKind.DESTROY
         limit = self.limit
-        refused: list[Event] = []
-        for event in events:
-            kind, entry = event
-            key = (entry[0], entry[2])  # entry.key: (orig, zone)
+        refused: list[_T] = []
+        for item, (key, value) in zip(items, changes):
             if marked is not None:
                 marked.discard(key)
-            if kind is destroy:
+            if value is None:
                 if entries.pop(key, None) is None:
                     self.missing_deletes += 1
                 elif owners:
                     owners.pop(key, None)
             elif limit is not None and len(entries) >= limit and key not in entries:
-                refused.append(event)
+                refused.append(item)
             else:
-                entries[key] = entry
+                entries[key] = value
                 if owner is not None:
                     owners[key] = owner
                 elif owners:
@@ -130,12 +140,16 @@ class Cache:
         entries = self._entries
         owners = self._owners
         kept = self._kept(stream)
-        removed: list[Entry] = []
+        removed: list[Any] = []
         for key in self._marks.pop(stream, ()):
             if key in entries and not (kept and owners.get(key) in kept):
                 removed.append(entries.pop(key))
                 owners.pop(key, None)
-        return removed
+        return self._entries_of(removed)
+
+    def _entries_of(self, values: list[Any]) -> list[Entry]:
+        """Held values as entries (here they are)."""
+        return values
 
     def _kept(self, stream: Owner) -> set[Owner]:
         """The owners whose entries ``stream``'s dump does not answer for (the streams
@@ -175,3 +189,93 @@ class Cache:
 
     def as_dict(self) -> dict[Key, Entry]:
         return dict(self._entries)
+
+
+class RecordCache(Cache):
+    """The external cache as records: each connection's STATE message as it arrived
+    (bytes), by its ``record_key`` (bytes); decoded into entries only where they are
+    needed (a commit, injection, the operator's view, the tests).
+
+    A backup takes a resync of hundreds of thousands of entries: as records, a frame of
+    plain messages is checked and cut by one regular expression (snep.wire.codec's
+    ``split_plain``) and stored by a few dict operations, with no object per field and
+    nothing the garbage collector tracks (bytes are not). Keys and values are bytes
+    inside; every method that takes or gives a key or an entry speaks ``Entry.key``
+    and :class:`Entry`, as :class:`Cache` does. Mark-and-sweep and owners are Cache's.
+    """
+
+    _entries: dict[bytes, bytes]  # type: ignore[assignment]
+
+    def __init__(self, entries: Iterable[Entry] = (), *, limit: int | None = None) -> None:
+        super().__init__(limit=limit)
+        self.replace(entries)
+
+    def apply_all(self, events: Iterable[Event], owner: Owner | None = None) -> list[Event]:
+        """Events decoded the general way (or put here directly): each kept as its record."""
+        events = events if isinstance(events, (list, tuple)) else list(events)
+        destroy = EventKind.DESTROY
+        changes = [
+            (record_key(event[1][0], event[1][2]), None if event[0] is destroy else encode_state(event)) for event in events
+        ]
+        return self._apply(events, changes, owner)
+
+    def apply_records(self, records: Sequence[bytes], owner: Owner) -> list[bytes]:
+        """Plain NEW and UPDATE records (``split_plain``'s) that ``owner``'s stream
+        brought, in order; the records refused (new entries beyond the limit)."""
+        key = PLAIN_KEY
+        changes = dict(zip([record[key] for record in records], records))  # (a later one of a key wins)
+        entries = self._entries
+        if self.limit is not None and len(entries) + len(changes) > self.limit:
+            return self._apply(records, [(record[key], record) for record in records], owner)  # (one at a time)
+        entries.update(changes)
+        self._owners.update(dict.fromkeys(changes, owner))
+        marked = self._marks.get(owner)
+        if marked:
+            marked.difference_update(changes)
+        return []
+
+    def replace(self, entries: Iterable[Entry] | dict[Key, Entry]) -> None:
+        """Become exactly ``entries`` (each kept as its NEW record)."""
+        values = entries.values() if isinstance(entries, dict) else entries
+        new = EventKind.NEW
+        super().replace({record_key(e[0], e[2]): encode_state(Event(new, e)) for e in values})
+
+    def _entries_of(self, values: list[Any]) -> list[Entry]:
+        return [event[1] for event in decode_records(values)]
+
+    def records(self) -> dict[bytes, bytes]:
+        """The records by key (a copy: a commit's snapshot)."""
+        return dict(self._entries)
+
+    # reading (in entries and keys) ---------------------------------------------------
+    def _record_key(self, key: object) -> bytes | None:
+        try:
+            orig, zone = key  # type: ignore[misc]
+            return record_key(orig, zone)
+        except (TypeError, ValueError):
+            return None
+
+    def get(self, key: Key) -> Entry | None:
+        record = self._entries.get(self._record_key(key))  # type: ignore[arg-type]
+        return None if record is None else self._entries_of([record])[0]
+
+    def owner(self, key: Key) -> Owner | None:
+        return self._owners.get(self._record_key(key))
+
+    def marked(self, stream: Owner) -> frozenset[Key]:
+        return frozenset(map(key_of_record_key, self._marks.get(stream, ())))
+
+    def keys(self) -> list[Key]:
+        return list(map(key_of_record_key, self._entries))
+
+    def entries(self) -> list[Entry]:
+        return self._entries_of(list(self._entries.values()))
+
+    def __contains__(self, key: object) -> bool:
+        return self._record_key(key) in self._entries
+
+    def __iter__(self) -> Iterator[Entry]:
+        return iter(self.entries())
+
+    def as_dict(self) -> dict[Key, Entry]:
+        return {(entry[0], entry[2]): entry for entry in self.entries()}

@@ -54,7 +54,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from snep.cache import Cache
+from snep.cache import Cache, RecordCache
 from snep.entry import Entry, Event, EventKind, Key, complete_update
 from snep.errors import AuthError, DecodeError, InvalidTransition
 from snep.fsm.channel import Channel
@@ -91,7 +91,7 @@ from snep.fsm.role import Role, RoleMachine
 from snep.fsm.sender import SyncSender
 from snep.fsm.spec_map import spec_action
 from snep.wire.auth import Keyring
-from snep.wire.codec import decode_frame
+from snep.wire.codec import decode_frame, decode_records, key_of_record_key
 from snep.wire.messages import EVERY_PEER, Ack, Frame, Hello, MessageType, Nack
 
 _CLAIMING = (MessageType.STATE, MessageType.ALIVE, MessageType.HELLO)
@@ -136,7 +136,7 @@ class SyncNode:
         self.framer = Framer(node_id, self.counters, session, keyring.send_key if keyring else None, self.params.mtu)
         self.role = RoleMachine(graph=graph)
         self.internal = Cache()
-        self.external = Cache(limit=self.params.max_entries)
+        self.external = RecordCache(limit=self.params.max_entries)
         self.peers: tuple[PeerId, ...] = tuple(peers)
         self.channel = Channel(node_id, session, self.peers, self.params.alive_interval, self.counters)
         self._graph = graph
@@ -156,7 +156,7 @@ class SyncNode:
         #: inject_on_arrival: a promotion wrote nothing (the kernel holds the external
         #: cache, then emptied: these are its entries); the next kernel dump says what
         #: the kernel refused, and that is written
-        self._check_commit: list[Entry] | None = None
+        self._check_commit: dict[bytes, bytes] | None = None  # (the external cache's records, by record key)
 
     def _fresh_sync(self, filter: Filter) -> None:
         """A new process's sender and receivers: no stream, nothing queued."""
@@ -260,7 +260,7 @@ class SyncNode:
         for action in actions:
             if isinstance(action, CommitExternal):
                 if self.params.inject_on_arrival:
-                    self._check_commit = list(self.external)  # (the kernel holds it: checked against the next dump)
+                    self._check_commit = self.external.records()  # (the kernel holds it: checked against the next dump)
                 else:
                     self._commit(out)
             elif isinstance(action, TakeEpoch):
@@ -371,7 +371,8 @@ class SyncNode:
         if self._check_commit is not None:
             committed, self._check_commit = self._check_commit, None
             internal = self.internal
-            missing = tuple(Event(EventKind.NEW, e) for e in committed if e.key not in internal)
+            absent = [record for key, record in committed.items() if key_of_record_key(key) not in internal]
+            missing = tuple(Event(EventKind.NEW, event[1]) for event in decode_records(absent))
             if missing:
                 for event in missing:
                     internal.apply(event)
@@ -396,7 +397,7 @@ class SyncNode:
             return out
         where = source or f"node {peer}"
         try:
-            frame = decode_frame(data, self.keyring)
+            frame = decode_frame(data, self.keyring, records=True)  # (plain STATE messages stay records)
         except AuthError as error:
             counters.auth_failures += 1
             self.logs(now, out, "auth_failures", "warning", f"frame from {where} rejected: {error}")
@@ -498,7 +499,9 @@ class SyncNode:
         internal = self.internal
         if inject:
             ops = list(result.applied)
-        else:  # (a frame's worth per call: only its DESTROYs are looked at)
+            if result.records:
+                ops += decode_records(result.records)
+        else:  # (records are NEW and UPDATE messages only)  # (a frame's worth per call: only its DESTROYs are looked at)
             destroy = EventKind.DESTROY
             ops = [event for event in result.applied if event[0] is destroy and event[1].key in internal]
         ops.extend(Event(EventKind.DESTROY, entry) for entry in result.swept if inject or entry.key in internal)

@@ -24,6 +24,7 @@ raises ``ValueError``: that is a bug of the caller, not bad input from the netwo
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Iterable
 from typing import NamedTuple
@@ -37,6 +38,7 @@ from snep.entry import (
     Event,
     EventKind,
     Family,
+    Key as ConnKey,
     SctpInfo,
     SctpState,
     SeqAdj,
@@ -458,11 +460,14 @@ def encode_frames(
 # --- decoding ---------------------------------------------------------------------
 
 
-def decode_frame(data: bytes, keyring: Keyring | None = None) -> Frame:
+def decode_frame(data: bytes, keyring: Keyring | None = None, *, records: bool = False) -> Frame:
     """The frame in ``data``, or :class:`DecodeError` / :class:`AuthError`.
 
     With a ``keyring``, only frames sealed with one of its keys are accepted (and
     opened). Without one, sealed frames are rejected too (they cannot be opened).
+    ``records``: a STATE frame whose messages are all plain NEW or UPDATE records
+    (:func:`split_plain`) is not decoded into events: its ``records`` are those
+    messages, as bytes, and its ``messages`` are empty (the backup keeps records).
     """
     if type(data) is not bytes:
         if not isinstance(data, (bytes, bytearray, memoryview)):
@@ -510,6 +515,10 @@ def decode_frame(data: bytes, keyring: Keyring | None = None) -> Frame:
             raise DecodeError(f"key id {key_id} set on a frame without FLAG_SEALED")
         if keyring is not None:
             raise AuthError("frame not sealed, but keys are configured")
+    if records and mtype == 1:
+        plain = split_plain(data[HEADER_SIZE:end])
+        if plain is not None:
+            return Frame(MessageType.STATE, node_id, epoch, seq, (), flags, dst, session, counter, tuple(plain))
     try:
         if mtype == 1:
             messages: tuple[Message, ...] = tuple(_decode_state(data, HEADER_SIZE, end))
@@ -673,6 +682,72 @@ def _decode_state(buf: bytes, off: int, end: int, fast: bool = True) -> list[Eve
     return events
 
 
+# --- records: STATE messages kept as bytes -----------------------------------------
+#
+# A backup keeps each connection's STATE message as it arrived (its *record*), keyed
+# by the bytes of the connection's identity (:func:`record_key`), and decodes it only
+# where an Entry is needed (commit, injection, the operator's view). Most messages are
+# plain: IPv4, no NAT, zone 0, nothing optional (UDP and TCP as the encoder lays them
+# out), and a frame of them is checked and cut into records by one regular expression
+# (C code), with no object per field.
+
+#: one plain NEW or UPDATE message: ORIG_IPV4 and META of zone 0 (34 bytes), or with
+#: TCP after them (41 bytes; the TCP state known); what _decode_state accepts of them
+_PLAIN_RECORD = re.compile(
+    rb"[\x01\x02]\x00(?:\x1f\x81\x0d.{13}\x85\x0e.{12}\x00\x00"
+    rb"|\x26\x81\x0d.{13}\x85\x0e.{12}\x00\x00\x86\x05[\x00-\x%02x].{4})" % (len(TcpState) - 1),
+    re.S,
+)
+#: where a plain record's key (the ORIG_IPV4 value) lies
+PLAIN_KEY = slice(5, 18)
+_KEY4, _KEY4Z, _KEY6, _KEY6Z = 13, 15, 37, 39
+
+
+def split_plain(payload: bytes) -> list[bytes] | None:
+    """The messages of a STATE payload as records, when every one is a plain NEW or
+    UPDATE message (None otherwise: decode it the general way). Matches that do not
+    overlap and add up to the payload's length tile it: they are its messages."""
+    found: list[bytes] = _PLAIN_RECORD.findall(payload)
+    return found if sum(map(len, found)) == len(payload) else None
+
+
+def record_key(orig: ConnTuple, zone: int) -> bytes:
+    """The bytes that identify a connection (``Entry.key``) in a record cache: the
+    original tuple as ORIG_IPV4 or ORIG_IPV6 holds it, and the zone when not 0 (the
+    lengths tell the four cases apart). A plain record's ``PLAIN_KEY`` slice is it."""
+    family, src, dst, proto, sport, dport = orig
+    if family == 2 and len(src) == 4 and len(dst) == 4:
+        key = _TUPLE4.pack(src, dst, proto, sport, dport)
+    elif family == 10 and len(src) == 16 and len(dst) == 16:
+        key = _TUPLE6.pack(src, dst, proto, sport, dport)
+    else:
+        raise ValueError(f"no record key for {orig!r}")
+    return key + _U16.pack(zone) if zone else key
+
+
+def key_of_record_key(data: bytes) -> ConnKey:
+    """``Entry.key`` of :func:`record_key`'s bytes."""
+    size = len(data)
+    if size == _KEY4 or size == _KEY4Z:
+        orig = _new(ConnTuple, (_IPV4, *_TUPLE4.unpack_from(data)))
+    elif size == _KEY6 or size == _KEY6Z:
+        orig = _new(ConnTuple, (_IPV6, *_TUPLE6.unpack_from(data)))
+    else:
+        raise ValueError(f"not a record key: {data.hex()}")
+    zone = _U16.unpack_from(data, size - 2)[0] if size in (_KEY4Z, _KEY6Z) else 0
+    return (orig, zone)
+
+
+def decode_records(records: Iterable[bytes]) -> list[Event]:
+    """The events of records (messages a STATE frame carried, checked when they came):
+    their kinds as they came."""
+    data = b"".join(records)
+    try:
+        return _decode_state(data, 0, len(data))
+    except (struct.error, ValueError, IndexError, TypeError, OverflowError) as exc:
+        raise DecodeError(f"{DECODER_BUG}: {exc!r}") from exc
+
+
 def _bad_length(atype: int, body: int, alen: int, want: int) -> DecodeError:
     return DecodeError(f"attribute {_attr_name(atype)} at offset {body - 2}: length {alen}, expected {want}")
 
@@ -830,11 +905,15 @@ __all__ = [
     "build_frames",
     "build_state_frames",
     "decode_frame",
+    "decode_records",
     "encode_frame",
     "encode_frames",
     "encode_message",
     "encode_state",
     "frame_overhead",
+    "key_of_record_key",
+    "record_key",
     "seal",
+    "split_plain",
 ]
 
