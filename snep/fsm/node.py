@@ -295,7 +295,7 @@ class SyncNode:
 
     def _commit(self, out: list[Output]) -> None:
         if len(self.external):
-            out.append(KernelOps(tuple(Event(EventKind.NEW, e) for e in self.external), replace=True))
+            out.append(KernelOps((), replace=True, records=tuple(self.external.records().values())))
         out.append(Log("info", f"commit: {len(self.external)} entries of the external cache to the kernel"))
 
     def _can_take_term(self, above: int | None = None) -> bool:

@@ -44,6 +44,7 @@ from snep.kernel.base import (
 )
 from snep.kernel.recvmmsg import BatchReceiver
 from snep.level import Level
+from snep.wire.codec import decode_records
 
 _RECV_SIZE = 1 << 20  # one recv never returns more than one skb (<= 32 KiB for dumps)
 _BATCH_BYTES = 512 * 1024  # requests per send()
@@ -417,6 +418,37 @@ class NetlinkKernel(Kernel):
         self.counters.errors += result.errors
         return result
 
+    def apply_records(self, records: Iterable[bytes], *, replace: bool = False) -> ApplyResult:
+        """:meth:`apply` of a NEW event for each sync record (a commit, straight from
+        the external cache's bytes: ``ct.encode_create_record``, no Entry made). What
+        the kernel refuses (EEXIST: the entry is there) takes apply's way, decoded."""
+        recs = records if isinstance(records, list) else list(records)
+        first = self._reserve(len(recs))
+        unencodable: dict[int, int] = {}
+        gc_was_enabled = gc.isenabled()
+        gc.disable()  # (as apply)
+        try:
+            failed = self._batch(_encode_records(recs, first, unencodable), first, len(recs))
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+        failed.update(unencodable)
+        result = ApplyResult(created=len(recs) - len(failed))
+        if failed:
+            try:
+                again = [Event(EventKind.NEW, event.entry) for event in decode_records([recs[i] for i in sorted(failed)])]
+            except DecodeError as error:  # (records are checked when they arrive: a bug)
+                raise KernelError(f"a record to commit does not decode: {error}") from None
+            more = self.apply(again, replace=replace)
+            result.created += more.created
+            result.updated += more.updated
+            result.eexist += more.eexist
+            result.enoent += more.enoent
+            result.replaced += more.replaced
+            result.errors += more.errors
+            result.failures = more.failures
+        return result
+
     def flush(self, *, mark: int | None = None, mark_mask: int = 0xFFFFFFFF, zone: int | None = None) -> None:
         seq = self._next_seq()
         self._request(ct.encode_flush(seq, mark=mark, mark_mask=mark_mask, zone=zone), seq)
@@ -546,6 +578,19 @@ def _encode_all(events: list[Event], first_seq: int, unencodable: dict[int, int]
             else:
                 yield enc_update(entry, seq)
         except (struct.error, ValueError, TypeError, AttributeError, OverflowError):  # UnicodeError is a ValueError
+            unencodable[seq - first_seq] = errno_mod.EINVAL
+            yield ct.encode_noop(seq)
+        seq += 1
+
+
+def _encode_records(records: list[bytes], first_seq: int, unencodable: dict[int, int]) -> Iterator[bytes]:
+    """:func:`_encode_all` of NEW events, from sync records."""
+    enc_create = ct.encode_create_record
+    seq = first_seq
+    for record in records:
+        try:
+            yield enc_create(record, seq)
+        except (struct.error, ValueError, TypeError, AttributeError, OverflowError, IndexError, DecodeError):
             unencodable[seq - first_seq] = errno_mod.EINVAL
             yield ct.encode_noop(seq)
         seq += 1

@@ -127,10 +127,10 @@ _TUPLE4 = struct.Struct(">4s4sBHH")  # src, dst, proto, sport, dport: 13 bytes
 _TUPLE6 = struct.Struct(">16s16sBHH")  # 37 bytes
 _META = struct.Struct(">IIIH")  # status, timeout, mark, zone: 14 bytes
 _TCP = struct.Struct(">BBBBB")  # state, wscale orig/reply, flags orig/reply
-_ORIG4_META = struct.Struct(">4s4sBHHxxIIIH")  # ORIG_IPV4 value, META header, value
+_ORIG4_META = ORIG4_META = struct.Struct(">4s4sBHHxxIIIH")  # ORIG_IPV4 value, META header, value
 # The whole of the two commonest messages after their header, as the encoder lays them
 # out: ORIG_IPV4 and META (UDP, 31 bytes), and TCP after them (TCP, 38 bytes).
-_ORIG4_META_TCP = struct.Struct(">4s4sBHHxxIIIHxxBBBBB")
+_ORIG4_META_TCP = ORIG4_META_TCP = struct.Struct(">4s4sBHHxxIIIHxxBBBBB")
 _SCTP = struct.Struct(">BII")  # state, vtag orig, vtag reply
 _DCCP = struct.Struct(">BBQ")  # state, role, handshake seq
 _SEQADJ = struct.Struct(">III")  # correction pos, offset before, offset after
