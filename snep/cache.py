@@ -168,6 +168,11 @@ class Cache:
     def get(self, key: Key) -> Entry | None:
         return self._entries.get(key)
 
+    def getter(self) -> Callable[[Key], Entry | None]:
+        """``get`` without a call of its own, for a loop over many keys (good until the
+        cache is next replaced or cleared: take it again each time)."""
+        return self._entries.get
+
     def owner(self, key: Key) -> Owner | None:
         """The stream that last wrote the entry (None: none, or no such entry)."""
         return self._owners.get(key)
@@ -254,6 +259,9 @@ class RecordCache(Cache):
             return record_key(orig, zone)
         except (TypeError, ValueError):
             return None
+
+    def getter(self) -> Callable[[Key], Entry | None]:
+        return self.get
 
     def get(self, key: Key) -> Entry | None:
         record = self._entries.get(self._record_key(key))  # type: ignore[arg-type]

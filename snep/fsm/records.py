@@ -57,6 +57,27 @@ class Records:
         """The connection is gone (a DESTROY the filter or the level kept back)."""
         self._records.pop(key, None)
 
+    def dump_messages(
+        self, keys: list[Key], get: Callable[[Key], Entry | None], accepts: Callable[[Entry], bool]
+    ) -> tuple[list[bytes], list[Key]]:
+        """:meth:`dump_message` of the entries of ``keys`` still present (``get``: the
+        internal cache's), and the keys of the messages: the dump's join of records,
+        one loop without a call per record."""
+        messages: list[bytes] = []
+        taken: list[Key] = []
+        for key, entry, kept in zip(keys, map(get, keys), map(self._records.get, keys)):
+            if entry is None:
+                continue
+            if kept is not None and kept[0] is entry:
+                messages.append(kept[1])
+            else:
+                data = self.dump_message(key, entry, accepts)
+                if data is None:
+                    continue
+                messages.append(data)
+            taken.append(key)
+        return messages, taken
+
     def dump_message(self, key: Key, entry: Entry, accepts: Callable[[Entry], bool]) -> bytes | None:
         """The NEW message of ``entry`` for a dump: its record, or encoded and kept now;
         None when the filter refuses it."""

@@ -574,11 +574,11 @@ class SyncSender:
         if not self.bulk_active or self.loading:
             return
         accepts = self.notifier.filter.accepts
-        get = self.internal.get
+        get = self.internal.getter()
         records = self.records
 
-        def message(key: Key, entry: Entry) -> bytes | None:
-            return records.dump_message(key, entry, accepts)
+        def messages_of(keys: list[Key]) -> tuple[list[bytes], list[Key]]:
+            return records.dump_messages(keys, get, accepts)
 
         dump = self.dump
         budget = BULK_STEP  # (per input: the rest goes on at the next timer, which is due now)
@@ -587,7 +587,7 @@ class SyncSender:
             first = self.mode.state is SenderMode.BULK_START
             if first:
                 dump.snapshot(self.internal.keys())
-            messages, taken = dump.take(room, get, message)
+            messages, taken = dump.take(room, messages_of)
             while True:
                 last = dump.done
                 frames = (

@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import re
 import struct
+from bisect import bisect_right
 from collections.abc import Iterable
+from itertools import accumulate
 from typing import NamedTuple
 
 from snep.entry import (
@@ -408,21 +410,23 @@ def _pack(
     flags: int,
     dst: int,
 ) -> list[Built]:
-    """Encoded messages, in order, into as few payloads of ``room`` bytes as they fit."""
+    """Encoded messages, in order, into as few payloads of ``room`` bytes as they fit
+    (cut where the running total of sizes passes each payload's end: work per frame,
+    not per message)."""
+    parts = messages if isinstance(messages, list) else list(messages)
+    ends = list(accumulate(map(len, parts)))  # (ends[i]: bytes up to and with message i)
     payloads: list[bytes] = []
-    parts: list[bytes] = []
+    first = 0
     used = 0
-    for data in messages:
-        size = len(data)
-        if used + size > room:
-            if size > room:
-                raise ValueError(f"a {size}-byte message does not fit an MTU of {mtu}")
-            payloads.append(b"".join(parts))
-            parts = []
-            used = 0
-        parts.append(data)
-        used += size
-    payloads.append(b"".join(parts))
+    while first < len(parts):
+        stop = bisect_right(ends, used + room, first)
+        if stop == first:
+            raise ValueError(f"a {len(parts[first])}-byte message does not fit an MTU of {mtu}")
+        payloads.append(b"".join(parts[first:stop]))
+        used = ends[stop - 1]
+        first = stop
+    if not payloads:
+        payloads.append(b"")
     last = len(payloads) - 1
     base = flags & ~_BULK_FLAGS
     frames = []
