@@ -27,11 +27,14 @@ U32 = st.integers(0, 0xFFFFFFFF)
     st.lists(events(), max_size=30),
     st.lists(st.tuples(st.integers(0, 29), U32, U32), max_size=10),
     st.booleans(),
+    st.booleans(),
+    st.booleans(),
 )
-def test_a_dump_message_is_the_encoding_of_the_current_entry(streamed, changes, refuse_udp):
+def test_a_dump_message_is_the_encoding_of_the_current_entry(streamed, changes, refuse_udp, renewed, timeouts_only):
     """Stream the events the filter passes (records kept), change some entries afterwards
-    (the same keys, other values): every dump message is the current entry's NEW
-    message, or None when the filter refuses it."""
+    (the same keys, other values; after a kernel dump, ``renewed``: every entry a new
+    value, records set aside): every dump message is the current entry's NEW message,
+    or None when the filter refuses it."""
     records = Records()
     table = {}
     accepts = (lambda entry: entry.orig.proto != Proto.UDP) if refuse_udp else (lambda entry: True)
@@ -44,10 +47,13 @@ def test_a_dump_message_is_the_encoding_of_the_current_entry(streamed, changes, 
         else:
             table[event.entry.key] = event.entry
     keys = list(table)
+    if renewed:
+        records.renew()
+        table = {key: entry._replace() for key, entry in table.items()}  # (equal values, new objects)
     for index, timeout, mark in changes:
         if keys:
             key = keys[index % len(keys)]
-            table[key] = table[key]._replace(timeout=timeout, mark=mark)
+            table[key] = table[key]._replace(timeout=timeout) if timeouts_only else table[key]._replace(timeout=timeout, mark=mark)
     for key, entry in table.items():
         want = encode_state(Event(EventKind.NEW, entry)) if accepts(entry) else None
         assert records.dump_message(key, entry, accepts) == want

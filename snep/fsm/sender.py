@@ -192,7 +192,7 @@ class SyncSender:
     def cache_loaded(self, now: float, out: list[Output]) -> None:
         """The kernel dump is in: a dump that waited for it goes on."""
         self.loading = False
-        self.records.clear()  # (the dump's entries are new values: no record is of them)
+        self.records.renew()  # (the dump's entries are new values: records are taken back where only timeouts moved)
         self.on_bulk_step(now, out)
 
     def mark_dead(self, peer: PeerId) -> None:

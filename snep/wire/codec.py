@@ -742,6 +742,14 @@ def key_of_record_key(data: bytes) -> ConnKey:
     return (orig, zone)
 
 
+def with_timeout(record: bytes, timeout: int) -> bytes:
+    """A STATE message of this encoder (ORIG, then META) with META's timeout replaced."""
+    at = MSG_HEADER_SIZE + (15 if record[MSG_HEADER_SIZE] == A_ORIG_IPV4 else 39) + 6  # (META's value: status, timeout)
+    if record[at - 6] != A_META:
+        raise ValueError("not a message of this encoder: META does not follow ORIG")
+    return record[:at] + _U32.pack(timeout) + record[at + 4 :]
+
+
 def decode_records(records: Iterable[bytes]) -> list[Event]:
     """The events of records (messages a STATE frame carried, checked when they came):
     their kinds as they came."""
@@ -919,5 +927,6 @@ __all__ = [
     "record_key",
     "seal",
     "split_plain",
+    "with_timeout",
 ]
 
