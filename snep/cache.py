@@ -52,7 +52,11 @@ class Cache:
 
     def __init__(self, entries: Iterable[Entry] = (), *, limit: int | None = None) -> None:
         self._entries: dict[Key, Entry] = {entry.key: entry for entry in entries}
-        self._owners: dict[Key, Owner] = {}  # (only the entries a stream wrote)
+        #: owners of the entries whose owner is not ``_common`` (None: no stream)
+        self._owners: dict[Key, Owner | None] = {}
+        #: the owner of every entry not in ``_owners``: the stream that wrote into the
+        #: empty cache, so that one stream's dump costs no owner per entry
+        self._common: Owner | None = None
         self._marks: dict[Owner, set[Key]] = {}  # by the stream whose dump is under way
         self.limit = limit
         self.missing_deletes = 0  # DESTROY of a connection we did not have
@@ -80,6 +84,9 @@ class Cache:
         refused (new entries beyond the limit)."""
         entries = self._entries
         owners = self._owners
+        if not entries:
+            self._common = owner  # (nothing to own yet: the owner of what follows)
+        common = self._common
         marked = self._marks.get(owner) if owner is not None else None
         limit = self.limit
         refused: list[_T] = []
@@ -95,7 +102,7 @@ class Cache:
                 refused.append(item)
             else:
                 entries[key] = value
-                if owner is not None:
+                if owner != common:
                     owners[key] = owner
                 elif owners:
                     owners.pop(key, None)
@@ -112,6 +119,7 @@ class Cache:
         if self.retire is not None:
             self.retire(old)
         self._owners = {}
+        self._common = None
         self._marks = {}
 
     def clear(self) -> None:
@@ -121,6 +129,7 @@ class Cache:
         else:
             self._entries.clear()
         self._owners.clear()
+        self._common = None
         self._marks.clear()
 
     # mark-and-sweep (per stream) -------------------------------------------------
@@ -128,8 +137,9 @@ class Cache:
         """BULK_START of ``stream``: mark the entries its dump answers for (``swept_by``)."""
         kept = self._kept(stream)
         if kept:
-            owners = self._owners
-            self._marks[stream] = {key for key in self._entries if owners.get(key) not in kept}
+            owner = self._owners.get
+            common = self._common
+            self._marks[stream] = {key for key in self._entries if owner(key, common) not in kept}
         else:  # (one primary at a time: every entry)
             self._marks[stream] = set(self._entries)
 
@@ -139,10 +149,11 @@ class Cache:
         the marking."""
         entries = self._entries
         owners = self._owners
+        common = self._common
         kept = self._kept(stream)
         removed: list[Any] = []
         for key in self._marks.pop(stream, ()):
-            if key in entries and not (kept and owners.get(key) in kept):
+            if key in entries and not (kept and owners.get(key, common) in kept):
                 removed.append(entries.pop(key))
                 owners.pop(key, None)
         return self._entries_of(removed)
@@ -154,7 +165,10 @@ class Cache:
     def _kept(self, stream: Owner) -> set[Owner]:
         """The owners whose entries ``stream``'s dump does not answer for (the streams
         in the cache are few: one per epoch a peer streamed in)."""
-        return {owner for owner in set(self._owners.values()) if not swept_by(owner, stream)}
+        owners = set(self._owners.values())
+        if len(self._entries) > len(self._owners):
+            owners.add(self._common)
+        return {owner for owner in owners if not swept_by(owner, stream)}
 
     def unmark(self, stream: Owner) -> None:
         """Abandon ``stream``'s marking without sweeping (its dump will not complete)."""
@@ -175,7 +189,7 @@ class Cache:
 
     def owner(self, key: Key) -> Owner | None:
         """The stream that last wrote the entry (None: none, or no such entry)."""
-        return self._owners.get(key)
+        return self._owners.get(key, self._common) if key in self._entries else None
 
     def keys(self) -> list[Key]:
         return list(self._entries)
@@ -232,8 +246,15 @@ class RecordCache(Cache):
         entries = self._entries
         if self.limit is not None and len(entries) + len(changes) > self.limit:
             return self._apply(records, [(record[key], record) for record in records], owner)  # (one at a time)
+        if not entries:
+            self._common = owner  # (as _apply)
         entries.update(changes)
-        self._owners.update(dict.fromkeys(changes, owner))
+        owners = self._owners
+        if owner != self._common:
+            owners.update(dict.fromkeys(changes, owner))
+        elif owners:
+            for taken in changes:
+                owners.pop(taken, None)
         marked = self._marks.get(owner)
         if marked:
             marked.difference_update(changes)
@@ -268,7 +289,7 @@ class RecordCache(Cache):
         return None if record is None else self._entries_of([record])[0]
 
     def owner(self, key: Key) -> Owner | None:
-        return self._owners.get(self._record_key(key))
+        return super().owner(self._record_key(key))  # type: ignore[arg-type]
 
     def marked(self, stream: Owner) -> frozenset[Key]:
         return frozenset(map(key_of_record_key, self._marks.get(stream, ())))

@@ -113,3 +113,22 @@ def test_the_limit_refuses_new_entries_only(make):
     assert cache.owner(conn(1).key) == P2
     assert cache.apply(Event(EventKind.DESTROY, conn(5)), P2)
     assert cache.missing_deletes == 1
+
+
+def test_owners_stay_right_when_the_first_streams_owner_is_kept_for_all(make):
+    """The stream that wrote into the empty cache owns its entries without an owner per
+    entry; writes of others (another stream, none) are owned apart, and given back."""
+    cache = make()
+    cache.apply_all(new(1, 2, 3), P1)  # (P1: every entry's owner, none kept apart)
+    cache.apply_all(new(2), P2)
+    cache.apply(Event(EventKind.NEW, conn(3)))  # (no stream)
+    assert [cache.owner(conn(i).key) for i in (1, 2, 3, 4)] == [P1, P2, None, None]
+    cache.apply_all(new(2, 3), P1)  # (P1's again)
+    assert [cache.owner(conn(i).key) for i in (1, 2, 3)] == [P1, P1, P1]
+    cache.mark(P1)  # (P1's dump answers for all of them)
+    assert cache.marked(P1) == keys(1, 2, 3)
+    cache.unmark(P1)
+    cache.apply_all([Event(EventKind.DESTROY, conn(i)) for i in (1, 2, 3)], P1)
+    cache.apply_all(new(5), P2)  # (empty again: P2 owns what follows)
+    cache.mark(P1)
+    assert cache.marked(P1) == frozenset() and cache.owner(conn(5).key) == P2

@@ -240,3 +240,22 @@ def test_a_record_cache_made_of_entries_gives_them_back():
     assert cache.get((conn(99).orig, 0)) is None and ("not", "a key") not in cache
     assert split_plain(b"".join(cache.records().values())) is None  # (some are not plain)
     assert cache.get(entries[2].key).protoinfo == TcpInfo(TcpState.ESTABLISHED)
+
+
+def test_records_of_two_streams_keep_their_owners_as_entries_do():
+    """apply_records (the records path) and apply_all (the entry path) agree on who owns
+    what, as two streams write over each other, and on what a dump marks."""
+    entries = plain_entries(10)
+    a, b = Epoch(2, 1), Epoch(2, 2)
+    old, new = Cache(), RecordCache()
+    for owner, indices in ((a, range(0, 6)), (b, range(3, 8)), (a, range(4, 6)), (b, range(0, 2)), (a, range(0, 10))):
+        events = [Event(EventKind.NEW, entries[i]) for i in indices]
+        old.apply_all(events, owner)
+        new.apply_records([encode_state(event) for event in events], owner)
+        assert {e.key: new.owner(e.key) for e in entries} == {e.key: old.owner(e.key) for e in entries}
+        for stream in (a, b):
+            old.mark(stream)
+            new.mark(stream)
+            assert new.marked(stream) == old.marked(stream)
+            old.unmark(stream)
+            new.unmark(stream)
