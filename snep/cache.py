@@ -28,6 +28,7 @@ cannot grow a node's memory without bound); updates and removals always go throu
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import repeat
 from typing import Any, TypeVar
 
 from snep.entry import Entry, Event, EventKind, Key
@@ -241,23 +242,23 @@ class RecordCache(Cache):
     def apply_records(self, records: Sequence[bytes], owner: Owner) -> list[bytes]:
         """Plain NEW and UPDATE records (``split_plain``'s) that ``owner``'s stream
         brought, in order; the records refused (new entries beyond the limit)."""
-        key = PLAIN_KEY
-        changes = dict(zip([record[key] for record in records], records))  # (a later one of a key wins)
+        where = PLAIN_KEY
+        keys = [record[where] for record in records]
         entries = self._entries
-        if self.limit is not None and len(entries) + len(changes) > self.limit:
-            return self._apply(records, [(record[key], record) for record in records], owner)  # (one at a time)
+        if self.limit is not None and len(entries) + len(keys) > self.limit:
+            return self._apply(records, list(zip(keys, records)), owner)  # (one at a time)
         if not entries:
             self._common = owner  # (as _apply)
-        entries.update(changes)
+        entries.update(zip(keys, records))  # (in order: a later one of a key wins)
         owners = self._owners
         if owner != self._common:
-            owners.update(dict.fromkeys(changes, owner))
+            owners.update(zip(keys, repeat(owner)))
         elif owners:
-            for taken in changes:
-                owners.pop(taken, None)
+            for key in keys:
+                owners.pop(key, None)
         marked = self._marks.get(owner)
         if marked:
-            marked.difference_update(changes)
+            marked.difference_update(keys)
         return []
 
     def replace(self, entries: Iterable[Entry] | dict[Key, Entry]) -> None:

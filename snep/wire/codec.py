@@ -510,19 +510,21 @@ def decode_frame(data: bytes, keyring: Keyring | None = None, *, records: bool =
             raise AuthError(f"unknown key id {key_id}")
         header = data[:HEADER_SIZE]
         try:
-            plain = frame_aead(key, node_id, session).decrypt(nonce(counter), data[HEADER_SIZE:], header)
+            payload = frame_aead(key, node_id, session).decrypt(nonce(counter), data[HEADER_SIZE:], header)
         except InvalidTag:
             raise AuthError(f"bad tag (key id {key_id}): forged, corrupted or sealed with another key") from None
-        data = header + plain  # (offsets in errors stay the frame's)
     else:
         if key_id:
             raise DecodeError(f"key id {key_id} set on a frame without FLAG_SEALED")
         if keyring is not None:
             raise AuthError("frame not sealed, but keys are configured")
+        payload = data[HEADER_SIZE:end] if records and mtype == 1 else b""
     if records and mtype == 1:
-        plain = split_plain(data[HEADER_SIZE:end])
-        if plain is not None:
-            return Frame(MessageType.STATE, node_id, epoch, seq, (), flags, dst, session, counter, tuple(plain))
+        found = split_plain(payload)
+        if found is not None:
+            return Frame(MessageType.STATE, node_id, epoch, seq, (), flags, dst, session, counter, tuple(found))
+    if sealed:
+        data = data[:HEADER_SIZE] + payload  # (offsets in errors stay the frame's)
     try:
         if mtype == 1:
             messages: tuple[Message, ...] = tuple(_decode_state(data, HEADER_SIZE, end))
