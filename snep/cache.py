@@ -1,8 +1,10 @@
 """The two caches a node keeps, keyed by the connection's identity (``Entry.key``).
 
-- internal: what the node's own kernel holds; what a primary tells the others.
+- internal: what the node's own kernel holds; what a primary tells the others
+  (:class:`Cache`: entries).
 - external: what the primary told this node; what it commits to its kernel when it
-  takes over.
+  takes over (:class:`RecordCache`: each connection's STATE message as it came,
+  decoded only where an entry is needed).
 
 The external cache also does mark-and-sweep for bulk dumps: at BULK_START the entries
 the dump answers for are marked, every STATE of that stream applied afterwards unmarks

@@ -91,7 +91,7 @@ from snep.fsm.role import Role, RoleMachine
 from snep.fsm.sender import SyncSender
 from snep.fsm.spec_map import spec_action
 from snep.wire.auth import Keyring
-from snep.wire.codec import decode_frame, decode_records, key_of_record_key
+from snep.wire.codec import decode_frame, decode_records, key_of_record_key, record_key
 from snep.wire.messages import EVERY_PEER, Ack, Frame, Hello, MessageType, Nack
 
 _CLAIMING = (MessageType.STATE, MessageType.ALIVE, MessageType.HELLO)
@@ -516,14 +516,16 @@ class SyncNode:
         sent: the primary's silence says nothing of them), are removed or shortened."""
         born, self._vouch = self._vouch or set(), None
         external, internal, accepts = self.external, self.internal, self.filter.accepts
-        confirmed: list[Event] = []
+        records = external.records()
+        theirs: list[bytes] = []
         unconfirmed: list[Entry] = []
         for entry in internal:
-            theirs = external.get(entry.key)
-            if theirs is not None:
-                confirmed.append(Event(EventKind.NEW, theirs))
+            record = records.get(record_key(entry[0], entry[2]))
+            if record is not None:
+                theirs.append(record)
             elif entry.key not in born and accepts(entry, EventKind.DESTROY):
                 unconfirmed.append(entry)
+        confirmed = [Event(EventKind.NEW, event[1]) for event in decode_records(theirs)]  # (decoded at once)
         how = self.params.unconfirmed
         if how is Unconfirmed.REMOVE and external.limit is not None and len(external) >= external.limit:
             how = Unconfirmed.SHORTEN  # (a full external cache refused entries: its silence proves nothing)
