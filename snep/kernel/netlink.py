@@ -28,7 +28,8 @@ import gc
 import os
 import socket
 import struct
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
+from typing import Any
 
 from snep.entry import Entry, Event, EventKind, Key
 from snep.errors import DecodeError, EventOverrun, KernelError
@@ -334,6 +335,20 @@ class NetlinkKernel(Kernel):
             self._submit(data, last_seq, first_seq, total, failed)
         return failed
 
+    def _requests(self, encode: Callable[[list[Any], int, dict[int, int]], Iterator[bytes]], items: list[Any], first: int) -> dict[int, int]:
+        """Encode a request of each item (``encode``: _encode_all, _encode_records) and
+        send them in batches; {index: errno} of the failed ones, unencodable included."""
+        unencodable: dict[int, int] = {}
+        gc_was_enabled = gc.isenabled()
+        gc.disable()  # 100,000 requests: no cycles, no reason for GC passes
+        try:
+            failed = self._batch(encode(items, first, unencodable), first, len(items))
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+        failed.update(unencodable)
+        return failed
+
     def apply(self, events: Iterable[Event], *, replace: bool = False) -> ApplyResult:
         evs = events if isinstance(events, list) else list(events)
         result = ApplyResult()
@@ -341,15 +356,7 @@ class NetlinkKernel(Kernel):
         counts = {EventKind.NEW: 0, EventKind.UPDATE: 0, EventKind.DESTROY: 0}
         for kind, _ in evs:
             counts[kind] += 1
-        gc_was_enabled = gc.isenabled()
-        gc.disable()  # 100,000 requests: no cycles, no reason for GC passes
-        unencodable: dict[int, int] = {}
-        try:
-            failed = self._batch(_encode_all(evs, first, unencodable), first, len(evs))
-        finally:
-            if gc_was_enabled:
-                gc.enable()
-        failed.update(unencodable)
+        failed = self._requests(_encode_all, evs, first)
         result.created = counts[EventKind.NEW]
         result.updated = counts[EventKind.UPDATE]
         result.deleted = counts[EventKind.DESTROY]
@@ -423,16 +430,7 @@ class NetlinkKernel(Kernel):
         the external cache's bytes: ``ct.encode_create_record``, no Entry made). What
         the kernel refuses (EEXIST: the entry is there) takes apply's way, decoded."""
         recs = records if isinstance(records, list) else list(records)
-        first = self._reserve(len(recs))
-        unencodable: dict[int, int] = {}
-        gc_was_enabled = gc.isenabled()
-        gc.disable()  # (as apply)
-        try:
-            failed = self._batch(_encode_records(recs, first, unencodable), first, len(recs))
-        finally:
-            if gc_was_enabled:
-                gc.enable()
-        failed.update(unencodable)
+        failed = self._requests(_encode_records, recs, self._reserve(len(recs)))
         result = ApplyResult(created=len(recs) - len(failed))
         if failed:
             try:
