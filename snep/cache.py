@@ -273,8 +273,20 @@ class RecordCache(Cache):
         return [event[1] for event in decode_records(values)]
 
     def records(self) -> dict[bytes, bytes]:
-        """The records by key (a copy: a commit's snapshot)."""
+        """The records by key (a copy)."""
         return dict(self._entries)
+
+    def messages(self) -> tuple[bytes, ...]:
+        """Every record (a commit's)."""
+        return tuple(self._entries.values())
+
+    def detach(self) -> dict[bytes, bytes]:
+        """The records by key, taken away: the cache is empty afterwards (``clear``
+        without a copy or a retirement: the caller holds them now)."""
+        records = self._entries
+        self._entries = {}
+        self.clear()
+        return records
 
     # reading (in entries and keys) ---------------------------------------------------
     def _record_key(self, key: object) -> bytes | None:

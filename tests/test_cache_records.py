@@ -259,3 +259,20 @@ def test_records_of_two_streams_keep_their_owners_as_entries_do():
             assert new.marked(stream) == old.marked(stream)
             old.unmark(stream)
             new.unmark(stream)
+
+
+def test_a_warm_promotion_writes_what_the_kernel_lacks_of_the_records_it_had():
+    """inject_on_arrival: the promotion writes nothing, takes the external cache's
+    records whole (the cache is empty afterwards), and the kernel dump that follows
+    says which of them the kernel lacks: those are written."""
+    primary, backup = backup_node(inject_on_arrival=True)
+    entries = plain_entries(4)
+    for o in primary.promote(1.0) + primary.on_kernel_dump(1.0, entries):
+        if isinstance(o, SendDatagram):
+            backup.on_datagram(2.0, o.data, 1)
+    assert len(backup.external) == 4
+    out = backup.promote(3.0)
+    assert not [o for o in out if isinstance(o, KernelOps)] and len(backup.external) == 0
+    out = backup.on_kernel_dump(3.0, entries[:3])  # (the kernel refused the last one)
+    (ops,) = [o for o in out if isinstance(o, KernelOps)]
+    assert [e.entry for e in ops.events] == [entries[3]] and ops.replace and entries[3].key in backup.internal

@@ -257,10 +257,11 @@ class SyncNode:
         return out
 
     def _carry_out(self, now: float, actions: Iterable[RoleAction], out: list[Output]) -> None:
+        held = False  # inject_on_arrival's CommitExternal: the kernel holds the external cache
         for action in actions:
             if isinstance(action, CommitExternal):
                 if self.params.inject_on_arrival:
-                    self._check_commit = self.external.records()  # (the kernel holds it: checked against the next dump)
+                    held = True  # (checked against the next kernel dump: _check_commit)
                 else:
                     self._commit(out)
             elif isinstance(action, TakeEpoch):
@@ -275,7 +276,10 @@ class SyncNode:
                 self.sender.cache_loading()
                 out.append(DumpKernel())
             elif isinstance(action, ClearExternal):
-                self.external.clear()
+                if held:  # (its records are the check's, taken whole instead of copied)
+                    self._check_commit, held = self.external.detach(), False
+                else:
+                    self.external.clear()
             elif isinstance(action, SendHello):
                 self._send_hello(now, None, out)
             elif isinstance(action, BulkSendToPeers):
@@ -292,10 +296,12 @@ class SyncNode:
                 self.own = None
             else:  # pragma: no cover - the role table only holds the actions above
                 raise AssertionError(f"unknown role action {action!r}")
+        if held:  # (a row that keeps the external cache: the check gets a copy)
+            self._check_commit = self.external.records()
 
     def _commit(self, out: list[Output]) -> None:
         if len(self.external):
-            out.append(KernelOps((), replace=True, records=tuple(self.external.records().values())))
+            out.append(KernelOps((), replace=True, records=self.external.messages()))
         out.append(Log("info", f"commit: {len(self.external)} entries of the external cache to the kernel"))
 
     def _can_take_term(self, above: int | None = None) -> bool:
