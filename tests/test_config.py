@@ -47,7 +47,7 @@ def test_minimal_config_has_safe_defaults(tmp_path):
     assert cfg.sync.key_file is None and cfg.sync.insecure
     assert cfg.sync.params.max_entries == 4_194_304
     assert cfg.metrics.listen is None  # off by default
-    assert cfg.sync.params.inject_on_arrival is False
+    assert cfg.sync.params.inject_on_arrival is True  # warm: a takeover writes nothing
     assert cfg.sync.socket_buffer >= 8 * 1024 * 1024
     assert not cfg.filter.accepts(make_entry("127.0.0.1", "127.0.0.1", Proto.TCP, 1, 2))
     assert cfg.filter.accepts(make_entry("10.0.0.1", "10.0.0.2", Proto.SCTP, 1, 2))

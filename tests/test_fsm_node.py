@@ -79,7 +79,8 @@ def test_start_dumps_the_kernel_says_hello_and_asks_for_a_resync_once_bound():
 
 
 def test_promotion_order_commit_epoch_dump_hello_then_bulk():
-    n = new_node(2, [1], newest_epoch=Epoch(4, 1))
+    # a cold backup (its kernel written at the takeover); a warm one commits nothing here
+    n = new_node(2, [1], SyncParams(inject_on_arrival=False), newest_epoch=Epoch(4, 1))
     started(n)
     n.external.apply(Event(EventKind.NEW, conn(1)))
     out = n.promote(1.0)

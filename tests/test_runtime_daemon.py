@@ -56,7 +56,8 @@ def internal_ports(cluster: SnepCluster, fw, port: int) -> int:
 def world():
     prefix = f"snepr-{os.getpid()}-{secrets.token_hex(2)}"
     with Topology(firewalls=2, prefix=prefix) as topo:
-        cluster = SnepCluster(topo, NodeOptions(alive_interval=0.3, peer_dead_timeout=1.5))
+        # cold backups: the tests below check what the takeover's commit writes
+        cluster = SnepCluster(topo, NodeOptions(alive_interval=0.3, peer_dead_timeout=1.5, inject_on_arrival=False))
         try:
             yield topo, cluster
         finally:

@@ -50,11 +50,13 @@ socket = "{tmp / f"ctl{index}.sock"}"
 
 
 class Pair:
-    def __init__(self, tmp: Path, capacity: int = 1 << 20) -> None:
+    def __init__(self, tmp: Path, capacity: int = 1 << 20, extra: str = "[kernel]\ninject_on_arrival = false\n") -> None:
+        """Two daemons on loopback; cold backups by default (their kernels written only at a
+        commit), so that each test sees what the control commands write."""
         ports = {1: free_port(), 2: free_port()}
         self.tmp = tmp
         self.kernels = {1: MemoryKernel(event_capacity=capacity, event_capacity_max=capacity), 2: MemoryKernel()}
-        self.daemons = {i: Daemon(node_config(tmp, i, ports), self.kernels[i]) for i in (1, 2)}
+        self.daemons = {i: Daemon(node_config(tmp, i, ports, extra), self.kernels[i]) for i in (1, 2)}
         self.tasks: list[asyncio.Task[int]] = []
 
     async def __aenter__(self) -> Pair:

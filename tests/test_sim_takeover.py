@@ -166,3 +166,28 @@ def test_a_warm_promotion_writes_only_what_the_kernel_lacks():
     assert sim.role(2) is Role.PRIMARY
     assert sim.driver(2).counters.entries_written - written == 1
     assert conn(3).key in sim.kernel_keys(2) and len(sim.node(2).internal) == 20
+
+
+@pytest.mark.parametrize("inject", [False, True], ids=["commit", "inject_on_arrival"])
+def test_a_flushed_backup_holds_its_kernel_to_the_refilling_dump(inject):
+    """`snep ctl commit` then `snep ctl flush` on a backup: the kernel keeps what the commit
+    wrote while the caches forget it. Connections that ended on the primary while the
+    backup could not hear it must not survive the dump that refills the caches (found by
+    the model tests: KernelVouched, three nodes, incremental)."""
+    sim = cluster(resend_queue=16, inject_on_arrival=inject)
+    for i in range(20):
+        sim.conn_new(1, conn(i))
+    sim.settle()
+    sim.command(2, "commit")
+    sim.settle()
+    assert sim.kernel_keys(2) == sim.kernel_keys(1)
+    sim.network.link_down(1, 2)
+    for i in range(5):
+        sim.conn_destroy(1, conn(i))  # the backup never hears of these
+    sim.command(2, "flush")
+    sim.run(5.0)
+    sim.network.link_up(1, 2)
+    sim.settle()
+    assert sim.role(2) is Role.BACKUP and sim.external_keys(2) == sim.kernel_keys(1)
+    assert not sim.kernel_keys(2) & {conn(i).key for i in range(5)}  # no zombie
+    assert sim.kernel_keys(2) == sim.kernel_keys(1)

@@ -13,7 +13,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--watch", type=float, default=8.0, help="seconds watched after the failure (default 8)")
     parser.add_argument("--no-compare", action="store_true", help="skip the run without snep")
     parser.add_argument(
-        "--inject-on-arrival", action="store_true", help="fw2 writes synced states into its kernel at once (no commit)"
+        "--cold",
+        action="store_true",
+        help="fw2 writes the synced states into its kernel only at the takeover (inject_on_arrival = false); "
+        "by default it writes them as they arrive",
     )
     parser.add_argument(
         "--advert-int",
@@ -29,7 +32,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"snep demo: cannot build network namespaces here: {reason}")
         return 1
     results = demo.run_demo(
-        tcp=args.tcp, udp=args.udp, watch=args.watch, compare=not args.no_compare, inject=args.inject_on_arrival, advert_int=args.advert_int
+        tcp=args.tcp, udp=args.udp, watch=args.watch, compare=not args.no_compare, inject=False if args.cold else None, advert_int=args.advert_int
     )
     with_snep = results[0]
     return 0 if with_snep.flows.tcp_after == with_snep.flows.tcp_total else 1

@@ -705,9 +705,15 @@ class SyncNode:
     def commit(self, now: float) -> list[Output]:
         """Write the external cache into the kernel (conntrackd -c), then reload the
         internal cache from the kernel: it must know what the kernel holds (a stream's
-        DESTROY removes from this kernel what the internal cache says is there)."""
+        DESTROY removes from this kernel what the internal cache says is there). The
+        committed entries go into the internal cache at once too: a DESTROY or a sweep
+        that arrives before the dump must remove them from the kernel, or they would
+        outlive their connections there (KernelVouched)."""
         out: list[Output] = []
         self._commit(out)
+        internal = self.internal
+        for entry in self.external:
+            internal.apply(Event(EventKind.NEW, entry))
         self.sender.cache_loading()
         out.append(DumpKernel())
         return out
@@ -724,6 +730,9 @@ class SyncNode:
         self.sender.cache_loading()
         if self.role.state in (Role.SYNCING, Role.BACKUP, Role.FAULT):
             self.need_sync = True
+            # the kernel outlives the flush: the refilling dump vouches for it again, or an
+            # entry committed before and gone from the primary since would stay there
+            self._vouch = set()
             out += self._fire(now, "unsynced")  # not ready until the primary's dump refilled it
             self._request_resync(now, out)
         return out

@@ -54,8 +54,9 @@ class SyncParams:
     level: Level = Level.STRONG
     #: seconds between the incremental level's flushes
     incremental_period: float = 1.0
-    #: write the peers' states into the kernel as they arrive (no commit on takeover)
-    inject_on_arrival: bool = False
+    #: write the peers' states into the kernel as they arrive, so a takeover writes
+    #: nothing (docs/architecture.md, "Warm or cold backup kernel": the measured trade-off)
+    inject_on_arrival: bool = True
     #: entries the external cache holds at most: new ones beyond are refused and
     #: counted (conntrackd's HashLimit), so no peer can grow a node's memory without bound
     max_entries: int = 4_194_304

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from snep.errors import SnepError
+from snep.fsm.params import SyncParams
 from snep.lab import traffic
 from snep.lab.conformance.measure import data_gap
 from snep.lab.topology import CLIENT_VIP, SERVER_VIP, SYNC_NETS, Firewall, Topology
@@ -51,7 +52,8 @@ def snep_argv(*args: str) -> list[str]:
 @dataclass
 class NodeOptions:
     level: str = "strong"
-    inject_on_arrival: bool = False
+    #: None: the product's default (the key is not written), as a deployment would run
+    inject_on_arrival: bool | None = None
     key: bool = True
     alive_interval: float = 0.5
     peer_dead_timeout: float = 2.0
@@ -118,9 +120,9 @@ class SnepCluster:
         ignore += [f"{net}.0/24" for net in SYNC_NETS]
         ignore += [f"{each.client_ip}/32" for each in self.topo.firewalls]
         ignore += [f"{each.server_ip}/32" for each in self.topo.firewalls]
+        if o.inject_on_arrival is not None:
+            lines += ["[kernel]", f"inject_on_arrival = {'true' if o.inject_on_arrival else 'false'}"]
         lines += [
-            "[kernel]",
-            f"inject_on_arrival = {'true' if o.inject_on_arrival else 'false'}",
             "[filter]",
             'protocols = ["tcp", "udp", "icmp"]',
             f"ignore = {json.dumps(ignore)}",
@@ -327,7 +329,8 @@ def failover_run(
         lag = None
         if commit.get("finished_at") and vip_at is not None:
             lag = float(commit["finished_at"]) - vip_at
-        inject = bool(options and options.inject_on_arrival)
+        chosen = options.inject_on_arrival if options is not None else None
+        inject = SyncParams().inject_on_arrival if chosen is None else chosen
         result = RunResult(
             with_snep,
             report(before, after, failed_at, settled_at),
@@ -348,7 +351,7 @@ def run_demo(
     udp: int = 4,
     watch: float = 8.0,
     compare: bool = True,
-    inject: bool = False,
+    inject: bool | None = None,
     advert_int: float = 1.0,
     say: Callable[[str], None] = print,
 ) -> list[RunResult]:
@@ -385,7 +388,7 @@ def describe(result: RunResult) -> str:
     if result.with_snep:
         lines.append(f"  entries synchronized to fw2 before the failure: {result.synced}")
         if result.inject:
-            lines.append("  fw2's kernel already held the connections (inject_on_arrival): no commit needed")
+            lines.append("  fw2's kernel already held the connections (inject_on_arrival, the default): no commit needed")
         if result.commit:
             lines.append(
                 f"  promotion of fw2 (commit included): {result.commit.get('entries', '?')} entries written in "

@@ -580,6 +580,10 @@ class _Converter:
         if size is not None and size > (most if most is not None else config.DEFAULT_BUFFER_MAX_GROWTH):
             doc.set("kernel", "netlink_buffer_max", size, "raised to netlink_buffer")
             self.note(0, NOTE, f"netlink_buffer_max raised to netlink_buffer ({size}): the buffer grows, never shrinks")
+        if doc.get("kernel", "inject_on_arrival") is None:
+            self.note(0, NOTE, "no DisableExternalCache: conntrackd keeps the peers' states out of the kernel until "
+                               "a commit; snep writes them as they arrive (inject_on_arrival, its default), so a "
+                               "takeover writes nothing (inject_on_arrival = false for conntrackd's way)")
 
     def write_filter(self, doc: Document) -> None:
         if self.protocols_accept is not None or self.protocols_ignore:

@@ -48,3 +48,18 @@ def test_snep_is_configured_by_the_importer_on_its_own_port(tmp_path: Path) -> N
     assert str(cfg.sync.link.listen) == "10.99.0.1:3781" and peer_addresses(cfg.sync.link) == ["10.99.0.2:3781"]
     assert cfg.control.socket == fw.dir / "snep.sock" and cfg.sync.params.resend_queue == 256
     assert "not carried: HashLimit" in (fw.dir / "import-conntrackd.log").read_text()
+    # conntrackd's DisableExternalCache Off imports as a cold kernel, as conntrackd runs ...
+    assert cfg.sync.params.inject_on_arrival is False
+
+
+def test_the_former_primary_gets_snep_with_a_warm_kernel(tmp_path: Path) -> None:
+    """The guide's step 4: the node whose conntrackd snep replaces runs the imported config
+    switched to a warm kernel, so that the next takeover writes nothing."""
+    topo = Topology(2, workdir=tmp_path)
+    fw = topo.fw(1)
+    fw.dir.mkdir(parents=True)
+    impl = MigrationImpl(CI.resend_queue)
+    impl.snep.warm.add(fw.name)
+    cfg = config.load(impl.snep.write_conf(topo, fw))
+    assert cfg.sync.params.inject_on_arrival is True
+    assert str(cfg.sync.link.listen) == "10.99.0.1:3781"  # the rest as imported

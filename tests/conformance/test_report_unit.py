@@ -49,23 +49,23 @@ def test_side_by_side_has_one_column_per_implementation(tmp_path):
 def test_gap_bound_and_new_figures():
     late = _failover(50, 0)
     late.ready_s, late.invalid_drops, late.late_tcp, late.gap_max_s = 0.21, 37, 12, 6.6
-    late.tracked_invalid_drops = 30
+    late.tracked_invalid_drops, late.churn_invalid_drops = 30, 5
     assert late.ok  # survival decides without a bound
     late.gap_bound_s = 1.0
     assert not late.ok
     fast = _failover(50, 0)
     fast.gap_max_s, fast.gap_bound_s, fast.ready_s = 0.62, 1.0, -0.3
     assert fast.ok
-    assert report._failover_cell(late) == "50/50 gap 6.6 s (12 late) ready 0.21 s invalid 37 (30 tracked) lost 0"
+    assert report._failover_cell(late) == "50/50 gap 6.6 s (12 late) ready 0.21 s invalid 37 (30 tracked, 5 churn) lost 0"
     assert report._failover_cell(fast) == "50/50 gap 0.62 s ready -0.3 s invalid 0 lost 0"
     row = report.details([Result("primary-killed", "snep", "fast", failovers=[late])]).splitlines()[2]
-    assert row.count("|") == 13 and "| 0.21 s | 3.2 / 6.6 s | 12 | 0/50 | 37 (30 tracked) |" in row
+    assert row.count("|") == 13 and "| 0.21 s | 3.2 / 6.6 s | 12 | 0/50 | 37 (30 tracked, 5 churn) |" in row
 
 
 def test_summary_counts_late_failovers_and_invalid_drops_per_implementation():
     a, b, c = _failover(50, 0), _failover(50, 0), _failover(50, 0)
     b.late_tcp, b.invalid_drops, b.gap_max_s, b.ready_s = 50, 40, 6.6, 0.3
-    b.tracked_invalid_drops = 38
+    b.tracked_invalid_drops, b.churn_invalid_drops = 38, 1
     a.ready_s, c.ready_s = -2.9, None
     d = _failover(50, 0)
     d.events_lost = True
@@ -74,6 +74,6 @@ def test_summary_counts_late_failovers_and_invalid_drops_per_implementation():
                Result("primary-killed", "conntrackd", "ci", failovers=[c, d]),
                Result("three-fw-two-failures", "conntrackd", "ci", status="n/a")]
     lines = report.summary(results).splitlines()
-    assert lines[2] == "| snep | 2 | 1 (50) | 1 (40 packets, 38 tracked) | 2.9 .. 2.9 s | -2.9 .. 0.3 s | 3.3 .. 6.6 s |"
-    assert lines[3] == ("| conntrackd | 2 | 0 (0) | 0 (0 packets, 0 tracked) | 2.9 .. 2.9 s | - (1 never, 1 unknown) "
+    assert lines[2] == "| snep | 2 | 1 (50) | 1 (40 packets, 38 tracked, 1 churn) | 2.9 .. 2.9 s | -2.9 .. 0.3 s | 3.3 .. 6.6 s |"
+    assert lines[3] == ("| conntrackd | 2 | 0 (0) | 0 (0 packets, 0 tracked, 0 churn) | 2.9 .. 2.9 s | - (1 never, 1 unknown) "
                         "| 3.3 .. 3.3 s |")

@@ -20,13 +20,14 @@ from __future__ import annotations
 import random
 import signal
 import statistics
+import sys
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from snep.lab import traffic
+from snep.lab import ctwatch, traffic
 from snep.lab.conformance import measure
 from snep.lab.conformance.impls import Impl, NotApplicable, notify_log, rss_kib
 from snep.lab.conformance.profile import Profile
@@ -60,6 +61,7 @@ class Failover:
     entries_lost: int  # of those, missing on the new primary after the takeover
     invalid_drops: int = 0  # packets the new primary dropped as invalid after the failure
     tracked_invalid_drops: int = 0  # of those, packets of the long-lived connections' port
+    churn_invalid_drops: int = 0  # and of the short connections' port (the churn)
     ready_s: float | None = None  # its kernel complete - its addresses up (< 0: before); None: never
     events_lost: bool = False  # the conntrack event recorder overflowed: ready_s is unknown
     late_tcp: int = 0  # surviving connections silent past the first retransmission after the takeover
@@ -212,7 +214,8 @@ class Harness:
                   and k[2] in sports}
         watches = {fw.name: self._watch(fw) for fw in topo.firewalls
                    if fw not in self.down and fw is not victim}
-        drops_before = {fw.name: (topo.invalid_drops(fw), topo.invalid_drops(fw, traffic.TCP_PORT))
+        drops_before = {fw.name: (topo.invalid_drops(fw), topo.invalid_drops(fw, traffic.TCP_PORT),
+                                  topo.invalid_drops(fw, traffic.CHURN_PORT))
                         for fw in topo.firewalls if fw.name in watches}
         # a random point of the advert period: the harness's own timing would otherwise
         # fail one implementation's runs at a steady phase of VRRP (its takeover is 3
@@ -270,6 +273,8 @@ class Harness:
             invalid_drops=topo.invalid_drops(new) - drops_before[new.name][0],
             tracked_invalid_drops=(topo.invalid_drops(new, traffic.TCP_PORT)
                                    - drops_before[new.name][1]),
+            churn_invalid_drops=(topo.invalid_drops(new, traffic.CHURN_PORT)
+                                 - drops_before[new.name][2]),
             ready_s=round(ready - t_up, 2) if ready is not None else None,
             events_lost=events is None,
             late_tcp=late, gap_bound_s=self.profile.max_gap,
@@ -280,12 +285,17 @@ class Harness:
         a snapshot of its kernel (the events cover what changes after it)."""
         topo, n = self.topo, len(self.result.failovers)
         topo.watch_invalid(fw, traffic.TCP_PORT)
+        topo.watch_invalid(fw, traffic.CHURN_PORT)
         topo.spawn(fw.ns, ["ip", "-ts", "-o", "monitor", "address"], name="watch-addr", fw=fw,
                    log=fw.dir / f"addr-events-{n}.txt")
-        topo.spawn(fw.ns, ["conntrack", "-E", "-p", "tcp", "--dport", str(traffic.TCP_PORT),
-                           "-o", "timestamp", "-b", str(8 << 20)], name="watch-ct", fw=fw,
-                   log=fw.dir / f"ct-events-{n}.txt")
-        time.sleep(0.3)  # (both subscribed before the snapshot)
+        # snep.lab.ctwatch rather than conntrack -E, which loses events at a commit
+        events = fw.dir / f"ct-events-{n}.txt"
+        topo.spawn(fw.ns, [sys.executable, "-m", "snep.lab.ctwatch", "--dport", str(traffic.TCP_PORT)],
+                   name="watch-ct", fw=fw, log=events)
+        deadline = time.time() + 10
+        while ctwatch.SUBSCRIBED not in events.read_text(errors="replace") and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.1)  # (ip monitor subscribed too before the snapshot)
         snapshot_at = time.time()
         return snapshot_at, set(topo.conntrack_tcp(fw, dport=traffic.TCP_PORT))
 

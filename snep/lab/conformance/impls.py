@@ -341,6 +341,9 @@ class ImportedSnepImpl(SnepImpl):
     def __init__(self, resend_queue: int, port: int) -> None:
         super().__init__(resend_queue)
         self.port = port
+        #: firewalls whose imported config is then switched to snep's warm kernel (the
+        #: migration's step 4: conntrackd's ``DisableExternalCache Off`` imports as off)
+        self.warm: set[str] = set()
 
     def write_conf(self, topo: Topology, fw: Firewall) -> Path:
         from snep.migrate.conntrackd import Options, import_text
@@ -348,6 +351,8 @@ class ImportedSnepImpl(SnepImpl):
         source = fw.dir / "conntrackd.conf"
         lab: dict[str, dict[str, Any]] = {"node": {"state_file": str(fw.dir / "snep.state")},
                                           "sync": {"resend_queue": self.resend_queue}}
+        if fw.name in self.warm:
+            lab["kernel"] = {"inject_on_arrival": True}
         imported = import_text(conntrackd_conf(topo, fw), str(source),
                                Options(node_id=fw.index, port=self.port, overrides=lab))
         if imported.config.control.socket != self.sock(fw):
@@ -409,8 +414,11 @@ class MigrationImpl(Impl):
 
     # ---- the migration's steps (docs/migration.md)
 
-    def add_snep(self, topo: Topology, fw: Firewall) -> None:
-        """Start snep on ``fw`` (beside conntrackd, if it runs) and hand keepalived's notify to it."""
+    def add_snep(self, topo: Topology, fw: Firewall, *, warm: bool = False) -> None:
+        """Start snep on ``fw`` (beside conntrackd, if it runs) and hand keepalived's notify to
+        it; ``warm``: with the imported config switched to a warm kernel (``inject_on_arrival``)."""
+        if warm:
+            self.snep.warm.add(fw.name)
         self.daemons(fw).add("snep")
         self.snep.start(topo, fw)
         self.snep.wait_started(topo, fw)

@@ -23,8 +23,8 @@ def _ready(f: Any) -> str:
 
 
 def _tracked(f: Any) -> str:
-    """The tracked connections' share of the invalid drops, when there were any."""
-    return f" ({f.tracked_invalid_drops} tracked)" if f.invalid_drops else ""
+    """The tracked and the churn connections' shares of the invalid drops, when there were any."""
+    return f" ({f.tracked_invalid_drops} tracked, {f.churn_invalid_drops} churn)" if f.invalid_drops else ""
 
 
 def _failover_cell(f: Any) -> str:
@@ -105,7 +105,8 @@ def summary(results: Sequence[Result]) -> str:
         lines.append(
             f"| {impl} | {len(fos)} | {len(late)} ({sum(f.late_tcp for f in late)}) | "
             f"{sum(1 for f in fos if f.invalid_drops)} ({sum(f.invalid_drops for f in fos)} packets, "
-            f"{sum(f.tracked_invalid_drops for f in fos)} tracked) | "
+            f"{sum(f.tracked_invalid_drops for f in fos)} tracked, "
+            f"{sum(f.churn_invalid_drops for f in fos)} churn) | "
             f"{span([f.takeover_s for f in fos])} | "
             f"{span([f.ready_s for f in fos if f.ready_s is not None])}"
             f"{_never(fos)} | "

@@ -182,7 +182,7 @@ def migrate_from_conntrackd(h: Harness) -> None:
     impl.stop_conntrackd(topo, fw2)
     since = time.time()  # 3. the former primary: conntrackd replaced by snep, back as backup
     impl.stop_conntrackd(topo, fw1)
-    impl.add_snep(topo, fw1)
+    impl.add_snep(topo, fw1, warm=True)  # step 4: and its kernel warm, as the guide says
     topo.start_keepalived(fw1)
     h.down.remove(fw1)
     h.wait_notify(fw1, "backup", since)
