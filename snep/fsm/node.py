@@ -507,7 +507,7 @@ class SyncNode:
             ops = list(result.applied)
             if result.records:
                 ops += decode_records(result.records)
-        else:  # (records are NEW and UPDATE messages only)  # (a frame's worth per call: only its DESTROYs are looked at)
+        else:  # (a frame's worth per call: only its DESTROYs are looked at; records are NEW and UPDATE only)
             destroy = EventKind.DESTROY
             ops = [event for event in result.applied if event[0] is destroy and event[1].key in internal]
         ops.extend(Event(EventKind.DESTROY, entry) for entry in result.swept if inject or entry.key in internal)
