@@ -89,15 +89,22 @@ class Records:
         one loop without a call per record."""
         messages: list[bytes] = []
         taken: list[Key] = []
-        for key, entry, kept in zip(keys, map(get, keys), map(self._records.get, keys)):
+        records = self._records
+        aside = self._aside
+        for key, entry, kept in zip(keys, map(get, keys), map(records.get, keys)):
             if entry is None:
                 continue
             if kept is not None and kept[0] is entry:
                 messages.append(kept[1])
             else:
-                data = self.dump_message(key, entry, accepts)
-                if data is None:
-                    continue
+                old = aside.pop(key, None) if aside else None
+                if old is not None and _same_but_timeout(old[0], entry):
+                    data = old[1] if old[0][4] == entry[4] else with_timeout(old[1], entry[4])
+                    records[key] = (entry, data)
+                else:
+                    data = self._encode(key, entry, accepts)
+                    if data is None:
+                        continue
                 messages.append(data)
             taken.append(key)
         return messages, taken
@@ -105,19 +112,22 @@ class Records:
     def dump_message(self, key: Key, entry: Entry, accepts: Callable[[Entry], bool]) -> bytes | None:
         """The NEW message of ``entry`` for a dump: its record, or encoded and kept now;
         None when the filter refuses it."""
-        kept = self._records.get(key)
-        if kept is not None and kept[0] is entry:
-            return kept[1]
-        if self._aside:
-            old = self._aside.pop(key, None)
-            if old is not None:
-                was = old[0]
-                if was[5:] == entry[5:] and was[:4] == entry[:4]:  # (all but the timeout, field 4)
-                    data = old[1] if was[4] == entry[4] else with_timeout(old[1], entry[4])
-                    self._records[key] = (entry, data)
-                    return data
+        messages, _ = self.dump_messages([key], {key: entry}.get, accepts)
+        return messages[0] if messages else None
+
+    def _encode(self, key: Key, entry: Entry, accepts: Callable[[Entry], bool]) -> bytes | None:
+        """Encoded and kept now; None when the filter refuses it."""
         if not accepts(entry):
             return None
         data = encode_state(_event(Event, (_NEW, entry)))
         self._records[key] = (entry, data)
         return data
+
+
+def _same_but_timeout(was: Entry, entry: Entry) -> bool:
+    """Equal in every field but the timeout (field 4), which counts down by itself."""
+    return (
+        was[3] == entry[3] and was[6] == entry[6] and was[0] == entry[0] and was[1] == entry[1]
+        and was[2] == entry[2] and was[5] == entry[5] and was[7] == entry[7] and was[8] == entry[8]
+        and was[9] == entry[9] and was[10] == entry[10]
+    )
