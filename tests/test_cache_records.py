@@ -228,8 +228,16 @@ def test_inject_on_arrival_writes_what_records_bring():
     written = []
     for o in out:
         if isinstance(o, SendDatagram):
-            written += [op for x in backup.on_datagram(2.0, o.data, 1) if isinstance(x, KernelOps) for op in x.events]
+            for x in backup.on_datagram(2.0, o.data, 1):
+                if isinstance(x, KernelOps):
+                    assert not x.events and x.records and not x.replace  # (a dump's NEW records, written from their bytes)
+                    written += decode_records(x.records)
     assert sorted(e.entry for e in written) == sorted(entries) and len(backup.external) == 6
+    # an update that streams later goes in as an update (decoded: no create first)
+    changed = entries[2]._replace(mark=77)
+    out = primary.on_kernel_events(3.0, [Event(EventKind.UPDATE, changed)])
+    (ops,) = [x for o in out if isinstance(o, SendDatagram) for x in backup.on_datagram(3.0, o.data, 1) if isinstance(x, KernelOps)]
+    assert ops.events == (Event(EventKind.UPDATE, changed),) and not ops.records
 
 
 def test_a_record_cache_made_of_entries_gives_them_back():

@@ -95,6 +95,7 @@ from snep.wire.codec import decode_frame, decode_records, key_of_record_key, rec
 from snep.wire.messages import EVERY_PEER, Ack, Frame, Hello, MessageType, Nack
 
 _CLAIMING = (MessageType.STATE, MessageType.ALIVE, MessageType.HELLO)
+_NEW_KIND = int(EventKind.NEW)  # (a record's first byte: its event kind)
 
 #: what a rejection reason means, for the log (``misdirected`` is not logged: on a
 #: multicast link every frame for another node is one; ``unbound_session`` is logged
@@ -505,8 +506,11 @@ class SyncNode:
         internal = self.internal
         if inject:
             ops = list(result.applied)
-            if result.records:
-                ops += decode_records(result.records)
+            records = result.records
+            if records and all(record[0] == _NEW_KIND for record in records):
+                out.append(KernelOps((), records=records))  # (a dump's: written from their bytes)
+            elif records:
+                ops += decode_records(records)  # (updates: the kernel's update, without a create first)
         else:  # (a frame's worth per call: only its DESTROYs are looked at; records are NEW and UPDATE only)
             destroy = EventKind.DESTROY
             ops = [event for event in result.applied if event[0] is destroy and event[1].key in internal]

@@ -426,17 +426,27 @@ class NetlinkKernel(Kernel):
         return result
 
     def apply_records(self, records: Iterable[bytes], *, replace: bool = False) -> ApplyResult:
-        """:meth:`apply` of a NEW event for each sync record (a commit, straight from
-        the external cache's bytes: ``ct.encode_create_record``, no Entry made). What
-        the kernel refuses (EEXIST: the entry is there) takes apply's way, decoded."""
+        """:meth:`apply` of a NEW event for each sync record (a commit, or a dump's
+        records written as they arrive: straight from their bytes with
+        ``ct.encode_create_record``, no Entry made). What the kernel refuses takes
+        apply's way, decoded: an entry that is there (EEXIST) is updated, or replaced
+        (``replace``: deleted and created)."""
         recs = records if isinstance(records, list) else list(records)
         failed = self._requests(_encode_records, recs, self._reserve(len(recs)))
         result = ApplyResult(created=len(recs) - len(failed))
         if failed:
             try:
-                again = [Event(EventKind.NEW, event.entry) for event in decode_records([recs[i] for i in sorted(failed)])]
+                decoded = decode_records([recs[i] for i in sorted(failed)])
             except DecodeError as error:  # (records are checked when they arrive: a bug)
-                raise KernelError(f"a record to commit does not decode: {error}") from None
+                raise KernelError(f"a record to write does not decode: {error}") from None
+            again: list[Event] = []
+            for (_, err), event in zip(sorted(failed.items()), decoded):
+                if err == errno_mod.EEXIST and not replace:
+                    result.eexist += 1  # (there: apply's update, which keeps status bits the kernel will not clear)
+                    again.append(Event(EventKind.UPDATE, event.entry))
+                else:
+                    again.append(Event(EventKind.NEW, event.entry))
+            self.counters.eexist += result.eexist
             more = self.apply(again, replace=replace)
             result.created += more.created
             result.updated += more.updated
