@@ -342,7 +342,7 @@ def control_sampler(sock: Path, stop: threading.Event, out: list[float]) -> thre
     return thread
 
 
-def resync(impl_class, n: int, prefix: str, control: bool) -> dict[str, float]:
+def resync(impl_class, n: int, prefix: str, control: bool, poll: float = 0.002) -> dict[str, float]:
     with Topology(firewalls=2, prefix=prefix) as topo:
         fw1, fw2 = topo.fw(1), topo.fw(2)
         impl = impl_class(topo)
@@ -358,7 +358,7 @@ def resync(impl_class, n: int, prefix: str, control: bool) -> dict[str, float]:
         up = time.time()
         impl.request_resync(fw2)
         requested = time.time()
-        reached, _ = poll_until(impl, fw2, n, 60, period=0.002)
+        reached, _ = poll_until(impl, fw2, n, 60, period=poll)
         result = {
             "flows": n,
             "load_s": load_s,
@@ -374,7 +374,7 @@ def resync(impl_class, n: int, prefix: str, control: bool) -> dict[str, float]:
         link0 = link_counters(topo, fw1)
         requested = time.time()
         impl.flush_and_request(fw2)
-        reached, _ = poll_until(impl, fw2, n, 60, period=0.002)
+        reached, _ = poll_until(impl, fw2, n, 60, period=poll)
         link1 = link_counters(topo, fw1)
         result.update({
             "request_s": (reached - requested) if reached else float("nan"),
@@ -422,6 +422,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--ladder", default="5000,10000,20000,40000", help="rates of the sustained-rate steps ('' for none)")
     parser.add_argument("--impls", default="snep,conntrackd", help="of snep, snep-warm, conntrackd")
+    parser.add_argument("--poll", type=float, default=0.002,
+                        help="seconds between polls of the backup's external cache in the resync runs (snep answers each "
+                             "poll in its own loop: at 0.002 s the polls take a tenth of its core, conntrackd's answer in C)")
     args = parser.parse_args()
     reason = netns.available()
     if reason:
@@ -479,13 +482,14 @@ def main() -> int:
     print("== resync of N existing flows ==")
     print("(fresh: a backup started while the primary holds N: from process start, and from the moment its")
     print(" socket answers; request: the backup's external cache emptied and a resync asked for, until all N")
-    print(" are back, CPU of each side during it, bytes sent on the sync interface per entry)")
+    print(" are back, CPU of each side during it, bytes sent on the sync interface per entry;")
+    print(f" the backup polled every {args.poll * 1000:g} ms)")
     print(f"{'impl':<11} {'flows':>7} {'fresh s':>8} {'fresh req s':>11} {'request s':>9} {'CPU prim s':>10} "
           f"{'CPU back s':>10} {'bytes/entry':>11} {'arrived':>8}")
     for n in sizes:
         rows = {}
         for k, impl in enumerate(chosen):
-            r = resync(impl, n, f"{tag}-r{k}", control=issubclass(impl, Snep))
+            r = resync(impl, n, f"{tag}-r{k}", control=issubclass(impl, Snep), poll=args.poll)
             rows[impl.name] = r
             print(f"{impl.name:<11} {n:>7} {r['from_start_s']:>8.3f} {r['fresh_request_s']:>11.3f} {r['request_s']:>9.3f} "
                   f"{r['req_cpu_primary']:>10.2f} {r['req_cpu_backup']:>10.2f} {r['bytes_per_entry']:>11.1f} {r['arrived']:>8}")

@@ -67,6 +67,8 @@ def main() -> None:
     t0 = time.process_time()
     out = primary.on_kernel_dump(2.0, entries)
     out += primary.bulk_send(2.0)
+    while primary.sender.bulk_active:  # (a dump sends BULK_STEP frames per input, the rest at its timers)
+        out += primary.on_timer(2.0)
     t1 = time.process_time()
     frames = deliver(backup, out, 2.0)
     t2 = time.process_time()

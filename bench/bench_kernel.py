@@ -39,6 +39,7 @@ from snep.entry import Event, EventKind, Proto, make_entry
 from snep.kernel.netlink import NetlinkKernel
 from snep.lab import netns
 from snep.level import Level
+from snep.wire.codec import encode_state
 
 PID = os.getpid()
 NS_DUMP = f"snepk-bd-{PID}"
@@ -385,16 +386,17 @@ def _bench_conntrackd_commit(n: int, ours: float) -> None:
         print(f"  (conntrackd: the backup's external cache held {have:,} after the primary's bulk send; "
               f"-c put {committed:,} into the kernel; CPU is the daemon's; it runs {sched})")
         row("commit (apply NEW)", ours, "conntrackd -c", theirs)
-        # the same scheduling class as the daemon, in a namespace of its own
+        # the same scheduling class as the daemon, in a namespace of its own: what a
+        # promotion writes (the external cache's records, snep.cache.RecordCache)
         with netns.namespace(NS_DUMP), scheduled(policy, param):
             netns.conntrack_ready(NS_DUMP)
-            batch = [Event(EventKind.NEW, e) for e in entries(n)]
+            records = [encode_state(Event(EventKind.NEW, e)) for e in entries(n)]
             with NetlinkKernel(NS_DUMP) as k:
                 times = []
                 for _ in range(3):
                     k.flush()
                     time.sleep(0.5)
-                    times.append(timed_cpu(lambda: k.apply(batch)))
+                    times.append(timed_cpu(lambda: k.apply_records(records, replace=True)))
                     assert k.count() == n
         row(f"commit, snep {sched} too", median_pair(times), "conntrackd -c", theirs)
     finally:

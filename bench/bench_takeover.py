@@ -53,6 +53,9 @@ class TimedKernel:
     def apply(self, events, *, replace=False):  # type: ignore[no-untyped-def]
         return self.kernel.apply(events, replace=replace)
 
+    def apply_records(self, records, *, replace=False):  # type: ignore[no-untyped-def]
+        return self.kernel.apply_records(records, replace=replace)
+
     def dump(self):  # type: ignore[no-untyped-def]
         if self.dump_asked is None:
             self.dump_asked = time.perf_counter()

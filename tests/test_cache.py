@@ -3,7 +3,9 @@ per stream (owners: which peer's epoch last wrote an entry, and whose dump may s
 
 from __future__ import annotations
 
-from snep.cache import Cache, swept_by
+import pytest
+
+from snep.cache import Cache, RecordCache, swept_by
 from snep.entry import Event, EventKind
 from snep.fsm.effects import Epoch
 from snep.lab.sim import conn
@@ -11,6 +13,12 @@ from snep.lab.sim import conn
 OLD = Epoch(1, 1)  # a former primary's stream
 P1 = Epoch(2, 1)  # two streams that coexist in one external cache
 P2 = Epoch(2, 2)
+
+
+@pytest.fixture(params=[Cache, RecordCache], ids=["entries", "records"])
+def make(request):
+    """Both representations hold the same rules (the external cache keeps records)."""
+    return request.param
 
 
 def new(*indices: int) -> list[Event]:
@@ -21,8 +29,8 @@ def keys(*indices: int) -> set:
     return {conn(i).key for i in indices}
 
 
-def test_entries_remember_the_stream_that_wrote_them_last():
-    cache = Cache()
+def test_entries_remember_the_stream_that_wrote_them_last(make):
+    cache = make()
     cache.apply_all(new(1, 2), OLD)
     cache.apply(Event(EventKind.UPDATE, conn(2)), P2)
     assert cache.owner(conn(1).key) == OLD and cache.owner(conn(2).key) == P2
@@ -42,8 +50,8 @@ def test_the_rule():
     assert swept_by(None, P1)
 
 
-def test_a_peers_dump_sweeps_its_own_entries_not_another_live_streams():
-    cache = Cache()
+def test_a_peers_dump_sweeps_its_own_entries_not_another_live_streams(make):
+    cache = make()
     cache.apply_all(new(1, 2), P1)
     cache.apply_all(new(5, 6), P2)
     cache.mark(P1)
@@ -53,8 +61,8 @@ def test_a_peers_dump_sweeps_its_own_entries_not_another_live_streams():
     assert set(cache.keys()) == keys(1, 5, 6)
 
 
-def test_a_newer_epochs_dump_sweeps_what_older_epochs_wrote_whoever_their_sender():
-    cache = Cache([conn(0)])  # (no owner)
+def test_a_newer_epochs_dump_sweeps_what_older_epochs_wrote_whoever_their_sender(make):
+    cache = make([conn(0)])  # (no owner)
     cache.apply_all(new(1, 2), OLD)
     cache.apply_all(new(3), P1)
     cache.mark(P2)
@@ -64,8 +72,8 @@ def test_a_newer_epochs_dump_sweeps_what_older_epochs_wrote_whoever_their_sender
     assert set(cache.keys()) == keys(2, 4) and cache.owner(conn(2).key) == P2
 
 
-def test_markings_of_two_streams_are_independent():
-    cache = Cache()
+def test_markings_of_two_streams_are_independent(make):
+    cache = make()
     cache.apply_all(new(1, 2), P1)
     cache.apply_all(new(5, 6), P2)
     cache.mark(P1)
@@ -79,8 +87,8 @@ def test_markings_of_two_streams_are_independent():
     assert set(cache.keys()) == keys(6, 7)
 
 
-def test_a_marked_entry_another_live_stream_takes_over_is_not_swept():
-    cache = Cache()
+def test_a_marked_entry_another_live_stream_takes_over_is_not_swept(make):
+    cache = make()
     cache.apply_all(new(1, 2), P1)
     cache.mark(P1)
     cache.apply_all(new(2), P2)  # P2 (newer) writes 2 during P1's dump
@@ -88,8 +96,8 @@ def test_a_marked_entry_another_live_stream_takes_over_is_not_swept():
     assert set(cache.keys()) == keys(2)
 
 
-def test_a_clear_ends_every_marking_and_forgets_the_owners():
-    cache = Cache()
+def test_a_clear_ends_every_marking_and_forgets_the_owners(make):
+    cache = make()
     cache.apply_all(new(1), P1)
     cache.mark(P1)
     cache.clear()
@@ -97,11 +105,30 @@ def test_a_clear_ends_every_marking_and_forgets_the_owners():
     assert cache.sweep(P1) == [] and cache.owner(conn(2).key) is None
 
 
-def test_the_limit_refuses_new_entries_only():
-    cache = Cache(limit=2)
+def test_the_limit_refuses_new_entries_only(make):
+    cache = make(limit=2)
     assert cache.apply_all(new(1, 2, 3), P1) == new(3)
     assert cache.owner(conn(3).key) is None and len(cache) == 2
     assert cache.apply(Event(EventKind.UPDATE, conn(1)), P2)
     assert cache.owner(conn(1).key) == P2
     assert cache.apply(Event(EventKind.DESTROY, conn(5)), P2)
     assert cache.missing_deletes == 1
+
+
+def test_owners_stay_right_when_the_first_streams_owner_is_kept_for_all(make):
+    """The stream that wrote into the empty cache owns its entries without an owner per
+    entry; writes of others (another stream, none) are owned apart, and given back."""
+    cache = make()
+    cache.apply_all(new(1, 2, 3), P1)  # (P1: every entry's owner, none kept apart)
+    cache.apply_all(new(2), P2)
+    cache.apply(Event(EventKind.NEW, conn(3)))  # (no stream)
+    assert [cache.owner(conn(i).key) for i in (1, 2, 3, 4)] == [P1, P2, None, None]
+    cache.apply_all(new(2, 3), P1)  # (P1's again)
+    assert [cache.owner(conn(i).key) for i in (1, 2, 3)] == [P1, P1, P1]
+    cache.mark(P1)  # (P1's dump answers for all of them)
+    assert cache.marked(P1) == keys(1, 2, 3)
+    cache.unmark(P1)
+    cache.apply_all([Event(EventKind.DESTROY, conn(i)) for i in (1, 2, 3)], P1)
+    cache.apply_all(new(5), P2)  # (empty again: P2 owns what follows)
+    cache.mark(P1)
+    assert cache.marked(P1) == frozenset() and cache.owner(conn(5).key) == P2

@@ -26,7 +26,7 @@ from snep.kernel.memory import MemoryKernel, MemoryTable
 from snep.lab.sim import Simulation, conn
 from snep.runtime.client import request
 from snep.runtime.daemon import Daemon
-from snep.wire.codec import decode_frame
+from snep.wire.codec import decode_frame, decode_records
 
 CONNS = [conn(i, timeout=3600) for i in range(5)]
 
@@ -53,7 +53,8 @@ def by_input(record: list[Any]) -> list[tuple[tuple[str, str], list[Any]]]:
             frame = replace(frame, messages=tuple(timeless(m) for m in frame.messages), session=0, counter=0)
             cut[-1][1].append(("send", item.peers, frame))
         elif isinstance(item, KernelOps):
-            cut[-1][1].append(replace(item, events=tuple(timeless(e) for e in item.events)))
+            events = item.events + tuple(decode_records(item.records))  # (a commit's records, as events)
+            cut[-1][1].append(replace(item, events=tuple(timeless(e) for e in events), records=()))
         else:
             cut[-1][1].append(item)
     return cut

@@ -21,7 +21,7 @@ from snep.fsm.receiver import SyncReceiver
 from snep.fsm.role import Role
 from snep.fsm.sender import DUMP_BURST, SyncSender
 from snep.lab.sim import conn
-from snep.wire.codec import decode_frame
+from snep.wire.codec import decode_frame, decode_records
 from snep.wire.messages import Ack, Frame, Hello, MessageType, Nack
 from tests.channel_helpers import remote, session_of
 
@@ -142,7 +142,7 @@ def test_new_entries_beyond_max_entries_are_refused_counted_and_never_injected()
     out = n.on_datagram(0.1, remote(1).encode(Frame(MessageType.STATE, 1, 1, 0, events)), 1)
     assert len(n.external) == 3 and n.counters.external_full == 2
     (ops,) = [o for o in out if isinstance(o, KernelOps)]
-    assert [e.entry for e in ops.events] == [conn(i) for i in range(3)]
+    assert [e.entry for e in ops.events + tuple(decode_records(ops.records))] == [conn(i) for i in range(3)]
     assert any(isinstance(o, Log) and "external cache full (3 entries" in o.message for o in out)
     # updates of what it holds and removals still go through
     changes = (Event(EventKind.UPDATE, conn(0)._replace(mark=7)), Event(EventKind.DESTROY, conn(1)), Event(EventKind.NEW, conn(4)))

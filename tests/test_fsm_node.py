@@ -21,7 +21,7 @@ from snep.fsm.params import SyncParams
 from snep.fsm.role import Role
 from snep.lab.sim import conn
 from snep.wire.auth import Key, Keyring
-from snep.wire.codec import FLAG_BULK_END, FLAG_BULK_START, decode_frame
+from snep.wire.codec import FLAG_BULK_END, FLAG_BULK_START, decode_frame, encode_state
 from snep.wire.messages import Alive, Frame, Hello, MessageType, ResyncRequest
 from tests.channel_helpers import Remote, handshake, remote, session_of
 
@@ -87,7 +87,7 @@ def test_promotion_order_commit_epoch_dump_hello_then_bulk():
     kinds = [type(o).__name__ for o in out]
     assert kinds[:5] == ["RoleChanged", "KernelOps", "Log", "PersistEpoch", "DumpKernel"]
     # a commit replaces existing kernel entries (stale window tracking must not survive)
-    assert out[1] == KernelOps((Event(EventKind.NEW, conn(1)),), replace=True)
+    assert out[1] == KernelOps((), replace=True, records=(encode_state(Event(EventKind.NEW, conn(1))),))  # (as kept)
     assert out[3] == PersistEpoch(Epoch(5, 2))
     assert [f.type for _, f in datagrams(out)] == [MessageType.HELLO]  # no STATE yet:
     assert n.sender.bulk_phase == "start"  # the dump is due, and waits for the kernel dump
@@ -209,7 +209,7 @@ def test_inject_external_writes_states_into_the_kernel_as_they_arrive():
     n = node(inject_on_arrival=True)
     started(n)
     out = n.on_datagram(1.0, state_frame(0, conn(1)), 1)
-    assert KernelOps((Event(EventKind.NEW, conn(1)),)) in out
+    assert KernelOps((), records=(encode_state(Event(EventKind.NEW, conn(1))),)) in out  # (as it came)
 
 
 def test_peer_silence_marks_it_dead_and_hearing_it_revives_it():
@@ -252,7 +252,7 @@ def test_operator_commands():
     n = node(node_id=1, peers=(2,))
     started(n)
     n.external.apply(Event(EventKind.NEW, conn(1)))
-    assert KernelOps((Event(EventKind.NEW, conn(1)),), replace=True) in n.commit(0.0)
+    assert KernelOps((), replace=True, records=(encode_state(Event(EventKind.NEW, conn(1))),)) in n.commit(0.0)
     assert n.shorten_timeouts(0.0) == [ShortenTimeouts(60)]
     assert n.resync_from_kernel(0.0) == [DumpKernel()]
     assert [f.type for _, f in datagrams(n.request_resync(0.0))] == [MessageType.RESYNC_REQUEST]

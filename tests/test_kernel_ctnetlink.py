@@ -39,6 +39,7 @@ from snep.kernel.ctnetlink.decode import helper_name
 from snep.kernel.ctnetlink.layout import tuple_kind
 from snep.lab import netns
 from tests.kernel_harness import NetlinkHarness, sample_entries, without_timeout
+from snep.wire.codec import encode_state
 from tests.strategies import U32, entries
 
 H = ct.HEADER_SIZE
@@ -195,6 +196,36 @@ def test_create_encoder_gives_what_the_generic_one_gives_for_any_entry(e: Entry,
     """NAT, labels, helpers (even ones ASCII cannot spell) go to the generic encoder."""
     fp = FastPaths()
     assert outcome(fp.encode_create, e, seq, ack=ack) == outcome(ct.encode_create_generic, e, seq, ack=ack)
+
+
+def sync_record(e: Entry) -> bytes | None:
+    """The record a backup keeps of ``e`` (snep.cache.RecordCache); None: the wire cannot carry it."""
+    try:
+        return encode_state(Event(EventKind.NEW, e))
+    except ValueError:
+        return None
+
+
+@given(st.lists(common_entries, min_size=1, max_size=6), st.integers(0, U32))
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+def test_a_create_from_a_sync_record_is_the_create_of_its_entry(es: list[Entry], seq: int) -> None:
+    """A commit writes the external cache's records without making entries: the bytes
+    must be those of the entry path (the translation table of each record layout)."""
+    fp = FastPaths()
+    for e in es:
+        record = sync_record(e)
+        if record is not None:
+            assert outcome(fp.encode_create_record, record, seq) == outcome(ct.encode_create_generic, e, seq)
+
+
+@given(entries(), st.integers(0, U32), st.booleans())
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+def test_a_create_from_any_sync_record_is_the_create_of_its_entry(e: Entry, seq: int, enabled: bool) -> None:
+    """NAT, ICMP, IPv6, labels, helpers: records the translation does not take are decoded."""
+    record = sync_record(e)
+    if record is not None:
+        fp = FastPaths(enabled=enabled)
+        assert outcome(fp.encode_create_record, record, seq) == outcome(ct.encode_create_generic, e, seq)
 
 
 # --- the decoder -------------------------------------------------------------------

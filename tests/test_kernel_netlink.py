@@ -29,6 +29,7 @@ from snep.kernel.namespace import NamespaceError
 from snep.kernel.netlink import NetlinkKernel
 from snep.lab import netns
 from snep.level import Level
+from snep.wire.codec import encode_state
 from tests.kernel_harness import (
     CLIENT_V4,
     CLIENT_V6,
@@ -243,6 +244,29 @@ def test_update_that_would_clear_assured_keeps_the_kernel_bits(h: NetlinkHarness
     assert (r.updated, r.errors) == (1, 0), r.failures
     (dumped,) = h.k.dump()
     assert dumped.mark == 3 and dumped.status & Status.ASSURED
+
+
+def test_a_commit_of_sync_records_creates_them_and_replaces_what_is_there(h: NetlinkHarness) -> None:
+    es = [make_entry("10.0.0.1", "10.0.0.2", Proto.TCP, 5 + i, 6, mark=i) for i in range(3)]
+    es += [make_entry("10.0.0.1", "10.0.0.2", Proto.UDP, 7, 8, zone=3), make_entry("10.0.0.1", "10.0.0.2", Proto.ICMP, 9, 8 << 8)]
+    h.k.apply([Event(EventKind.NEW, es[0]._replace(mark=99))])  # (there already, another value)
+    r = h.k.apply_records([encode_state(Event(EventKind.NEW, e)) for e in es], replace=True)
+    assert (r.created, r.replaced, r.eexist, r.errors) == (5, 1, 1, 0), r.failures
+    dumped = {e.key: e for e in h.k.dump()}
+    assert {key: e.mark for key, e in dumped.items()} == {e.key: e.mark for e in es}
+    assert without_timeout(list(dumped.values())) == without_timeout([as_created(e) for e in es])
+
+
+def test_records_written_as_they_arrive_update_what_is_there(h: NetlinkHarness) -> None:
+    """inject_on_arrival writes a dump's records: an entry the kernel holds is updated
+    (EEXIST, then the update, which keeps the status bits the kernel will not clear:
+    not deleted, not created twice)."""
+    es = [make_entry("10.0.0.1", "10.0.0.2", Proto.TCP, 5 + i, 6, mark=i + 1) for i in range(3)]
+    h.k.apply([Event(EventKind.NEW, es[0]._replace(mark=99))])  # (ASSURED)
+    es[0] = es[0]._replace(status=int(Status.CONFIRMED))  # (the kernel refuses to clear ASSURED: EBUSY)
+    r = h.k.apply_records([encode_state(Event(EventKind.NEW, e)) for e in es])
+    assert (r.created, r.updated, r.replaced, r.eexist, r.errors) == (2, 1, 0, 1, 0), r.failures
+    assert {e.key: e.mark for e in h.k.dump()} == {e.key: e.mark for e in es}
 
 
 def test_kernel_refusal_is_counted_not_raised(h: NetlinkHarness) -> None:

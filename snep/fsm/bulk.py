@@ -11,10 +11,9 @@ holds is estimated from the sizes encoded so far, so that the window a dump may 
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable, Iterable
 
-from snep.entry import Entry, Key
+from snep.entry import Key
 from snep.wire.codec import Built
 
 #: bytes of a typical STATE message (TCP over IPv4), before anything was measured
@@ -27,49 +26,48 @@ class BulkDump:
     def __init__(self, payload: int) -> None:
         self.payload = payload  # bytes of messages a full frame holds
         self.per_frame = max(1, payload // TYPICAL_MESSAGE)
-        self._keys: deque[Key] = deque()
+        self._keys: list[Key] = []
+        self._next = 0  # (the keys before it are sent: a list read in slices, not a key at a time)
 
     def snapshot(self, keys: Iterable[Key]) -> None:
         """The dump starts (its BULK_START goes out now): these keys will be sent."""
-        self._keys = deque(keys)
+        self._keys = list(keys)
+        self._next = 0
 
     def clear(self) -> None:
-        self._keys.clear()
+        self._keys = []
+        self._next = 0
 
     @property
     def todo(self) -> tuple[Key, ...]:
         """The keys not sent yet (the spec's ``todo``)."""
-        return tuple(self._keys)
+        return tuple(self._keys[self._next :])
 
     @property
     def done(self) -> bool:
-        return not self._keys
+        return self._next >= len(self._keys)
 
     def take(
-        self, frames: int, get: Callable[[Key], Entry | None], message: Callable[[Key, Entry], bytes | None]
+        self, frames: int, messages: Callable[[list[Key]], tuple[list[bytes], list[Key]]]
     ) -> tuple[list[bytes], list[Key]]:
-        """The next messages for about ``frames`` full frames: the NEW messages of the
-        entries still present that ``message`` gives (None: the filter refuses it), and
-        their keys (to give back what did not fit)."""
+        """The next messages for about ``frames`` full frames, and their keys (to give
+        back what did not fit): ``messages`` gives those of a slice of keys (the NEW
+        messages of the entries still present that the filter accepts)."""
         keys = self._keys
-        popleft = keys.popleft
         want = frames * self.per_frame
-        messages: list[bytes] = []
+        found: list[bytes] = []
         taken: list[Key] = []
-        append = messages.append
-        while keys and len(messages) < want:
-            key = popleft()
-            entry = get(key)
-            if entry is not None:
-                data = message(key, entry)
-                if data is not None:
-                    append(data)
-                    taken.append(key)
-        return messages, taken
+        while self._next < len(keys) and len(found) < want:
+            start = self._next
+            self._next = min(len(keys), start + want - len(found))
+            more, keys_of = messages(keys[start : self._next])
+            found += more
+            taken += keys_of
+        return found, taken
 
     def give_back(self, keys: list[Key]) -> None:
         """Keys taken that did not fit: they go first next time."""
-        self._keys.extendleft(reversed(keys))
+        self._keys[self._next : self._next] = keys
 
     def learn(self, frames: list[Built], messages: int) -> None:
         """Messages per full frame, from the average message size of what was built."""

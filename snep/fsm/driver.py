@@ -43,7 +43,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, S
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from snep.entry import Entry, Event, Key
+from snep.entry import Entry, Event, EventKind, Key
 from snep.errors import EventOverrun, InvalidTransition, KernelError, SnepError
 from snep.fsm.effects import (
     DumpKernel,
@@ -59,6 +59,7 @@ from snep.fsm.effects import (
 )
 from snep.fsm.node import SyncNode
 from snep.fsm.role import Role
+from snep.wire.codec import decode_records
 
 #: seconds between attempts at a kernel dump the kernel refused
 KERNEL_DUMP_RETRY = 1.0
@@ -433,18 +434,22 @@ class Driver:
         self.host.call_later(KERNEL_DUMP_RETRY, lambda later: self._retry_dump(later, output))
 
     def _write(self, run: _Run, budget: int) -> int:
-        """Write the KernelOps' events, up to ``budget`` of them (-1: all); the outcome is
-        counted and reported once it is written whole."""
+        """Write the KernelOps' events, then its records, up to ``budget`` of them (-1:
+        all); the outcome is counted and reported once it is written whole."""
         ops = run.ops
         assert ops is not None
-        events = ops.events
-        stop = len(events) if budget < 0 else min(len(events), run.written + budget)
-        if run.written == 0 and stop == len(events):
-            chunk = events  # (whole: no copy)
+        events, records = ops.events, ops.records
+        total = len(events) + len(records)
+        if run.written < len(events):
+            items: Sequence[Any] = events
+            done = run.written
         else:
-            chunk = events[run.written : stop]
+            items = records
+            done = run.written - len(events)
+        stop = len(items) if budget < 0 else min(len(items), done + budget)
+        chunk = items if done == 0 and stop == len(items) else items[done:stop]  # (whole: no copy)
         try:
-            result = self.kernel.apply(chunk, replace=ops.replace)
+            result = self._apply(chunk, ops.replace, records=items is records)
         except KernelError as error:
             run.ops = None
             self.counters.kernel_errors += 1
@@ -454,17 +459,28 @@ class Driver:
         run.errors += getattr(result, "errors", 0)
         if len(run.failures) < 1:
             run.failures.extend(list(getattr(result, "failures", ()))[:1])
-        run.written = stop
+        run.written += len(chunk)
         if budget > 0:
             budget = max(budget - len(chunk), 0)
-        if run.written >= len(events):
+        if run.written >= total:
             run.ops = None
             if run.errors:
                 self.counters.kernel_refused_entries += run.errors
                 self.host.report(
-                    Log("warning", f"kernel refused {run.errors} of {len(events)} operations (first: {run.failures[:1]})")
+                    Log("warning", f"kernel refused {run.errors} of {total} operations (first: {run.failures[:1]})")
                 )
         return budget
+
+    def _apply(self, chunk: Sequence[Any], replace: bool, *, records: bool) -> Any:
+        """Events, or records (NEW events as sync records: the kernel writes them as
+        they are when it can, else they are decoded for it)."""
+        if not records:
+            return self.kernel.apply(chunk, replace=replace)
+        write = getattr(self.kernel, "apply_records", None)
+        if write is not None:
+            return write(chunk, replace=replace)
+        new = EventKind.NEW
+        return self.kernel.apply([Event(new, event[1]) for event in decode_records(chunk)], replace=replace)
 
     def _retry_dump(self, now: float, output: DumpKernel) -> None:
         if self.node.state is Role.DOWN:

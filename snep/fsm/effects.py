@@ -138,6 +138,9 @@ class KernelOps:
     #: update, and the kernel then drops the connection's packets as invalid. A
     #: created entry learns the window from the next packets instead.
     replace: bool = False
+    #: NEW events as sync records (snep.cache.RecordCache's bytes), after ``events``:
+    #: a commit writes the external cache without making an Entry of each record
+    records: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

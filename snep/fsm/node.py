@@ -54,7 +54,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from snep.cache import Cache
+from snep.cache import Cache, RecordCache
 from snep.entry import Entry, Event, EventKind, Key, complete_update
 from snep.errors import AuthError, DecodeError, InvalidTransition
 from snep.fsm.channel import Channel
@@ -91,11 +91,12 @@ from snep.fsm.role import Role, RoleMachine
 from snep.fsm.sender import SyncSender
 from snep.fsm.spec_map import spec_action
 from snep.wire.auth import Keyring
-from snep.wire.codec import decode_frame
+from snep.wire.codec import decode_frame, decode_records, key_of_record_key, record_key
 from snep.wire.messages import EVERY_PEER, Ack, Frame, Hello, MessageType, Nack
 
 _CLAIMING = (MessageType.STATE, MessageType.ALIVE, MessageType.HELLO)
 _UPDATE = EventKind.UPDATE
+_NEW_KIND = int(EventKind.NEW)  # (a record's first byte: its event kind)
 
 #: what a rejection reason means, for the log (``misdirected`` is not logged: on a
 #: multicast link every frame for another node is one; ``unbound_session`` is logged
@@ -137,7 +138,7 @@ class SyncNode:
         self.framer = Framer(node_id, self.counters, session, keyring.send_key if keyring else None, self.params.mtu)
         self.role = RoleMachine(graph=graph)
         self.internal = Cache()
-        self.external = Cache(limit=self.params.max_entries)
+        self.external = RecordCache(limit=self.params.max_entries)
         self.peers: tuple[PeerId, ...] = tuple(peers)
         self.channel = Channel(node_id, session, self.peers, self.params.alive_interval, self.counters)
         self._graph = graph
@@ -157,7 +158,7 @@ class SyncNode:
         #: inject_on_arrival: a promotion wrote nothing (the kernel holds the external
         #: cache, then emptied: these are its entries); the next kernel dump says what
         #: the kernel refused, and that is written
-        self._check_commit: list[Entry] | None = None
+        self._check_commit: dict[bytes, bytes] | None = None  # (the external cache's records, by record key)
 
     def _fresh_sync(self, filter: Filter) -> None:
         """A new process's sender and receivers: no stream, nothing queued."""
@@ -258,10 +259,11 @@ class SyncNode:
         return out
 
     def _carry_out(self, now: float, actions: Iterable[RoleAction], out: list[Output]) -> None:
+        held = False  # inject_on_arrival's CommitExternal: the kernel holds the external cache
         for action in actions:
             if isinstance(action, CommitExternal):
                 if self.params.inject_on_arrival:
-                    self._check_commit = list(self.external)  # (the kernel holds it: checked against the next dump)
+                    held = True  # (checked against the next kernel dump: _check_commit)
                 else:
                     self._commit(out)
             elif isinstance(action, TakeEpoch):
@@ -276,7 +278,10 @@ class SyncNode:
                 self.sender.cache_loading()
                 out.append(DumpKernel())
             elif isinstance(action, ClearExternal):
-                self.external.clear()
+                if held:  # (its records are the check's, taken whole instead of copied)
+                    self._check_commit, held = self.external.detach(), False
+                else:
+                    self.external.clear()
             elif isinstance(action, SendHello):
                 self._send_hello(now, None, out)
             elif isinstance(action, BulkSendToPeers):
@@ -293,10 +298,12 @@ class SyncNode:
                 self.own = None
             else:  # pragma: no cover - the role table only holds the actions above
                 raise AssertionError(f"unknown role action {action!r}")
+        if held:  # (a row that keeps the external cache: the check gets a copy)
+            self._check_commit = self.external.records()
 
     def _commit(self, out: list[Output]) -> None:
         if len(self.external):
-            out.append(KernelOps(tuple(Event(EventKind.NEW, e) for e in self.external), replace=True))
+            out.append(KernelOps((), replace=True, records=self.external.messages()))
         out.append(Log("info", f"commit: {len(self.external)} entries of the external cache to the kernel"))
 
     def _can_take_term(self, above: int | None = None) -> bool:
@@ -373,7 +380,8 @@ class SyncNode:
         if self._check_commit is not None:
             committed, self._check_commit = self._check_commit, None
             internal = self.internal
-            missing = tuple(Event(EventKind.NEW, e) for e in committed if e.key not in internal)
+            absent = [record for key, record in committed.items() if key_of_record_key(key) not in internal]
+            missing = tuple(Event(EventKind.NEW, event[1]) for event in decode_records(absent))
             if missing:
                 for event in missing:
                     internal.apply(event)
@@ -398,7 +406,7 @@ class SyncNode:
             return out
         where = source or f"node {peer}"
         try:
-            frame = decode_frame(data, self.keyring)
+            frame = decode_frame(data, self.keyring, records=True)  # (plain STATE messages stay records)
         except AuthError as error:
             counters.auth_failures += 1
             self.logs(now, out, "auth_failures", "warning", f"frame from {where} rejected: {error}")
@@ -500,7 +508,12 @@ class SyncNode:
         internal = self.internal
         if inject:
             ops = list(result.applied)
-        else:  # (a frame's worth per call: only its DESTROYs are looked at)
+            records = result.records
+            if records and all(record[0] == _NEW_KIND for record in records):
+                out.append(KernelOps((), records=records))  # (a dump's: written from their bytes)
+            elif records:
+                ops += decode_records(records)  # (updates: the kernel's update, without a create first)
+        else:  # (a frame's worth per call: only its DESTROYs are looked at; records are NEW and UPDATE only)
             destroy = EventKind.DESTROY
             ops = [event for event in result.applied if event[0] is destroy and event[1].key in internal]
         ops.extend(Event(EventKind.DESTROY, entry) for entry in result.swept if inject or entry.key in internal)
@@ -515,14 +528,16 @@ class SyncNode:
         sent: the primary's silence says nothing of them), are removed or shortened."""
         born, self._vouch = self._vouch or set(), None
         external, internal, accepts = self.external, self.internal, self.filter.accepts
-        confirmed: list[Event] = []
+        records = external.records()
+        theirs: list[bytes] = []
         unconfirmed: list[Entry] = []
         for entry in internal:
-            theirs = external.get(entry.key)
-            if theirs is not None:
-                confirmed.append(Event(EventKind.NEW, theirs))
+            record = records.get(record_key(entry[0], entry[2]))
+            if record is not None:
+                theirs.append(record)
             elif entry.key not in born and accepts(entry, EventKind.DESTROY):
                 unconfirmed.append(entry)
+        confirmed = [Event(EventKind.NEW, event[1]) for event in decode_records(theirs)]  # (decoded at once)
         how = self.params.unconfirmed
         if how is Unconfirmed.REMOVE and external.limit is not None and len(external) >= external.limit:
             how = Unconfirmed.SHORTEN  # (a full external cache refused entries: its silence proves nothing)

@@ -28,7 +28,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import NamedTuple
 
-from snep.cache import Cache
+from snep.cache import Cache, RecordCache
 from snep.entry import Entry, Event
 from snep.fsm.counters import Counters
 from snep.fsm.effects import Epoch, Output, PeerId
@@ -62,6 +62,7 @@ class Received(NamedTuple):
     applied: tuple[Event, ...] = ()
     bulk_completed: bool = False  # a dump ended whose start we applied too
     swept: tuple[Entry, ...] = ()  # what that dump's sweep removed
+    records: tuple[bytes, ...] = ()  # applied as records (plain NEW and UPDATE messages)
 
 
 NOTHING = Received()
@@ -73,7 +74,7 @@ class SyncReceiver:
         peer: PeerId,
         params: SyncParams,
         framer: Framer,
-        external: Cache,
+        external: Cache | RecordCache,
         *,
         graph: bool = False,
         logs: RateLog | None = None,
@@ -150,13 +151,21 @@ class SyncReceiver:
             self.external.mark(claim)
             self.marking = True
         external = self.external
-        applied: tuple[Event, ...] = frame.messages  # type: ignore[assignment]
-        refused = external.apply_all(applied, claim)
+        applied: tuple[Event, ...] = ()
+        records = frame.records
+        if records is not None:  # (kept as they came: snep.cache.RecordCache)
+            refused: list = external.apply_records(records, claim)  # type: ignore[attr-defined]
+        else:
+            applied = frame.messages  # type: ignore[assignment]
+            refused = external.apply_all(applied, claim)
         if refused:
             self._refused(now, refused, out)
-            gone = {id(event) for event in refused}
-            applied = tuple(event for event in applied if id(event) not in gone)
-        self.counters.state_messages_applied += len(applied)
+            gone = {id(item) for item in refused}
+            if records is not None:
+                records = tuple(record for record in records if id(record) not in gone)
+            else:
+                applied = tuple(event for event in applied if id(event) not in gone)
+        self.counters.state_messages_applied += len(applied) if records is None else len(records)
         self.expected = seq_add(seq, 1)
         # Counted for the ACK only now that it is applied.
         if self._ack_first is None:
@@ -174,9 +183,9 @@ class SyncReceiver:
             self._flush_ack(now, out)
         elif self._ack_count >= self.params.ack_window:
             self._flush_ack(now, out)
-        return Received(applied, completed, swept)
+        return Received(applied, completed, swept, records or ())
 
-    def _refused(self, now: float, refused: list[Event], out: list[Output]) -> None:
+    def _refused(self, now: float, refused: list, out: list[Output]) -> None:
         self.counters.external_full += len(refused)
         self.logs(
             now, out, "external_full", "warning",

@@ -192,7 +192,7 @@ class SyncSender:
     def cache_loaded(self, now: float, out: list[Output]) -> None:
         """The kernel dump is in: a dump that waited for it goes on."""
         self.loading = False
-        self.records.clear()  # (the dump's entries are new values: no record is of them)
+        self.records.renew()  # (the dump's entries are new values: records are taken back where only timeouts moved)
         self.on_bulk_step(now, out)
 
     def mark_dead(self, peer: PeerId) -> None:
@@ -573,11 +573,11 @@ class SyncSender:
         if not self.bulk_active or self.loading:
             return
         accepts = self.notifier.filter.accepts
-        get = self.internal.get
+        get = self.internal.getter()
         records = self.records
 
-        def message(key: Key, entry: Entry) -> bytes | None:
-            return records.dump_message(key, entry, accepts)
+        def messages_of(keys: list[Key]) -> tuple[list[bytes], list[Key]]:
+            return records.dump_messages(keys, get, accepts)
 
         dump = self.dump
         budget = BULK_STEP  # (per input: the rest goes on at the next timer, which is due now)
@@ -586,7 +586,7 @@ class SyncSender:
             first = self.mode.state is SenderMode.BULK_START
             if first:
                 dump.snapshot(self.internal.keys())
-            messages, taken = dump.take(room, get, message)
+            messages, taken = dump.take(room, messages_of)
             while True:
                 last = dump.done
                 frames = (

@@ -28,7 +28,8 @@ import gc
 import os
 import socket
 import struct
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
+from typing import Any
 
 from snep.entry import Entry, Event, EventKind, Key
 from snep.errors import DecodeError, EventOverrun, KernelError
@@ -44,6 +45,7 @@ from snep.kernel.base import (
 )
 from snep.kernel.recvmmsg import BatchReceiver
 from snep.level import Level
+from snep.wire.codec import decode_records
 
 _RECV_SIZE = 1 << 20  # one recv never returns more than one skb (<= 32 KiB for dumps)
 _BATCH_BYTES = 512 * 1024  # requests per send()
@@ -333,6 +335,20 @@ class NetlinkKernel(Kernel):
             self._submit(data, last_seq, first_seq, total, failed)
         return failed
 
+    def _requests(self, encode: Callable[[list[Any], int, dict[int, int]], Iterator[bytes]], items: list[Any], first: int) -> dict[int, int]:
+        """Encode a request of each item (``encode``: _encode_all, _encode_records) and
+        send them in batches; {index: errno} of the failed ones, unencodable included."""
+        unencodable: dict[int, int] = {}
+        gc_was_enabled = gc.isenabled()
+        gc.disable()  # 100,000 requests: no cycles, no reason for GC passes
+        try:
+            failed = self._batch(encode(items, first, unencodable), first, len(items))
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+        failed.update(unencodable)
+        return failed
+
     def apply(self, events: Iterable[Event], *, replace: bool = False) -> ApplyResult:
         evs = events if isinstance(events, list) else list(events)
         result = ApplyResult()
@@ -340,15 +356,7 @@ class NetlinkKernel(Kernel):
         counts = {EventKind.NEW: 0, EventKind.UPDATE: 0, EventKind.DESTROY: 0}
         for kind, _ in evs:
             counts[kind] += 1
-        gc_was_enabled = gc.isenabled()
-        gc.disable()  # 100,000 requests: no cycles, no reason for GC passes
-        unencodable: dict[int, int] = {}
-        try:
-            failed = self._batch(_encode_all(evs, first, unencodable), first, len(evs))
-        finally:
-            if gc_was_enabled:
-                gc.enable()
-        failed.update(unencodable)
+        failed = self._requests(_encode_all, evs, first)
         result.created = counts[EventKind.NEW]
         result.updated = counts[EventKind.UPDATE]
         result.deleted = counts[EventKind.DESTROY]
@@ -415,6 +423,38 @@ class NetlinkKernel(Kernel):
         self.counters.eexist += result.eexist
         self.counters.enoent += result.enoent
         self.counters.errors += result.errors
+        return result
+
+    def apply_records(self, records: Iterable[bytes], *, replace: bool = False) -> ApplyResult:
+        """:meth:`apply` of a NEW event for each sync record (a commit, or a dump's
+        records written as they arrive: straight from their bytes with
+        ``ct.encode_create_record``, no Entry made). What the kernel refuses takes
+        apply's way, decoded: an entry that is there (EEXIST) is updated, or replaced
+        (``replace``: deleted and created)."""
+        recs = records if isinstance(records, list) else list(records)
+        failed = self._requests(_encode_records, recs, self._reserve(len(recs)))
+        result = ApplyResult(created=len(recs) - len(failed))
+        if failed:
+            try:
+                decoded = decode_records([recs[i] for i in sorted(failed)])
+            except DecodeError as error:  # (records are checked when they arrive: a bug)
+                raise KernelError(f"a record to write does not decode: {error}") from None
+            again: list[Event] = []
+            for (_, err), event in zip(sorted(failed.items()), decoded):
+                if err == errno_mod.EEXIST and not replace:
+                    result.eexist += 1  # (there: apply's update, which keeps status bits the kernel will not clear)
+                    again.append(Event(EventKind.UPDATE, event.entry))
+                else:
+                    again.append(Event(EventKind.NEW, event.entry))
+            self.counters.eexist += result.eexist
+            more = self.apply(again, replace=replace)
+            result.created += more.created
+            result.updated += more.updated
+            result.eexist += more.eexist
+            result.enoent += more.enoent
+            result.replaced += more.replaced
+            result.errors += more.errors
+            result.failures = more.failures
         return result
 
     def flush(self, *, mark: int | None = None, mark_mask: int = 0xFFFFFFFF, zone: int | None = None) -> None:
@@ -546,6 +586,19 @@ def _encode_all(events: list[Event], first_seq: int, unencodable: dict[int, int]
             else:
                 yield enc_update(entry, seq)
         except (struct.error, ValueError, TypeError, AttributeError, OverflowError):  # UnicodeError is a ValueError
+            unencodable[seq - first_seq] = errno_mod.EINVAL
+            yield ct.encode_noop(seq)
+        seq += 1
+
+
+def _encode_records(records: list[bytes], first_seq: int, unencodable: dict[int, int]) -> Iterator[bytes]:
+    """:func:`_encode_all` of NEW events, from sync records."""
+    enc_create = ct.encode_create_record
+    seq = first_seq
+    for record in records:
+        try:
+            yield enc_create(record, seq)
+        except (struct.error, ValueError, TypeError, AttributeError, OverflowError, IndexError, DecodeError):
             unencodable[seq - first_seq] = errno_mod.EINVAL
             yield ct.encode_noop(seq)
         seq += 1

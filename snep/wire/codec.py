@@ -24,8 +24,11 @@ raises ``ValueError``: that is a bug of the caller, not bad input from the netwo
 
 from __future__ import annotations
 
+import re
 import struct
+from bisect import bisect_right
 from collections.abc import Iterable
+from itertools import accumulate
 from typing import NamedTuple
 
 from snep.entry import (
@@ -37,6 +40,7 @@ from snep.entry import (
     Event,
     EventKind,
     Family,
+    Key as ConnKey,
     SctpInfo,
     SctpState,
     SeqAdj,
@@ -125,10 +129,10 @@ _TUPLE4 = struct.Struct(">4s4sBHH")  # src, dst, proto, sport, dport: 13 bytes
 _TUPLE6 = struct.Struct(">16s16sBHH")  # 37 bytes
 _META = struct.Struct(">IIIH")  # status, timeout, mark, zone: 14 bytes
 _TCP = struct.Struct(">BBBBB")  # state, wscale orig/reply, flags orig/reply
-_ORIG4_META = struct.Struct(">4s4sBHHxxIIIH")  # ORIG_IPV4 value, META header, value
+_ORIG4_META = ORIG4_META = struct.Struct(">4s4sBHHxxIIIH")  # ORIG_IPV4 value, META header, value
 # The whole of the two commonest messages after their header, as the encoder lays them
 # out: ORIG_IPV4 and META (UDP, 31 bytes), and TCP after them (TCP, 38 bytes).
-_ORIG4_META_TCP = struct.Struct(">4s4sBHHxxIIIHxxBBBBB")
+_ORIG4_META_TCP = ORIG4_META_TCP = struct.Struct(">4s4sBHHxxIIIHxxBBBBB")
 _SCTP = struct.Struct(">BII")  # state, vtag orig, vtag reply
 _DCCP = struct.Struct(">BBQ")  # state, role, handshake seq
 _SEQADJ = struct.Struct(">III")  # correction pos, offset before, offset after
@@ -407,21 +411,23 @@ def _pack(
     flags: int,
     dst: int,
 ) -> list[Built]:
-    """Encoded messages, in order, into as few payloads of ``room`` bytes as they fit."""
+    """Encoded messages, in order, into as few payloads of ``room`` bytes as they fit
+    (cut where the running total of sizes passes each payload's end: work per frame,
+    not per message)."""
+    parts = messages if isinstance(messages, list) else list(messages)
+    ends = list(accumulate(map(len, parts)))  # (ends[i]: bytes up to and with message i)
     payloads: list[bytes] = []
-    parts: list[bytes] = []
+    first = 0
     used = 0
-    for data in messages:
-        size = len(data)
-        if used + size > room:
-            if size > room:
-                raise ValueError(f"a {size}-byte message does not fit an MTU of {mtu}")
-            payloads.append(b"".join(parts))
-            parts = []
-            used = 0
-        parts.append(data)
-        used += size
-    payloads.append(b"".join(parts))
+    while first < len(parts):
+        stop = bisect_right(ends, used + room, first)
+        if stop == first:
+            raise ValueError(f"a {len(parts[first])}-byte message does not fit an MTU of {mtu}")
+        payloads.append(b"".join(parts[first:stop]))
+        used = ends[stop - 1]
+        first = stop
+    if not payloads:
+        payloads.append(b"")
     last = len(payloads) - 1
     base = flags & ~_BULK_FLAGS
     frames = []
@@ -459,11 +465,14 @@ def encode_frames(
 # --- decoding ---------------------------------------------------------------------
 
 
-def decode_frame(data: bytes, keyring: Keyring | None = None) -> Frame:
+def decode_frame(data: bytes, keyring: Keyring | None = None, *, records: bool = False) -> Frame:
     """The frame in ``data``, or :class:`DecodeError` / :class:`AuthError`.
 
     With a ``keyring``, only frames sealed with one of its keys are accepted (and
     opened). Without one, sealed frames are rejected too (they cannot be opened).
+    ``records``: a STATE frame whose messages are all plain NEW or UPDATE records
+    (:func:`split_plain`) is not decoded into events: its ``records`` are those
+    messages, as bytes, and its ``messages`` are empty (the backup keeps records).
     """
     if type(data) is not bytes:
         if not isinstance(data, (bytes, bytearray, memoryview)):
@@ -502,15 +511,21 @@ def decode_frame(data: bytes, keyring: Keyring | None = None) -> Frame:
             raise AuthError(f"unknown key id {key_id}")
         header = data[:HEADER_SIZE]
         try:
-            plain = frame_aead(key, node_id, session).decrypt(nonce(counter), data[HEADER_SIZE:], header)
+            payload = frame_aead(key, node_id, session).decrypt(nonce(counter), data[HEADER_SIZE:], header)
         except InvalidTag:
             raise AuthError(f"bad tag (key id {key_id}): forged, corrupted or sealed with another key") from None
-        data = header + plain  # (offsets in errors stay the frame's)
     else:
         if key_id:
             raise DecodeError(f"key id {key_id} set on a frame without FLAG_SEALED")
         if keyring is not None:
             raise AuthError("frame not sealed, but keys are configured")
+        payload = data[HEADER_SIZE:end] if records and mtype == 1 else b""
+    if records and mtype == 1:
+        found = split_plain(payload)
+        if found is not None:
+            return Frame(MessageType.STATE, node_id, epoch, seq, (), flags, dst, session, counter, tuple(found))
+    if sealed:
+        data = data[:HEADER_SIZE] + payload  # (offsets in errors stay the frame's)
     try:
         if mtype == 1:
             messages: tuple[Message, ...] = tuple(_decode_state(data, HEADER_SIZE, end))
@@ -674,6 +689,80 @@ def _decode_state(buf: bytes, off: int, end: int, fast: bool = True) -> list[Eve
     return events
 
 
+# --- records: STATE messages kept as bytes -----------------------------------------
+#
+# A backup keeps each connection's STATE message as it arrived (its *record*), keyed
+# by the bytes of the connection's identity (:func:`record_key`), and decodes it only
+# where an Entry is needed (commit, injection, the operator's view). Most messages are
+# plain: IPv4, no NAT, zone 0, nothing optional (UDP and TCP as the encoder lays them
+# out), and a frame of them is checked and cut into records by one regular expression
+# (C code), with no object per field.
+
+#: one plain NEW or UPDATE message: ORIG_IPV4 and META of zone 0 (34 bytes), or with
+#: TCP after them (41 bytes; the TCP state known); what _decode_state accepts of them
+_PLAIN_RECORD = re.compile(
+    rb"[\x01\x02]\x00(?:\x1f\x81\x0d.{13}\x85\x0e.{12}\x00\x00"
+    rb"|\x26\x81\x0d.{13}\x85\x0e.{12}\x00\x00\x86\x05[\x00-\x%02x].{4})" % (len(TcpState) - 1),
+    re.S,
+)
+#: where a plain record's key (the ORIG_IPV4 value) lies
+PLAIN_KEY = slice(5, 18)
+_KEY4, _KEY4Z, _KEY6, _KEY6Z = 13, 15, 37, 39
+
+
+def split_plain(payload: bytes) -> list[bytes] | None:
+    """The messages of a STATE payload as records, when every one is a plain NEW or
+    UPDATE message (None otherwise: decode it the general way). Matches that do not
+    overlap and add up to the payload's length tile it: they are its messages."""
+    found: list[bytes] = _PLAIN_RECORD.findall(payload)
+    return found if sum(map(len, found)) == len(payload) else None
+
+
+def record_key(orig: ConnTuple, zone: int) -> bytes:
+    """The bytes that identify a connection (``Entry.key``) in a record cache: the
+    original tuple as ORIG_IPV4 or ORIG_IPV6 holds it, and the zone when not 0 (the
+    lengths tell the four cases apart). A plain record's ``PLAIN_KEY`` slice is it."""
+    family, src, dst, proto, sport, dport = orig
+    if family == 2 and len(src) == 4 and len(dst) == 4:
+        key = _TUPLE4.pack(src, dst, proto, sport, dport)
+    elif family == 10 and len(src) == 16 and len(dst) == 16:
+        key = _TUPLE6.pack(src, dst, proto, sport, dport)
+    else:
+        raise ValueError(f"no record key for {orig!r}")
+    return key + _U16.pack(zone) if zone else key
+
+
+def key_of_record_key(data: bytes) -> ConnKey:
+    """``Entry.key`` of :func:`record_key`'s bytes."""
+    size = len(data)
+    if size == _KEY4 or size == _KEY4Z:
+        orig = _new(ConnTuple, (_IPV4, *_TUPLE4.unpack_from(data)))
+    elif size == _KEY6 or size == _KEY6Z:
+        orig = _new(ConnTuple, (_IPV6, *_TUPLE6.unpack_from(data)))
+    else:
+        raise ValueError(f"not a record key: {data.hex()}")
+    zone = _U16.unpack_from(data, size - 2)[0] if size in (_KEY4Z, _KEY6Z) else 0
+    return (orig, zone)
+
+
+def with_timeout(record: bytes, timeout: int) -> bytes:
+    """A STATE message of this encoder (ORIG, then META) with META's timeout replaced."""
+    at = MSG_HEADER_SIZE + (15 if record[MSG_HEADER_SIZE] == A_ORIG_IPV4 else 39) + 6  # (META's value: status, timeout)
+    if record[at - 6] != A_META:
+        raise ValueError("not a message of this encoder: META does not follow ORIG")
+    return record[:at] + _U32.pack(timeout) + record[at + 4 :]
+
+
+def decode_records(records: Iterable[bytes]) -> list[Event]:
+    """The events of records (messages a STATE frame carried, checked when they came):
+    their kinds as they came."""
+    data = b"".join(records)
+    try:
+        return _decode_state(data, 0, len(data))
+    except (struct.error, ValueError, IndexError, TypeError, OverflowError) as exc:
+        raise DecodeError(f"{DECODER_BUG}: {exc!r}") from exc
+
+
 def _bad_length(atype: int, body: int, alen: int, want: int) -> DecodeError:
     return DecodeError(f"attribute {_attr_name(atype)} at offset {body - 2}: length {alen}, expected {want}")
 
@@ -831,11 +920,16 @@ __all__ = [
     "build_frames",
     "build_state_frames",
     "decode_frame",
+    "decode_records",
     "encode_frame",
     "encode_frames",
     "encode_message",
     "encode_state",
     "frame_overhead",
+    "key_of_record_key",
+    "record_key",
     "seal",
+    "split_plain",
+    "with_timeout",
 ]
 

@@ -121,6 +121,9 @@ class Frame:
     dst: int = EVERY_PEER
     session: int = 0
     counter: int = 0
+    #: a STATE frame decoded as records (decode_frame's ``records``): its plain
+    #: messages as bytes, ``messages`` then empty; None: ``messages`` holds them
+    records: tuple[bytes, ...] | None = None
 
     @property
     def starts_dump(self) -> bool:

@@ -49,6 +49,7 @@ from snep.kernel.ctnetlink.fast import (
     FastPaths,
     decode_entry,
     encode_create,
+    encode_create_record,
     fast_paths,
     use_fast_paths,
 )
@@ -65,6 +66,7 @@ __all__ = [  # besides the constants
     "decode_tuple",
     "decode_tuple_generic",
     "encode_create",
+    "encode_create_record",
     "encode_create_generic",
     "encode_delete",
     "encode_dump",

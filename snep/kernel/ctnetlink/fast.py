@@ -24,6 +24,7 @@ so every call takes the generic path.
 from __future__ import annotations
 
 import os
+import re
 import struct
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
@@ -86,6 +87,7 @@ from snep.kernel.ctnetlink.constants import (
     align,
 )
 from snep.kernel.ctnetlink.decode import decode_entry_generic, helper_name
+from snep.wire.codec import A_META, A_ORIG_IPV4, A_TCP, ORIG4_META, ORIG4_META_TCP, decode_records
 from snep.kernel.ctnetlink.encode import (
     CREATE_FLAGS,
     CREATE_STATUS_CLEAR,
@@ -126,13 +128,14 @@ class FastPaths:
     every call goes to the generic code.
     """
 
-    __slots__ = ("enabled", "layouts", "layout_count", "creates", "_tcp_infos")
+    __slots__ = ("enabled", "layouts", "layout_count", "creates", "record_creates", "_tcp_infos")
 
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
         self.layouts: dict[int, list[Layout]] = {}  # by payload length
         self.layout_count = 0
         self.creates: dict[CreateKey, CreateEncoder] = {}
+        self.record_creates: dict[CreateKey, Callable[..., bytes]] = {}
         self._tcp_infos: dict[tuple[int, int, int, int, int], TcpInfo] = {}  # few distinct values
 
     def clear(self) -> None:
@@ -140,6 +143,7 @@ class FastPaths:
         self.layouts.clear()
         self.layout_count = 0
         self.creates.clear()
+        self.record_creates.clear()
         self._tcp_infos.clear()
 
     def decode_entry(self, buf: memoryview, off: int, end: int) -> Entry:
@@ -204,6 +208,30 @@ class FastPaths:
             if enc is not None:
                 return enc(entry, o, plain, pi, seq, CREATE_FLAGS | NLM_F_ACK if ack else CREATE_FLAGS)
         return encode_create_generic(entry, seq, ack=ack)
+
+    def encode_create_record(self, record: bytes, seq: int) -> bytes:
+        """:meth:`encode_create` of the entry a sync record (snep.wire.codec: a STATE
+        message as a backup keeps it) holds, without making the entry: a plain record
+        (IPv4 ORIG and META, TCP info or none, no ICMP, no NAT bits) is read by one
+        unpack and written by one pack, its fields put where the netlink layout wants
+        them (the translation table of :func:`_compile_create`'s ``record`` mode)."""
+        size = len(record)
+        if record[3] == A_ORIG_IPV4 and record[18] == A_META and record[13] not in _ICMP and self.enabled:
+            if size == 34:
+                fields = ORIG4_META.unpack_from(record, 5)
+                tcp = False
+            elif size == 41 and record[34] == A_TCP:
+                fields = ORIG4_META_TCP.unpack_from(record, 5)
+                tcp = True
+            else:
+                fields = None
+            if fields is not None and not fields[5] & _NAT_DONE:
+                key = (2, fields[2], fields[8] != 0, fields[7] != 0, tcp, 8)
+                enc = self.record_creates.get(key)
+                if enc is None:
+                    enc = self.record_creates[key] = _compile_create(*key, record=True)
+                return enc(seq, CREATE_FLAGS, *fields)
+        return self.encode_create(decode_records([record])[0].entry, seq)
 
 
 # --- learning layouts -------------------------------------------------------------
@@ -412,8 +440,26 @@ _TUPLE_FIELDS = {
 }
 
 
-def _compile_create(family: int, proto: int, zone: bool, mark: bool, tcp: bool, sizes: int) -> CreateEncoder:
-    """The one-pack encoder of one shape of entry (see FastPaths.encode_create)."""
+#: ``record`` mode of _compile_create: the entry's fields as a plain sync record's
+#: unpack gives them (snep.wire.codec's ORIG4_META and ORIG4_META_TCP), the reply
+#: tuple the original's swapped (no NAT, no ICMP in that mode)
+_RECORD_FIELDS = {
+    "o.src": "src", "o.dst": "dst", "o.proto": "proto", "o.sport": "sport", "o.dport": "dport",
+    "p.src": "dst", "p.dst": "src", "p.proto": "proto", "p.sport": "dport", "p.dport": "sport",
+    "e.zone": "zone", "e.status": "status", "e.timeout": "timeout", "e.mark": "mark",
+    "pi.state": "state", "pi.wscale_orig": "wso", "pi.wscale_reply": "wsr",
+    "pi.flags_orig": "flo", "pi.flags_reply": "flr",
+}
+_RECORD_ARGS = "seq, flags, src, dst, proto, sport, dport, status, timeout, mark, zone, state=0, wso=0, wsr=0, flo=0, flr=0"
+_FIELD = re.compile(r"\b(?:o|p|e|pi)\.\w+")
+_ICMP = frozenset({1, 58})
+
+
+def _compile_create(
+    family: int, proto: int, zone: bool, mark: bool, tcp: bool, sizes: int, *, record: bool = False
+) -> CreateEncoder:
+    """The one-pack encoder of one shape of entry (see FastPaths.encode_create); with
+    ``record``, of the fields of a plain sync record (FastPaths.encode_create_record)."""
     fam = Family(family)
     if sizes != 2 * fam.address_size:  # a packed "4s" would silently truncate a 16-byte address
         raise ValueError(f"address sizes do not match {fam.name}")
@@ -459,10 +505,12 @@ def _compile_create(family: int, proto: int, zone: bool, mark: bool, tcp: bool, 
         pieces.append(("BB2x", "pi.flags_reply, 255"))
     body = struct.Struct(">" + "".join(f for f, _ in pieces))
     total = HEADER_SIZE + body.size
-    source = (
-        f"lambda e, o, p, pi, seq, flags: HEAD({total}, {MSG_CT_NEW}, flags, seq, 0, {family}, 0, 0)"
-        f" + BODY({', '.join(x for _, x in pieces)})"
-    )
+    values = ", ".join(x for _, x in pieces)
+    args = "e, o, p, pi, seq, flags"
+    if record:
+        values = _FIELD.sub(lambda m: _RECORD_FIELDS[m.group()], values)
+        args = _RECORD_ARGS
+    source = f"lambda {args}: HEAD({total}, {MSG_CT_NEW}, flags, seq, 0, {family}, 0, 0) + BODY({values})"
     encoder: CreateEncoder = eval(source, {"HEAD": _HEAD.pack, "BODY": body.pack})  # noqa: S307 - from constants only
     return encoder
 
@@ -472,6 +520,7 @@ def _compile_create(family: int, proto: int, zone: bool, mark: bool, tcp: bool, 
 fast_paths = FastPaths(enabled=os.environ.get("SNEP_NO_FASTPATH", "") in ("", "0"))
 decode_entry = fast_paths.decode_entry
 encode_create = fast_paths.encode_create
+encode_create_record = fast_paths.encode_create_record
 
 
 def use_fast_paths(enabled: bool) -> None:
