@@ -155,6 +155,10 @@ class SyncNode:
         #: VouchKernel pending (None: not): the keys born in our kernel since, which are
         #: live traffic, not an earlier life's (the primary's dump may not have them yet)
         self._vouch: set[Key] | None = None
+        #: the pending VouchKernel also rewrites the confirmed entries (an earlier life's
+        #: kernel: stale TCP windows); after a flush they are this life's, written from
+        #: the primary's own states, and only the unconfirmed ones need to go
+        self._vouch_rewrite = True
         #: inject_on_arrival: a promotion wrote nothing (the kernel holds the external
         #: cache, then emptied: these are its entries); the next kernel dump says what
         #: the kernel refused, and that is written
@@ -289,7 +293,7 @@ class SyncNode:
             elif isinstance(action, ShortenKernelTimeouts):
                 out.append(ShortenTimeouts(self.params.shorten_timeout))
             elif isinstance(action, VouchKernel):
-                self._vouch = set()
+                self._vouch, self._vouch_rewrite = set(), True
             elif isinstance(action, RequestResync):
                 self.need_sync = True
                 self._request_resync(now, out)
@@ -537,6 +541,8 @@ class SyncNode:
                 theirs.append(record)
             elif entry.key not in born and accepts(entry, EventKind.DESTROY):
                 unconfirmed.append(entry)
+        if not self._vouch_rewrite:
+            theirs.clear()  # (after a flush: the confirmed entries are as the primary said)
         confirmed = [Event(EventKind.NEW, event[1]) for event in decode_records(theirs)]  # (decoded at once)
         how = self.params.unconfirmed
         if how is Unconfirmed.REMOVE and external.limit is not None and len(external) >= external.limit:
@@ -738,7 +744,7 @@ class SyncNode:
             self.need_sync = True
             # the kernel outlives the flush: the refilling dump vouches for it again, or an
             # entry committed before and gone from the primary since would stay there
-            self._vouch = set()
+            self._vouch, self._vouch_rewrite = set(), self._vouch is not None and self._vouch_rewrite
             out += self._fire(now, "unsynced")  # not ready until the primary's dump refilled it
             self._request_resync(now, out)
         return out
