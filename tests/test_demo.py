@@ -11,6 +11,7 @@ import time
 import pytest
 
 from snep.lab import netns
+from tests.processes import stop
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -83,12 +84,6 @@ def test_demo_cleans_up_on_ctrl_c():
         proc.send_signal(signal.SIGINT)
         proc.wait(60)
     finally:
-        if proc.poll() is None:  # (a Ctrl-C first: a SIGKILL would leave the stage behind)
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop(proc, signal.SIGINT, 60)  # (a Ctrl-C first: a SIGKILL would leave the stage behind)
     assert proc.returncode == 130
     assert namespaces(prefix) == []

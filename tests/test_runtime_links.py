@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ import pytest
 from snep.lab import netns
 from snep.runtime import client
 from snep.runtime.client import ControlError, request
+from tests.processes import stop
 
 pytestmark = pytest.mark.root
 
@@ -107,13 +107,7 @@ def pair(request, tmp_path):
         yield a, b, tmp_path
     finally:
         for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            stop(proc, grace=5)
         for i in (1, 2):
             log = tmp_path / f"node{i}.log"
             if log.exists():

@@ -5,7 +5,6 @@ the watched port through a burst that makes ``conntrack -E`` lose some."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ import pytest
 from snep.entry import Proto, make_entry
 from snep.lab import ctwatch, netns
 from snep.lab.conformance import measure
+from tests.processes import stop
 
 
 def test_a_recorded_line_reads_back_as_the_event() -> None:
@@ -55,12 +55,7 @@ def test_every_event_of_the_port_is_recorded_through_a_burst(tmp_path: Path) -> 
             while len(measure.parse_ct_events(log.read_text())) < 2 * burst // 10 and time.time() < deadline:
                 time.sleep(0.1)
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc)
     text = log.read_text()
     events = measure.parse_ct_events(text)
     assert not measure.events_lost(text), text[-500:]
