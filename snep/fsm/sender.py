@@ -38,7 +38,7 @@ from enum import Enum
 from itertools import islice
 
 from snep.cache import Cache
-from snep.entry import Entry, Event, EventKind, Key
+from snep.entry import Event, EventKind, Key
 from snep.fsm.budget import TokenBucket
 from snep.fsm.bulk import BulkDump
 from snep.fsm.counters import Counters
