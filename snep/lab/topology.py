@@ -219,27 +219,40 @@ class Topology:
             run(["ip", "-n", self.sw, "link", "add", br, "type", "bridge",
                  "stp_state", "0", "mcast_snooping", "0", "forward_delay", "0"])
             run(["ip", "-n", self.sw, "link", "set", br, "up"])
-        for ns, net, ip, vip, br in ((self.client, CLIENT_NET, CLIENT_IP, CLIENT_VIP, "brc"),
-                                     (self.server, SERVER_NET, SERVER_IP, SERVER_VIP, "brs")):
-            self._add_ns(ns)
-            self._veth(ns, "e0", br, "cl" if br == "brc" else "sv")
-            netns.address(ns, "e0", f"{ip}/24")
-            netns.route(ns, "default", via=vip)
+        self.build_ends()
         for fw in self.firewalls:
-            fw.dir.mkdir(parents=True, exist_ok=True)
-            self._add_ns(fw.ns)
-            self._veth(fw.ns, "c0", "brc", f"{fw.name}c")
-            self._veth(fw.ns, "s0", "brs", f"{fw.name}s")
-            netns.address(fw.ns, "c0", f"{fw.client_ip}/24")
-            netns.address(fw.ns, "s0", f"{fw.server_ip}/24")
-            for k, ip in enumerate(fw.sync_ips):
-                iface, br = SYNC_IFACES[k], ("bry", "brz")[k]
-                self._veth(fw.ns, iface, br, f"{fw.name}{iface[0]}")
-                netns.address(fw.ns, iface, f"{ip}/24")
-            netns.load_ruleset(fw.ns, RULESET)
-            # the ruleset uses ct: now the namespace's conntrack is active and the knob exists
-            netns.sysctl(fw.ns, "net.ipv4.ip_forward", 1)
-            netns.sysctl(fw.ns, "net.netfilter.nf_conntrack_tcp_loose", 0)
+            self.build_firewall(fw)
+
+    def build_ends(self) -> None:
+        """The client and the server, each with a virtual gateway as its default route."""
+        for ns, ip, vip, br in ((self.client, CLIENT_IP, CLIENT_VIP, "brc"),
+                                (self.server, SERVER_IP, SERVER_VIP, "brs")):
+            self.add_host(ns, ip, br, "cl" if br == "brc" else "sv", via=vip)
+
+    def add_host(self, ns: str, ip: str, bridge: str, port: str, via: str | None = None) -> None:
+        """A namespace with one interface ``e0`` on ``bridge`` (switch port ``port``)."""
+        self._add_ns(ns)
+        self._veth(ns, "e0", bridge, port)
+        netns.address(ns, "e0", f"{ip}/24")
+        if via is not None:
+            netns.route(ns, "default", via=via)
+
+    def build_firewall(self, fw: Firewall) -> None:
+        """``fw``'s namespace, its links and addresses, the stateful ruleset, forwarding."""
+        fw.dir.mkdir(parents=True, exist_ok=True)
+        self._add_ns(fw.ns)
+        self._veth(fw.ns, "c0", "brc", f"{fw.name}c")
+        self._veth(fw.ns, "s0", "brs", f"{fw.name}s")
+        netns.address(fw.ns, "c0", f"{fw.client_ip}/24")
+        netns.address(fw.ns, "s0", f"{fw.server_ip}/24")
+        for k, ip in enumerate(fw.sync_ips):
+            iface, br = SYNC_IFACES[k], ("bry", "brz")[k]
+            self._veth(fw.ns, iface, br, f"{fw.name}{iface[0]}")
+            netns.address(fw.ns, iface, f"{ip}/24")
+        netns.load_ruleset(fw.ns, RULESET)
+        # the ruleset uses ct: now the namespace's conntrack is active and the knob exists
+        netns.sysctl(fw.ns, "net.ipv4.ip_forward", 1)
+        netns.sysctl(fw.ns, "net.netfilter.nf_conntrack_tcp_loose", 0)
 
     # ---- access ----
 
