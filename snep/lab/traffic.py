@@ -15,9 +15,15 @@ answers each with one JSON line on stdout::
     {"cmd": "snap"}                    -> {"time": ..., "flows": [...], "churn": {...}}
     {"cmd": "open", "tcp": 10}         -> {"opened": [ids]}   (more long-lived connections)
     {"cmd": "churn", "rate": 50}       -> {"churn": rate}     (short connections per second)
+    {"cmd": "latency"}                 -> {"connect": [seconds, ...]}  (each churn connect, then forgotten)
     {"cmd": "quit"}                    -> {"bye": true}
 
-``TrafficClient`` drives that process from the controlling side.
+``TrafficClient`` drives that process from the controlling side; ``Clients`` drives several
+(one per client namespace: the active-active stage's groups) as one.
+
+A churn connection's connect time (SYN sent to SYN-ACK received, as the client's kernel
+sees it) is the first-packet latency of a new connection through the firewalls: what a
+deferral adds shows there.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ RECORD = struct.Struct("!IId")  # flow id, sequence number, send time (wall cloc
 TCP_PORT = 5001
 UDP_PORT = 5002
 CHURN_PORT = 5003
+MAX_CONNECT_TIMES = 100_000  # connect times kept between two "latency" commands
 
 
 # ------------------------------------------------------------------ server side
@@ -134,6 +141,7 @@ class Client:
         self.tasks: set[asyncio.Task[None]] = set()
         self.churn_rate = 0.0
         self.churn = {"ok": 0, "failed": 0}
+        self.connect_times: list[float] = []  # of the churn connections, until asked for
         self._churn_task: asyncio.Task[None] | None = None
 
     def _task(self, coro: Any) -> None:
@@ -222,8 +230,11 @@ class Client:
 
     async def _one_short(self) -> None:
         try:
+            started = time.perf_counter()
             reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(self.server, CHURN_PORT), 3.0)
+            if len(self.connect_times) < MAX_CONNECT_TIMES:
+                self.connect_times.append(time.perf_counter() - started)
             writer.write(RECORD.pack(0, 0, time.time()))
             await asyncio.wait_for(reader.readexactly(RECORD.size), 3.0)
             writer.close()
@@ -267,6 +278,9 @@ async def client_main(server: str, tcp: int, udp: int, interval: float, stall: f
             case "churn":
                 client.set_churn(float(cmd["rate"]))
                 answer = {"churn": client.churn_rate}
+            case "latency":
+                answer = {"connect": client.connect_times}
+                client.connect_times = []
             case "quit":
                 print(json.dumps({"bye": True}), flush=True)
                 return
@@ -284,8 +298,9 @@ class TrafficError(RuntimeError):
 class TrafficClient:
     """Drives a client process (``python -m snep.lab.traffic client``) over its stdin/stdout."""
 
-    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes], src: str = "") -> None:
         self.proc = proc
+        self.src = src  # the client's address, written into each flow of a snapshot
         hello = self._read(timeout=30.0)
         if not hello.get("ready"):
             raise TrafficError(f"client did not start: {hello}")
@@ -312,13 +327,69 @@ class TrafficClient:
         return self._read(timeout=30.0)
 
     def snap(self) -> dict[str, Any]:
-        return self.command("snap")
+        snap = self.command("snap")
+        for flow in snap["flows"]:
+            flow["src"] = self.src
+        return snap
 
     def open(self, tcp: int = 0, udp: int = 0) -> list[int]:
         return list(self.command("open", tcp=tcp, udp=udp)["opened"])
 
     def churn(self, rate: float) -> None:
         self.command("churn", rate=rate)
+
+    def latency(self) -> list[float]:
+        """The connect times of the churn connections since the last call (seconds)."""
+        return list(self.command("latency")["connect"])
+
+
+def split(n: int, k: int) -> list[int]:
+    """``n`` in ``k`` nearly equal shares, the larger first."""
+    return [n // k + (i < n % k) for i in range(k)]
+
+
+class Clients:
+    """Several traffic clients driven as one: flow ids are made unique (client k's flow i
+    is ``k * ID_SPAN + i``), counts add up, new connections and churn are spread evenly."""
+
+    ID_SPAN = 100_000
+
+    def __init__(self, clients: Sequence[TrafficClient]) -> None:
+        self.clients = list(clients)
+        self.hello = {"ready": True,
+                      "opened": sum(c.hello.get("opened", 0) for c in self.clients),
+                      "errors": sum(c.hello.get("errors", 0) for c in self.clients)}
+
+    def snap(self) -> dict[str, Any]:
+        snaps = [c.snap() for c in self.clients]
+        flows = []
+        for k, snap in enumerate(snaps):
+            for flow in snap["flows"]:
+                flows.append({**flow, "id": k * self.ID_SPAN + flow["id"]})
+        return {"time": max(s["time"] for s in snaps), "flows": flows,
+                "churn": {key: sum(s["churn"][key] for s in snaps) for key in ("ok", "failed")}}
+
+    def open(self, tcp: int = 0, udp: int = 0) -> list[int]:
+        ids = []
+        for k, (client, t, u) in enumerate(zip(self.clients, split(tcp, len(self.clients)),
+                                                        split(udp, len(self.clients)))):
+            if t or u:
+                ids += [k * self.ID_SPAN + i for i in client.open(tcp=t, udp=u)]
+        return ids
+
+    def churn(self, rate: float) -> None:
+        for client in self.clients:
+            client.churn(rate / len(self.clients))
+
+    def latency(self) -> list[float]:
+        return [t for client in self.clients for t in client.latency()]
+
+    def command(self, cmd: str, **args: Any) -> dict[str, Any]:
+        """``cmd`` to every client (e.g. "quit"); the last answer."""
+        answer: dict[str, Any] = {}
+        for client in self.clients:
+            answer = client.command(cmd, **args)
+        return answer
 
 
 def client_argv(server: str, tcp: int, udp: int, interval: float, stall: float) -> list[str]:
@@ -331,19 +402,43 @@ def server_argv() -> list[str]:
     return [sys.executable, "-m", "snep.lab.traffic", "server"]
 
 
+def start_server(topo: Topology) -> None:
+    """The echo server in ``topo.server`` (stopped at the topology's teardown)."""
+    srv = topo.spawn(topo.server, server_argv(), name="traffic-server", stdout=subprocess.PIPE)
+    assert srv.stdout is not None
+    if b"ready" not in srv.stdout.readline():
+        raise TrafficError(f"traffic server did not start (exit {srv.poll()})")
+
+
+def start_client(topo: Topology, ns: str, src: str, *, tcp: int, udp: int, interval: float,
+                 stall: float, name: str = "traffic-client") -> TrafficClient:
+    """A client in namespace ``ns`` (address ``src``) talking to ``topo``'s server."""
+    cli = topo.spawn(ns, client_argv(topo.server_ip, tcp, udp, interval, stall),
+                     name=name, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    return TrafficClient(cli, src)
+
+
 def start(topo: Topology, *, tcp: int = 50, udp: int = 10, interval: float = 0.1,
           stall: float = 0.3) -> TrafficClient:
     """Start the echo server in ``topo.server`` and the client in ``topo.client``.
 
     Both processes belong to the topology: they are stopped at its teardown.
     """
-    srv = topo.spawn(topo.server, server_argv(), name="traffic-server", stdout=subprocess.PIPE)
-    assert srv.stdout is not None
-    if b"ready" not in srv.stdout.readline():
-        raise TrafficError(f"traffic server did not start (exit {srv.poll()})")
-    cli = topo.spawn(topo.client, client_argv(topo.server_ip, tcp, udp, interval, stall),
-                     name="traffic-client", stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    return TrafficClient(cli)
+    start_server(topo)
+    return start_client(topo, topo.client, topo.client_ip, tcp=tcp, udp=udp,
+                        interval=interval, stall=stall)
+
+
+def start_many(topo: Topology, clients: Sequence[tuple[str, str]], *, tcp: int = 50,
+               udp: int = 10, interval: float = 0.1, stall: float = 0.3) -> Clients:
+    """The echo server and one client per (namespace, address) of ``clients``, the flows
+    split evenly between them."""
+    start_server(topo)
+    k = len(clients)
+    tcp_shares, udp_shares = split(tcp, k), split(udp, k)
+    return Clients([start_client(topo, ns, src, tcp=t, udp=u, interval=interval, stall=stall,
+                                 name=f"traffic-client-{i + 1}")
+                    for i, ((ns, src), t, u) in enumerate(zip(clients, tcp_shares, udp_shares))])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
