@@ -40,7 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     if args.list:
         for s in SCENARIOS.values():
-            print(f"{s.name:24} {s.summary} ({s.firewalls} firewalls; also {s.name}+netem)")
+            also = "" if s.active_active else f"; also {s.name}+netem"
+            print(f"{s.name:24} {s.summary} ({s.firewalls} firewalls{also})")
         return 0
     if os.geteuid() != 0:
         print("snep conformance: needs root (network namespaces, nftables, keepalived)",

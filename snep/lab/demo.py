@@ -49,6 +49,17 @@ def snep_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "snep.cli", *args]
 
 
+def command_line(argv: list[str]) -> str:
+    """``argv`` as one command for keepalived (a script or notify line), with this
+    process's PYTHONPATH made absolute: keepalived runs its scripts in an environment of
+    its own, where a relative path, or none, would run another copy of snep."""
+    path = os.environ.get("PYTHONPATH")
+    if not path:
+        return shlex.join(argv)
+    absolute = os.pathsep.join(os.path.abspath(p) for p in path.split(os.pathsep) if p)
+    return shlex.join(["env", f"PYTHONPATH={absolute}", *argv])
+
+
 @dataclass
 class NodeOptions:
     level: str = "strong"
@@ -79,11 +90,11 @@ class SnepCluster:
 
     def ready_command(self, fw: Firewall) -> str:
         """keepalived's track_script: exit 0 only when the node is in sync."""
-        return shlex.join(snep_argv("ctl", "--socket", str(self.socket(fw)), "--timeout", "2", "ready"))
+        return command_line(snep_argv("ctl", "--socket", str(self.socket(fw)), "--timeout", "2", "ready"))
 
     def notify_command(self, fw: Firewall) -> str:
         """What keepalived runs on a transition (it appends primary/backup/fault)."""
-        return shlex.join(snep_argv("notify", "--socket", str(self.socket(fw))))
+        return command_line(snep_argv("notify", "--socket", str(self.socket(fw))))
 
     def peers(self, fw: Firewall, link: int) -> str:
         """The TOML array of ``fw``'s peers on sync link ``link``: node id and address."""

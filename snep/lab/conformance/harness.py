@@ -22,7 +22,7 @@ import signal
 import statistics
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,14 +119,18 @@ class Harness:
             raise NotApplicable(f"{impl.name} supports at most {impl.max_firewalls} firewalls "
                                 f"in this mode (FT-FW over UDP has one peer)")
         self.impl, self.profile, self.netem, self.result = impl, profile, netem, result
-        self.topo = Topology(firewalls, sync_links=sync_links, advert_int=profile.advert_int,
-                             notify=lambda fw: impl.notify(self.topo, fw),
-                             notify_fifo=impl.notify_fifo, keep_logs=keep_logs,
-                             workdir=workdir)
+        self.topo = self.make_topology(firewalls, sync_links=sync_links, advert_int=profile.advert_int,
+                                       notify=lambda fw: impl.notify(self.topo, fw),
+                                       notify_fifo=impl.notify_fifo, keep_logs=keep_logs,
+                                       workdir=workdir)
         self.down: list[Firewall] = []  # crashed or cut off: not candidates for master
-        self.traffic: traffic.TrafficClient | None = None
-        self.tracked: dict[int, int] = {}  # TCP flow id -> client port: must survive
+        self.traffic: traffic.TrafficClient | traffic.Clients | None = None
+        self.tracked: dict[int, tuple[str, int]] = {}  # TCP flow id -> (client, port): must survive
         self.udp: set[int] = set()
+
+    def make_topology(self, firewalls: int, **kwargs: Any) -> Topology:
+        """The stage (the primary/backup one; the active-active harness builds its own)."""
+        return Topology(firewalls, **kwargs)
 
     def __enter__(self) -> Harness:
         self.topo.__enter__()
@@ -168,7 +172,7 @@ class Harness:
             if flow["error"]:
                 continue
             if flow["kind"] == "tcp":
-                self.tracked.setdefault(flow["id"], flow["sport"])
+                self.tracked.setdefault(flow["id"], (flow.get("src") or CLIENT_IP, flow["sport"]))
             else:
                 self.udp.add(flow["id"])
 
@@ -207,31 +211,41 @@ class Harness:
         """Fail ``victim`` (the primary): "crash", "links", or "stop" (a planned hand-over:
         its keepalived stops); measure the takeover."""
         topo = self.topo
+        acts = {"crash": topo.crash, "links": topo.fail_links, "stop": topo.step_down}
+        if how not in acts:
+            raise ValueError(f"unknown failure {how!r}")
+
+        def fail() -> None:
+            acts[how](victim)
+            self.down.append(victim)
+
+        return self.move(
+            victim, fail,
+            lambda: topo.wait_master(exclude=self.down, timeout=10 + 5 * self.profile.advert_int),
+            vips=(CLIENT_VIP, SERVER_VIP),
+            candidates=[fw for fw in topo.firewalls if fw not in self.down and fw is not victim],
+            label=label or f"{victim.name} {dict(crash='crashed', links='links cut', stop='stepped down')[how]}")
+
+    def move(self, source: Firewall, act: Callable[[], None], takeover: Callable[[], Firewall], *,
+             vips: Sequence[str], candidates: Sequence[Firewall], label: str) -> Failover:
+        """Measure one move of traffic off ``source`` (its failure, or its hand-over of a
+        group to a returning home): ``act`` does it, ``takeover`` waits for and returns the
+        firewall that holds the addresses ``vips`` now (one of ``candidates``)."""
+        topo = self.topo
         assert self.traffic is not None
-        sports = set(self.tracked.values())
-        before = {k for k, state in topo.conntrack_tcp(victim, dport=traffic.TCP_PORT).items()
-                  if state == "ESTABLISHED" and k[0] == CLIENT_IP and k[1] == SERVER_IP
-                  and k[2] in sports}
-        watches = {fw.name: self._watch(fw) for fw in topo.firewalls
-                   if fw not in self.down and fw is not victim}
+        endpoints = set(self.tracked.values())
+        before = {k for k, state in topo.conntrack_tcp(source, dport=traffic.TCP_PORT).items()
+                  if state == "ESTABLISHED" and (k[0], k[2]) in endpoints and k[1] == SERVER_IP}
+        watches = {fw.name: self._watch(fw) for fw in candidates}
         counted = (None, traffic.TCP_PORT, traffic.CHURN_PORT)  # all, tracked, churn
-        drops_before = {fw.name: topo.invalid_drop_counts(fw, counted)
-                        for fw in topo.firewalls if fw.name in watches}
+        drops_before = {fw.name: topo.invalid_drop_counts(fw, counted) for fw in candidates}
         # a random point of the advert period: the harness's own timing would otherwise
         # fail one implementation's runs at a steady phase of VRRP (its takeover is 3
         # adverts + skew after the last advert heard) and bias its takeover times
         time.sleep(random.uniform(0.0, self.profile.advert_int))
         t_fail = time.time()
-        if how == "crash":
-            topo.crash(victim)
-        elif how == "links":
-            topo.fail_links(victim)
-        elif how == "stop":
-            topo.step_down(victim)
-        else:
-            raise ValueError(f"unknown failure {how!r}")
-        self.down.append(victim)
-        new = topo.wait_master(exclude=self.down, timeout=10 + 5 * self.profile.advert_int)
+        act()
+        new = takeover()
         t_master = time.time()
         try:
             notify_s: float | None = self.wait_notify(new, "primary", t_fail - 1.0)
@@ -251,19 +265,17 @@ class Harness:
         after = topo.conntrack_tcp(new, dport=traffic.TCP_PORT)
         (new.dir / f"conntrack-after-{t_fail:.0f}.txt").write_text(
             topo.exec(new.ns, ["conntrack", "-L"], check=False).stdout)
-        for fw in topo.firewalls:
-            if fw.name in watches:
-                self._unwatch(fw)
+        for fw in candidates:
+            self._unwatch(fw)
         snapshot_at, present = watches[new.name]
         addr_text, events = self._recorded(new)
-        t_up = measure.addresses_up(addr_text, (CLIENT_VIP, SERVER_VIP), t_fail) or t_master
+        t_up = measure.addresses_up(addr_text, vips, t_fail) or t_master
         ready = measure.kernel_complete(before, present, snapshot_at, events) if events is not None else None
         late = measure.late_flows([flows[fid]["stalls"] for fid in tcp_alive], t_fail, t_up)
         drops = [a - b for a, b in zip(topo.invalid_drop_counts(new, counted), drops_before[new.name])]
         fifo = self.impl.notify_fifo(new) is not None  # the notify command only timestamps
         return Failover(
-            label=label or f"{victim.name} {dict(crash='crashed', links='links cut', stop='stepped down')[how]}",
-            victim=victim.name, new_primary=new.name,
+            label=label, victim=source.name, new_primary=new.name,
             takeover_s=round(t_up - t_fail, 2),
             notify_s=round(notify_s, 3) if notify_s is not None and not fifo else None,
             tcp_alive=len(tcp_alive), tcp_total=len(self.tracked),

@@ -1,5 +1,12 @@
 """The synchronization under test, pluggable: snep, conntrackd (the reference), or none.
 
+On the active-active stage (:class:`~snep.lab.aa_topology.AATopology`) each writes its
+active-active setup: snep ``[cluster] mode = "active-active"`` with one group per
+firewall and the deferral when the stage queues; conntrackd as its manual's
+"Active-Active setup" has it (FT-FW with ``DisableExternalCache On``: the peers' states
+go straight into the kernel, no fail-over script; ``StartupResync`` so that a returning
+node gets the table).
+
 An implementation writes its per-firewall configuration, starts its daemon in the
 firewall's namespace (the process is registered as ``fw.procs["sync"]``, so a crash
 kills it), gives keepalived the command to run on transitions, and says when a node is
@@ -19,8 +26,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from snep.lab.aa_topology import AATopology, sync_group
 from snep.lab.conformance.profile import Profile
-from snep.lab.demo import peers_toml
+from snep.lab.demo import command_line, peers_toml, snep_argv
 from snep.lab.topology import (
     CLIENT_VIP,
     SERVER_VIP,
@@ -31,6 +39,7 @@ from snep.lab.topology import (
 )
 
 SYNC_PORT = 3780
+DEFER_BOUND = 0.05  # seconds: the lab's 2 shared cores hold a queued packet for ms at p99
 
 
 class NotApplicable(Exception):
@@ -40,20 +49,22 @@ class NotApplicable(Exception):
 def _ignored(topo: Topology) -> list[str]:
     """Addresses whose connections are not synchronized: our own and the virtual ones."""
     addrs = ["127.0.0.1", CLIENT_VIP, SERVER_VIP]
+    if isinstance(topo, AATopology):
+        addrs += [vip for g in topo.groups for vip in topo.vips(g)]
     for fw in topo.firewalls:
         addrs += [fw.client_ip, fw.server_ip, *fw.sync_ips]
     return addrs
 
 
 def _write_notify_wrapper(fw: Firewall, body: str) -> str:
-    """A shell script ``notify.sh STATE``: log the transition, then run ``body``."""
+    """A shell script ``notify.sh STATE [GROUP]``: log the transition, then run ``body``."""
     script = fw.dir / "notify.sh"
     log = fw.dir / "notify.log"
     script.write_text(
         "#!/bin/sh\n"
-        f'echo "$(date +%s.%N) start $1" >> {log}\n'
+        f'echo "$(date +%s.%N) start $1 $2" >> {log}\n'
         f"{body}\n"
-        f'echo "$(date +%s.%N) done $1 $rc" >> {log}\n'
+        f'echo "$(date +%s.%N) done $1 $2 $rc" >> {log}\n'
     )
     script.chmod(0o755)
     return str(script)
@@ -105,9 +116,13 @@ def conntrackd_conf(topo: Topology, fw: Firewall) -> str:
         Checksum on
     }}""")
     ignore = "\n".join(f"                IPv4_address {a}" for a in _ignored(topo))
+    # the manual's Active-Active setup: the external cache disabled (states straight into
+    # the kernel); a node that comes back asks its peer for the table
+    mode = ("DisableExternalCache On\n        StartupResync On" if isinstance(topo, AATopology)
+            else "DisableExternalCache Off")
     return f"""Sync {{
     Mode FTFW {{
-        DisableExternalCache Off
+        {mode}
     }}
 {chr(10).join(channels)}
 }}
@@ -140,6 +155,11 @@ class Impl:
     name = "none"
     max_firewalls = 9
     proc = "sync"  # the daemon's name among the firewall's processes (fw.procs)
+    defers = False  # holds a new connection's first packet until the peers have its state
+
+    def ready_command(self, fw: Firewall) -> str | None:
+        """keepalived's track script on the active-active stage (exit 0: in sync), if any."""
+        return None
 
     def notify_body(self, topo: Topology, fw: Firewall) -> str:
         return "rc=0"
@@ -193,6 +213,8 @@ class ConntrackdImpl(Impl):
         return f"conntrackd -C {self.conf_path(fw)}"
 
     def notify_body(self, topo: Topology, fw: Firewall) -> str:
+        if isinstance(topo, AATopology):
+            return "rc=0"  # active-active: the states are in the kernel already, no script
         c = self._ctl(fw)
         # conntrack-tools' primary-backup.sh, minus its restart of a dead daemon
         return (f'case "$1" in\n'
@@ -229,6 +251,7 @@ class SnepImpl(Impl):
     max_firewalls = 9
     fifo = True  # [ha] notify_fifo; False: keepalived runs ``snep notify``
     inject_on_arrival = True
+    defers = True
 
     def __init__(self, resend_queue: int = 16384) -> None:
         self.resend_queue = resend_queue
@@ -263,7 +286,9 @@ class SnepImpl(Impl):
         if topo.sync_links > 1:
             lines += ["", "[sync.second_link]", *link(1)]
         lines += ["", "[kernel]", f"inject_on_arrival = {str(self.inject_on_arrival).lower()}"]
-        if (fifo := self.notify_fifo(fw)) is not None:
+        if isinstance(topo, AATopology):
+            lines += ["", *self.cluster_toml(topo, fw)]
+        elif (fifo := self.notify_fifo(fw)) is not None:
             lines += ["", "[ha]", f'notify_fifo = "{fifo}"', 'sync_group = "G"']
         lines += ["", "[filter]", f'ignore = ["127.0.0.0/8", {ignore}]',
                   "", "[control]", f'socket = "{self.sock(fw)}"', ""]
@@ -271,8 +296,23 @@ class SnepImpl(Impl):
         path.write_text("\n".join(lines))
         return path
 
+    def cluster_toml(self, topo: AATopology, fw: Firewall) -> list[str]:
+        """The contract's active-active keys: one group per firewall (group g: mark g,
+        keepalived's sync group G<g>, followed in the notify FIFO, which active-active
+        needs); the deferral when the stage queues new connections (``topo.defer_queue``)."""
+        groups = ", ".join(f'{{ mark = {g}, sync_group = "{sync_group(g)}" }}' for g in topo.groups)
+        defer = topo.defer_queue is not None
+        return ["[ha]", f'notify_fifo = "{fw.dir / "keepalived.fifo"}"', "",
+                "[cluster]", 'mode = "active-active"', "mark_mask = 255", f"groups = [{groups}]",
+                "", "[cluster.defer]", f"enabled = {str(defer).lower()}",
+                *([f"queue = {topo.defer_queue}", f"bound = {DEFER_BOUND}", 'fail = "open"']
+                  if defer else [])]
+
     def notify_fifo(self, fw: Firewall) -> Path | None:
         return fw.dir / "keepalived.fifo" if self.fifo else None
+
+    def ready_command(self, fw: Firewall) -> str | None:
+        return command_line(snep_argv("ctl", "--socket", str(self.sock(fw)), "--timeout", "2", "ready"))
 
     def notify_body(self, topo: Topology, fw: Firewall) -> str:
         if self.fifo:

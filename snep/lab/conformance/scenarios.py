@@ -21,6 +21,17 @@ the same with loss, duplication and reordering on the sync link (tc netem):
   firewall at a time (docs/migration.md): a planned hand-over to the backup running
   snep beside conntrackd, the former primary's conntrackd replaced by snep, then the new
   primary crashes (snep only: the others are n/a).
+
+Active-active (issue 18; every firewall forwards its own VRRP group's clients, the
+stage of :mod:`snep.lab.aa_topology`; no +netem variants):
+
+- ``aa-symmetric``: two firewalls, replies through the group's own firewall; fw1
+  crashes and returns (takes its group back), then fw2 does the same;
+- ``aa-asymmetric``: the same with asymmetric paths (client to server through one
+  firewall, the replies through the other), the deferral on;
+- ``aa-asymmetric-no-defer``: ``aa-asymmetric`` with ``[cluster.defer] enabled =
+  false`` (snep only): it must fail, which shows that the scenario can;
+- ``aa-three``: three firewalls, symmetric; fw1 crashes and returns.
 """
 
 from __future__ import annotations
@@ -32,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from snep.lab import traffic
+from snep.lab.conformance.aaharness import AAHarness
 from snep.lab.conformance.harness import Check, Harness, Result
 from snep.lab.conformance.impls import MigrationImpl, NotApplicable, make
 from snep.lab.conformance.profile import Profile
@@ -45,6 +57,9 @@ class Scenario:
     firewalls: int = 2
     sync_links: int = 1
     migration: bool = False  # starts on conntrackd and moves to the implementation under test
+    active_active: bool = False  # on the active-active stage (run gets an AAHarness)
+    asymmetric: bool = False  # (active-active) replies through another group's firewall
+    defer: bool = True  # (active-active) the implementation defers new connections, if it can
 
 
 def primary_killed(h: Harness) -> None:
@@ -202,6 +217,21 @@ def three_fw_two_failures(h: Harness) -> None:
     h.result.failovers.append(h.failover(topo.fw(2), "crash", "fw2 crashed"))
 
 
+def aa_each_fails_and_returns(h: Harness) -> None:
+    """With two firewalls each in turn, with three fw1 only (the CI's time): it crashes,
+    its group moves to a survivor, it returns and takes its group back; then the run's
+    own checks."""
+    assert isinstance(h, AAHarness)
+    p = h.profile
+    for k in (1, 2) if h.topo.n == 2 else (1,):
+        fw = h.topo.fw(k)
+        h.result.failovers.append(h.fail(fw, "crash", f"fw{k} crashed: group {k} to a survivor"))
+        time.sleep(p.sync_wait)
+        h.result.failovers.append(h.comes_back(fw))
+        time.sleep(p.sync_wait)
+    h.conclude()
+
+
 BASE = [
     Scenario("primary-killed", "the primary crashes", primary_killed),
     Scenario("primary-links-cut", "the primary's cables are cut", primary_links_cut),
@@ -222,24 +252,43 @@ BASE = [
              "conntrackd to snep one firewall at a time, then the new primary crashes",
              migrate_from_conntrackd, migration=True),
 ]
-SCENARIOS: dict[str, Scenario] = {s.name: s for s in BASE}
-NAMES: list[str] = [s.name for s in BASE] + [f"{s.name}+netem" for s in BASE]
+ACTIVE_ACTIVE = [
+    Scenario("aa-symmetric", "active-active, symmetric paths: either firewall fails and returns",
+             aa_each_fails_and_returns, active_active=True),
+    Scenario("aa-asymmetric", "active-active, asymmetric paths (defer on): either firewall fails "
+             "and returns", aa_each_fails_and_returns, active_active=True, asymmetric=True),
+    Scenario("aa-asymmetric-no-defer", "aa-asymmetric with the deferral off: must fail",
+             aa_each_fails_and_returns, active_active=True, asymmetric=True, defer=False),
+    Scenario("aa-three", "active-active, three firewalls: fw1 fails and returns",
+             aa_each_fails_and_returns, firewalls=3, active_active=True),
+]
+SCENARIOS: dict[str, Scenario] = {s.name: s for s in BASE + ACTIVE_ACTIVE}
+NAMES: list[str] = ([s.name for s in BASE] + [f"{s.name}+netem" for s in BASE]
+                    + [s.name for s in ACTIVE_ACTIVE])
 
 
 def run_scenario(name: str, impl_name: str, profile: Profile, *, keep_logs: bool = False,
                  workdir: Path | None = None) -> Result:
     """Run one scenario with one implementation; never raises for the scenario's failures."""
-    base, _, variant = name.partition("+")
-    if base not in SCENARIOS or variant not in ("", "netem"):
+    if name not in NAMES:
         raise KeyError(f"unknown scenario {name!r} (known: {', '.join(NAMES)})")
+    base, _, variant = name.partition("+")
     scenario = SCENARIOS[base]
     result = Result(scenario=name, impl=impl_name, profile=profile.name)
     started = time.monotonic()
     try:
         impl = make(impl_name, profile, migration=scenario.migration)
-        harness = Harness(impl, profile, result, firewalls=scenario.firewalls,
-                          sync_links=scenario.sync_links, netem=variant == "netem",
-                          keep_logs=keep_logs, workdir=workdir)
+        harness: Harness
+        if scenario.active_active:
+            if not scenario.defer and not impl.defers:
+                raise NotApplicable(f"{impl.name} has no deferral to turn off")
+            harness = AAHarness(impl, profile, result, firewalls=scenario.firewalls,
+                                asymmetric=scenario.asymmetric, defer=scenario.defer,
+                                keep_logs=keep_logs, workdir=workdir)
+        else:
+            harness = Harness(impl, profile, result, firewalls=scenario.firewalls,
+                              sync_links=scenario.sync_links, netem=variant == "netem",
+                              keep_logs=keep_logs, workdir=workdir)
         with harness:
             try:
                 harness.start()
