@@ -87,3 +87,26 @@ def test_demo_cleans_up_on_ctrl_c():
         stop(proc, signal.SIGINT, 60)  # (a Ctrl-C first: a SIGKILL would leave the stage behind)
     assert proc.returncode == 130
     assert namespaces(prefix) == []
+
+
+def test_active_active_demo_fw1s_connections_live_on_fw2_and_it_returns():
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "snep.cli", "demo", "--active-active", "--tcp", "8", "--udp", "2", "--watch", "6"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, out + err
+    with_snep, without = out.split("WITHOUT snep")
+    assert "TCP connections alive before the failure: group 1 4/4, group 2 4/4" in with_snep
+    assert "TCP connections alive after the failure: group 1 4/4, group 2 4/4" in with_snep
+    assert "TCP connections alive after fw1's return: group 1 4/4, group 2 4/4" in with_snep
+    assert "fw2 took over group 1 after" in with_snep and "took group 1 back after" in with_snep
+    assert "TCP connections alive after the failure: group 1 0/4, group 2 4/4" in without
+    assert ("with snep: 8/8 TCP connections survived the failure and the return; "
+            "without snep: 4/8 TCP connections survived the failure") in out
+    assert namespaces(f"snepa-{proc.pid}-") == []

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import argparse
 
-from snep.lab import demo, netns
+from snep.lab import aa_demo, demo, netns
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tcp", type=int, default=20, help="long-lived TCP connections (default 20)")
     parser.add_argument("--udp", type=int, default=4, help="UDP flows (default 4)")
-    parser.add_argument("--watch", type=float, default=8.0, help="seconds watched after the failure (default 8)")
+    parser.add_argument("--watch", type=float, help="seconds watched after the failure (default 8; 6 with --active-active)")
     parser.add_argument("--no-compare", action="store_true", help="skip the run without snep")
+    parser.add_argument(
+        "--active-active",
+        action="store_true",
+        help="both firewalls forward (one VRRP group each); fw1 fails and returns (watch default 6 s)",
+    )
     parser.add_argument(
         "--cold",
         action="store_true",
@@ -31,8 +36,16 @@ def main(args: argparse.Namespace) -> int:
     if reason:
         print(f"snep demo: cannot build network namespaces here: {reason}")
         return 1
+    if args.active_active:
+        if args.cold:
+            print("snep demo: --cold has no meaning with --active-active (the peers' states are always in the kernel)")
+            return 2
+        aa = aa_demo.run_demo(tcp=args.tcp, udp=args.udp, watch=args.watch or 6.0, compare=not args.no_compare,
+                              advert_int=args.advert_int)
+        ok, total = aa[0].survived
+        return 0 if ok == total else 1
     results = demo.run_demo(
-        tcp=args.tcp, udp=args.udp, watch=args.watch, compare=not args.no_compare, inject=False if args.cold else None, advert_int=args.advert_int
+        tcp=args.tcp, udp=args.udp, watch=args.watch or 8.0, compare=not args.no_compare, inject=False if args.cold else None, advert_int=args.advert_int
     )
     with_snep = results[0]
     return 0 if with_snep.flows.tcp_after == with_snep.flows.tcp_total else 1
