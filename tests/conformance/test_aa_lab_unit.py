@@ -137,3 +137,17 @@ def test_several_clients_are_driven_as_one():
     assert a.rates == b.rates == [10]
     assert both.latency() == [0.001, 0.002, 0.003]
     assert traffic.split(5, 2) == [3, 2] and traffic.split(1, 3) == [1, 0, 0]
+
+
+def test_the_contrib_pair_agrees(tmp_path: Path):
+    """contrib's active-active snep.toml loads, and its groups follow the sync groups its
+    keepalived.conf defines, through the FIFO that file names."""
+    from snep.config import load
+
+    root = Path(__file__).resolve().parents[2] / "contrib"
+    cfg = load(root / "snep-active-active.toml", check_files=False)
+    conf = (root / "keepalived-active-active.conf").read_text()
+    assert cfg.cluster.active_active and [g.mark for g in cfg.cluster.groups] == [1, 2]
+    for group in cfg.cluster.groups:
+        assert group.follow is not None and f"vrrp_sync_group {group.follow[1]} {{" in conf
+    assert f"notify_fifo {cfg.ha.notify_fifo}\n" in conf
