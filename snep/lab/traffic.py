@@ -15,7 +15,7 @@ answers each with one JSON line on stdout::
     {"cmd": "snap"}                    -> {"time": ..., "flows": [...], "churn": {...}}
     {"cmd": "open", "tcp": 10}         -> {"opened": [ids]}   (more long-lived connections)
     {"cmd": "churn", "rate": 50}       -> {"churn": rate}     (short connections per second)
-    {"cmd": "latency"}                 -> {"connect": [seconds, ...]}  (each churn connect, then forgotten)
+    {"cmd": "latency"}                 -> {"connect": [[start, seconds], ...]}  (churn connects, then forgotten)
     {"cmd": "quit"}                    -> {"bye": true}
 
 ``TrafficClient`` drives that process from the controlling side; ``Clients`` drives several
@@ -141,7 +141,7 @@ class Client:
         self.tasks: set[asyncio.Task[None]] = set()
         self.churn_rate = 0.0
         self.churn = {"ok": 0, "failed": 0}
-        self.connect_times: list[float] = []  # of the churn connections, until asked for
+        self.connect_times: list[tuple[float, float]] = []  # churn connects: (start, seconds), until asked for
         self._churn_task: asyncio.Task[None] | None = None
 
     def _task(self, coro: Any) -> None:
@@ -230,11 +230,11 @@ class Client:
 
     async def _one_short(self) -> None:
         try:
-            started = time.perf_counter()
+            at, started = time.time(), time.perf_counter()
             reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(self.server, CHURN_PORT), 3.0)
             if len(self.connect_times) < MAX_CONNECT_TIMES:
-                self.connect_times.append(time.perf_counter() - started)
+                self.connect_times.append((at, time.perf_counter() - started))
             writer.write(RECORD.pack(0, 0, time.time()))
             await asyncio.wait_for(reader.readexactly(RECORD.size), 3.0)
             writer.close()
@@ -338,9 +338,9 @@ class TrafficClient:
     def churn(self, rate: float) -> None:
         self.command("churn", rate=rate)
 
-    def latency(self) -> list[float]:
-        """The connect times of the churn connections since the last call (seconds)."""
-        return list(self.command("latency")["connect"])
+    def latency(self) -> list[tuple[float, float]]:
+        """The churn connections' connects since the last call: (when it started, seconds)."""
+        return [(at, seconds) for at, seconds in self.command("latency")["connect"]]
 
 
 def split(n: int, k: int) -> list[int]:
@@ -381,7 +381,7 @@ class Clients:
         for client in self.clients:
             client.churn(rate / len(self.clients))
 
-    def latency(self) -> list[float]:
+    def latency(self) -> list[tuple[float, float]]:
         return [t for client in self.clients for t in client.latency()]
 
     def command(self, cmd: str, **args: Any) -> dict[str, Any]:

@@ -107,7 +107,7 @@ def test_active_active_scenarios_are_listed_without_netem_variants():
 
 
 class FakeClient:
-    def __init__(self, flows: list[dict[str, Any]], latency: list[float]) -> None:
+    def __init__(self, flows: list[dict[str, Any]], latency: list[tuple[float, float]]) -> None:
         self.flows, self.times, self.opened, self.rates = flows, latency, [], []
         self.hello = {"ready": True, "opened": len(flows), "errors": 1}
 
@@ -121,13 +121,13 @@ class FakeClient:
     def churn(self, rate: float) -> None:
         self.rates.append(rate)
 
-    def latency(self) -> list[float]:
+    def latency(self) -> list[tuple[float, float]]:
         return self.times
 
 
 def test_several_clients_are_driven_as_one():
-    a = FakeClient([{"id": 0, "src": "10.1.0.11"}, {"id": 1, "src": "10.1.0.11"}], [0.001])
-    b = FakeClient([{"id": 0, "src": "10.1.0.21"}], [0.002, 0.003])
+    a = FakeClient([{"id": 0, "src": "10.1.0.11"}, {"id": 1, "src": "10.1.0.11"}], [(5.0, 0.001)])
+    b = FakeClient([{"id": 0, "src": "10.1.0.21"}], [(4.0, 0.002), (6.0, 0.003)])
     both = traffic.Clients([a, b])  # type: ignore[list-item]
     snap = both.snap()
     assert [f["id"] for f in snap["flows"]] == [0, 1, traffic.Clients.ID_SPAN]
@@ -135,7 +135,7 @@ def test_several_clients_are_driven_as_one():
     assert both.open(tcp=3) == [2, 3, traffic.Clients.ID_SPAN + 1] and a.opened == [(2, 0)] and b.opened == [(1, 0)]
     both.churn(20)
     assert a.rates == b.rates == [10]
-    assert both.latency() == [0.001, 0.002, 0.003]
+    assert both.latency() == [(5.0, 0.001), (4.0, 0.002), (6.0, 0.003)]
     assert traffic.split(5, 2) == [3, 2] and traffic.split(1, 3) == [1, 0, 0]
 
 

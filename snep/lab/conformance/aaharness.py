@@ -53,8 +53,7 @@ class AAHarness(Harness):
         self.defer = defer and impl.defers
         super().__init__(impl, profile, result, firewalls=firewalls, keep_logs=keep_logs,
                          workdir=workdir)
-        self.connects: list[float] = []  # churn connect times outside the moves (s)
-        self.connects_in_moves: list[float] = []
+        self.moves: list[tuple[float, float]] = []  # (start, end) of each move, wall clock
 
     def make_topology(self, firewalls: int, **kwargs: Any) -> Topology:
         kwargs.pop("sync_links", None)
@@ -95,14 +94,12 @@ class AAHarness(Harness):
     # ---- moves ----
 
     def move(self, *args: Any, **kwargs: Any) -> Failover:
-        """The base's move, with the connect times before it kept and those during it
-        (until every connection resumed) set apart."""
-        assert self.traffic is not None
-        self.connects += self.traffic.latency()
+        """The base's move, its span noted: the connects that start in it are set apart."""
+        start = time.time()
         try:
             return super().move(*args, **kwargs)
         finally:
-            self.connects_in_moves += self.traffic.latency()
+            self.moves.append((start, time.time()))
 
     def fail(self, victim: Firewall, how: str = "crash", label: str = "") -> Failover:
         """``victim`` fails; the groups it held go to survivors (VRRP priorities)."""
@@ -159,8 +156,10 @@ class AAHarness(Harness):
             "no invalid drops of tracked traffic", total == 0,
             f"{total} packets of tracked connections dropped as invalid "
             f"({', '.join(f'{k} {v}' for k, v in drops.items())})", {"tracked_invalid_drops": drops}))
-        connects = self.connects + self.traffic.latency()
-        moving = self.connects_in_moves
+        connects, moving = [], []
+        for at, seconds in self.traffic.latency():
+            in_move = any(start <= at <= end for start, end in self.moves)
+            (moving if in_move else connects).append(seconds)
         churn = self.traffic.snap()["churn"]
         numbers: dict[str, Any] = {"connects": len(connects), "connects_in_moves": len(moving),
                                    "churn_failed": churn["failed"]}
