@@ -251,6 +251,7 @@ class Daemon:
                 self.groups.views[group.mark],
                 session=new_session(),
                 name=f"group {group.mark}",
+                drain=True,
                 **common,
             )
 

@@ -52,9 +52,11 @@ class Instance:
         record: list[Any] | None = None,
         retire: Callable[[dict[Any, Any]], None] | None = None,
         stopping: Callable[[], bool] = lambda: False,
+        drain: bool = False,
     ) -> None:
         """``name``: how the logs call it ("" for the only one: "group 1" in active-active);
-        ``stopping``: whether the process is shutting down (callbacks then do nothing)."""
+        ``stopping``: whether the process is shutting down (callbacks then do nothing);
+        ``drain``: active-active's hand-over of a group (SyncNode's)."""
         self.cfg = cfg
         self.name = name
         self.kernel = kernel
@@ -82,6 +84,7 @@ class Instance:
             keyring=keyring,
             newest_epoch=Epoch(*self.epoch_saved),
             filter=filter,
+            drain=drain,
         )
         if retire is not None:
             for table in (node.internal, node.external, node.sender.records):
