@@ -223,6 +223,12 @@ class SyncReceiver:
         self._ack_count = 0
         self._ack_due = None
 
+    def ack_at_once(self, now: float, out: list[Output]) -> None:
+        """Acknowledge what is applied now (a FLAG_ACK_NOW frame: a packet is held for
+        it). The node calls this after its kernel write, so that the ACK means the
+        state is in this node's kernel."""
+        self._flush_ack(now, out)
+
     def _send_ack(self, now: float, first: int, last: int, out: list[Output]) -> None:
         assert self.stream is not None
         data = self.framer.control(MessageType.ACK, self.stream.term, 0, Ack(first, last), self.peer)
