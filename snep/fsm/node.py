@@ -56,7 +56,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from snep.cache import Cache, RecordCache
-from snep.entry import Entry, Event, EventKind, Key, Status, complete_update
+from snep.entry import Entry, Event, EventKind, Key, Status, TcpInfo, complete_update
 from snep.errors import AuthError, DecodeError, InvalidTransition
 from snep.fsm.channel import Channel
 from snep.fsm.counters import Counters
@@ -777,7 +777,13 @@ class SyncNode:
                 self.counters.reports_late += 1  # (its reply is known here: nothing to write)
             else:
                 status = known.status | (entry.status & _REPORTED_STATUS)
-                protoinfo = entry.protoinfo if type(entry.protoinfo) is type(known.protoinfo) else known.protoinfo
+                protoinfo = known.protoinfo
+                if type(protoinfo) is TcpInfo and type(entry.protoinfo) is TcpInfo:
+                    # its state, and what the reply told of the replier (the rest is the owner's)
+                    reported = entry.protoinfo
+                    protoinfo = protoinfo._replace(
+                        state=reported.state, wscale_reply=reported.wscale_reply, flags_reply=reported.flags_reply
+                    )
                 updates.append(Event(_UPDATE, known._replace(status=status, timeout=entry.timeout, protoinfo=protoinfo)))
                 self.counters.reports_applied += 1
             answered.append(report.report_id)
