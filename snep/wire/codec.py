@@ -860,22 +860,27 @@ _CONTROL_ATTRS: dict[MessageType, dict[int, int]] = {
 }
 
 
+def _control_message_header(mtype: MessageType, buf: bytes, off: int, end: int) -> tuple[int, int, int]:
+    """The header of the message at ``off`` of a frame other than STATE (kind 0): its
+    start, where its body starts and where it ends."""
+    if off + 3 > end:
+        raise DecodeError(f"truncated message header at offset {off}: {end - off} bytes left")
+    kind, mlen = MSG_HEADER.unpack_from(buf, off)
+    mend = off + 3 + mlen
+    if mend > end:
+        raise DecodeError(f"message at offset {off}: length {mlen} overruns the payload by {mend - end}")
+    if kind != 0:
+        raise DecodeError(f"{mtype.name} message at offset {off}: kind {kind}, must be 0")
+    return off, off + 3, mend
+
+
 def _decode_reports(buf: bytes, off: int, end: int) -> list[Report]:
     """Every message of a REPORT frame: kind 0, the REPORT attribute (the id) first,
     then exactly one STATE message of kind UPDATE (the entry), filling the message."""
     reports: list[Report] = []
     while off < end:
-        if off + 3 > end:
-            raise DecodeError(f"truncated message header at offset {off}: {end - off} bytes left")
-        start = off
-        kind, mlen = MSG_HEADER.unpack_from(buf, off)
-        off += 3
-        mend = off + mlen
-        if mend > end:
-            raise DecodeError(f"message at offset {start}: length {mlen} overruns the payload by {mend - end}")
-        if kind != 0:
-            raise DecodeError(f"REPORT message at offset {start}: kind {kind}, must be 0")
-        if mlen < 6 or buf[off] != A_REPORT or buf[off + 1] != 4:
+        start, off, mend = _control_message_header(MessageType.REPORT, buf, off, end)
+        if mend - off < 6 or buf[off] != A_REPORT or buf[off + 1] != 4:
             raise DecodeError(f"REPORT message at offset {start} does not start with a 4-byte REPORT attribute")
         (report_id,) = _U32.unpack_from(buf, off + 2)
         events = _decode_state(buf, off + 6, mend)
@@ -891,16 +896,7 @@ def _decode_control(mtype: MessageType, buf: bytes, off: int, end: int) -> list[
     allowed = _CONTROL_ATTRS[mtype]
     messages: list[Message] = []
     while off < end:
-        if off + 3 > end:
-            raise DecodeError(f"truncated message header at offset {off}: {end - off} bytes left")
-        start = off
-        kind, mlen = MSG_HEADER.unpack_from(buf, off)
-        off += 3
-        mend = off + mlen
-        if mend > end:
-            raise DecodeError(f"message at offset {start}: length {mlen} overruns the payload by {mend - end}")
-        if kind != 0:
-            raise DecodeError(f"{mtype.name} message at offset {start}: kind {kind}, must be 0")
+        start, off, mend = _control_message_header(mtype, buf, off, end)
         attrs: dict[int, int] = {}
         while off < mend:
             if off + 2 > mend:
