@@ -23,11 +23,13 @@ import socket
 import stat
 import tomllib
 from dataclasses import dataclass, field, fields, replace
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from snep.entry import Proto, TcpState
 from snep.errors import ConfigError
+from snep.fsm.defer import DeferParams, FailPolicy
 from snep.fsm.notify import Filter
 from snep.fsm.params import SyncParams, Unconfirmed
 from snep.kernel.base import DEFAULT_BUFFER_MAX_GROWTH, DEFAULT_BUFFER_SIZE
@@ -143,6 +145,47 @@ class HaConfig:
     follow: tuple[str, str] | None = None  # ("GROUP" or "INSTANCE", name)
 
 
+class ClusterMode(Enum):
+    """How the cluster's nodes share the traffic (docs/active-active.md)."""
+
+    PRIMARY_BACKUP = "primary-backup"  # one node forwards, the others wait with its states
+    ACTIVE_ACTIVE = "active-active"  # every node forwards: one VRRP group each
+
+
+@dataclass(frozen=True, slots=True)
+class GroupConfig:
+    """One VRRP group of an active-active cluster: the ct mark its connections carry,
+    and the keepalived sync group or instance whose MASTER makes this node their owner."""
+
+    mark: int
+    follow: tuple[str, str]  # ("GROUP" or "INSTANCE", name)
+
+
+_D = DeferParams()
+
+
+@dataclass(frozen=True, slots=True)
+class DeferConfig:
+    """Active-active's defer: a new connection's first packet, queued by the firewall's
+    rules to NFQUEUE ``queue``, waits until every live peer has its state (snep.fsm.defer)."""
+
+    enabled: bool = True
+    queue: int = 0
+    params: DeferParams = _D
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    mode: ClusterMode = ClusterMode.PRIMARY_BACKUP
+    mark_mask: int = 0xFF  # the ct mark bits that name a connection's group
+    groups: tuple[GroupConfig, ...] = ()  # active-active: the same list, same order, on every node
+    defer: DeferConfig = field(default_factory=DeferConfig)
+
+    @property
+    def active_active(self) -> bool:
+        return self.mode is ClusterMode.ACTIVE_ACTIVE
+
+
 @dataclass(frozen=True, slots=True)
 class MetricsConfig:
     listen: Endpoint | None = None  # off by default
@@ -157,6 +200,7 @@ class Config:
     control: ControlConfig = field(default_factory=ControlConfig)
     ha: HaConfig = field(default_factory=HaConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
     state_file: Path = Path(DEFAULT_STATE_FILE)
     log_level: str = "info"
     source: Path | None = None  # the file this came from
@@ -172,7 +216,7 @@ def restart_needed(running: Config, fresh: Config) -> list[str]:
         sections.append("node")
     if replace(running.sync, key_file=None, insecure=False) != replace(fresh.sync, key_file=None, insecure=False):
         sections.append("sync")
-    sections += [name for name in ("kernel", "control", "ha", "metrics") if getattr(running, name) != getattr(fresh, name)]
+    sections += [name for name in ("kernel", "control", "ha", "metrics", "cluster") if getattr(running, name) != getattr(fresh, name)]
     return sections
 
 
@@ -249,6 +293,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ha", "sync_group", None, "with notify_fifo: the vrrp_sync_group whose transitions the node follows (this or instance)", "name"),
     Setting("ha", "instance", None, "with notify_fifo: the vrrp_instance whose transitions the node follows (this or sync_group)", "name"),
     Setting("metrics", "listen", None, "serve Prometheus text on /metrics here (absent: off)", "ADDRESS:PORT"),
+    Setting("cluster", "mode", ClusterMode.PRIMARY_BACKUP.value, "primary-backup: one node forwards, the others keep its states; active-active: every node forwards, one VRRP group each, and keeps the others' states in its kernel (docs/active-active.md)", choices=tuple(m.value for m in ClusterMode)),
+    Setting("cluster", "mark_mask", 0xFF, "active-active: the bits of the conntrack mark that name a connection's group (the firewall's rules set them on the connection's first packet)", "", 1, 0xFFFF_FFFF),
+    Setting("cluster", "groups", None, "active-active: the VRRP groups, each the ct mark its connections carry and the keepalived sync_group or instance whose MASTER makes this node their owner; the same list in the same order on every node; the group at index i syncs on the sync ports + i", "[{ mark = N, sync_group = NAME }, ...]"),
+    Setting("cluster.defer", "enabled", True, "active-active: hold a new connection's first packet (queued by the firewall's rules) until every live peer has its state, so that its reply may come back through another node"),
+    Setting("cluster.defer", "queue", 0, "the NFQUEUE number the firewall's rules queue new connections to", "", 0, 65535),
+    Setting("cluster.defer", "bound", _D.bound, "seconds a packet is held at most; then the fail policy", "seconds", 0.0, 1.0),
+    Setting("cluster.defer", "fail", _D.fail.value, "the verdict when the bound passes (or max_held packets wait already): open accepts (availability first), closed drops (the sender retransmits)", choices=tuple(f.value for f in FailPolicy)),
+    Setting("cluster.defer", "max_held", _D.max_held, "packets held at once at most (beyond: the fail policy at once)", "packets", 1, 1 << 20),
 )
 
 #: the SyncParams numbers and switches each section sets (same names end to end)
@@ -650,7 +702,11 @@ def parse(data: dict[str, Any], path: str = "<config>", check_files: bool = True
         control_config = ControlConfig(Path(socket_path))
         control.done()
 
-    ha_config = _ha(top.sub("ha"))
+    cluster_config = _cluster(top.sub("cluster"))
+    ha_config = _ha(top.sub("ha"), cluster_config, path)
+    if cluster_config.active_active:
+        _active_active(top, cluster_config, sync_config)
+        sync_config = replace(sync_config, params=replace(sync_config.params, inject_on_arrival=True))
 
     metrics_config = MetricsConfig()
     metrics = top.sub("metrics")
@@ -669,32 +725,139 @@ def parse(data: dict[str, Any], path: str = "<config>", check_files: bool = True
         control=control_config,
         ha=ha_config,
         metrics=metrics_config,
+        cluster=cluster_config,
         state_file=state_file,
         log_level=log_level,
         source=Path(path),
     )
 
 
-def _ha(ha: _Reader | None) -> HaConfig:
-    """[ha]: a FIFO path, and exactly one of sync_group and instance with it."""
+def _ha(ha: _Reader | None, cluster: ClusterConfig, path: str) -> HaConfig:
+    """[ha]: a FIFO path, and exactly one of sync_group and instance with it (in
+    active-active: neither, each group names its own, and the FIFO is required)."""
     if ha is None:
+        if cluster.active_active:
+            raise ConfigError(f"{path}: ha: missing section [ha] with notify_fifo: active-active follows keepalived's transitions of every group through it")
         return HaConfig()
     fifo = ha.get("notify_fifo", str, "")
     group = ha.get("sync_group", str, "")
     instance = ha.get("instance", str, "")
     ha.done()
     if not fifo:
+        if cluster.active_active:
+            raise ha.error("notify_fifo", "missing: active-active follows keepalived's transitions of every group through it")
         if group or instance:
             raise ha.error("sync_group" if group else "instance", "is set, but notify_fifo is not: it only names what the FIFO's lines are followed for")
         return HaConfig()
     if not fifo.startswith("/"):
         raise ha.error("notify_fifo", f"{fifo!r} must be an absolute path")
+    if cluster.active_active:
+        if group or instance:
+            raise ha.error("sync_group" if group else "instance", "is not used in active-active: each of cluster.groups names the sync_group or instance it follows")
+        return HaConfig(Path(fifo))
     if bool(group) == bool(instance):
         raise ha.error("notify_fifo", "needs exactly one of sync_group and instance: whose transitions to follow")
     for key, name in (("sync_group", group), ("instance", instance)):
         if name and (any(c.isspace() for c in name) or '"' in name):
             raise ha.error(key, f"{name!r}: keepalived's names have no spaces or quotes")
     return HaConfig(Path(fifo), ("GROUP", group) if group else ("INSTANCE", instance))
+
+
+def _follow(reader: _Reader, where: str, table: dict[str, Any]) -> tuple[str, str]:
+    """A keepalived sync group or instance, exactly one of the two, named without spaces or quotes."""
+    group, instance = table.get("sync_group", ""), table.get("instance", "")
+    for key, name in (("sync_group", group), ("instance", instance)):
+        if not isinstance(name, str):
+            raise reader.error(f"{where}.{key}", f"must be a string, not {_type(name)}")
+        if name and (any(c.isspace() for c in name) or '"' in name):
+            raise reader.error(f"{where}.{key}", f"{name!r}: keepalived's names have no spaces or quotes")
+    if bool(group) == bool(instance):
+        raise reader.error(where, "needs exactly one of sync_group and instance: whose MASTER makes this node the group's owner")
+    return ("GROUP", group) if group else ("INSTANCE", instance)
+
+
+def _cluster(cluster: _Reader | None) -> ClusterConfig:
+    """[cluster] and [cluster.defer]; the groups and defer only in active-active."""
+    if cluster is None:
+        return ClusterConfig()
+    mode_name = _choice(cluster, _setting("cluster", "mode"))
+    mode = ClusterMode(mode_name)
+    mask = _read(cluster, _setting("cluster", "mark_mask"))
+    raw_groups = cluster.get("groups", list, [])
+    defer_reader = cluster.sub("defer")
+    cluster.done()
+    defer = DeferConfig()
+    if defer_reader is not None:
+        params = DeferParams(
+            bound=_read(defer_reader, _setting("cluster.defer", "bound")),
+            fail=FailPolicy(_choice(defer_reader, _setting("cluster.defer", "fail"))),
+            max_held=_read(defer_reader, _setting("cluster.defer", "max_held")),
+        )
+        defer = DeferConfig(
+            enabled=_read(defer_reader, _setting("cluster.defer", "enabled")),
+            queue=_read(defer_reader, _setting("cluster.defer", "queue")),
+            params=params,
+        )
+        defer_reader.done()
+    if mode is ClusterMode.PRIMARY_BACKUP:
+        for key, present in (("groups", bool(raw_groups)), ("defer", defer_reader is not None), ("mark_mask", cluster.has("mark_mask"))):
+            if present:
+                raise cluster.error(key, 'is only for mode = "active-active"')
+        return ClusterConfig()
+    if not raw_groups:
+        raise cluster.error("groups", "missing: active-active needs the VRRP groups, [{ mark = N, sync_group = NAME }, ...], one per node")
+    groups: list[GroupConfig] = []
+    for index, raw in enumerate(raw_groups):
+        where = f"groups[{index}]"
+        if not isinstance(raw, dict):
+            raise cluster.error(where, f"must be a table {{ mark = N, sync_group = NAME }}, not {_type(raw)} {raw!r}")
+        unknown = sorted(set(raw) - {"mark", "sync_group", "instance"})
+        if unknown:
+            raise cluster.error(f"{where}.{unknown[0]}", "unknown key (a group has mark, and sync_group or instance)")
+        mark = raw.get("mark")
+        if not isinstance(mark, int) or isinstance(mark, bool) or not 1 <= mark <= 0xFFFF_FFFF:
+            raise cluster.error(f"{where}.mark", f"must be an integer 1..4294967295, not {mark!r}")
+        if mark & ~mask:
+            raise cluster.error(f"{where}.mark", f"{mark:#x} has bits outside mark_mask {mask:#x}")
+        groups.append(GroupConfig(mark, _follow(cluster, where, raw)))
+    if len({g.mark for g in groups}) != len(groups):
+        raise cluster.error("groups", "gives the same mark twice")
+    if len({g.follow for g in groups}) != len(groups):
+        raise cluster.error("groups", "follows the same sync_group or instance twice")
+    return ClusterConfig(mode, mask, tuple(groups), defer)
+
+
+def _active_active(top: _Reader, cluster: ClusterConfig, sync: SyncConfig) -> None:
+    """What active-active needs of the other sections: a port per group, a warm kernel."""
+    links = [sync.link] + ([sync.second_link] if sync.second_link else [])
+    last = len(cluster.groups) - 1
+    for link in links:
+        for endpoint in (link.listen, *(p.address for p in link.peers)):
+            if endpoint.port + last > 0xFFFF:
+                raise top.error("cluster.groups", f"{len(cluster.groups)} groups need the ports {endpoint.port}..{endpoint.port + last} of {endpoint.host}: beyond 65535")
+    if not sync.params.inject_on_arrival:
+        raise top.error("kernel.inject_on_arrival", "is false, but active-active keeps the peers' states in the kernel (a packet of any connection may arrive at any node)")
+
+
+def group_config(cfg: Config, index: int) -> Config:
+    """The config of active-active's group ``index`` as one primary/backup instance:
+    the sync ports + index on every link, its own epoch file, its keepalived group."""
+    group = cfg.cluster.groups[index]
+
+    def shifted(endpoint: Endpoint) -> Endpoint:
+        return replace(endpoint, port=endpoint.port + index)
+
+    def link_of(link: LinkConfig) -> LinkConfig:
+        return replace(link, listen=shifted(link.listen), peers=tuple(replace(p, address=shifted(p.address)) for p in link.peers))
+
+    second = cfg.sync.second_link
+    sync = replace(cfg.sync, link=link_of(cfg.sync.link), second_link=link_of(second) if second else None)
+    return replace(
+        cfg,
+        sync=sync,
+        state_file=Path(f"{cfg.state_file}.{group.mark}"),
+        ha=replace(cfg.ha, follow=group.follow),
+    )
 
 
 def sync_filter(cfg: Config) -> Filter:

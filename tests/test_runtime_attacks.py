@@ -205,7 +205,7 @@ def test_replayed_frames_change_nothing(tmp_path):
 
             # -- an old NACK replayed 5 times: node 2 misses a frame (dropped on its way in),
             # NACKs the gap, gets it; then its NACK is replayed
-            receive = d2._on_datagram
+            receive = d2.instance._on_datagram
             dropped: list[bytes] = []
 
             def lossy(data: bytes, address: tuple, link: int) -> None:

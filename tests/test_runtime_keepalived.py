@@ -100,9 +100,7 @@ def test_reader_follows_its_group_only_and_counts_the_rest(tmp_path):
     bad: list[tuple[str, str]] = []
     fifo = NotifyFifo(
         tmp_path / "ka.fifo",
-        Kind.GROUP,
-        "G",
-        lambda role, line: roles.append(role),
+        {(Kind.GROUP, "G"): lambda role, line: roles.append(role)},
         lambda *b: bad.append(b),
     )
 

@@ -317,6 +317,16 @@ SECTIONS: dict[str, str] = {
     "filter": "Which connections are synchronized. The sync links' own addresses are always ignored (the sync "
               "traffic is conntracked like any other). `SIGHUP` re-reads this section.",
     "control": "The control socket of `snep ctl` and `snep notify`.",
+    "cluster": "How the nodes share the traffic. `primary-backup` (the default): one node forwards and the "
+               "others keep its connections. `active-active`: every node forwards, as the master of one VRRP "
+               "group; a connection belongs to the group its conntrack mark names (the firewall's rules set "
+               "it on the connection's first packet), each group is synchronized by its own primary/backup "
+               "instance on its own ports (the sync ports + the group's index), and every node's kernel holds "
+               "the other groups' connections, so that a takeover commits nothing. Needs `[ha] notify_fifo`: "
+               "each group follows its own sync group or instance (docs/active-active.md).",
+    "cluster.defer": "Active-active: a new connection's first packet, queued by the firewall's rules to an "
+                     "NFQUEUE, is held until every live peer has the connection's state (or the bound passes), "
+                     "so that its reply may come back through another firewall (OpenBSD pfsync's defer).",
     "ha": "The HA manager's transitions read from keepalived's notify FIFO in the node's own event loop, "
           "instead of a `snep notify` process per transition: keepalived writes a line such as "
           "`GROUP \"G\" MASTER 100` for each transition, and the node acts on those of the sync group or "

@@ -20,13 +20,16 @@ ROLES = ("primary", "backup", "fault")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("role", choices=ROLES, help="the state keepalived entered (MASTER -> primary)")
+    parser.add_argument("--group", type=lambda text: int(text, 0), metavar="MARK",
+                        help="active-active: the group (its ct mark) whose VRRP transition this is")
     parser.add_argument("--socket", default=DEFAULT_CONTROL_SOCKET, help=f"control socket (default {DEFAULT_CONTROL_SOCKET})")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the node")
 
 
 def main(args: argparse.Namespace) -> int:
     try:
-        result = request(args.socket, "notify", {"argv": [args.role]}, timeout=args.timeout)
+        argv = [args.role] + ([str(args.group)] if args.group is not None else [])
+        result = request(args.socket, "notify", {"argv": argv}, timeout=args.timeout)
     except ControlError as error:
         print(f"snep notify {args.role}: {error}", file=sys.stderr)
         return 1

@@ -4,9 +4,16 @@ Real inputs reach the node through its :class:`~snep.fsm.driver.Driver` -- kerne
 events from the netlink event socket (``add_reader`` on its fd), datagrams from the
 sync links, timer expiries (one ``call_at`` for ``next_timer()``), role changes and
 operator commands from the control socket -- and the driver carries the node's
-outputs out through this daemon, its :class:`~snep.fsm.driver.Host`: datagrams to
-the transport, the epoch to the state file, records to the log. The simulation runs
-its nodes through the same driver. Nothing here decides protocol behaviour.
+outputs out through its :class:`~snep.runtime.instance.Instance` (the driver's Host):
+datagrams to the transport, the epoch to the state file, records to the log. The
+simulation runs its nodes through the same driver. Nothing here decides protocol
+behaviour.
+
+Primary/backup runs one instance. Active-active (``[cluster] mode``,
+docs/active-active.md) runs one per VRRP group, over one kernel: the events are read
+once and dispatched by the connection's mark (snep.kernel.groups), keepalived's lines
+go to the group they name, control commands to every group (``notify`` to the one it
+names).
 
 Each start draws the process's session nonce from os.urandom (snep.fsm.channel):
 peers bind it by the handshake, and no frame of an earlier process counts again.
@@ -27,7 +34,6 @@ import os
 import signal
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -35,22 +41,18 @@ from snep import config as configuration
 from snep.config import Config
 from snep.errors import ConfigError, KernelError, SnepError
 from snep.fsm.driver import COMMANDS, ROLE_CHANGES, Driver
-from snep.fsm.effects import Epoch, Log, PeerId, RoleChanged
 from snep.fsm.node import SyncNode
 from snep.fsm.ratelog import RateLog
 from snep.kernel.base import Kernel
+from snep.kernel.groups import Groups
 from snep.runtime.control import LATER, ControlError, ControlServer
+from snep.runtime.instance import Instance
 from snep.runtime.keepalived import Kind, NotifyFifo
 from snep.runtime.keys import load_keyring
-from snep.runtime.log import LEVELS, log, notice, setup
+from snep.runtime.log import log, notice, setup
 from snep.runtime.metrics import MetricsServer
-from snep.runtime.peers import PeerTable
-from snep.runtime.statefile import read_epoch, write_epoch
 from snep.runtime.transport import Transport
 from snep.wire.auth import Keyring
-
-#: longest time the loop sleeps without checking links and timers
-MAX_SLEEP = 0.5
 
 #: seconds between checks that keepalived's FIFO is still the one read
 FIFO_CHECK_INTERVAL = 1.0
@@ -100,52 +102,66 @@ STATUS_COUNTERS = (
 #: what the control socket answers besides the driver's commands
 QUERIES = ("status", "stats", "ready", "internal", "external", "notify", "reload")
 
+#: the only instance's key in primary/backup (active-active keys them by group mark)
+ONLY = 0
+
 
 class Daemon:
-    """One node: config, kernel, SyncNode and its driver, transport, control socket, metrics."""
+    """One node's process: config, kernel, its sync instances, control socket, keepalived's FIFO, metrics."""
 
     def __init__(self, cfg: Config, kernel: Kernel | None = None, *, record: list[Any] | None = None) -> None:
         """``kernel``: a kernel adapter to use instead of the netlink one (tests);
-        ``record``: a list the driver appends every output it carries out to (tests)."""
+        ``record``: a list the drivers append every output they carry out to (tests)."""
         self.cfg = cfg
         self._record = record
         self.keyring = _keyring(cfg)
         self.loop: asyncio.AbstractEventLoop | None = None
         self._given_kernel = kernel
         self.kernel: Kernel | None = None
-        self.driver: Driver | None = None
-        self.transport: Transport | None = None
+        self.groups: Groups | None = None  # active-active: the kernel's events, by group
+        self.instances: dict[int, Instance] = {}  # by group mark (ONLY in primary/backup)
         self.control: ControlServer | None = None
         self.metrics: MetricsServer | None = None
         self.fifo: NotifyFifo | None = None
-        self._fifo_checked_at = float("-inf")
+        self._fifo_check: asyncio.TimerHandle | None = None
         self.stopping: asyncio.Event | None = None  # created in run()
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
         self._kernel_poll: asyncio.TimerHandle | None = None  # (kernel.event_batch: the paced read)
         self._retired: deque[dict[Any, Any]] = deque()  # (Cache.retire: freed in parts)
-        self._dumps_received = 0  # (node.counters.bulk_completed when last frozen)
         self._ha_tasks: set[asyncio.Future[None]] = set()  # (keepalived's role changes under way)
-        self._epoch_saved = read_epoch(cfg.state_file)
-        self.peers = PeerTable(cfg)
-        self._routes: dict[PeerId, Callable[[int], tuple | None]] = {}  # peer -> its address on a link
-        self._sources: dict[tuple, str] = {}  # a peer's source address, shown (for the node's logs)
         self.counters: dict[str, int] = {
             "control_requests": 0,
             "control_unknown_commands": 0,
             "control_bad_requests": 0,
-            "unknown_sources": 0,
             "reloads": 0,
             "internal_errors": 0,
         }
         self.started = time.time()
-        self.last_commit: dict[str, Any] = {}
-        self._logs = RateLog()  # (for what is refused before it reaches the node)
+        self._logs = RateLog()  # (keepalived's FIFO's warnings)
+
+    @property
+    def active_active(self) -> bool:
+        return self.cfg.cluster.active_active
+
+    @property
+    def instance(self) -> Instance:
+        """Primary/backup's one instance."""
+        assert ONLY in self.instances, "the node is not running (or runs active-active: one instance per group)"
+        return self.instances[ONLY]
 
     @property
     def node(self) -> SyncNode:
-        assert self.driver is not None, "the node is not running"
-        return self.driver.node
+        return self.instance.node
+
+    @property
+    def driver(self) -> Driver | None:
+        return self.instances[ONLY].driver if ONLY in self.instances else None
+
+    @property
+    def transport(self) -> Transport | None:
+        return self.instances[ONLY].transport if ONLY in self.instances else None
+
+    def _is_stopping(self) -> bool:
+        return self.stopping is not None and self.stopping.is_set()
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -167,62 +183,37 @@ class Daemon:
                 "one frame (docs/security.md)"
             )
         try:
-            write_epoch(cfg.state_file, self._epoch_saved)  # fail now, not at the first promotion
-        except OSError as error:
-            raise SnepError(f"cannot write the state file {cfg.state_file}: {error.strerror}") from None
-        try:
-            self.kernel = self._open_kernel()
-        except (KernelError, OSError) as error:
-            raise SnepError(f"cannot open the kernel's conntrack table: {error}") from None
-        try:
-            node = SyncNode(
-                cfg.node_id,
-                self.peers.ids,
-                cfg.sync.params,
-                session=new_session(),
-                keyring=self.keyring,
-                newest_epoch=Epoch(*self._epoch_saved),
-                filter=configuration.sync_filter(cfg),
-            )
-            for table in (node.internal, node.external, node.sender.records):
-                table.retire = self._retire
-            self.driver = Driver(node, self.kernel, self, record=self._record)
-            self.driver.persisted = Epoch(*self._epoch_saved)
-            self.transport = Transport(
-                [cfg.sync.link] + ([cfg.sync.second_link] if cfg.sync.second_link else []),
-                cfg.sync.socket_buffer,
-                self._on_datagram,
-                silence=max(2.5 * cfg.sync.params.alive_interval, 0.5),
-                after_batch=self._tick,
-            )
-            self.transport.open(loop)
+            try:
+                self.kernel = self._open_kernel()
+            except (KernelError, OSError) as error:
+                raise SnepError(f"cannot open the kernel's conntrack table: {error}") from None
+            self._make_instances(self.kernel)
+            for instance in self.instances.values():
+                instance.open(loop)
             self.control = ControlServer(cfg.control.socket, self._on_control, self._bad_request, query=self._on_query)
             await self.control.start()
             if cfg.metrics.listen is not None:
                 self.metrics = MetricsServer(cfg.metrics.listen, self.stats)
                 await self.metrics.start()
             loop.add_reader(self.kernel.fileno(), self._on_kernel_readable)
-            # start: internal cache from a kernel dump, HELLO + RESYNC_REQUEST to peers
-            self.driver.start(loop.time())
-            if cfg.ha.notify_fifo is not None and cfg.ha.follow is not None:
-                kind, name = cfg.ha.follow
-                self.fifo = NotifyFifo(cfg.ha.notify_fifo, Kind(kind), name, self._on_ha_role, self._on_ha_bad_line)
-                self.fifo.open(loop)  # (what keepalived wrote while we were down is read first)
-            notice(
-                "snep node %d up: sync on %s (%s), level %s, control %s%s",
-                cfg.node_id,
-                ", ".join(str(link.config.listen) for link in self.transport.links),
-                "sealed" if self.keyring else "INSECURE: not sealed",
-                cfg.sync.params.level.value,
-                cfg.control.socket,
-                f", metrics on {cfg.metrics.listen}" if cfg.metrics.listen else "",
-            )
-            if self.fifo is not None:
-                notice("following keepalived's %s %r on %s", self.fifo.kind.value.lower(), self.fifo.name, self.fifo.path)
-            self._tick()
+            for instance in self.instances.values():
+                instance.start()
+            self._open_fifo(loop)
+            for key, instance in self.instances.items():
+                notice(
+                    "snep node %d%s up: sync on %s (%s), level %s, control %s%s",
+                    cfg.node_id,
+                    f" {instance.name}" if instance.name else "",
+                    instance.links(),
+                    "sealed" if self.keyring else "INSECURE: not sealed",
+                    instance.cfg.sync.params.level.value,
+                    cfg.control.socket,
+                    f", metrics on {cfg.metrics.listen}" if cfg.metrics.listen else "",
+                )
             await self.stopping.wait()
             notice("snep node %d shutting down", cfg.node_id)
-            self.driver.stop(loop.time())
+            for instance in self.instances.values():
+                instance.stop()
             return 0
         finally:
             await self._close()
@@ -238,14 +229,57 @@ class Daemon:
         kernel.subscribe(self.cfg.sync.params.level)
         return kernel
 
+    def _make_instances(self, kernel: Kernel) -> None:
+        """One instance over the whole kernel, or (active-active) one per group over its view.
+        Each draws its own session nonce: peers bind each by its own handshake."""
+        cfg = self.cfg
+        common: dict[str, Any] = {
+            "keyring": self.keyring,
+            "filter": configuration.sync_filter(cfg),
+            "record": self._record,
+            "retire": self._retire,
+            "stopping": self._is_stopping,
+        }
+        if not cfg.cluster.active_active:
+            self.instances[ONLY] = Instance(cfg, kernel, session=new_session(), **common)
+            return
+        groups = cfg.cluster.groups
+        self.groups = Groups(kernel, [g.mark for g in groups], cfg.cluster.mark_mask)
+        for index, group in enumerate(groups):
+            self.instances[group.mark] = Instance(
+                configuration.group_config(cfg, index),
+                self.groups.views[group.mark],
+                session=new_session(),
+                name=f"group {group.mark}",
+                **common,
+            )
+
+    def _open_fifo(self, loop: asyncio.AbstractEventLoop) -> None:
+        """keepalived's FIFO: each instance follows its sync group or VRRP instance."""
+        path = self.cfg.ha.notify_fifo
+        if path is None:
+            return
+        follows = {}
+        for instance in self.instances.values():
+            follow = instance.cfg.ha.follow
+            if follow is not None:
+                follows[(Kind(follow[0]), follow[1])] = functools.partial(self._on_ha_role, instance)
+        if not follows:
+            return
+        self.fifo = NotifyFifo(path, follows, self._on_ha_bad_line)
+        self.fifo.open(loop)  # (what keepalived wrote while we were down is read first)
+        self._fifo_check = loop.call_later(FIFO_CHECK_INTERVAL, self._check_fifo)
+        for kind, name in follows:
+            notice("following keepalived's %s %r on %s", kind.value.lower(), name, path)
+
     async def _close(self) -> None:
         if _freeze_survivors in gc.callbacks:
             gc.callbacks.remove(_freeze_survivors)
         loop = self.loop
-        if self._timer is not None:
-            self._timer.cancel()
         if self._kernel_poll is not None:
             self._kernel_poll.cancel()
+        if self._fifo_check is not None:
+            self._fifo_check.cancel()
         if loop is not None:
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 try:
@@ -263,8 +297,8 @@ class Daemon:
             await self.control.close()
         if self.metrics is not None:
             await self.metrics.close()
-        if self.transport is not None:
-            self.transport.close()
+        for instance in self.instances.values():
+            instance.close()
         if self.kernel is not None:
             try:
                 self.kernel.close()
@@ -283,7 +317,7 @@ class Daemon:
         self.stopping.set()
 
     def _on_reload_signal(self) -> None:
-        if self.driver is None:
+        if not self.instances:
             log.warning("SIGHUP during start-up ignored")
             return
         try:
@@ -299,8 +333,10 @@ class Daemon:
         fresh = configuration.load(self.cfg.source)
         pending = configuration.restart_needed(self.cfg, fresh)
         keyring = _keyring(fresh)
-        self.node.set_keyring(keyring)
-        self.node.set_filter(configuration.sync_filter(fresh))
+        flt = configuration.sync_filter(fresh)
+        for instance in self.instances.values():
+            instance.node.set_keyring(keyring)
+            instance.node.set_filter(flt)
         if keyring is None and self.keyring is not None:
             log.warning("reload: key removed (insecure = true): frames are neither sealed nor authenticated")
         self.keyring = keyring
@@ -316,59 +352,6 @@ class Daemon:
             log.warning("reload: [%s] changed: a reload does not apply it, it takes effect when snep restarts",
                         "], [".join(pending))
         return {"key": keyring is not None, "filter": "reloaded", "restart_needed": pending}
-
-    # ---------------------------------------------------------------- Host (the driver's I/O)
-
-    def send(self, peers: tuple[PeerId, ...], data: bytes) -> None:
-        assert self.transport is not None
-        if self.peers.multicast:
-            self.transport.send(data)  # once, to the group
-            return
-        routes = self._routes
-        for peer in peers:
-            route = routes.get(peer)
-            if route is None:  # (made once per peer: no closure per frame)
-                route = routes[peer] = functools.partial(self.peers.address, peer)
-            self.transport.send(data, route)
-
-    def persist(self, epoch: Epoch) -> None:
-        """Write the newest epoch before anything else of its batch happens (atomic replace)."""
-        write_epoch(self.cfg.state_file, (epoch.term, epoch.node))
-        self._epoch_saved = (epoch.term, epoch.node)
-
-    def report(self, output: RoleChanged | Log) -> None:
-        if isinstance(output, RoleChanged):
-            notice("role %s -> %s (%s)", output.old.upper(), output.new.upper(), output.trigger)
-        else:
-            log.log(LEVELS.get(output.level.lower(), LEVELS["info"]), "%s", output.message)
-
-    def call_later(self, delay: float, callback: Callable[[float], None]) -> None:
-        loop = self.loop
-        assert loop is not None
-
-        def run() -> None:
-            if self.stopping is None or not self.stopping.is_set():
-                callback(loop.time())
-                self._tick()
-
-        loop.call_later(delay, run)
-
-    def resume_soon(self, callback: Callable[[float], None]) -> None:
-        """The driver's long kernel work goes on after the loop's other ready callbacks
-        (the control socket's among them): snep.fsm.driver, rule 5."""
-        loop = self.loop
-        assert loop is not None
-
-        def run() -> None:
-            if self.stopping is None or not self.stopping.is_set():
-                callback(loop.time())
-                # What the step made (a dump's entries: long-lived, no cycles) leaves the
-                # collector's sight at once: otherwise the young collections of a dump of
-                # 200,000 entries walk them, 10 to 20 ms each, while the control socket waits.
-                gc.freeze()
-                self._tick()
-
-        loop.call_soon(run)
 
     def _retire(self, entries: dict[Any, Any]) -> None:
         """A cache's entries it let go: freed a part at a time (Cache.retire)."""
@@ -389,21 +372,30 @@ class Daemon:
             assert self.loop is not None
             self.loop.call_soon(self._free_retired)
 
-    async def _idle(self) -> None:
-        """Until the driver's suspended run (a dump, a commit) is complete."""
-        while self.driver is not None and self.driver.busy:
-            await asyncio.sleep(0.002)
-
-    # ---------------------------------------------------------------- inputs
+    # ---------------------------------------------------------------- kernel events
 
     def _now(self) -> float:
         assert self.loop is not None
         return self.loop.time()
 
+    def _read_kernel(self) -> int:
+        """The kernel's queued events into the instances' drivers; how many were read."""
+        now = self._now()
+        if self.groups is None:
+            instance = self.instance
+            read = instance.driver.on_kernel_readable(now)
+            instance.tick()
+            return read
+        read, touched = self.groups.read()
+        for view in touched:
+            instance = self.instances[view.mark]
+            instance.driver.on_kernel_readable(now)
+            instance.tick()
+        return read
+
     def _on_kernel_readable(self) -> None:
-        assert self.driver is not None and self.kernel is not None and self.loop is not None
-        read = self.driver.on_kernel_readable(self._now())
-        self._tick()
+        assert self.kernel is not None and self.loop is not None
+        read = self._read_kernel()
         if read and self.cfg.kernel.event_batch > 0:
             # Events are coming: read the next ones together, event_batch from now
             # (NAPI's way: polled while busy, woken again once a poll finds nothing).
@@ -413,95 +405,52 @@ class Daemon:
     def _poll_kernel(self) -> None:
         """The paced read (``kernel.event_batch``): what came meanwhile, together."""
         self._kernel_poll = None
-        assert self.driver is not None and self.kernel is not None and self.loop is not None
-        if self.stopping is not None and self.stopping.is_set():
+        assert self.kernel is not None and self.loop is not None
+        if self._is_stopping():
             return
-        read = self.driver.on_kernel_readable(self._now())
-        self._tick()
-        if read:
+        if self._read_kernel():
             self._kernel_poll = self.loop.call_later(self.cfg.kernel.event_batch, self._poll_kernel)
         else:  # quiet: the next event wakes the node at once
             self.loop.add_reader(self.kernel.fileno(), self._on_kernel_readable)
 
-    def _on_datagram(self, data: bytes, address: tuple, link: int) -> None:
-        peer = self.peers.identify(address, link)
-        now = self._now()
-        if peer is None:
-            self.counters["unknown_sources"] += 1
-            self._warn(now, "unknown_sources", f"datagram from {_show(address)} refused: not a configured peer address and port on link {link}")
-            return
-        assert self.driver is not None and self.transport is not None
-        self.transport.heard(link, now)
-        if not data:
-            return  # a link probe (snep.runtime.transport): the link carries, nothing more
-        shown = self._sources.get(address)
-        if shown is None:  # (a configured peer's address: a few, formatted once each)
-            shown = self._sources[address] = _show(address)
-        self.driver.on_datagram(now, data, peer, shown)
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        self._timer_at = None
-        assert self.driver is not None
-        now = self._now()
-        self.driver.on_timer(now)
-        if self.transport is not None:
-            self.transport.check(now)
-        if self.fifo is not None and now - self._fifo_checked_at >= FIFO_CHECK_INTERVAL:
-            self._fifo_checked_at = now
-            try:
-                self.fifo.check()
-            except SnepError as error:
-                self._warn(now, "ha_fifo", f"keepalived's notify FIFO: {error}")
-        self._tick()
-
-    def _warn(self, now: float, reason: str, message: str) -> None:
-        """A warning, at most one a second per reason."""
-        out: list[Any] = []
-        if self._logs(now, out, reason, "warning", message):
-            self.report(out[0])
-
     # ---------------------------------------------------------------- keepalived's FIFO
 
-    def _on_ha_role(self, role: str, line: str) -> None:
-        """A transition of the followed group or instance: as ``snep notify ROLE``."""
+    def _check_fifo(self) -> None:
+        assert self.loop is not None and self.fifo is not None
+        try:
+            self.fifo.check()
+        except SnepError as error:
+            self._warn("ha_fifo", f"keepalived's notify FIFO: {error}")
+        self._fifo_check = self.loop.call_later(FIFO_CHECK_INTERVAL, self._check_fifo)
+
+    def _warn(self, reason: str, message: str) -> None:
+        """A warning, at most one a second per reason."""
+        out: list[Any] = []
+        if self._logs(self._now(), out, reason, "warning", message):
+            log.warning("%s", out[0].message)
+
+    def _on_ha_role(self, instance: Instance, role: str, line: str) -> None:
+        """A transition of a followed group or instance: as ``snep notify ROLE``."""
         notice("keepalived: %s", line)
         try:
-            begun = self._begin_role_change(role, self._now())
+            begun = instance.begin_role_change(role)
         except SnepError as error:
             log.error("keepalived: %s: %s", line, error)
             return
-        if self.driver is not None and self.driver.busy:  # (its commit and dump go on in steps)
-            task = asyncio.ensure_future(self._finish_role_change(role, begun))
+        if instance.driver.busy:  # (its commit and dump go on in steps)
+            task = asyncio.ensure_future(self._finish_role_change(instance, role, begun))
             self._ha_tasks.add(task)
             task.add_done_callback(self._ha_tasks.discard)
         else:
-            self._end_role_change(role, *begun)
+            instance.end_role_change(role, *begun)
 
-    async def _finish_role_change(self, role: str, begun: tuple[str, int, float]) -> None:
-        await self._idle()
-        self._end_role_change(role, *begun)
+    @staticmethod
+    async def _finish_role_change(instance: Instance, role: str, begun: tuple[str, int, float]) -> None:
+        await instance.idle()
+        instance.end_role_change(role, *begun)
 
     def _on_ha_bad_line(self, line: str, reason: str) -> None:
-        self._warn(self._now(), "ha_fifo_bad_lines", f"keepalived's notify FIFO: line {line!r} ignored: {reason}")
-
-    def _tick(self) -> None:
-        """(Re)arm the one timer at the node's next deadline (or MAX_SLEEP from now)."""
-        loop = self.loop
-        assert loop is not None
-        now = loop.time()
-        completed = self.node.counters.bulk_completed
-        if completed != self._dumps_received:
-            self._dumps_received = completed
-            gc.freeze()  # (a dump received: its entries are long-lived, no cycles)
-        deadline = self.node.next_timer(now)
-        at = now + MAX_SLEEP if deadline is None else min(deadline, now + MAX_SLEEP)
-        if self._timer is not None:
-            if self._timer_at is not None and self._timer_at <= at:
-                return
-            self._timer.cancel()
-        self._timer_at = at
-        self._timer = loop.call_at(max(at, now), self._on_timer)
+        self._warn("ha_fifo_bad_lines", f"keepalived's notify FIFO: line {line!r} ignored: {reason}")
 
     # ---------------------------------------------------------------- control
 
@@ -514,17 +463,20 @@ class Daemon:
         if command == "notify" or command in COMMANDS:
             return LATER
         self.counters["control_requests"] += 1
-        node = self.node
         try:
             if command == "status":
                 return self.status()
             if command == "stats":
                 return self.stats()
             if command == "ready":
-                return {"ready": node.ready, "role": node.state.name}
+                return self.ready()
             if command in ("internal", "external"):
-                entries = (node.internal if command == "internal" else node.external).entries()
-                return {"count": len(entries), "entries": sorted(str(e) for e in entries)}
+                entries = sorted(
+                    str(e)
+                    for instance in self.instances.values()
+                    for e in (instance.node.internal if command == "internal" else instance.node.external).entries()
+                )
+                return {"count": len(entries), "entries": entries}
             if command == "reload":
                 return self.reload()
         except (SnepError, ValueError) as error:
@@ -537,94 +489,100 @@ class Daemon:
         """The commands (``notify`` and the driver's), answered once their work is done."""
         self.counters["control_requests"] += 1
         argv = [str(a) for a in args.get("argv", [])]
-        node = self.node
         try:
             if command == "notify":
-                if len(argv) != 1 or argv[0] not in ROLE_CHANGES:
-                    raise ControlError("notify takes one argument: primary, backup or fault")
-                await self._idle()  # (inputs keep their order: this one after the run under way)
-                return await self._role_change(argv[0], self._now())
+                role, instance = self._notified(argv)
+                return await instance.role_change(role)
             assert command in COMMANDS, command  # (_on_query answers the rest)
-            await self._idle()
-            started = time.monotonic()
-            assert self.driver is not None
-            self.driver.command(self._now(), command, argv)
-            self._tick()
-            await self._idle()  # (answered once its dump or commit is done)
-            return {
-                "done": command,
-                "seconds": round(time.monotonic() - started, 6),
-                "internal": len(node.internal),  # right after the command
-                "external": len(node.external),
-            }
+            if not self.active_active:
+                return await self.instance.command(command, argv)
+            done = {str(mark): await instance.command(command, argv) for mark, instance in self.instances.items()}
+            return {"done": command, "groups": done}
         except (SnepError, ValueError) as error:
             raise ControlError(f"{command}: {error}") from None
 
-    async def _role_change(self, role: str, now: float) -> dict[str, Any]:
-        """A role change, answered once its work (a promotion's commit and dump, carried
-        out in steps) is done."""
-        begun = self._begin_role_change(role, now)
-        await self._idle()
-        return self._end_role_change(role, *begun)
+    def _notified(self, argv: list[str]) -> tuple[str, Instance]:
+        """``notify ROLE`` (primary/backup) or ``notify ROLE MARK`` (active-active: the group)."""
+        if not argv or argv[0] not in ROLE_CHANGES:
+            raise ControlError("notify takes one argument: primary, backup or fault")
+        if not self.active_active:
+            if len(argv) != 1:
+                raise ControlError("notify takes one argument: primary, backup or fault (--group is for active-active)")
+            return argv[0], self.instance
+        marks = ", ".join(str(mark) for mark in self.instances)
+        if len(argv) != 2:
+            raise ControlError(f"notify: active-active: say which group (--group MARK; the groups: {marks})")
+        try:
+            return argv[0], self.instances[int(argv[1], 0)]
+        except (ValueError, KeyError):
+            raise ControlError(f"notify: no group {argv[1]!r} (the groups: {marks})") from None
 
-    def _begin_role_change(self, role: str, now: float) -> tuple[str, int, float]:
-        assert self.driver is not None
-        before = self.node.state.name
-        written = self.driver.counters.entries_written
-        started = time.monotonic()
-        self.driver.role_change(now, role)
-        self._tick()
-        return before, written, started
+    # ---------------------------------------------------------------- figures
 
-    def _end_role_change(self, role: str, before: str, written: int, started: float) -> dict[str, Any]:
-        assert self.driver is not None
-        seconds = time.monotonic() - started
-        after = self.node.state.name
-        notice("HA manager says %s: role %s -> %s (%.1f ms)", role, before, after, seconds * 1000)
-        result: dict[str, Any] = {"role": after, "was": before, "seconds": round(seconds, 6)}
-        if role == "primary":
-            committed = self.driver.counters.entries_written - written
-            self.last_commit = {"entries": committed, "seconds": round(seconds, 6), "finished_at": time.time()}
-            result["committed"] = committed
-        return result
+    def _daemon_counters(self) -> dict[str, Any]:
+        return {**self.counters, **(self.fifo.counters if self.fifo is not None else {})}
 
-    def _counters(self) -> dict[str, Any]:
-        """The node's, the driver's and the daemon's counters in one flat table."""
-        assert self.driver is not None
+    def ready(self) -> dict[str, Any]:
+        """In sync: every instance has the whole table of its group (keepalived's track script)."""
+        if not self.active_active:
+            node = self.node
+            return {"ready": node.ready, "role": node.state.name}
+        groups = {str(mark): {"ready": i.node.ready, "role": i.node.state.name} for mark, i in self.instances.items()}
         return {
-            **self.node.counters.as_dict(),
-            "resend_queue": len(self.node.sender.queue),
-            **vars(self.driver.counters),
-            **self.counters,
-            **(self.fifo.counters if self.fifo is not None else {}),
+            "ready": all(g["ready"] for g in groups.values()),
+            "role": " ".join(f"{mark}={g['role']}" for mark, g in groups.items()),
+            "groups": groups,
         }
 
     def status(self) -> dict[str, Any]:
-        counters = self._counters()  # (no kernel round trip)
-        return {
-            **self.node.status(self._now()),
+        shared = {
             "authenticated": self.keyring is not None,
             "sealed": self.keyring is not None,
-            "active_link": self.transport.links[self.transport.active].name if self.transport else "",
             "uptime": round(time.time() - self.started, 1),
             "pid": os.getpid(),
-            "last_commit": self.last_commit,
-            "counters": {key: counters[key] for key in STATUS_COUNTERS if key in counters},
+        }
+
+        def counters_of(instance: Instance) -> dict[str, Any]:
+            counters = {**instance.counters(), **self._daemon_counters()}  # (no kernel round trip)
+            return {key: counters[key] for key in STATUS_COUNTERS if key in counters}
+
+        if not self.active_active:
+            instance = self.instance
+            return {**instance.status(), **shared, "counters": counters_of(instance)}
+        groups = {str(mark): {**i.status(), "counters": counters_of(i)} for mark, i in self.instances.items()}
+        owned = [mark for mark, i in self.instances.items() if i.node.state.name == "PRIMARY"]
+        assert self.groups is not None
+        return {
+            "mode": self.cfg.cluster.mode.value,
+            "node_id": self.cfg.node_id,
+            "ready": all(i.node.ready for i in self.instances.values()),
+            "owned_groups": owned,
+            # the connections this node owns (its primary groups' tables) and its peers' (the others', warm in its kernel)
+            "entries": {
+                "owned": sum(len(self.instances[mark].node.internal) for mark in owned),
+                "peers": sum(len(i.node.external) for mark, i in self.instances.items() if mark not in owned),
+            },
+            **shared,
+            "ungrouped_events": self.groups.counters.ungrouped,
+            "groups": groups,
         }
 
     def stats(self) -> dict[str, Any]:
-        node = self.node
-        out: dict[str, Any] = self._counters()
-        out["ready"] = node.ready
-        out["epoch_term"] = node.newest.term
-        out["internal_entries"] = len(node.internal)
-        out["external_entries"] = len(node.external)
-        if self.transport is not None:
-            out["transport"] = self.transport.stats()
+        out: dict[str, Any]
+        if self.active_active:
+            assert self.groups is not None
+            out = {
+                **self._daemon_counters(),
+                "ungrouped_events": self.groups.counters.ungrouped,
+                "shared_overruns": self.groups.counters.overruns,
+                "groups": {str(mark): i.stats() for mark, i in self.instances.items()},
+            }
+        else:
+            out = {**self.instance.stats(), **self._daemon_counters()}
         if self.kernel is not None:
             kernel: dict[str, Any] = dict(vars(self.kernel.counters))
             try:
-                if self.driver is not None and self.driver.busy:
+                if any(i.driver.busy for i in self.instances.values()):
                     raise SnepError("a dump holds the command socket")  # (the table's figures: next time)
                 table = self.kernel.stats()
                 kernel["entries"] = table.entries
@@ -638,12 +596,6 @@ class Daemon:
 def new_session() -> int:
     """A process's session nonce: 64 random bits from the kernel, never 0."""
     return int.from_bytes(os.urandom(8), "big") or 1
-
-
-def _show(address: tuple) -> str:
-    """A socket address as ``host:port`` (``[host]:port`` for IPv6)."""
-    host, port = address[0], address[1]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _keyring(cfg: Config) -> Keyring | None:

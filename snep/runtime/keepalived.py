@@ -6,8 +6,8 @@ its ``notify_fifo`` (global_defs), the same four words its ``notify`` script get
     GROUP "G" MASTER 100
     INSTANCE "VI_1" BACKUP 100
 
-The node follows one sync group or one instance (``[ha] sync_group`` / ``instance``):
-MASTER makes it primary, BACKUP backup, FAULT fault; STOP (keepalived stopping) and
+The node follows one sync group or one instance (``[ha] sync_group`` / ``instance``;
+in active-active one per group, each for its own sync instance): MASTER makes it primary, BACKUP backup, FAULT fault; STOP (keepalived stopping) and
 DELETED (the instance left keepalived's config) take its addresses away: backup.
 Other groups and instances, and keepalived's priority news (MASTER_RX_LOWER_PRI,
 MASTER_PRIORITY, BACKUP_PRIORITY), are counted and ignored; anything else is a bad
@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -116,22 +116,18 @@ class Lines:
 
 
 class NotifyFifo:
-    """Reads keepalived's FIFO in the event loop; calls ``on_role(role, line)`` for each
-    transition of the followed group or instance and ``on_bad(line, reason)`` for each
-    line that is not keepalived's."""
+    """Reads keepalived's FIFO in the event loop; for each transition of a followed group
+    or instance calls its ``on_role(role, line)`` (``follows``: (kind, name) -> on_role),
+    and ``on_bad(line, reason)`` for each line that is not keepalived's."""
 
     def __init__(
         self,
         path: Path,
-        kind: Kind,
-        name: str,
-        on_role: Callable[[str, str], None],
+        follows: Mapping[tuple[Kind, str], Callable[[str, str], None]],
         on_bad: Callable[[str, str], None],
     ) -> None:
         self.path = path
-        self.kind = kind
-        self.name = name
-        self.on_role = on_role
+        self.follows = dict(follows)
         self.on_bad = on_bad
         self.counters = {
             "ha_fifo_lines": 0,
@@ -213,15 +209,12 @@ class NotifyFifo:
             self.counters["ha_fifo_bad_lines"] += 1
             self.on_bad(line, str(error))
             return
-        if (
-            transition.kind is not self.kind
-            or transition.name != self.name
-            or transition.state in NEWS
-        ):
+        on_role = self.follows.get((transition.kind, transition.name))
+        if on_role is None or transition.state in NEWS:
             self.counters["ha_fifo_ignored"] += 1
             return
         self.counters["ha_fifo_transitions"] += 1
-        self.on_role(ROLES[transition.state], line)
+        on_role(ROLES[transition.state], line)
 
 
 def ensure_fifo(path: Path) -> None:
