@@ -372,8 +372,10 @@ def test_wait_statistics_give_count_sum_and_percentiles():
     assert status["held"] == 0 and status["counters"]["acked"] == 20
 
 
-def test_a_flagged_frame_is_acknowledged_at_once_after_its_kernel_write():
-    c = Cluster(2)
+@pytest.mark.parametrize("ack_window", [1, 64])
+def test_a_flagged_frame_is_acknowledged_at_once_after_its_kernel_write(ack_window):
+    # (ack_window 1: the frame also fills the window; its ACK still waits for the write)
+    c = Cluster(2, ack_window=ack_window)
     one, two = c.sim.node(1), c.sim.node(2)
     out, seq = one.send_held(c.sim.now, syn(1))
     (datagram,) = [o for o in out if isinstance(o, SendDatagram)]
@@ -383,6 +385,6 @@ def test_a_flagged_frame_is_acknowledged_at_once_after_its_kernel_write():
     assert kinds == ["KernelOps", "SendDatagram"]  # written into the kernel, then acknowledged
     ack = decode_frame(answer[1].data)
     assert ack.type is MessageType.ACK and ack.messages[0].last == seq
-    # an unflagged frame waits for ack_delay
-    data = one.framer.seal(one.framer.state_messages(one.own.term, one.sender.next_seq, [])[0])
-    assert not [o for o in two.on_datagram(c.sim.now, data, 1) if isinstance(o, SendDatagram)]
+    if ack_window > 1:  # an unflagged frame waits for ack_delay
+        data = one.framer.seal(one.framer.state_messages(one.own.term, one.sender.next_seq, [])[0])
+        assert not [o for o in two.on_datagram(c.sim.now, data, 1) if isinstance(o, SendDatagram)]

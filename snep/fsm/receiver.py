@@ -181,8 +181,8 @@ class SyncReceiver:
                 completed = True
                 self.counters.bulk_completed += 1
             self._flush_ack(now, out)
-        elif self._ack_count >= self.params.ack_window:
-            self._flush_ack(now, out)
+        elif self._ack_count >= self.params.ack_window and not frame.ack_now:
+            self._flush_ack(now, out)  # (a FLAG_ACK_NOW frame's ACK goes after the kernel write: the node's)
         return Received(applied, completed, swept, records or ())
 
     def _refused(self, now: float, refused: list, out: list[Output]) -> None:
