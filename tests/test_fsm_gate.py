@@ -388,3 +388,32 @@ def test_a_flagged_frame_is_acknowledged_at_once_after_its_kernel_write(ack_wind
     if ack_window > 1:  # an unflagged frame waits for ack_delay
         data = one.framer.seal(one.framer.state_messages(one.own.term, one.sender.next_seq, [])[0])
         assert not [o for o in two.on_datagram(c.sim.now, data, 1) if isinstance(o, SendDatagram)]
+
+
+def test_many_held_at_once_each_released_when_its_own_frame_is_acked_everywhere():
+    c = Cluster(3, DeferParams(bound=0.05))
+    entries = [syn(i) for i in range(12)]
+    seen = {}
+
+    def check(node, release):
+        entry = entries[release.packet_id]
+        seen[release.packet_id] = {n for n in (2, 3) if entry.key in c.sim.kernel_keys(n)}
+
+    c.on_release = check
+    for i, entry in enumerate(entries):
+        c.new(1, i, entry)
+    # the frames of connections 4 and 9 do not reach node 3 at first (a NACK brings them later)
+    assert c.sim.network.lose(lambda d: d.dst == 3 and flagged(d) and decode_frame(d.data).seq == c.gates[1]._held[("state", entries[4].key)].seq)
+    assert c.sim.network.lose(lambda d: d.dst == 3 and flagged(d) and decode_frame(d.data).seq == c.gates[1]._held[("state", entries[9].key)].seq)
+    c.run(0.004)
+    early = {r.packet_id for _, r in c.released}
+    assert early == {0, 1, 2, 3}  # node 3 applies in order: nothing after the gap until it is repaired
+    c.run(1.0)
+    reasons = {r.packet_id: r.reason for _, r in c.released}
+    assert sorted(reasons) == list(range(12))
+    assert reasons[4] is Reason.ACKED  # the NACK of the gap brought it
+    # node 3 dropped the frames after the gap (it applies in order, and its NACK named
+    # the gap only): they come again with the retransmission timer, after the bound
+    assert {i for i, reason in reasons.items() if reason is Reason.BOUND} == set(range(5, 12))
+    assert all(seen[i] == {2, 3} for i, reason in reasons.items() if reason is Reason.ACKED)
+    assert len(c.gates[1].queue) == 0 and c.gates[1]._held == {}

@@ -156,6 +156,11 @@ class DeferQueue:
         pending = self._by_key.get(key)
         return frozenset(pending.waiting) if pending is not None else frozenset()
 
+    def waits(self, key: Hashable, peer: Hashable) -> bool:
+        """Packets of ``key`` wait for ``peer``'s acknowledgement."""
+        pending = self._by_key.get(key)
+        return pending is not None and peer in pending.waiting
+
     def abandon(self, key: Hashable, now: float) -> list[Release]:
         """What the packets of ``key`` wait for can no longer come (the stream that
         carried its state ended: this node is no longer the primary): the fail policy."""

@@ -44,7 +44,7 @@ from snep.fsm.defer import DeferParams, DeferQueue, Reason, Release, Verdict
 from snep.fsm.effects import Epoch, Output, PeerId
 from snep.fsm.node import SyncNode
 from snep.fsm.role import Role
-from snep.wire.serial import seq_gt
+from snep.wire.serial import seq_diff
 
 #: upper bounds (seconds) of the wait histogram's buckets (the last one: everything above)
 WAIT_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
@@ -83,6 +83,41 @@ class GateCounters:
     withdrawn: int = 0  # states withdrawn (DESTROY) after their packet was dropped at the bound
     unknown_answers: int = 0  # REPORT_ACKs of no held report (late, or not from its owner)
     duplicate_packets: int = 0  # a packet id held already: ignored (the kernel's ids are unique)
+
+
+class _Frames:
+    """The frames that carry held states in one epoch's stream, in seq order, so that
+    each peer's ACKs are matched against the frames it newly acknowledged only, not
+    against every held connection (a flood holds thousands)."""
+
+    def __init__(self, epoch: Epoch | None, base: int) -> None:
+        self.epoch = epoch
+        self.base = base  # positions are seqs counted from here (serial arithmetic)
+        self.positions: list[int] = []  # ascending; released ones are trimmed now and then
+        self.keys: dict[int, Hashable] = {}  # position -> queue key, while held
+        self.matched: dict[PeerId, int] = {}  # the position each peer's ACKs were matched up to
+
+    def add(self, seq: int, key: Hashable) -> None:
+        position = seq_diff(seq, self.base)
+        self.positions.append(position)
+        self.keys[position] = key
+
+    def remove(self, seq: int) -> None:
+        self.keys.pop(seq_diff(seq, self.base), None)
+        if len(self.positions) > 2 * len(self.keys) + 64:
+            self.positions = [p for p in self.positions if p in self.keys]
+
+    def newly_acked(self, peer: PeerId, acked: int) -> list[Hashable]:
+        """The held frames' keys below ``acked`` (the first seq the peer lacks) that
+        were not matched against this peer's ACKs before."""
+        upto = seq_diff(acked, self.base)
+        start = self.matched.get(peer, 0)
+        if upto <= start:
+            return []
+        self.matched[peer] = upto
+        positions, keys = self.positions, self.keys
+        found = positions[bisect.bisect_left(positions, start) : bisect.bisect_left(positions, upto)]
+        return [keys[p] for p in found if p in keys]
 
 
 class WaitStats:
@@ -133,6 +168,7 @@ class DeferGate:
         self.counters = GateCounters()
         self.waits = WaitStats()
         self._held: dict[Hashable, _Held] = {}  # by queue key: (kind, connection key)
+        self._frames: _Frames | None = None  # the held states' frames of the current stream
         self._packets: dict[int, Hashable] = {}  # packet id -> queue key, while held
         self._reports: dict[int, Hashable] = {}  # report id -> queue key, while held
         self._next_report = 0
@@ -152,6 +188,7 @@ class DeferGate:
         released at once elsewhere, when no peer is live, or when the filter keeps it."""
         self.counters.new_packets += 1
         releases = self._peers_gone(now)
+        releases += self._settle(now, self._stream_ended(now), [])
         node = self.node
         if node.state is not Role.PRIMARY or not node.sender.active:
             self.counters.not_owner += 1
@@ -168,6 +205,9 @@ class DeferGate:
         out, seq = node.send_held(now, entry)
         assert seq is not None  # (primary, active, accepted by the filter: checked above)
         self._held[key] = _Held(_STATE, entry, seq=seq, epoch=node.own)
+        if self._frames is None:
+            self._frames = _Frames(node.own, seq)
+        self._frames.add(seq, key)
         return out, releases
 
     def on_reply(self, now: float, packet_id: int, entry: Entry) -> tuple[list[Output], list[Release]]:
@@ -225,17 +265,16 @@ class DeferGate:
         the fail policy) are released."""
         releases: list[Release] = []
         self._look_at_peers(now, releases)
+        releases += self._stream_ended(now)
         node = self.node
         queue = self.queue
-        for key, held in list(self._held.items()):
-            if held.kind is not _STATE or key not in queue:
-                continue
-            if held.epoch != node.own:
-                releases += queue.abandon(key, now)
-                continue
-            for peer in queue.waiting_for(key):
-                if seq_gt(node.acked(peer), held.seq):  # (acked: the first seq it lacks)
-                    releases += queue.ack(key, peer, now)
+        frames = self._frames
+        if frames is not None:
+            for peer in node.peers:
+                # (acked: the first seq of the stream the peer has not applied)
+                for key in frames.newly_acked(peer, node.acked(peer)):
+                    if queue.waits(key, peer):
+                        releases += queue.ack(key, peer, now)
         for peer, report_id in node.take_report_answers():
             key = self._reports.get(report_id)
             held = self._held.get(key) if key is not None else None
@@ -244,6 +283,18 @@ class DeferGate:
                 continue
             releases += queue.ack(key, peer, now)
         return self._settle(now, releases, [])
+
+    def _stream_ended(self, now: float) -> list[Release]:
+        """The node is no longer the primary of the epoch whose stream carried the held
+        states (demoted, fenced, a retake): what they wait for cannot come."""
+        frames = self._frames
+        if frames is None or frames.epoch == self.node.own:
+            return []
+        self._frames = None
+        releases: list[Release] = []
+        for key in frames.keys.values():
+            releases += self.queue.abandon(key, now)
+        return releases
 
     def _peers_gone(self, now: float) -> list[Release]:
         """:meth:`_look_at_peers`, its releases settled."""
@@ -294,7 +345,10 @@ class DeferGate:
             del self._held[key]
             if held.kind is _REPORT:
                 self._reports.pop(held.report_id, None)
-            elif not held.accepted and held.epoch == self.node.own:
+                continue
+            if self._frames is not None and held.epoch == self._frames.epoch:
+                self._frames.remove(held.seq)
+            if not held.accepted and held.epoch == self.node.own:
                 # its packets were dropped: the kernel entry died unconfirmed with them
                 out += self.node.withdraw_held(now, held.entry)
                 self.counters.withdrawn += 1
