@@ -20,7 +20,14 @@ from snep.entry import Event, EventKind, Proto, Status, TcpState, make_tuple
 from snep.errors import KernelError
 from snep.fsm.defer import Verdict
 from snep.kernel.netlink import NetlinkKernel
-from snep.kernel.nfqueue import HEADER_COPY, CtInfo, Hook, NfQueue, Packet, entry_of_packet
+from snep.kernel.nfqueue import (
+    HEADER_COPY,
+    CtInfo,
+    Hook,
+    NfQueue,
+    Packet,
+    entry_of_packet,
+)
 from snep.kernel.nfqueue import decode_headers as decode
 from snep.lab import netns
 

@@ -93,7 +93,16 @@ from snep.fsm.sender import SyncSender
 from snep.fsm.spec_map import spec_action
 from snep.wire.auth import Keyring
 from snep.wire.codec import decode_frame, decode_records, key_of_record_key, record_key
-from snep.wire.messages import EVERY_PEER, Ack, Frame, Hello, MessageType, Nack, Report, ReportAck
+from snep.wire.messages import (
+    EVERY_PEER,
+    Ack,
+    Frame,
+    Hello,
+    MessageType,
+    Nack,
+    Report,
+    ReportAck,
+)
 
 _CLAIMING = (MessageType.STATE, MessageType.ALIVE, MessageType.HELLO)
 _UPDATE = EventKind.UPDATE
