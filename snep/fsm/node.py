@@ -51,11 +51,12 @@ has heard of no live primary for ``peer_dead_timeout`` (``reassert``).
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from snep.cache import Cache, RecordCache
-from snep.entry import Entry, Event, EventKind, Key, complete_update
+from snep.entry import Entry, Event, EventKind, Key, Status, TcpInfo, complete_update
 from snep.errors import AuthError, DecodeError, InvalidTransition
 from snep.fsm.channel import Channel
 from snep.fsm.counters import Counters
@@ -92,12 +93,29 @@ from snep.fsm.sender import SyncSender
 from snep.fsm.spec_map import spec_action
 from snep.wire.auth import Keyring
 from snep.wire.codec import decode_frame, decode_records, key_of_record_key, record_key
-from snep.wire.messages import EVERY_PEER, Ack, Frame, Hello, MessageType, Nack
+from snep.wire.messages import (
+    EVERY_PEER,
+    Ack,
+    Frame,
+    Hello,
+    MessageType,
+    Nack,
+    Report,
+    ReportAck,
+)
 from snep.wire.serial import seq_diff
 
 _CLAIMING = (MessageType.STATE, MessageType.ALIVE, MessageType.HELLO)
 _UPDATE = EventKind.UPDATE
 _NEW_KIND = int(EventKind.NEW)  # (a record's first byte: its event kind)
+
+#: states sent from held packets that the kernel has not reported yet, kept for the
+#: non-owners' reports of them (each leaves at the kernel's first event of it)
+HELD_SENT_MAX = 8192
+#: report answers kept for the gate to collect (snep.fsm.gate drains them after each input)
+REPORT_ANSWERS_MAX = 4096
+#: the status bits a report may add: that the connection saw its reply (and is assured)
+_REPORTED_STATUS = int(Status.SEEN_REPLY | Status.ASSURED)
 
 #: what a rejection reason means, for the log (``misdirected`` is not logged: on a
 #: multicast link every frame for another node is one; ``unbound_session`` is logged
@@ -171,6 +189,11 @@ class SyncNode:
         #: cache, then emptied: these are its entries); the next kernel dump says what
         #: the kernel refused, and that is written
         self._check_commit: dict[bytes, bytes] | None = None  # (the external cache's records, by record key)
+        #: active-active: states sent from held packets, by key, until the kernel's own
+        #: event of the connection (a report may arrive before it: snep.fsm.gate)
+        self._held_sent: dict[Key, Entry] = {}
+        #: (peer, report id) of the REPORT_ACKs received, for the gate to collect
+        self.report_answers: deque[tuple[PeerId, int]] = deque(maxlen=REPORT_ANSWERS_MAX)
 
     def _fresh_sync(self, filter: Filter) -> None:
         """A new process's sender and receivers: no stream, nothing queued."""
@@ -425,6 +448,10 @@ class SyncNode:
         events = [event if event[0] is not _UPDATE else complete(event) for event in events]
         if self._vouch is not None:
             self._vouch.update(event.entry.key for event in events if event.kind is EventKind.NEW)
+        if self._held_sent:
+            held = self._held_sent
+            for event in events:
+                held.pop(event[1].key, None)  # (the kernel's own word from now on)
         self.internal.apply_all(events)
         if role is Role.PRIMARY:
             self.sender.on_events(now, events, out)
@@ -520,6 +547,11 @@ class SyncNode:
             self.sender.on_resync_request(now, peer, out)
         elif mtype is MessageType.HELLO:
             self.on_hello(now, peer, frame, out)
+        elif mtype is MessageType.REPORT:
+            self.on_report(now, peer, frame, out)
+        elif mtype is MessageType.REPORT_ACK:
+            counters.report_acks_received += len(frame.messages)
+            self.report_answers.extend((peer, message.report_id) for message in frame.messages if isinstance(message, ReportAck))
         self._after_admission(now, peer, admission.answer, introduced, out)
         return out
 
@@ -550,6 +582,11 @@ class SyncNode:
         self._follow_in_kernel(result, out)
         if self._resigned is not None:
             self._drained(now)
+        if frame.ack_now:
+            # A held packet waits for this ACK: it goes at once, after the kernel write
+            # (in the output order), so that it means "in this node's kernel".
+            self.counters.acks_at_once += 1
+            receiver.ack_at_once(now, out)
         if result.bulk_completed and self._vouch is not None:
             self._vouch_kernel(out)
         if result.bulk_completed:
@@ -710,6 +747,135 @@ class SyncNode:
         self.sender.mark_dead(peer)
         self.counters.peer_deaths += 1
         out.append(Log("warning", f"peer {peer} silent for {self.params.peer_dead_timeout:g}s: marked dead"))
+
+    # --- active-active: held packets and reports (snep.fsm.gate drives these) ----------
+    def defer_peers(self) -> tuple[PeerId, ...]:
+        """The peers a held packet waits for: live (heard within peer_dead_timeout),
+        with the handshake done (they count our frames), and not waiting for a dump (a
+        peer that needs one gets the state in it, before it is ready: the spec's
+        DeferReleasedOnlyWhenHeld asks only the peers with a whole dump)."""
+        peers = self.sender.peers
+        return tuple(
+            p for p in self.peers if self.alive[p] and self.channel.introduced(p) and not peers[p].behind
+        )
+
+    def acked(self, peer: PeerId) -> int:
+        """The first seq of the current stream that ``peer`` has not acknowledged
+        (the sender's PeerTx.acked: everything before it is applied there)."""
+        return self.sender.peers[peer].acked
+
+    def send_held(self, now: float, entry: Entry) -> tuple[list[Output], int | None]:
+        """A new connection's state, built from its first packet, which the caller holds
+        (the kernel's NEW event comes only after the verdict): sent at once to every
+        peer in the stream, in a frame flagged FLAG_ACK_NOW. Returns the outputs and the
+        seq of the frame that carries it (None: not sent; not the primary, or the
+        filter keeps the connection from the peers). A release must wait for each
+        peer's ACK of that very frame, never of the key alone: a DESTROY's, or an
+        earlier incarnation's, must not release it."""
+        out: list[Output] = []
+        if self.role.state is not Role.PRIMARY or not self.sender.active:
+            return out, None
+        event = Event(EventKind.NEW, entry)
+        if not self.filter.accepts(entry, EventKind.NEW):
+            return out, None
+        seq = self.sender.send_now(now, [event], out, ack_now=True)
+        held = self._held_sent
+        held.pop(entry.key, None)
+        if len(held) >= HELD_SENT_MAX:
+            del held[next(iter(held))]  # (the oldest: its kernel event is long overdue)
+        held[entry.key] = entry
+        self.counters.held_states_sent += 1
+        return out, seq
+
+    def withdraw_held(self, now: float, entry: Entry) -> list[Output]:
+        """A held connection whose packet was dropped (fail-closed): its state was sent,
+        its kernel entry died unconfirmed with the packet, so the peers get its DESTROY."""
+        out: list[Output] = []
+        self._held_sent.pop(entry.key, None)
+        if self.role.state is Role.PRIMARY and self.sender.active:
+            self.sender.send_now(now, [Event(EventKind.DESTROY, entry)], out)
+        return out
+
+    def report_target(self) -> PeerId | None:
+        """The peer a report goes to: the primary of the newest epoch, when it is a live
+        peer that counts our frames (None: no such primary, or we are it)."""
+        owner = self.newest.node
+        if self.role.state is Role.PRIMARY or owner == self.node_id or owner not in self.alive:
+            return None
+        return owner if self.alive[owner] and self.channel.introduced(owner) else None
+
+    def send_report(self, now: float, report_id: int, entry: Entry) -> tuple[list[Output], PeerId | None]:
+        """REPORT ``entry`` (a state this node's kernel gave a connection it does not
+        own: the first reply of an asymmetric path) to the primary; returns the outputs
+        and the peer it went to (None: nobody to report to, nothing sent)."""
+        out: list[Output] = []
+        target = self.report_target()
+        if target is None:
+            return out, None
+        data = self.framer.control(
+            MessageType.REPORT, self.newest.term, self.sender.newest_seq, Report(report_id, entry), target
+        )
+        self.framer.send(out, (target,), data)
+        self.counters.reports_sent += 1
+        return out, target
+
+    def take_report_answers(self) -> list[tuple[PeerId, int]]:
+        """The (peer, report id) of the REPORT_ACKs received since the last call."""
+        answers = list(self.report_answers)
+        self.report_answers.clear()
+        return answers
+
+    def on_report(self, now: float, peer: PeerId, frame: Frame, out: list[Output]) -> None:
+        """A non-owner's report (not in the spec: an optimisation of the first reply,
+        whose loss is the defer bound's case). Only the primary of the epoch it names
+        applies it, as an update of an entry it knows; it streams the update like its
+        own change (its own kernel writes are not echoed back as events) and answers
+        after the kernel write. What it does not know (another group's entry, one gone)
+        is counted and dropped; an entry past its first reply is answered, unwritten."""
+        reports = [message for message in frame.messages if isinstance(message, Report)]
+        self.counters.reports_received += len(reports)
+        own = self.own
+        if self.role.state is not Role.PRIMARY or own is None or frame.epoch != own.term:
+            self.counters.reports_refused += len(reports)
+            self.logs(
+                now, out, "reports_refused", "warning",
+                f"REPORT from node {peer} for epoch term {frame.epoch} dropped: this node is "
+                f"{self.role.state.name}{f' in epoch {own}' if own else ''}, not that epoch's primary",
+            )
+            return
+        internal, held = self.internal, self._held_sent
+        updates: list[Event] = []
+        answered: list[int] = []
+        for report in reports:
+            entry = report.entry
+            known = internal.get(entry.key) or held.get(entry.key)
+            if known is None or known.mark != entry.mark:
+                self.counters.reports_unknown += 1
+                continue
+            if known.status & Status.SEEN_REPLY:
+                self.counters.reports_late += 1  # (its reply is known here: nothing to write)
+            else:
+                status = known.status | (entry.status & _REPORTED_STATUS)
+                protoinfo = known.protoinfo
+                if type(protoinfo) is TcpInfo and type(entry.protoinfo) is TcpInfo:
+                    # its state, and what the reply told of the replier (the rest is the owner's)
+                    reported = entry.protoinfo
+                    protoinfo = protoinfo._replace(
+                        state=reported.state, wscale_reply=reported.wscale_reply, flags_reply=reported.flags_reply
+                    )
+                updates.append(Event(_UPDATE, known._replace(status=status, timeout=entry.timeout, protoinfo=protoinfo)))
+                self.counters.reports_applied += 1
+            answered.append(report.report_id)
+        if updates:
+            out.append(KernelOps(tuple(updates)))
+            for event in updates:
+                held.pop(event[1].key, None)
+            internal.apply_all(updates)
+            self.sender.on_events(now, updates, out)
+        for report_id in answered:
+            data = self.framer.control(MessageType.REPORT_ACK, own.term, self.sender.newest_seq, ReportAck(report_id), peer)
+            self.framer.send(out, (peer,), data)
+            self.counters.report_acks_sent += 1
 
     # --- timers -----------------------------------------------------------------------
     def on_timer(self, now: float) -> list[Output]:
