@@ -71,6 +71,9 @@ class Instance:
         self._logs = RateLog()  # (for what is refused before it reaches the node)
         self.unknown_sources = 0
         self.last_commit: dict[str, Any] = {}
+        #: called with the time after each input the node took (active-active's defer:
+        #: what the node learned may release held packets; snep.runtime.deferral)
+        self.after_input: Callable[[float], None] | None = None
         self.epoch_saved = read_epoch(cfg.state_file)
         try:
             write_epoch(cfg.state_file, self.epoch_saved)  # fail now, not at the first promotion
@@ -227,6 +230,8 @@ class Instance:
         loop = self.loop
         assert loop is not None
         now = loop.time()
+        if self.after_input is not None:
+            self.after_input(now)
         completed = self.node.counters.bulk_completed
         if completed != self._dumps_received:
             self._dumps_received = completed
