@@ -67,6 +67,8 @@ def seed_frames() -> list[bytes]:
         Hello,
         MessageType,
         Nack,
+        Report,
+        ReportAck,
         ResyncRequest,
     )
 
@@ -93,6 +95,9 @@ def seed_frames() -> list[bytes]:
     frames = [
         Frame(MessageType.STATE, 1, 2, 3, tuple(Event(EventKind(1 + i % 3), e) for i, e in enumerate(entries))),
         Frame(MessageType.STATE, 1, 2, 3, (), codec.FLAG_BULK_END),
+        Frame(MessageType.STATE, 1, 2, 3, (Event(EventKind.NEW, tcp),), codec.FLAG_ACK_NOW),
+        Frame(MessageType.REPORT, 1, 0, 3, (Report(7, nat),), dst=2),
+        Frame(MessageType.REPORT_ACK, 2, 2, 3, (ReportAck(7),), dst=1),
         Frame(MessageType.ACK, 1, 2, 3, (Ack(1, 5),)),
         Frame(MessageType.NACK, 1, 2, 3, (Nack(6, 9),)),
         Frame(MessageType.RESYNC_REQUEST, 1, 2, 3, (ResyncRequest(),)),

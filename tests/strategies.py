@@ -33,6 +33,8 @@ from snep.wire.messages import (
     Hello,
     MessageType,
     Nack,
+    Report,
+    ReportAck,
     ResyncRequest,
 )
 
@@ -173,6 +175,8 @@ seqs = uint(U32)
 acks = st.builds(Ack, seqs, seqs)
 nacks = st.builds(Nack, seqs, seqs)
 hellos = st.builds(Hello, uint(U32), uint(U32), st.booleans(), uint(U16))
+reports = st.builds(Report, uint(U32), entries())
+report_acks = st.builds(ReportAck, uint(U32))
 
 MESSAGES_OF = {
     MessageType.STATE: events(),
@@ -181,6 +185,8 @@ MESSAGES_OF = {
     MessageType.RESYNC_REQUEST: st.just(ResyncRequest()),
     MessageType.ALIVE: st.just(Alive()),
     MessageType.HELLO: hellos,
+    MessageType.REPORT: reports,
+    MessageType.REPORT_ACK: report_acks,
 }
 
 message_types = st.sampled_from(list(MessageType))
@@ -189,11 +195,12 @@ message_types = st.sampled_from(list(MessageType))
 @st.composite
 def frames(draw, mtype: MessageType | None = None, max_messages: int = 4) -> Frame:
     """A frame of any (or the given) type with 0..max_messages messages of its type."""
-    from snep.wire.codec import FLAG_BULK_END, FLAG_BULK_START
+    from snep.wire.codec import FLAG_ACK_NOW, FLAG_BULK_END, FLAG_BULK_START
 
     mtype = draw(message_types) if mtype is None else mtype
     messages = tuple(draw(st.lists(MESSAGES_OF[mtype], max_size=max_messages)))
     flags = 0
     if mtype is MessageType.STATE:
         flags = draw(st.sampled_from([0, FLAG_BULK_START, FLAG_BULK_END, FLAG_BULK_START | FLAG_BULK_END]))
+        flags |= draw(st.sampled_from([0, FLAG_ACK_NOW]))
     return Frame(mtype, draw(uint(U32)), draw(uint(U32)), draw(seqs), messages, flags)

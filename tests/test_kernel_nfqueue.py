@@ -16,17 +16,26 @@ from collections.abc import Iterator
 
 import pytest
 
-from snep.entry import Proto, make_tuple
+from snep.entry import Event, EventKind, Proto, Status, TcpState, make_tuple
 from snep.errors import KernelError
 from snep.fsm.defer import Verdict
-from snep.kernel.nfqueue import CtInfo, Hook, NfQueue, Packet
+from snep.kernel.netlink import NetlinkKernel
+from snep.kernel.nfqueue import (
+    HEADER_COPY,
+    CtInfo,
+    Hook,
+    NfQueue,
+    Packet,
+    entry_of_packet,
+)
+from snep.kernel.nfqueue import decode_headers as decode
 from snep.lab import netns
 
 pytestmark = pytest.mark.root
 
 CLIENT, SERVER = "10.78.0.1", "10.78.0.2"
-PORT_QUEUED, PORT_BYPASS, PORT_NO_BYPASS = 7001, 7002, 7003
-Q_QUEUED, Q_BYPASS, Q_NO_BYPASS = 11, 12, 13
+PORT_QUEUED, PORT_BYPASS, PORT_NO_BYPASS, PORT_TCP = 7001, 7002, 7003, 7004
+Q_QUEUED, Q_BYPASS, Q_NO_BYPASS, Q_TCP = 11, 12, 13, 14
 ETH_P_IP = 0x0800
 
 
@@ -56,6 +65,7 @@ class Net:
             raise
         netns.queue_rule(self.server, Q_BYPASS, dport=PORT_BYPASS, bypass=True)
         netns.queue_rule(self.server, Q_NO_BYPASS, dport=PORT_NO_BYPASS, bypass=False)
+        netns.queue_rule(self.server, Q_TCP, proto="tcp", dport=PORT_TCP)
         return backend
 
     def close(self) -> None:
@@ -126,7 +136,7 @@ def test_a_queued_packet_carries_its_connection_and_arrives_on_accept(net: Net) 
             assert p.ct_info == CtInfo.NEW
             assert p.payload == b""  # NFQNL_COPY_META: the deferral needs no packet bytes
         else:  # the tuple from the copied headers
-            assert p.ct is None and p.headers == p.orig and 28 <= len(p.payload) <= 68
+            assert p.ct is None and p.headers == p.orig and 28 <= len(p.payload) <= HEADER_COPY
         assert received(srv, 0.2) is None  # held in the kernel until the verdict
         q.verdict(p.packet_id, Verdict.ACCEPT)
         assert received(srv, 5) == b"ping"
@@ -182,3 +192,64 @@ def test_without_bypass_and_no_listener_traffic_is_dropped(net: Net) -> None:
     with srv, cli:
         cli.sendto(b"ping", (SERVER, PORT_NO_BYPASS))
         assert received(srv, 0.5) is None
+
+
+def kernel_entry(k: NetlinkKernel, key: object, until: object = None, timeout: float = 5.0):
+    """The kernel's entry of ``key`` (waiting up to ``timeout`` for ``until(entry)``)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = {e.key: e for e in k.dump()}.get(key)
+        if (found is not None and (until is None or until(found))) or time.monotonic() > deadline:
+            return found
+        time.sleep(0.02)
+
+
+def test_the_entry_of_a_queued_syn_is_the_kernel_s_and_a_peer_kernel_takes_it(net: Net) -> None:
+    """A held SYN's entry (the state its owner sends before the kernel confirms the
+    connection) agrees with the kernel's own once confirmed, and a peer's kernel
+    creates it through the adapter; the SYN-ACK's entry then updates it to SYN_RECV
+    there (what the owner does with a non-owner's report)."""
+    from tests.test_kernel_nfqueue_codec import ipv4_between, tcp
+
+    srv = netns.call_in(net.server, lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+    cli = netns.call_in(net.client, lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+    peer = netns.create(f"snepq-p{os.getpid()}")
+    try:
+        srv.bind((SERVER, PORT_TCP))
+        srv.listen()
+        cli.setblocking(False)
+        with net.queue(Q_TCP) as q, NetlinkKernel(net.server) as server_kernel, NetlinkKernel(peer) as peer_kernel:
+            cli.connect_ex((SERVER, PORT_TCP))
+            (p,) = queued(q)
+            entry = entry_of_packet(p, 0x101)
+            assert entry.protoinfo.state is TcpState.SYN_SENT and entry.mark == 0x101
+            assert entry.orig == make_tuple(CLIENT, SERVER, Proto.TCP, cli.getsockname()[1], PORT_TCP)
+            q.verdict(p.packet_id, Verdict.ACCEPT)
+            confirmed = kernel_entry(server_kernel, entry.key)
+            assert confirmed is not None, "the accepted SYN made no connection"
+            assert (confirmed.orig, confirmed.reply) == (entry.orig, entry.reply)
+            # what the SYN's options told (Linux sends window scale and SACK permission)
+            assert confirmed.protoinfo.wscale_orig == entry.protoinfo.wscale_orig
+            assert confirmed.protoinfo.flags_orig & 0x03 == entry.protoinfo.flags_orig == 0x03
+
+            result = peer_kernel.apply([Event(EventKind.NEW, entry)])
+            assert result.errors == 0, result
+            created = kernel_entry(peer_kernel, entry.key)
+            assert created is not None
+            # (a window scale the kernel takes only once both sides announced one: nlattr_to_tcp)
+            plain = entry.protoinfo._replace(wscale_orig=0)
+            assert created._replace(timeout=0) == entry._replace(timeout=0, protoinfo=plain)
+            assert 0 < created.timeout <= entry.timeout
+
+            syn_ack = ipv4_between(SERVER, CLIENT, Proto.TCP, tcp(PORT_TCP, entry.orig.sport, 0x12, bytes([4, 2, 1, 3, 3, 7])))
+            reply = entry_of_packet(Packet(Q_TCP, 2, 0x0800, 0, None, None, 0x101, payload=syn_ack, headers=decode(syn_ack)), 0x101, reply=True)
+            assert reply.key == entry.key
+            result = peer_kernel.apply([Event(EventKind.UPDATE, reply)])
+            assert result.errors == 0, result
+            updated = kernel_entry(peer_kernel, entry.key)
+            assert updated.protoinfo.state is TcpState.SYN_RECV and updated.status & Status.SEEN_REPLY
+            assert updated.mark == 0x101 and 0 < updated.timeout <= reply.timeout
+    finally:
+        cli.close()
+        srv.close()
+        netns.delete(peer)

@@ -117,7 +117,7 @@ def test_control_messages_round_trip():
     for message in (Ack(0, 2**32 - 1), Nack(2**32 - 1, 0), ResyncRequest(), Alive()):
         frame = Frame(codec.MESSAGE_TYPE_OF[type(message)], 2**32 - 1, 2**32 - 1, 2**32 - 1, (message,))
         assert decode_frame(encode_frame(frame)) == frame
-    for hello in (Hello(9, 3, live=True, version=1), Hello(9, 3), Hello(9, 3, echo=2**64 - 1)):
+    for hello in (Hello(9, 3, live=True, version=1), Hello(9, 3), Hello(9, 3, echo=2**64 - 1), Hello(9, 3, resigned=True), Hello(9, 3, live=True, resigned=True)):
         assert decode_frame(encode_frame(Frame(MessageType.HELLO, 3, 9, 0, (hello,)))).messages == (hello,)
 
 
@@ -255,9 +255,18 @@ GOOD_STATE = msg(1, ORIG4, META)
         (raw_frame(1, b"", version=1)[:20], "protocol version 1; this node speaks 2"),
         (raw_frame(1, b"", version=3), "protocol version 3; this node speaks 2"),
         (raw_frame(0, b""), "unknown message type 0"),
-        (raw_frame(7, b""), "unknown message type 7"),
+        (raw_frame(9, b""), "unknown message type 9"),
         (raw_frame(1, b"", flags=0x10), "unknown flag bits 0x10"),
-        (raw_frame(2, b"", flags=FLAG_BULK_END), "bulk flags 0x04 on a ACK frame"),
+        (raw_frame(2, b"", flags=FLAG_BULK_END), "STATE-only flags 0x04 on a ACK frame"),
+        (raw_frame(7, b"", flags=codec.FLAG_ACK_NOW), "STATE-only flags 0x08 on a REPORT frame"),
+        (raw_frame(8, msg(0)), "REPORT_ACK message at offset 40 lacks the required REPORT"),
+        (raw_frame(8, msg(0, attr(codec.A_REPORT, bytes(8)))), "REPORT at offset 43: length 8, expected 4"),
+        (raw_frame(7, msg(0, GOOD_STATE)), "does not start with a 4-byte REPORT attribute"),
+        (raw_frame(7, msg(1, attr(codec.A_REPORT, bytes(4)), msg(2, ORIG4, META))), "REPORT message at offset 40: kind 1, must be 0"),
+        (raw_frame(7, msg(0, attr(codec.A_REPORT, bytes(4)), msg(1, ORIG4, META))), "exactly one UPDATE message, not 1"),
+        (raw_frame(7, msg(0, attr(codec.A_REPORT, bytes(4)))), "exactly one UPDATE message, not 0"),
+        (raw_frame(7, msg(0, attr(codec.A_REPORT, bytes(4)), msg(2, ORIG4, META), msg(2, ORIG4, META))), "exactly one UPDATE message, not 2"),
+        (raw_frame(7, msg(0, attr(codec.A_REPORT, bytes(4)), msg(2, ORIG4))), "lacks the required META"),
         (raw_frame(1, b"", key_id=3), "key id 3 set on a frame without FLAG_SEALED"),
         (raw_frame(1, GOOD_STATE) + b"\x00", "1 bytes of trailing garbage"),
         (raw_frame(1, GOOD_STATE, length=len(GOOD_STATE) + 1), "truncated frame"),
@@ -361,7 +370,7 @@ def test_any_bytes_decode_to_a_valid_frame_or_raise_decode_error(data):
         assert_valid(frame)
 
 
-@given(st.sampled_from(list(MessageType)), st.integers(0, 7), st.binary(max_size=300))
+@given(st.sampled_from(list(MessageType)), st.integers(0, 15), st.binary(max_size=300))
 def test_any_payload_behind_a_valid_header_decodes_or_raises(mtype, flags, payload):
     frame = decode_or_none(raw_frame(mtype, payload, flags=flags & ~FLAG_SEALED))
     if frame is not None:

@@ -61,10 +61,23 @@ class Counters:
     fenced: int = 0  # PRIMARY stepped down on a newer epoch claimed by its primary
     retakes: int = 0  # PRIMARY took a term above an epoch it merely heard of
     reasserts: int = 0  # keepalived's master took over again (no primary heard of)
+    promotions_waited: int = 0  # active-active: a promotion waited for the live owner to resign (Drained)
+    resigns_heard: int = 0  # active-active: the owner of the newest epoch said it resigned, and its last seq
     vouch_confirmed: int = 0  # own kernel entries a primary's dump confirmed, after becoming backup
     vouch_unconfirmed: int = 0  # ... it did not confirm: removed or shortened (kernel.unconfirmed)
     peer_deaths: int = 0
     peer_revivals: int = 0
+    # active-active (snep.fsm.gate): held connections' states and the non-owners' reports
+    held_states_sent: int = 0  # states sent from a held packet (FLAG_ACK_NOW)
+    acks_at_once: int = 0  # FLAG_ACK_NOW frames received (acknowledged at once)
+    reports_sent: int = 0  # REPORTs to the group's primary (a reply through this non-owner)
+    reports_received: int = 0
+    reports_applied: int = 0  # written to the kernel as an update, and streamed
+    reports_late: int = 0  # the entry had seen its reply already: answered, nothing written
+    reports_unknown: int = 0  # an entry this node does not know (another group's, or gone): dropped
+    reports_refused: int = 0  # received while not the primary of the epoch it names: dropped
+    report_acks_sent: int = 0
+    report_acks_received: int = 0
 
     def as_dict(self) -> dict[str, int]:
         # (not dataclasses.asdict: its deep copy cost 0.2 ms per status request, a tenth

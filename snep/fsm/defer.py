@@ -47,6 +47,12 @@ class Reason(Enum):
     BOUND = "bound"  # the bound passed first: the fail policy
     FULL = "full"  # max_held packets were held already: the fail policy at once
     PEER_GONE = "peer-gone"  # the last peer it waited for is no longer live (acked by the rest)
+    ENDED = "ended"  # what it waited for can no longer come (the stream that carried its state ended): the fail policy
+    # released at once by the gate (snep.fsm.gate), never held:
+    NOT_OWNER = "not-owner"  # a new connection at a node that is not its group's primary
+    OWNER = "owner"  # a reply at its connection's owner: nothing to report
+    NO_OWNER = "no-owner"  # a reply at a non-owner that knows no live owner to report to
+    FILTERED = "filtered"  # a connection the filter keeps from the peers: nothing to wait for
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +88,8 @@ class DeferCounters:
     full_accepted: int = 0  # the memory bound's counter, by verdict
     full_dropped: int = 0
     peer_gone: int = 0
+    ended_accepted: int = 0  # abandon(): what they waited for can no longer come, by verdict
+    ended_dropped: int = 0
     unknown_acks: int = 0  # acks of keys nothing is held for (late, duplicate, or not ours)
     duplicate_ids: int = 0  # a packet id already held: the older one is kept
 
@@ -138,6 +146,37 @@ class DeferQueue:
         heapq.heappush(self._deadlines, (now + self.params.bound, packet_id))
         self.counters.held += 1
         return []
+
+    def __contains__(self, key: Hashable) -> bool:
+        """Packets of connection ``key`` are held now."""
+        return key in self._by_key
+
+    def waiting_for(self, key: Hashable) -> frozenset[Hashable]:
+        """The peers the packets of ``key`` still wait for (empty: none held)."""
+        pending = self._by_key.get(key)
+        return frozenset(pending.waiting) if pending is not None else frozenset()
+
+    def waits(self, key: Hashable, peer: Hashable) -> bool:
+        """Packets of ``key`` wait for ``peer``'s acknowledgement."""
+        pending = self._by_key.get(key)
+        return pending is not None and peer in pending.waiting
+
+    def abandon(self, key: Hashable, now: float) -> list[Release]:
+        """What the packets of ``key`` wait for can no longer come (the stream that
+        carried its state ended: this node is no longer the primary): the fail policy."""
+        pending = self._by_key.pop(key, None)
+        if pending is None:
+            return []
+        verdict = self.params.fail.verdict
+        out = []
+        for packet_id, arrived in pending.packets.items():
+            del self._key_of[packet_id]
+            out.append(Release(packet_id, verdict, Reason.ENDED, now - arrived))
+        if verdict is Verdict.ACCEPT:
+            self.counters.ended_accepted += len(out)
+        else:
+            self.counters.ended_dropped += len(out)
+        return out
 
     def ack(self, key: Hashable, peer: Hashable, now: float) -> list[Release]:
         """``peer`` acknowledged the state of connection ``key``."""

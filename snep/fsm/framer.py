@@ -27,6 +27,7 @@ from snep.wire.codec import (
 from snep.wire.messages import (
     DEFAULT_MTU,
     EVERY_PEER,
+    FLAG_ACK_NOW,
     FLAG_BULK_END,
     FLAG_BULK_START,
     Frame,
@@ -76,10 +77,18 @@ class Framer:
         )
 
     def state_messages(
-        self, epoch: int, first_seq: int, messages: Sequence[bytes], *, dump_start: bool = False, dump_end: bool = False
+        self,
+        epoch: int,
+        first_seq: int,
+        messages: Sequence[bytes],
+        *,
+        dump_start: bool = False,
+        dump_end: bool = False,
+        ack_now: bool = False,
     ) -> list[Built]:
-        """:meth:`state` of messages encoded already (the sender's records)."""
-        flags = (FLAG_BULK_START if dump_start else 0) | (FLAG_BULK_END if dump_end else 0)
+        """:meth:`state` of messages encoded already (the sender's records); ``ack_now``:
+        the receivers acknowledge them at once (FLAG_ACK_NOW: a held packet waits)."""
+        flags = (FLAG_BULK_START if dump_start else 0) | (FLAG_BULK_END if dump_end else 0) | (FLAG_ACK_NOW if ack_now else 0)
         return build_state_frames(
             self.node_id, epoch, first_seq, messages, mtu=self.mtu, sealed=self.key is not None, flags=flags
         )

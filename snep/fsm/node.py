@@ -51,11 +51,12 @@ has heard of no live primary for ``peer_dead_timeout`` (``reassert``).
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from snep.cache import Cache, RecordCache
-from snep.entry import Entry, Event, EventKind, Key, complete_update
+from snep.entry import Entry, Event, EventKind, Key, Status, TcpInfo, complete_update
 from snep.errors import AuthError, DecodeError, InvalidTransition
 from snep.fsm.channel import Channel
 from snep.fsm.counters import Counters
@@ -92,11 +93,29 @@ from snep.fsm.sender import SyncSender
 from snep.fsm.spec_map import spec_action
 from snep.wire.auth import Keyring
 from snep.wire.codec import decode_frame, decode_records, key_of_record_key, record_key
-from snep.wire.messages import EVERY_PEER, Ack, Frame, Hello, MessageType, Nack
+from snep.wire.messages import (
+    EVERY_PEER,
+    Ack,
+    Frame,
+    Hello,
+    MessageType,
+    Nack,
+    Report,
+    ReportAck,
+)
+from snep.wire.serial import seq_diff
 
 _CLAIMING = (MessageType.STATE, MessageType.ALIVE, MessageType.HELLO)
 _UPDATE = EventKind.UPDATE
 _NEW_KIND = int(EventKind.NEW)  # (a record's first byte: its event kind)
+
+#: states sent from held packets that the kernel has not reported yet, kept for the
+#: non-owners' reports of them (each leaves at the kernel's first event of it)
+HELD_SENT_MAX = 8192
+#: report answers kept for the gate to collect (snep.fsm.gate drains them after each input)
+REPORT_ANSWERS_MAX = 4096
+#: the status bits a report may add: that the connection saw its reply (and is assured)
+_REPORTED_STATUS = int(Status.SEEN_REPLY | Status.ASSURED)
 
 #: what a rejection reason means, for the log (``misdirected`` is not logged: on a
 #: multicast link every frame for another node is one; ``unbound_session`` is logged
@@ -121,10 +140,14 @@ class SyncNode:
         newest_epoch: Epoch | tuple[int, int] = Epoch(0, 0),
         filter: Filter | None = None,
         graph: bool = False,
+        drain: bool = False,
     ) -> None:
         """``session``: this process's random 64-bit nonce (an input: the daemon draws
         it from os.urandom, the simulation from its seeded generator); never reuse one
-        with the same key. ``peers``: the peers' node ids."""
+        with the same key. ``peers``: the peers' node ids. ``drain``: active-active's
+        hand-over (spec/active_active.tla, Resign and Drained): a primary that resigns
+        says so with its last seq, and a promotion waits for a live owner's resignation
+        and its last frames (at most ``peer_dead_timeout``)."""
         if not 1 <= node_id <= 0xFFFFFFFF:
             raise ValueError(f"node id {node_id}: must be 1 .. 2**32-1")
         newest = Epoch(*newest_epoch)
@@ -152,6 +175,9 @@ class SyncNode:
         self._resync_at = float("inf")  # when to ask again
         self.ha_role: str | None = None  # the HA manager's last word: promote, demote, fault
         self._primary_heard_at = float("-inf")  # a live primary of the newest epoch, last heard of
+        self.drain = drain
+        self._promote_by = float("inf")  # (drain) a waiting promotion goes ahead at the latest then
+        self._resigned: tuple[PeerId, Epoch, int] | None = None  # (drain) who resigned which epoch, last seq
         #: VouchKernel pending (None: not): the keys born in our kernel since, which are
         #: live traffic, not an earlier life's (the primary's dump may not have them yet)
         self._vouch: set[Key] | None = None
@@ -163,6 +189,11 @@ class SyncNode:
         #: cache, then emptied: these are its entries); the next kernel dump says what
         #: the kernel refused, and that is written
         self._check_commit: dict[bytes, bytes] | None = None  # (the external cache's records, by record key)
+        #: active-active: states sent from held packets, by key, until the kernel's own
+        #: event of the connection (a report may arrive before it: snep.fsm.gate)
+        self._held_sent: dict[Key, Entry] = {}
+        #: (peer, report id) of the REPORT_ACKs received, for the gate to collect
+        self.report_answers: deque[tuple[PeerId, int]] = deque(maxlen=REPORT_ANSWERS_MAX)
 
     def _fresh_sync(self, filter: Filter) -> None:
         """A new process's sender and receivers: no stream, nothing queued."""
@@ -224,27 +255,72 @@ class SyncNode:
 
     @spec_action("Promote")
     def promote(self, now: float) -> list[Output]:
+        if self.drain and self.role.state in (Role.SYNCING, Role.BACKUP) and self._follows_live(now):
+            return self._wait_for_resign(now)
         out = self._fire(now, "promote")
         self.ha_role = "promote"
         return out
 
+    def _wait_for_resign(self, now: float) -> list[Output]:
+        """The spec's Drained: keepalived made us master of the group while its owner is
+        live (a return: the owner resigns as keepalived makes it backup). Its last frames
+        may still be on their way; claiming now would drop them as stale, and the dump we
+        send would sweep their connections from the owner. So wait for its resignation
+        and its stream up to the last seq it names (``_drained``), or its silence, or
+        ``peer_dead_timeout`` (a live owner that never resigns: split brain, fenced)."""
+        if self.ha_role != "promote" or self._promote_by == float("inf"):  # (keepalived repeats itself)
+            self._promote_by = now + self.params.peer_dead_timeout
+            self.counters.promotions_waited += 1
+        self.ha_role = "promote"
+        return [Log("info", f"master while node {self.newest.node} holds epoch {self.newest}: waiting for it to "
+                            f"resign and for its last frames (at most {self.params.peer_dead_timeout:g}s)")]
+
+    def _drained(self, now: float) -> None:
+        """The resigned owner's stream is applied up to its last seq: no primary is live."""
+        if self._resigned is None:
+            return
+        peer, epoch, last = self._resigned
+        receiver = self.receivers[peer]
+        if receiver.stream == epoch and seq_diff(receiver.expected, last) <= 0:
+            return  # (frames still missing: NACKed by on_alive)
+        self._resigned = None
+        if self.newest == epoch:
+            self._primary_heard_at = float("-inf")  # (so a waiting promotion goes ahead: _reassert_due)
+
     @spec_action("Demote")
     @spec_action("Resign")
     def demote(self, now: float) -> list[Output]:
-        out = self._fire(now, "demote")
+        out = self._resign(now)
+        out += self._fire(now, "demote")
         self.ha_role = "demote"
+        self._promote_by = float("inf")
+        return out
+
+    def _resign(self, now: float) -> list[Output]:
+        """(drain) A primary's last word in its epoch (spec/active_active.tla's Resign):
+        every peer learns it resigned, and its stream's last seq (the frame header's),
+        before it stops sending."""
+        out: list[Output] = []
+        if self.drain and self.role.state is Role.PRIMARY:
+            hello = Hello(self.newest.term, self.newest.node, resigned=True)
+            self.framer.send(out, self.peers, self.framer.control(MessageType.HELLO, self.sender.term, self.sender.newest_seq, hello))
+            self.counters.hellos_sent += len(self.peers)
         return out
 
     @spec_action("Fault")
     def fault(self, now: float) -> list[Output]:
-        out = self._fire(now, "fault")
+        out = self._resign(now)
+        out += self._fire(now, "fault")
         self.ha_role = "fault"
+        self._promote_by = float("inf")
         return out
 
     @spec_action("Fail")
     def stop(self, now: float) -> list[Output]:
-        """Clean stop (SIGTERM): nothing more is sent."""
-        out = self._fire(now, "fail")
+        """Clean stop (SIGTERM): nothing more is sent (but, with ``drain``, a primary's
+        resignation: its group's next owner need not wait for its silence)."""
+        out = self._resign(now)
+        out += self._fire(now, "fail")
         self.sender.deactivate()
         self.own = None
         return out
@@ -273,6 +349,7 @@ class SyncNode:
             elif isinstance(action, TakeEpoch):
                 self.sender.deactivate()  # (a retake: the old sequence space ends)
                 self.own = Epoch(self.newest.term + 1, self.node_id)
+                self._promote_by, self._resigned = float("inf"), None
                 self._adopt(self.own, out)
                 self.sender.activate(now, self.own)
                 self.need_sync = False
@@ -371,6 +448,10 @@ class SyncNode:
         events = [event if event[0] is not _UPDATE else complete(event) for event in events]
         if self._vouch is not None:
             self._vouch.update(event.entry.key for event in events if event.kind is EventKind.NEW)
+        if self._held_sent:
+            held = self._held_sent
+            for event in events:
+                held.pop(event[1].key, None)  # (the kernel's own word from now on)
         self.internal.apply_all(events)
         if role is Role.PRIMARY:
             self.sender.on_events(now, events, out)
@@ -466,6 +547,11 @@ class SyncNode:
             self.sender.on_resync_request(now, peer, out)
         elif mtype is MessageType.HELLO:
             self.on_hello(now, peer, frame, out)
+        elif mtype is MessageType.REPORT:
+            self.on_report(now, peer, frame, out)
+        elif mtype is MessageType.REPORT_ACK:
+            counters.report_acks_received += len(frame.messages)
+            self.report_answers.extend((peer, message.report_id) for message in frame.messages if isinstance(message, ReportAck))
         self._after_admission(now, peer, admission.answer, introduced, out)
         return out
 
@@ -494,6 +580,13 @@ class SyncNode:
             return
         result = receiver.on_state(now, frame, claim, out)
         self._follow_in_kernel(result, out)
+        if self._resigned is not None:
+            self._drained(now)
+        if frame.ack_now:
+            # A held packet waits for this ACK: it goes at once, after the kernel write
+            # (in the output order), so that it means "in this node's kernel".
+            self.counters.acks_at_once += 1
+            receiver.ack_at_once(now, out)
         if result.bulk_completed and self._vouch is not None:
             self._vouch_kernel(out)
         if result.bulk_completed:
@@ -586,11 +679,25 @@ class SyncNode:
         from the header): the spec's HearEpoch."""
         self.counters.hellos_received += 1
         for message in frame.messages:
+            if isinstance(message, Hello) and message.resigned and self.drain:
+                self._hear_resign(now, peer, frame, message, out)
             if isinstance(message, Hello) and message.newest_term:
                 if message.newest_term > MAX_TERM:
                     self._overflow(now, f"node {peer}", message.newest_term, out)
                     continue
                 self._hear_of(now, Epoch(message.newest_term, message.newest_owner), message.live, out)
+
+    def _hear_resign(self, now: float, peer: PeerId, frame: Frame, hello: Hello, out: list[Output]) -> None:
+        """The owner of an epoch resigned it; its stream ended at the header's seq."""
+        epoch = Epoch(hello.newest_term, hello.newest_owner)
+        if epoch.node != peer or epoch < self.newest or self.role.state is Role.PRIMARY:
+            return  # (only the owner resigns its own epoch; an older one is over anyway)
+        self.counters.resigns_heard += 1
+        self._resigned = (peer, epoch, frame.seq)
+        receiver = self.receivers[peer]
+        if receiver.stream == epoch:
+            receiver.on_alive(now, frame, epoch, out)  # (a lost tail: NACKed at once)
+        self._drained(now)
 
     def _hear_of(self, now: float, heard: Epoch, live: bool, out: list[Output]) -> None:
         """A newer epoch told by a HELLO. Vouched for (its primary is live, says the
@@ -641,6 +748,135 @@ class SyncNode:
         self.counters.peer_deaths += 1
         out.append(Log("warning", f"peer {peer} silent for {self.params.peer_dead_timeout:g}s: marked dead"))
 
+    # --- active-active: held packets and reports (snep.fsm.gate drives these) ----------
+    def defer_peers(self) -> tuple[PeerId, ...]:
+        """The peers a held packet waits for: live (heard within peer_dead_timeout),
+        with the handshake done (they count our frames), and not waiting for a dump (a
+        peer that needs one gets the state in it, before it is ready: the spec's
+        DeferReleasedOnlyWhenHeld asks only the peers with a whole dump)."""
+        peers = self.sender.peers
+        return tuple(
+            p for p in self.peers if self.alive[p] and self.channel.introduced(p) and not peers[p].behind
+        )
+
+    def acked(self, peer: PeerId) -> int:
+        """The first seq of the current stream that ``peer`` has not acknowledged
+        (the sender's PeerTx.acked: everything before it is applied there)."""
+        return self.sender.peers[peer].acked
+
+    def send_held(self, now: float, entry: Entry) -> tuple[list[Output], int | None]:
+        """A new connection's state, built from its first packet, which the caller holds
+        (the kernel's NEW event comes only after the verdict): sent at once to every
+        peer in the stream, in a frame flagged FLAG_ACK_NOW. Returns the outputs and the
+        seq of the frame that carries it (None: not sent; not the primary, or the
+        filter keeps the connection from the peers). A release must wait for each
+        peer's ACK of that very frame, never of the key alone: a DESTROY's, or an
+        earlier incarnation's, must not release it."""
+        out: list[Output] = []
+        if self.role.state is not Role.PRIMARY or not self.sender.active:
+            return out, None
+        event = Event(EventKind.NEW, entry)
+        if not self.filter.accepts(entry, EventKind.NEW):
+            return out, None
+        seq = self.sender.send_now(now, [event], out, ack_now=True)
+        held = self._held_sent
+        held.pop(entry.key, None)
+        if len(held) >= HELD_SENT_MAX:
+            del held[next(iter(held))]  # (the oldest: its kernel event is long overdue)
+        held[entry.key] = entry
+        self.counters.held_states_sent += 1
+        return out, seq
+
+    def withdraw_held(self, now: float, entry: Entry) -> list[Output]:
+        """A held connection whose packet was dropped (fail-closed): its state was sent,
+        its kernel entry died unconfirmed with the packet, so the peers get its DESTROY."""
+        out: list[Output] = []
+        self._held_sent.pop(entry.key, None)
+        if self.role.state is Role.PRIMARY and self.sender.active:
+            self.sender.send_now(now, [Event(EventKind.DESTROY, entry)], out)
+        return out
+
+    def report_target(self) -> PeerId | None:
+        """The peer a report goes to: the primary of the newest epoch, when it is a live
+        peer that counts our frames (None: no such primary, or we are it)."""
+        owner = self.newest.node
+        if self.role.state is Role.PRIMARY or owner == self.node_id or owner not in self.alive:
+            return None
+        return owner if self.alive[owner] and self.channel.introduced(owner) else None
+
+    def send_report(self, now: float, report_id: int, entry: Entry) -> tuple[list[Output], PeerId | None]:
+        """REPORT ``entry`` (a state this node's kernel gave a connection it does not
+        own: the first reply of an asymmetric path) to the primary; returns the outputs
+        and the peer it went to (None: nobody to report to, nothing sent)."""
+        out: list[Output] = []
+        target = self.report_target()
+        if target is None:
+            return out, None
+        data = self.framer.control(
+            MessageType.REPORT, self.newest.term, self.sender.newest_seq, Report(report_id, entry), target
+        )
+        self.framer.send(out, (target,), data)
+        self.counters.reports_sent += 1
+        return out, target
+
+    def take_report_answers(self) -> list[tuple[PeerId, int]]:
+        """The (peer, report id) of the REPORT_ACKs received since the last call."""
+        answers = list(self.report_answers)
+        self.report_answers.clear()
+        return answers
+
+    def on_report(self, now: float, peer: PeerId, frame: Frame, out: list[Output]) -> None:
+        """A non-owner's report (not in the spec: an optimisation of the first reply,
+        whose loss is the defer bound's case). Only the primary of the epoch it names
+        applies it, as an update of an entry it knows; it streams the update like its
+        own change (its own kernel writes are not echoed back as events) and answers
+        after the kernel write. What it does not know (another group's entry, one gone)
+        is counted and dropped; an entry past its first reply is answered, unwritten."""
+        reports = [message for message in frame.messages if isinstance(message, Report)]
+        self.counters.reports_received += len(reports)
+        own = self.own
+        if self.role.state is not Role.PRIMARY or own is None or frame.epoch != own.term:
+            self.counters.reports_refused += len(reports)
+            self.logs(
+                now, out, "reports_refused", "warning",
+                f"REPORT from node {peer} for epoch term {frame.epoch} dropped: this node is "
+                f"{self.role.state.name}{f' in epoch {own}' if own else ''}, not that epoch's primary",
+            )
+            return
+        internal, held = self.internal, self._held_sent
+        updates: list[Event] = []
+        answered: list[int] = []
+        for report in reports:
+            entry = report.entry
+            known = internal.get(entry.key) or held.get(entry.key)
+            if known is None or known.mark != entry.mark:
+                self.counters.reports_unknown += 1
+                continue
+            if known.status & Status.SEEN_REPLY:
+                self.counters.reports_late += 1  # (its reply is known here: nothing to write)
+            else:
+                status = known.status | (entry.status & _REPORTED_STATUS)
+                protoinfo = known.protoinfo
+                if type(protoinfo) is TcpInfo and type(entry.protoinfo) is TcpInfo:
+                    # its state, and what the reply told of the replier (the rest is the owner's)
+                    reported = entry.protoinfo
+                    protoinfo = protoinfo._replace(
+                        state=reported.state, wscale_reply=reported.wscale_reply, flags_reply=reported.flags_reply
+                    )
+                updates.append(Event(_UPDATE, known._replace(status=status, timeout=entry.timeout, protoinfo=protoinfo)))
+                self.counters.reports_applied += 1
+            answered.append(report.report_id)
+        if updates:
+            out.append(KernelOps(tuple(updates)))
+            for event in updates:
+                held.pop(event[1].key, None)
+            internal.apply_all(updates)
+            self.sender.on_events(now, updates, out)
+        for report_id in answered:
+            data = self.framer.control(MessageType.REPORT_ACK, own.term, self.sender.newest_seq, ReportAck(report_id), peer)
+            self.framer.send(out, (peer,), data)
+            self.counters.report_acks_sent += 1
+
     # --- timers -----------------------------------------------------------------------
     def on_timer(self, now: float) -> list[Output]:
         """Run whatever is due at ``now``."""
@@ -683,9 +919,19 @@ class SyncNode:
         return (
             self.ha_role == "promote"
             and self.role.state in (Role.SYNCING, Role.BACKUP)
-            and now >= self._primary_heard_at + self.params.peer_dead_timeout  # (next_timer's sum, to the bit)
+            and now >= self._promote_at()
             and self._can_take_term()
         )
+
+    def _promote_at(self) -> float:
+        """When keepalived's master that is not primary takes over: no live primary heard
+        of for ``peer_dead_timeout``; (drain) or the owner it waits for fell silent for two
+        alive intervals (it failed), or the wait's bound passed."""
+        at = self._primary_heard_at + self.params.peer_dead_timeout
+        if self._promote_by != float("inf"):
+            silent = self.last_heard.get(self.newest.node, float("-inf")) + 2 * self.params.alive_interval
+            at = min(at, self._promote_by, silent)
+        return at
 
     def _dump_arriving(self) -> bool:
         """A dump of the newest epoch's primary has started (BULK_START applied)."""
@@ -710,7 +956,7 @@ class SyncNode:
                 if due < deadline:
                     deadline = due
         if self.ha_role == "promote" and self.role.state in (Role.SYNCING, Role.BACKUP):
-            deadline = min(deadline, max(now, self._primary_heard_at + dead))
+            deadline = min(deadline, max(now, self._promote_at()))
         return deadline
 
     # --- operator commands ------------------------------------------------------------

@@ -181,8 +181,8 @@ class SyncReceiver:
                 completed = True
                 self.counters.bulk_completed += 1
             self._flush_ack(now, out)
-        elif self._ack_count >= self.params.ack_window:
-            self._flush_ack(now, out)
+        elif self._ack_count >= self.params.ack_window and not frame.ack_now:
+            self._flush_ack(now, out)  # (a FLAG_ACK_NOW frame's ACK goes after the kernel write: the node's)
         return Received(applied, completed, swept, records or ())
 
     def _refused(self, now: float, refused: list, out: list[Output]) -> None:
@@ -222,6 +222,12 @@ class SyncReceiver:
         self._ack_first = None
         self._ack_count = 0
         self._ack_due = None
+
+    def ack_at_once(self, now: float, out: list[Output]) -> None:
+        """Acknowledge what is applied now (a FLAG_ACK_NOW frame: a packet is held for
+        it). The node calls this after its kernel write, so that the ACK means the
+        state is in this node's kernel."""
+        self._flush_ack(now, out)
 
     def _send_ack(self, now: float, first: int, last: int, out: list[Output]) -> None:
         assert self.stream is not None

@@ -51,7 +51,7 @@ from snep.fsm.ratelog import RateLog
 from snep.fsm.records import Records
 from snep.fsm.resend import ResendQueue
 from snep.fsm.spec_map import spec_action
-from snep.wire.codec import Built
+from snep.wire.codec import Built, encode_state
 from snep.wire.messages import Ack, Alive, MessageType, Nack
 from snep.wire.serial import seq_add, seq_diff, seq_ge, seq_gt, seq_le, seq_lt
 
@@ -227,6 +227,18 @@ class SyncSender:
         events = self.notifier.flush(now)
         if events:
             self._send_state(now, events, out)
+
+    def send_now(self, now: float, events: list[Event], out: list[Output], *, ack_now: bool = False) -> int:
+        """Stream ``events`` at once, past the notification level: the state of a
+        connection whose first packet is held (``ack_now``: its receivers acknowledge
+        it at once), or its withdrawal. Returns the seq of the first frame (one entry:
+        the frame that carries it). Not recorded for dumps: the kernel's own event
+        follows (after the verdict) and is streamed and recorded as usual."""
+        assert self.epoch is not None
+        seq = self.next_seq
+        frames = self.framer.state_messages(self.epoch.term, seq, [encode_state(event) for event in events], ack_now=ack_now)
+        self._queue_frames(now, frames, len(events), out)
+        return seq
 
     def _send_state(self, now: float, events: list[Event], out: list[Output]) -> None:
         assert self.epoch is not None

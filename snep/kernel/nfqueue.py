@@ -38,7 +38,7 @@ from dataclasses import dataclass, fields
 from enum import IntEnum
 from typing import Self
 
-from snep.entry import ConnTuple, Entry, Family, Proto
+from snep.entry import ConnTuple, Entry, Family, Proto, Status, TcpInfo, TcpState
 from snep.errors import DecodeError, KernelError
 from snep.fsm.defer import Verdict
 from snep.kernel import ctnetlink as ct
@@ -87,8 +87,9 @@ CONFIG_PARAMS = struct.Struct(">IB")  # copy_range, copy_mode (packed)
 #: the largest copy_range the kernel takes (NFQNL_MAX_COPY_RANGE)
 MAX_COPY_RANGE = 0xFFFF
 #: bytes copied when the kernel cannot attach the conntrack: an IPv4 header with
-#: options (60) or an IPv6 header (40), and the L4 ports or ICMP id
-HEADER_COPY = 68
+#: options (60) or an IPv6 header (40), and a TCP header with its options (60: the
+#: window scale and SACK permission of a SYN, which the connection's entry records)
+HEADER_COPY = 120
 
 _RECV_SIZE = 1 << 17
 _RCVBUF = 8 * 1024 * 1024  # a burst of queued packets must not overrun the socket
@@ -236,10 +237,9 @@ _ICMP_QUERIES = {8, 0, 13, 14, 15, 16, 17, 18}  # echo, timestamp, info, mask: t
 _ICMPV6_QUERIES = {128, 129, 130, 131, 132, 139, 140}
 
 
-def decode_headers(data: bytes) -> ConnTuple | None:
-    """The tuple of an IP packet's headers as conntrack writes it (ports, or the ICMP
-    id and ``type << 8 | code``); None when the headers are cut short or are not
-    what conntrack keys by ports (IPv6 extension headers, later fragments)."""
+def _ip_header(data: bytes) -> tuple[Family, int, bytes, bytes, int, bool] | None:
+    """family, L4 protocol, addresses, the L4 header's offset, and whether this is a
+    later fragment (no L4 header); None when the IP header is cut short."""
     if len(data) < 20:
         return None
     version = data[0] >> 4
@@ -247,13 +247,23 @@ def decode_headers(data: bytes) -> ConnTuple | None:
         ihl = (data[0] & 0x0F) * 4
         if ihl < 20 or len(data) < ihl:
             return None
-        family, proto, src, dst, l4 = Family.IPV4, data[9], data[12:16], data[16:20], ihl
-        if struct.unpack_from(">H", data, 6)[0] & 0x1FFF:  # a later fragment: no L4 header
-            return ConnTuple(family, src, dst, proto, 0, 0)
-    elif version == 6 and len(data) >= 40:
-        family, proto, src, dst, l4 = Family.IPV6, data[6], data[8:24], data[24:40], 40
-    else:
+        later = bool(struct.unpack_from(">H", data, 6)[0] & 0x1FFF)
+        return Family.IPV4, data[9], data[12:16], data[16:20], ihl, later
+    if version == 6 and len(data) >= 40:
+        return Family.IPV6, data[6], data[8:24], data[24:40], 40, False
+    return None
+
+
+def decode_headers(data: bytes) -> ConnTuple | None:
+    """The tuple of an IP packet's headers as conntrack writes it (ports, or the ICMP
+    id and ``type << 8 | code``); None when the headers are cut short or are not
+    what conntrack keys by ports (IPv6 extension headers, later fragments)."""
+    ip = _ip_header(data)
+    if ip is None:
         return None
+    family, proto, src, dst, l4, later = ip
+    if later:  # a later fragment: no L4 header
+        return ConnTuple(family, src, dst, proto, 0, 0)
     if proto in _PORT_PROTOS:
         if len(data) < l4 + 4:
             return None
@@ -272,6 +282,124 @@ def decode_headers(data: bytes) -> ConnTuple | None:
 
 
 _PORT_PROTOS = frozenset(p for p in Proto if p.has_ports)
+
+
+# --- the entry of a queued packet's connection ---------------------------------------------
+
+#: the kernel's default timeouts (seconds) of a connection's first states
+#: (nf_conntrack_proto_tcp.c tcp_timeouts, _udp.c udp_timeouts, _icmp.c, _icmpv6.c,
+#: _gre.c, _generic.c): what its entry shows before its own event could say otherwise
+TCP_SYN_SENT_TIMEOUT = 120
+TCP_SYN_RECV_TIMEOUT = 60
+UDP_UNREPLIED_TIMEOUT = 30
+ICMP_TIMEOUT = 30
+GRE_UNREPLIED_TIMEOUT = 30
+GENERIC_TIMEOUT = 600
+
+_TH_SYN, _TH_ACK = 0x02, 0x10
+#: struct nf_ct_tcp_flags bits the kernel sets from a SYN's options (tcp_options())
+CT_TCP_FLAG_WINDOW_SCALE = 0x01
+CT_TCP_FLAG_SACK_PERM = 0x02
+_MAX_WSCALE = 14  # (TCP_MAX_WSCALE: the kernel caps a larger shift)
+_TIMEOUTS: dict[int, int] = {
+    Proto.UDP: UDP_UNREPLIED_TIMEOUT,
+    Proto.UDPLITE: UDP_UNREPLIED_TIMEOUT,
+    Proto.ICMP: ICMP_TIMEOUT,
+    Proto.ICMPV6: ICMP_TIMEOUT,
+    Proto.GRE: GRE_UNREPLIED_TIMEOUT,
+}
+
+
+def _tcp_flags_and_options(data: bytes, l4: int) -> tuple[int, int, int]:
+    """A TCP header's flags, and what conntrack keeps of its options: the window
+    scale and the nf_ct_tcp_flags bits (WINDOW_SCALE, SACK_PERM). Options cut short
+    by the copy are read as far as they go."""
+    if len(data) < l4 + 14:
+        raise DecodeError(f"TCP header cut short: {len(data)} bytes copied, flags at {l4 + 13}")
+    flags = data[l4 + 13]
+    end = min(len(data), l4 + max(20, (data[l4 + 12] >> 4) * 4))
+    at = l4 + 20
+    wscale = ctflags = 0
+    while at < end:
+        kind = data[at]
+        if kind == 0:  # end of options
+            break
+        if kind == 1:  # no-op
+            at += 1
+            continue
+        if at + 1 >= end or data[at + 1] < 2:
+            break  # (cut short, or malformed: the kernel stops there too)
+        length = data[at + 1]
+        if kind == 3 and length == 3 and at + 2 < end:  # window scale
+            wscale = min(data[at + 2], _MAX_WSCALE)
+            ctflags |= CT_TCP_FLAG_WINDOW_SCALE
+        elif kind == 4 and length == 2:  # SACK permitted
+            ctflags |= CT_TCP_FLAG_SACK_PERM
+        at += length
+    return flags, wscale, ctflags
+
+
+def entry_of_packet(packet: Packet, mark: int, *, reply: bool = False) -> Entry:
+    """The Entry of a queued packet's connection, as the kernel's event will show it
+    once the connection is confirmed (it comes only after the verdict, so a held
+    packet's state is sent from this):
+
+    - ``reply`` False: a new connection's first packet: a TCP SYN (SYN_SENT, its
+      window scale and SACK permission), UDP, an ICMP query or another protocol,
+      unreplied, with the kernel's default timeout of that state;
+    - ``reply`` True: a TCP connection's first reply, its SYN-ACK, at a node whose
+      kernel holds the connection (an asymmetric path's non-owner): the original
+      tuple is the packet's inverted, the state SYN_RECV, its reply seen.
+
+    From the kernel's own entry when it attached one (NFQA_CT; its mark is the
+    connection's), else from the copied headers: then the tuple is the packet's before
+    NAT (the rule sits before NAT), the zone 0, and ``mark`` is the connection's ct
+    mark (the packet's NFQA_MARK, which ``meta mark set ct mark`` copied: it names the
+    group). DecodeError, with the reason, when the packet cannot give the entry:
+    headers cut short, a later fragment, a TCP packet that is not a SYN (a SYN-ACK for
+    ``reply``), SCTP or DCCP without NFQA_CT (their state is not in one header)."""
+    if packet.ct is not None:
+        return packet.ct._replace(status=packet.ct.status | Status.CONFIRMED)
+    ip = _ip_header(packet.payload) if packet.payload else None
+    t = packet.headers
+    if ip is None or t is None:
+        raise DecodeError(f"packet {packet.packet_id}: no NFQA_CT and no whole IP header copied")
+    _, proto, _, _, l4, later = ip
+    if later:
+        raise DecodeError(f"packet {packet.packet_id}: a later fragment, its connection is not in its headers")
+    status = int(Status.CONFIRMED)
+    if proto == Proto.TCP:
+        flags, wscale, ctflags = _tcp_flags_and_options(packet.payload, l4)
+        syn_ack = flags & (_TH_SYN | _TH_ACK)
+        if reply:
+            if syn_ack != _TH_SYN | _TH_ACK:
+                raise DecodeError(f"packet {packet.packet_id}: a TCP first reply must be a SYN-ACK (flags {flags:#04x})")
+            info = TcpInfo(TcpState.SYN_RECV, 0, wscale, 0, ctflags)
+            status |= Status.SEEN_REPLY
+            return Entry(t.inverted(), t, 0, status, TCP_SYN_RECV_TIMEOUT, mark, info)
+        if syn_ack != _TH_SYN:
+            raise DecodeError(f"packet {packet.packet_id}: a new TCP connection's first packet must be a SYN (flags {flags:#04x})")
+        info = TcpInfo(TcpState.SYN_SENT, wscale, 0, ctflags, 0)
+        return Entry(t, t.inverted(), 0, status, TCP_SYN_SENT_TIMEOUT, mark, info)
+    if reply:
+        raise DecodeError(f"packet {packet.packet_id}: only a TCP SYN-ACK is reported as a first reply (protocol {proto})")
+    if proto in (Proto.SCTP, Proto.DCCP):
+        raise DecodeError(f"packet {packet.packet_id}: {Proto(proto).name} needs the kernel's NFQA_CT (its state is not in the headers)")
+    if proto in (Proto.ICMP, Proto.ICMPV6) and (t.dport >> 8) not in (_ICMP_QUERIES if proto == Proto.ICMP else _ICMPV6_QUERIES):
+        raise DecodeError(f"packet {packet.packet_id}: ICMP type {t.dport >> 8} starts no connection (only queries do)")
+    return Entry(t, t.inverted(), 0, status, _TIMEOUTS.get(proto, GENERIC_TIMEOUT), mark)
+
+
+def is_first_reply(packet: Packet) -> bool:
+    """Is this queued packet a TCP connection's first reply, its SYN-ACK (the asymmetric
+    path's rule queues those), rather than a new connection's first packet? From the
+    kernel's ctinfo when it attached the connection, else from the copied TCP flags."""
+    if packet.ct_info is not None:
+        return packet.ct_info == CtInfo.ESTABLISHED_REPLY
+    ip = _ip_header(packet.payload) if packet.payload else None
+    if ip is None or ip[1] != Proto.TCP or ip[5] or len(packet.payload) < ip[4] + 14:
+        return False
+    return packet.payload[ip[4] + 13] & (_TH_SYN | _TH_ACK) == _TH_SYN | _TH_ACK
 
 
 # --- the socket ------------------------------------------------------------------------------

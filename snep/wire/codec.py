@@ -51,6 +51,7 @@ from snep.errors import AuthError, DecodeError
 from snep.wire.auth import TAG_SIZE, InvalidTag, Key, Keyring, frame_aead, nonce
 from snep.wire.messages import (
     EVERY_PEER,
+    FLAG_ACK_NOW,
     FLAG_BULK_END,
     FLAG_BULK_START,
     FLAG_SEALED,
@@ -63,6 +64,8 @@ from snep.wire.messages import (
     Message,
     MessageType,
     Nack,
+    Report,
+    ReportAck,
     ResyncRequest,
 )
 
@@ -75,9 +78,10 @@ HEADER = struct.Struct(">2sBBBBHIIQQII")
 HEADER_SIZE = HEADER.size
 MAX_PAYLOAD = 0xFFFF
 
-_KNOWN_FLAGS = FLAG_SEALED | FLAG_BULK_START | FLAG_BULK_END
-_BUILD_FLAGS = FLAG_BULK_START | FLAG_BULK_END
+_KNOWN_FLAGS = FLAG_SEALED | FLAG_BULK_START | FLAG_BULK_END | FLAG_ACK_NOW
+_BUILD_FLAGS = FLAG_BULK_START | FLAG_BULK_END | FLAG_ACK_NOW
 _BULK_FLAGS = FLAG_BULK_START | FLAG_BULK_END
+_STATE_FLAGS = _BULK_FLAGS | FLAG_ACK_NOW  # (the flags only a STATE frame may carry)
 
 # --- message header and attributes ----------------------------------------------
 
@@ -104,6 +108,7 @@ A_NODE = 0x8E
 A_FLAGS = 0x0F  # HELLO: bit 0 = live
 A_VERSION = 0x90
 A_ECHO = 0x91  # HELLO: the addressee's session the sender answers (0: none)
+A_REPORT = 0x92  # REPORT, REPORT_ACK: the report's id
 
 ATTRIBUTE_NAMES = {
     A_ORIG_IPV4: "ORIG_IPV4",
@@ -123,6 +128,7 @@ ATTRIBUTE_NAMES = {
     A_FLAGS: "FLAGS",
     A_VERSION: "VERSION",
     A_ECHO: "ECHO",
+    A_REPORT: "REPORT",
 }
 
 _TUPLE4 = struct.Struct(">4s4sBHH")  # src, dst, proto, sport, dport: 13 bytes
@@ -156,6 +162,7 @@ _E_NODE = struct.Struct(">BBII")
 _E_U64 = struct.Struct(">BBQ")
 _U64 = struct.Struct(">Q")
 HELLO_LIVE = 0x1  # A_FLAGS of a HELLO: the sender follows a live primary of its newest epoch
+HELLO_RESIGNED = 0x2  # ... the sender resigned its newest epoch; the header's seq is its stream's last
 _E_U32 = struct.Struct(">BBI")
 _E_U16 = struct.Struct(">BBH")
 
@@ -249,8 +256,14 @@ def _encode_control(message: Message) -> bytes:
         body = _E_NODE.pack(A_NODE, 8, message.newest_owner, message.newest_term)  # type: ignore[union-attr]
         body += _E_U16.pack(A_VERSION, 2, message.version)  # type: ignore[union-attr]
         body += _E_U64.pack(A_ECHO, 8, message.echo)  # type: ignore[union-attr]
-        if message.live:  # type: ignore[union-attr]
-            body += _E_U32.pack(A_FLAGS, 4, HELLO_LIVE)
+        flags = (HELLO_LIVE if message.live else 0) | (HELLO_RESIGNED if message.resigned else 0)  # type: ignore[union-attr]
+        if flags:
+            body += _E_U32.pack(A_FLAGS, 4, flags)
+    elif mtype is Report:
+        # the id, then the entry as one STATE message (an UPDATE): one entry codec
+        body = _E_U32.pack(A_REPORT, 4, message.report_id) + _encode_event(Event(EventKind.UPDATE, message.entry))  # type: ignore[union-attr]
+    elif mtype is ReportAck:
+        body = _E_U32.pack(A_REPORT, 4, message.report_id)  # type: ignore[union-attr]
     else:  # ResyncRequest, Alive: no attributes
         body = b""
     return MSG_HEADER.pack(0, len(body)) + body
@@ -271,8 +284,8 @@ def encode_message(mtype: MessageType, message: Message) -> bytes:
 def _check_header_fields(mtype: MessageType, node_id: int, dst: int, epoch: int, seq: int, flags: int) -> None:
     if flags & ~_BUILD_FLAGS:
         raise ValueError(f"unknown or sealing frame flags {flags:#x} (sealing is seal()'s)")
-    if flags & _BULK_FLAGS and mtype is not MessageType.STATE:
-        raise ValueError(f"bulk flags on a {mtype.name} frame")
+    if flags & _STATE_FLAGS and mtype is not MessageType.STATE:
+        raise ValueError(f"STATE-only flags {flags & _STATE_FLAGS:#x} on a {mtype.name} frame")
     if (node_id | dst | epoch | seq) >> 32:  # (a negative one too: its shift is -1)
         for name, value in (("node id", node_id), ("dst", dst), ("epoch", epoch), ("seq", seq)):
             if not 0 <= value <= 0xFFFFFFFF:
@@ -491,8 +504,8 @@ def decode_frame(data: bytes, keyring: Keyring | None = None, *, records: bool =
         raise DecodeError(f"unknown message type {mtype}")
     if flags & ~_KNOWN_FLAGS:
         raise DecodeError(f"unknown flag bits {flags & ~_KNOWN_FLAGS:#04x} in flags {flags:#04x}")
-    if flags & _BULK_FLAGS and mtype != MessageType.STATE:
-        raise DecodeError(f"bulk flags {flags:#04x} on a {_MESSAGE_TYPES[mtype].name} frame")
+    if flags & _STATE_FLAGS and mtype != MessageType.STATE:
+        raise DecodeError(f"STATE-only flags {flags & _STATE_FLAGS:#04x} on a {_MESSAGE_TYPES[mtype].name} frame")
     sealed = flags & FLAG_SEALED
     end = HEADER_SIZE + plen
     expected = end + TAG_SIZE if sealed else end
@@ -529,6 +542,8 @@ def decode_frame(data: bytes, keyring: Keyring | None = None, *, records: bool =
     try:
         if mtype == 1:
             messages: tuple[Message, ...] = tuple(_decode_state(data, HEADER_SIZE, end))
+        elif mtype == MessageType.REPORT:
+            messages = tuple(_decode_reports(data, HEADER_SIZE, end))
         else:
             messages = tuple(_decode_control(_MESSAGE_TYPES[mtype], data, HEADER_SIZE, end))
     except (struct.error, ValueError, IndexError, TypeError, OverflowError) as exc:
@@ -843,7 +858,39 @@ _CONTROL_ATTRS: dict[MessageType, dict[int, int]] = {
     MessageType.RESYNC_REQUEST: {},
     MessageType.ALIVE: {},
     MessageType.HELLO: {A_NODE: 8, A_VERSION: 2, A_FLAGS: 4, A_ECHO: 8},
+    MessageType.REPORT_ACK: {A_REPORT: 4},
 }
+
+
+def _control_message_header(mtype: MessageType, buf: bytes, off: int, end: int) -> tuple[int, int, int]:
+    """The header of the message at ``off`` of a frame other than STATE (kind 0): its
+    start, where its body starts and where it ends."""
+    if off + 3 > end:
+        raise DecodeError(f"truncated message header at offset {off}: {end - off} bytes left")
+    kind, mlen = MSG_HEADER.unpack_from(buf, off)
+    mend = off + 3 + mlen
+    if mend > end:
+        raise DecodeError(f"message at offset {off}: length {mlen} overruns the payload by {mend - end}")
+    if kind != 0:
+        raise DecodeError(f"{mtype.name} message at offset {off}: kind {kind}, must be 0")
+    return off, off + 3, mend
+
+
+def _decode_reports(buf: bytes, off: int, end: int) -> list[Report]:
+    """Every message of a REPORT frame: kind 0, the REPORT attribute (the id) first,
+    then exactly one STATE message of kind UPDATE (the entry), filling the message."""
+    reports: list[Report] = []
+    while off < end:
+        start, off, mend = _control_message_header(MessageType.REPORT, buf, off, end)
+        if mend - off < 6 or buf[off] != A_REPORT or buf[off + 1] != 4:
+            raise DecodeError(f"REPORT message at offset {start} does not start with a 4-byte REPORT attribute")
+        (report_id,) = _U32.unpack_from(buf, off + 2)
+        events = _decode_state(buf, off + 6, mend)
+        if len(events) != 1 or events[0][0] is not EventKind.UPDATE:
+            raise DecodeError(f"REPORT message at offset {start} must hold exactly one UPDATE message, not {len(events)} messages")
+        reports.append(Report(report_id, events[0][1]))
+        off = mend
+    return reports
 
 
 def _decode_control(mtype: MessageType, buf: bytes, off: int, end: int) -> list[Message]:
@@ -851,16 +898,7 @@ def _decode_control(mtype: MessageType, buf: bytes, off: int, end: int) -> list[
     allowed = _CONTROL_ATTRS[mtype]
     messages: list[Message] = []
     while off < end:
-        if off + 3 > end:
-            raise DecodeError(f"truncated message header at offset {off}: {end - off} bytes left")
-        start = off
-        kind, mlen = MSG_HEADER.unpack_from(buf, off)
-        off += 3
-        mend = off + mlen
-        if mend > end:
-            raise DecodeError(f"message at offset {start}: length {mlen} overruns the payload by {mend - end}")
-        if kind != 0:
-            raise DecodeError(f"{mtype.name} message at offset {start}: kind {kind}, must be 0")
+        start, off, mend = _control_message_header(mtype, buf, off, end)
         attrs: dict[int, int] = {}
         while off < mend:
             if off + 2 > mend:
@@ -903,13 +941,16 @@ def _control_message(mtype: MessageType, attrs: dict[int, int], buf: bytes, star
         (version,) = _U16.unpack_from(buf, _require(attrs, A_VERSION, mtype, start))
         (echo,) = _U64.unpack_from(buf, _require(attrs, A_ECHO, mtype, start))
         flags = _U32.unpack_from(buf, attrs[A_FLAGS])[0] if A_FLAGS in attrs else 0
-        return Hello(term, owner, bool(flags & HELLO_LIVE), version, echo)
+        return Hello(term, owner, bool(flags & HELLO_LIVE), version, echo, bool(flags & HELLO_RESIGNED))
+    if mtype is MessageType.REPORT_ACK:
+        return ReportAck(_U32.unpack_from(buf, _require(attrs, A_REPORT, mtype, start))[0])
     if mtype is MessageType.ALIVE:
         return Alive()
     return ResyncRequest()
 
 
 __all__ = [
+    "FLAG_ACK_NOW",
     "FLAG_BULK_END",
     "FLAG_BULK_START",
     "FLAG_SEALED",

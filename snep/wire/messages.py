@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Union
 
-from snep.entry import Event
+from snep.entry import Entry, Event
 
 PROTOCOL_VERSION = 2
 
@@ -29,6 +29,10 @@ DEFAULT_MTU = 1500 - 20 - 8
 FLAG_SEALED = 0x01  # payload encrypted, a 16-byte tag follows; the key id byte names the key
 FLAG_BULK_START = 0x02  # first frame of a bulk dump (STATE only)
 FLAG_BULK_END = 0x04  # last frame of a bulk dump (STATE only)
+#: acknowledge this frame at once (STATE only): it carries the state of a connection
+#: whose first packet its owner holds until every live peer has it (active-active's
+#: defer, docs/active-active.md); the ACK must not wait for ack_window or ack_delay
+FLAG_ACK_NOW = 0x08
 
 
 class MessageType(IntEnum):
@@ -40,6 +44,8 @@ class MessageType(IntEnum):
     RESYNC_REQUEST = 4
     ALIVE = 5
     HELLO = 6
+    REPORT = 7
+    REPORT_ACK = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,10 +91,32 @@ class Hello:
     live: bool = False
     version: int = PROTOCOL_VERSION
     echo: int = 0
+    #: the sender was the primary of ``newest`` and resigned it: its frame header's seq
+    #: is its stream's last (active-active's Drained: the next owner applies up to it first)
+    resigned: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """A node that does not own a connection tells its owner (the primary of the
+    connection's group) a state its own kernel gave the connection: the first reply
+    of an asymmetric path (SYN_RECV), which the owner's kernel must hold before the
+    client's next packet reaches it. Unsequenced, like HELLO: a lost one is the
+    defer bound's case. ``report_id`` names it in the answer."""
+
+    report_id: int
+    entry: Entry
+
+
+@dataclass(frozen=True, slots=True)
+class ReportAck:
+    """The owner applied report ``report_id`` to its kernel (or held its state already)."""
+
+    report_id: int
 
 
 #: A STATE message is a conntrack :class:`~snep.entry.Event` (kind and entry) as is.
-Message = Union[Event, Ack, Nack, ResyncRequest, Alive, Hello]
+Message = Union[Event, Ack, Nack, ResyncRequest, Alive, Hello, Report, ReportAck]
 
 MESSAGE_TYPE_OF: dict[type, MessageType] = {
     Event: MessageType.STATE,
@@ -97,6 +125,8 @@ MESSAGE_TYPE_OF: dict[type, MessageType] = {
     ResyncRequest: MessageType.RESYNC_REQUEST,
     Alive: MessageType.ALIVE,
     Hello: MessageType.HELLO,
+    Report: MessageType.REPORT,
+    ReportAck: MessageType.REPORT_ACK,
 }
 
 
@@ -129,6 +159,11 @@ class Frame:
     def starts_dump(self) -> bool:
         """The first frame of a bulk dump (BULK_START): mark the peer's entries."""
         return bool(self.flags & FLAG_BULK_START)
+
+    @property
+    def ack_now(self) -> bool:
+        """A STATE frame to acknowledge at once (FLAG_ACK_NOW): a held packet waits for it."""
+        return bool(self.flags & FLAG_ACK_NOW)
 
     @property
     def ends_dump(self) -> bool:
