@@ -45,6 +45,9 @@ def test_snep_active_active(real_kernel: None, profile, name: str) -> None:
     assert checks["every connection established, through every group"].numbers["tcp_alive"] == profile.tcp
     latency = checks["first-packet latency (connect time)"].numbers
     assert latency["connects"] > 0 and latency["median_ms"] > 0, summary
+    # the deferral worked: new connections were held and released on the peers' ACKs
+    held = checks["deferral"].numbers["defer"]
+    assert sum(c.get("acked", 0) for c in held.values()) > 0, summary
 
 
 def test_asymmetric_paths_without_the_deferral_fail(real_kernel: None, profile) -> None:

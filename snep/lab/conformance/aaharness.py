@@ -175,3 +175,9 @@ class AAHarness(Harness):
             detail += f"; during the moves {len(moving)}, p99 {numbers['in_moves_p99_ms']} ms"
         detail += f"; {churn['failed']} failed"
         self.result.checks.append(Check("first-packet latency (connect time)", True, detail, numbers))
+        held = {fw.name: self.impl.defer_counters(topo, fw) for fw in topo.firewalls if fw not in self.down}
+        if any(held.values()):  # how the held packets were released, since each daemon started
+            shown = ("held", "acked", "bound_accepted", "bound_dropped", "peer_gone", "no_peers")
+            self.result.checks.append(Check(
+                "deferral", True, "; ".join(f"{name}: " + ", ".join(f"{k} {c.get(k, 0)}" for k in shown)
+                                            for name, c in held.items() if c), {"defer": held}))

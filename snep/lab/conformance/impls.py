@@ -189,6 +189,10 @@ class Impl:
         """Named counters of the daemon (flattened ``a.b`` keys), empty when it has none."""
         return {}
 
+    def defer_counters(self, topo: Topology, fw: Firewall) -> dict[str, int]:
+        """The deferral's counters of the daemon (summed over its groups), empty without one."""
+        return {}
+
 
 class ConntrackdImpl(Impl):
     """conntrack-tools' conntrackd in FT-FW mode over UDP, with primary-backup.sh semantics."""
@@ -360,6 +364,20 @@ class SnepImpl(Impl):
 
         walk(data if isinstance(data, dict) else {}, "")
         return flat
+
+
+    def defer_counters(self, topo: Topology, fw: Firewall) -> dict[str, int]:
+        out = self._ctl(topo, fw, "--json", "status")
+        try:
+            groups = json.loads(out.stdout)["defer"]["groups"] if out.returncode == 0 else {}
+        except (ValueError, KeyError, TypeError):
+            return {}
+        total: dict[str, int] = {}
+        for group in groups.values():
+            for key, value in group.get("counters", {}).items():
+                if isinstance(value, int):
+                    total[key] = total.get(key, 0) + value
+        return total
 
 
 class SnepCommitImpl(SnepImpl):

@@ -42,7 +42,7 @@ def cell(result: Result) -> str:
         return f"ERROR: {result.reason[:80]}"
     parts = [_failover_cell(f) for f in result.failovers]
     parts += [f"{c.label.split(' (')[0]}: {c.detail}" for c in result.checks
-              if not c.ok or c.label.startswith(("memory", "primary unaffected", "first-packet"))]
+              if not c.ok or c.label.startswith(("memory", "primary unaffected", "first-packet", "deferral"))]
     return f"**{result.status.upper()}** " + "; ".join(parts)
 
 
