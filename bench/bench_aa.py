@@ -127,7 +127,7 @@ def measure(config: str, args: argparse.Namespace) -> dict[str, float]:
         cpu0 = {fw.name: cpu_seconds(impl.daemon(fw).pid) for fw in daemons}  # type: ignore[union-attr]
         burst = run_load(topo, client, seconds=args.seconds, concurrency=args.concurrency)
         cpu = sum(cpu_seconds(impl.daemon(fw).pid) - cpu0[fw.name] for fw in daemons)  # type: ignore[union-attr]
-        counters = impl.counters(topo, topo.fw(1))
+        counters = impl.counters(topo, topo.fw(1))  # (flattened status: defer.groups.1.wait.p50 ...)
         times = one["times"]
         made = len(burst["times"])  # type: ignore[arg-type]
         result = {
@@ -138,10 +138,18 @@ def measure(config: str, args: argparse.Namespace) -> dict[str, float]:
             "failed": float(burst["failed"]),  # type: ignore[arg-type]
             "cpu_us": cpu / made * 1e6 if made and daemons else float("nan"),
         }
-        deferred = {k: v for k, v in counters.items() if "defer" in k}
-        if deferred:
-            print(f"    fw1's defer counters: {json.dumps(deferred)}")
+        held = impl.defer_counters(topo, topo.fw(1))
+        if held:
+            wait = {p: counters.get(f"defer.groups.1.wait.{p}") for p in ("p50", "p99")}
+            print(f"    fw1 held {held.get('held', 0)} first packets: {held.get('acked', 0)} released on the "
+                  f"peer's ACK, {held.get('bound_accepted', 0)} by the bound; wait p50 "
+                  f"{_ms(wait['p50'])}, p99 {_ms(wait['p99'])}; "
+                  f"{counters.get('defer.ungrouped_packets', 0)} queued packets of no group")
         return result
+
+
+def _ms(seconds: object) -> str:
+    return f"{float(seconds) * 1e3:.1f} ms" if isinstance(seconds, (int, float)) else "-"
 
 
 def main() -> None:

@@ -24,8 +24,8 @@ Layout (on :class:`~snep.lab.topology.Topology`'s switch, sync links and firewal
   nfnetlink_queue's ``NFQA_MARK`` names the group: this kernel has no conntrack glue).
   With ``defer_queue`` the contract's xtables NFQUEUE rules follow (a new connection's
   first packet; on asymmetric paths also the first reply, the SYN-ACK), limited to the
-  client-side and server-side interfaces: VRRP's multicast adverts are never answered,
-  so conntrack calls every one of them NEW. On asymmetric paths
+  connections of a group (a mark with group bits): VRRP's multicast adverts are never
+  answered, so conntrack calls every one of them NEW. On asymmetric paths
   ``nf_conntrack_tcp_be_liberal = 1``: each firewall sees one direction's data only, so
   window tracking cannot follow.
 - keepalived writes every transition into a notify FIFO per firewall when
@@ -88,13 +88,15 @@ def mark_ruleset(groups: int) -> str:
 
 def queue_rules(queue: int, *, reply: bool) -> list[list[str]]:
     """The contract's defer rules (xtables NFQUEUE, which this kernel has; nft's ``queue``
-    needs nft_queue): a new connection's first packet from the client side, and with
-    ``reply`` the first reply (SYN-ACK) from the server side. ``--queue-bypass``: with no
-    daemon bound to the queue, packets pass."""
+    needs nft_queue): a new connection's first packet, and with ``reply`` the first reply
+    (SYN-ACK), of connections that belong to a group (the packet's mark, copied from the
+    connection's, has group bits: VRRP's adverts, which conntrack calls NEW every time,
+    are not queued). ``--queue-bypass``: with no daemon bound to the queue, packets pass."""
     target = ["-j", "NFQUEUE", "--queue-num", str(queue), "--queue-bypass"]
-    rules = [["-i", "c0", "-m", "conntrack", "--ctstate", "NEW", *target]]
+    grouped = ["-m", "mark", "!", "--mark", f"0/{MARK_MASK:#x}"]
+    rules = [[*grouped, "-m", "conntrack", "--ctstate", "NEW", *target]]
     if reply:
-        rules.append(["-i", "s0", "-p", "tcp", "-m", "conntrack", "--ctstate", "ESTABLISHED",
+        rules.append(["-p", "tcp", *grouped, "-m", "conntrack", "--ctstate", "ESTABLISHED",
                       "--ctdir", "REPLY", "--tcp-flags", "SYN,ACK", "SYN,ACK", *target])
     return [["iptables", "-w", "-t", "mangle", "-A", "PREROUTING", *rule] for rule in rules]
 

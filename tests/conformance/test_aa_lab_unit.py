@@ -56,9 +56,10 @@ def test_the_group_goes_into_the_ct_mark_and_the_queue_rules_are_the_contracts()
     assert "meta mark set ct mark" in rules
     new, reply = queue_rules(3, reply=True)
     assert new[:6] == ["iptables", "-w", "-t", "mangle", "-A", "PREROUTING"]
-    assert new[6:] == ["-i", "c0", "-m", "conntrack", "--ctstate", "NEW",
+    assert new[6:] == ["-m", "mark", "!", "--mark", "0/0xff", "-m", "conntrack", "--ctstate", "NEW",
                        "-j", "NFQUEUE", "--queue-num", "3", "--queue-bypass"]
-    assert reply[6:8] == ["-i", "s0"] and reply[-5:] == ["-j", "NFQUEUE", "--queue-num", "3", "--queue-bypass"]
+    assert reply[6:14] == ["-p", "tcp", "-m", "mark", "!", "--mark", "0/0xff", "-m"]
+    assert reply[-5:] == ["-j", "NFQUEUE", "--queue-num", "3", "--queue-bypass"]
     assert ["--ctdir", "REPLY", "--tcp-flags", "SYN,ACK", "SYN,ACK"] == reply[reply.index("--ctdir"):reply.index("--ctdir") + 5]
     assert len(queue_rules(3, reply=False)) == 1
 
