@@ -106,6 +106,9 @@ def test_active_active_demo_fw1s_connections_live_on_fw2_and_it_returns():
     assert "TCP connections alive after the failure: group 1 4/4, group 2 4/4" in with_snep
     assert "TCP connections alive after fw1's return: group 1 4/4, group 2 4/4" in with_snep
     assert "fw2 took over group 1 after" in with_snep and "took group 1 back after" in with_snep
+    acked = re.search(r"fw1 held the first packet of (\d+) new connections until fw2 had their state "
+                      r"\((\d+) released on fw2's acknowledgement", with_snep)
+    assert acked and int(acked.group(2)) > 0, with_snep  # the deferral worked
     assert "TCP connections alive after the failure: group 1 0/4, group 2 4/4" in without
     assert ("with snep: 8/8 TCP connections survived the failure and the return; "
             "without snep: 4/8 TCP connections survived the failure") in out

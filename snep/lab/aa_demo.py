@@ -98,6 +98,10 @@ def run(with_snep: bool, *, tcp: int = 20, udp: int = 4, watch: float = 6.0,
         held = {fw.name: len(topo.conntrack_tcp(fw, dport=traffic.TCP_PORT)) for fw in topo.firewalls}
         say(f"  TCP entries of the connections in each kernel: fw1 {held['fw1']}, fw2 {held['fw2']}"
             f" (of {tcp}{': each holds its own and its peer' + chr(39) + 's' if with_snep else ''})")
+        held = impl.defer_counters(topo, fw1)
+        if held:
+            say(f"  fw1 held the first packet of {held.get('held', 0)} new connections until fw2 had their state "
+                f"({held.get('acked', 0)} released on fw2's acknowledgement, {held.get('bound_accepted', 0)} by the bound)")
         phases = [_phase("before the failure", flows.snap(), time.time() - 1.0, topo.groups)]
         say(phases[-1].line())
         say("  failing fw1 (processes killed, cables cut) ...")
