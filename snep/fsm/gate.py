@@ -25,7 +25,9 @@ Sans-I/O, one gate per group instance; the runtime calls, with that group's node
     outputs, releases = gate.expire(now)   # at gate.next_deadline()
 
 carries the outputs out with the group's Driver (``driver.run(now, outputs)``, before
-the verdicts) and gives each :class:`~snep.fsm.defer.Release` to NfQueue
+the verdicts; ``after_input`` after *every* input, since the node keeps at most 4,096 ACK
+ranges and report answers between two calls, and a range lost leaves its packet to the
+bound) and gives each :class:`~snep.fsm.defer.Release` to NfQueue
 (``verdicts((r.packet_id, r.verdict) for r in releases)``). :attr:`DeferGate.counters`
 and :meth:`DeferGate.status` are the metrics: packets by what happened to them, and
 the wait of the held ones (a histogram, and the recent waits for median and p99).
@@ -50,6 +52,8 @@ from snep.wire.serial import seq_diff, seq_range_len
 WAIT_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
 #: the most recent waits kept, for exact percentiles over them
 RECENT_WAITS = 4096
+#: ACK ranges the node keeps between two after_input calls
+ACK_RANGES_MAX = 4096
 
 _STATE = "state"  # a new connection's packet: waits for the peers' ACKs of its frame
 _REPORT = "report"  # a reply's packet at a non-owner: waits for the owner's REPORT_ACK
@@ -179,7 +183,7 @@ class DeferGate:
         self._held: dict[Hashable, _Held] = {}  # by queue key: (kind, connection key)
         self._frames: _Frames | None = None  # the held states' frames of the current stream
         if node.ack_ranges is None:
-            node.ack_ranges = deque(maxlen=4096)  # (the node keeps its ACK ranges for us)
+            node.ack_ranges = deque(maxlen=ACK_RANGES_MAX)  # (the node keeps its ACK ranges for us)
         self._packets: dict[int, Hashable] = {}  # packet id -> queue key, while held
         self._reports: dict[int, Hashable] = {}  # report id -> queue key, while held
         self._next_report = 0
