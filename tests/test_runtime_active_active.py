@@ -23,6 +23,9 @@ from snep.runtime.log import setup
 from tests.test_runtime_node import free_port
 
 
+NO_DEFER = "[cluster.defer]\nenabled = false\n"  # (the defer tests give their own queue)
+
+
 def aa_config(tmp: Path, index: int, ports: dict[int, int], extra: str = "") -> config.Config:
     other = 2 if index == 1 else 1
     path = tmp / f"aa{index}.toml"
@@ -45,7 +48,8 @@ notify_fifo = "{tmp / f"ka{index}.fifo"}"
 mode = "active-active"
 mark_mask = 0xf
 groups = [{{ mark = 1, sync_group = "G1" }}, {{ mark = 2, sync_group = "G2" }}]
-{extra}"""
+{extra or NO_DEFER}
+"""
     )
     return config.load(path)
 
@@ -154,9 +158,13 @@ def test_each_node_owns_its_group_and_holds_the_others(tmp_path):
             await c.until(lambda: conn(100, 2).key not in c.keys(1))
 
             # fw1 fails: fw2 takes group 1 with nothing to commit (its kernel has them)
+            # (fw1 resigned as it stopped; fw2 claims at once, or once that news is in)
             await c.stop(1)
+            written = c.daemons[2].instances[1].driver.counters.entries_written
             took = await c.ctl(2, "notify", "primary", "1")
-            assert took["role"] == "PRIMARY" and took["committed"] == 0
+            assert took["role"] in ("PRIMARY", "BACKUP")
+            await c.until(lambda: c.daemons[2].instances[1].node.state.name == "PRIMARY")
+            assert c.daemons[2].instances[1].driver.counters.entries_written == written  # nothing to commit
             k2.conn_new(conn(300, 1))  # a new connection of group 1, now through fw2
             assert len(c.keys(2, 1)) == 6
 
@@ -170,9 +178,13 @@ def test_each_node_owns_its_group_and_holds_the_others(tmp_path):
             assert conn(300, 1).key in c.keys(1)
 
             # and takes its group back: fw2 resigns it first, then fw1 claims it
+            # (the home claims it once it applied fw2's stream up to the last frame fw2
+            # named when it resigned: at once, or a moment later when the news is on its way)
             await c.ctl(2, "notify", "backup", "1")
             back = await c.ctl(1, "notify", "primary", "1")
-            assert back["role"] == "PRIMARY"
+            assert back["role"] in ("PRIMARY", "BACKUP")
+            await c.until(lambda: d1.instances[1].node.state.name == "PRIMARY")
+            assert d1.instances[1].node.counters.reasserts + (back["role"] == "PRIMARY") == 1
             k1.conn_new(conn(400, 1))
             await c.until(lambda: conn(400, 1).key in c.keys(2))
             assert conn(300, 1).key in c.keys(2)  # the survivor's connections stay
@@ -265,3 +277,132 @@ def test_active_active_config_is_checked(tmp_path):
     (tmp_path / "nofifo.toml").write_text(text)
     with pytest.raises(ConfigError, match="notify_fifo"):
         config.load(tmp_path / "nofifo.toml")
+
+
+# --- defer, with a stand-in for the kernel's queue ---------------------------------------
+
+
+class FakeQueue:
+    """What Deferral needs of NfQueue: packets to read (``put``), the verdicts given."""
+
+    def __init__(self, queue: int, **options: object) -> None:
+        import socket as socket_module
+
+        self.number = queue
+        self.options = options
+        self._wake, self._ring = socket_module.socketpair()
+        self._wake.setblocking(False)
+        self.packets: list = []
+        self.given: list[tuple[int, int]] = []
+        self.closed = False
+
+    def put(self, packet) -> None:
+        self.packets.append(packet)
+        self._ring.send(b"x")
+
+    def fileno(self) -> int:
+        return self._wake.fileno()
+
+    def receive(self, max_packets: int = 1024) -> list:
+        try:
+            self._wake.recv(4096)
+        except BlockingIOError:
+            pass
+        out, self.packets = self.packets, []
+        return out
+
+    def verdicts(self, items) -> None:
+        self.given.extend((packet_id, int(verdict)) for packet_id, verdict in items)
+
+    def close(self) -> None:
+        self.closed = True
+        self._wake.close()
+        self._ring.close()
+
+    @property
+    def counters(self):
+        from snep.kernel.nfqueue import NfQueueCounters
+
+        return NfQueueCounters()
+
+
+def queued(packet_id: int, src: str, dst: str, sport: int, dport: int, flags: int, mark: int):
+    """A queued TCP packet as this machine's kernel gives it (no NFQA_CT: headers copied)."""
+    import socket as socket_module
+    import struct
+
+    from snep.kernel import nfqueue
+
+    tcp = struct.pack(">HHIIBBHHH", sport, dport, 1, 0, 5 << 4, flags, 64240, 0, 0)
+    data = struct.pack(">BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 0, 0, 64, 6, 0,
+                       socket_module.inet_aton(src), socket_module.inet_aton(dst)) + tcp
+    return nfqueue.Packet(0, packet_id, 0x0800, 0, None, None, mark, 0, 0, data, len(data), nfqueue.decode_headers(data))
+
+
+class DeferCluster(Cluster):
+    """The cluster with defer on: each daemon's queue is a FakeQueue."""
+
+    def __init__(self, tmp: Path) -> None:
+        super().__init__(tmp)
+        self.queues: dict[int, FakeQueue] = {}
+
+    async def start(self, i: int) -> Daemon:
+        def open_queue(queue: int, **options: object) -> FakeQueue:
+            self.queues[i] = FakeQueue(queue, **options)
+            return self.queues[i]
+
+        extra = "[cluster.defer]\nqueue = 3\nbound = 0.1\nfail = \"closed\"\n"
+        cfg = aa_config(self.tmp, i, self.ports, extra)
+        daemon = self.daemons[i] = Daemon(cfg, self.kernels[i], deferral_options={"open_queue": open_queue})
+        self.tasks[i] = asyncio.create_task(daemon.run())
+        await self.until(lambda: daemon.control is not None and (self.tmp / f"ctl{i}.sock").exists())
+        return daemon
+
+
+def test_defer_holds_a_new_connection_until_the_peer_has_it_and_reports_an_asymmetric_reply(tmp_path):
+    setup("warning")
+    SYN, SYN_ACK = 0x02, 0x12
+
+    async def go() -> None:
+        async with DeferCluster(tmp_path) as c:
+            q1, q2 = c.queues[1], c.queues[2]
+            assert q1.number == 3 and q1.options["fail_open"] is False  # (fail = "closed")
+            await c.ctl(1, "notify", "primary", "1")
+            await c.ctl(1, "notify", "backup", "2")
+            await c.ctl(2, "notify", "primary", "2")
+            await c.ctl(2, "notify", "backup", "1")
+            await c.until(lambda: c.daemons[1].ready()["ready"] and c.daemons[2].ready()["ready"])
+
+            # a client's SYN through fw1 (group 1): held until fw2 has the connection
+            q1.put(queued(11, "10.1.0.10", "10.2.0.10", 40000, 80, SYN, 1))
+            await c.until(lambda: (11, 1) in q1.given)
+            held = conn(0, 1)._replace(orig=conn(0, 1).orig._replace(sport=40000))
+            assert held.key in c.keys(2)  # fw2's kernel had it before the SYN went on
+            gate = c.daemons[1].deferral.gates[1]
+            assert gate.queue.counters.held == 1 and gate.waits.count == 1
+
+            # its SYN-ACK comes back through fw2 (an asymmetric path): fw2 reports it to
+            # fw1 and holds it until fw1 wrote it into its kernel
+            sent = {e.key: e for e in c.kernels[2].dump()}[held.key]
+            assert sent.protoinfo.state.name == "SYN_SENT"  # (built from the SYN)
+            c.kernels[1].conn_new(sent)  # (fw1's kernel confirmed the connection at the verdict)
+            q2.put(queued(21, "10.2.0.10", "10.1.0.10", 80, 40000, SYN_ACK, 1))
+            await c.until(lambda: (21, 1) in q2.given)
+            state = {e.key: e for e in c.kernels[1].dump()}[held.key]
+            assert state.protoinfo.state.name == "SYN_RECV"  # fw1 has the reply's state
+
+            # a packet of no group, and one whose connection cannot be read: accepted at once
+            q1.put(queued(12, "10.1.0.10", "10.2.0.10", 40001, 80, SYN, 7))
+            q1.put(queued(13, "10.1.0.10", "10.2.0.10", 40002, 80, 0x10, 1))  # a bare ACK
+            await c.until(lambda: (12, 1) in q1.given and (13, 1) in q1.given)
+            status = await c.ctl(1, "status")
+            assert status["defer"]["ungrouped_packets"] == 1 and status["defer"]["unreadable_packets"] == 1
+
+            # fw2 cut off: fail-closed drops at the bound of 0.1 s (before fw2 counts as dead,
+            # at peer_dead_timeout: its packets would then be released as its peer gone)
+            c.daemons[2].instances[1].transport.close()
+            q1.put(queued(14, "10.1.0.10", "10.2.0.10", 40003, 80, SYN, 1))
+            await c.until(lambda: any(p == 14 for p, _ in q1.given), timeout=5)
+            assert (14, 0) in q1.given  # dropped: the bound passed, fail = "closed"
+
+    asyncio.run(go())

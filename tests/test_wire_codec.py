@@ -117,7 +117,7 @@ def test_control_messages_round_trip():
     for message in (Ack(0, 2**32 - 1), Nack(2**32 - 1, 0), ResyncRequest(), Alive()):
         frame = Frame(codec.MESSAGE_TYPE_OF[type(message)], 2**32 - 1, 2**32 - 1, 2**32 - 1, (message,))
         assert decode_frame(encode_frame(frame)) == frame
-    for hello in (Hello(9, 3, live=True, version=1), Hello(9, 3), Hello(9, 3, echo=2**64 - 1)):
+    for hello in (Hello(9, 3, live=True, version=1), Hello(9, 3), Hello(9, 3, echo=2**64 - 1), Hello(9, 3, resigned=True), Hello(9, 3, live=True, resigned=True)):
         assert decode_frame(encode_frame(Frame(MessageType.HELLO, 3, 9, 0, (hello,)))).messages == (hello,)
 
 

@@ -61,6 +61,8 @@ class Counters:
     fenced: int = 0  # PRIMARY stepped down on a newer epoch claimed by its primary
     retakes: int = 0  # PRIMARY took a term above an epoch it merely heard of
     reasserts: int = 0  # keepalived's master took over again (no primary heard of)
+    promotions_waited: int = 0  # active-active: a promotion waited for the live owner to resign (Drained)
+    resigns_heard: int = 0  # active-active: the owner of the newest epoch said it resigned, and its last seq
     vouch_confirmed: int = 0  # own kernel entries a primary's dump confirmed, after becoming backup
     vouch_unconfirmed: int = 0  # ... it did not confirm: removed or shortened (kernel.unconfirmed)
     peer_deaths: int = 0

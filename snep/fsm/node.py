@@ -103,6 +103,7 @@ from snep.wire.messages import (
     Report,
     ReportAck,
 )
+from snep.wire.serial import seq_diff
 
 _CLAIMING = (MessageType.STATE, MessageType.ALIVE, MessageType.HELLO)
 _UPDATE = EventKind.UPDATE
@@ -143,10 +144,14 @@ class SyncNode:
         newest_epoch: Epoch | tuple[int, int] = Epoch(0, 0),
         filter: Filter | None = None,
         graph: bool = False,
+        drain: bool = False,
     ) -> None:
         """``session``: this process's random 64-bit nonce (an input: the daemon draws
         it from os.urandom, the simulation from its seeded generator); never reuse one
-        with the same key. ``peers``: the peers' node ids."""
+        with the same key. ``peers``: the peers' node ids. ``drain``: active-active's
+        hand-over (spec/active_active.tla, Resign and Drained): a primary that resigns
+        says so with its last seq, and a promotion waits for a live owner's resignation
+        and its last frames (at most ``peer_dead_timeout``)."""
         if not 1 <= node_id <= 0xFFFFFFFF:
             raise ValueError(f"node id {node_id}: must be 1 .. 2**32-1")
         newest = Epoch(*newest_epoch)
@@ -174,6 +179,9 @@ class SyncNode:
         self._resync_at = float("inf")  # when to ask again
         self.ha_role: str | None = None  # the HA manager's last word: promote, demote, fault
         self._primary_heard_at = float("-inf")  # a live primary of the newest epoch, last heard of
+        self.drain = drain
+        self._promote_by = float("inf")  # (drain) a waiting promotion goes ahead at the latest then
+        self._resigned: tuple[PeerId, Epoch, int] | None = None  # (drain) who resigned which epoch, last seq
         #: VouchKernel pending (None: not): the keys born in our kernel since, which are
         #: live traffic, not an earlier life's (the primary's dump may not have them yet)
         self._vouch: set[Key] | None = None
@@ -251,27 +259,72 @@ class SyncNode:
 
     @spec_action("Promote")
     def promote(self, now: float) -> list[Output]:
+        if self.drain and self.role.state in (Role.SYNCING, Role.BACKUP) and self._follows_live(now):
+            return self._wait_for_resign(now)
         out = self._fire(now, "promote")
         self.ha_role = "promote"
         return out
 
+    def _wait_for_resign(self, now: float) -> list[Output]:
+        """The spec's Drained: keepalived made us master of the group while its owner is
+        live (a return: the owner resigns as keepalived makes it backup). Its last frames
+        may still be on their way; claiming now would drop them as stale, and the dump we
+        send would sweep their connections from the owner. So wait for its resignation
+        and its stream up to the last seq it names (``_drained``), or its silence, or
+        ``peer_dead_timeout`` (a live owner that never resigns: split brain, fenced)."""
+        if self.ha_role != "promote" or self._promote_by == float("inf"):  # (keepalived repeats itself)
+            self._promote_by = now + self.params.peer_dead_timeout
+            self.counters.promotions_waited += 1
+        self.ha_role = "promote"
+        return [Log("info", f"master while node {self.newest.node} holds epoch {self.newest}: waiting for it to "
+                            f"resign and for its last frames (at most {self.params.peer_dead_timeout:g}s)")]
+
+    def _drained(self, now: float) -> None:
+        """The resigned owner's stream is applied up to its last seq: no primary is live."""
+        if self._resigned is None:
+            return
+        peer, epoch, last = self._resigned
+        receiver = self.receivers[peer]
+        if receiver.stream == epoch and seq_diff(receiver.expected, last) <= 0:
+            return  # (frames still missing: NACKed by on_alive)
+        self._resigned = None
+        if self.newest == epoch:
+            self._primary_heard_at = float("-inf")  # (so a waiting promotion goes ahead: _reassert_due)
+
     @spec_action("Demote")
     @spec_action("Resign")
     def demote(self, now: float) -> list[Output]:
-        out = self._fire(now, "demote")
+        out = self._resign(now)
+        out += self._fire(now, "demote")
         self.ha_role = "demote"
+        self._promote_by = float("inf")
+        return out
+
+    def _resign(self, now: float) -> list[Output]:
+        """(drain) A primary's last word in its epoch (spec/active_active.tla's Resign):
+        every peer learns it resigned, and its stream's last seq (the frame header's),
+        before it stops sending."""
+        out: list[Output] = []
+        if self.drain and self.role.state is Role.PRIMARY:
+            hello = Hello(self.newest.term, self.newest.node, resigned=True)
+            self.framer.send(out, self.peers, self.framer.control(MessageType.HELLO, self.sender.term, self.sender.newest_seq, hello))
+            self.counters.hellos_sent += len(self.peers)
         return out
 
     @spec_action("Fault")
     def fault(self, now: float) -> list[Output]:
-        out = self._fire(now, "fault")
+        out = self._resign(now)
+        out += self._fire(now, "fault")
         self.ha_role = "fault"
+        self._promote_by = float("inf")
         return out
 
     @spec_action("Fail")
     def stop(self, now: float) -> list[Output]:
-        """Clean stop (SIGTERM): nothing more is sent."""
-        out = self._fire(now, "fail")
+        """Clean stop (SIGTERM): nothing more is sent (but, with ``drain``, a primary's
+        resignation: its group's next owner need not wait for its silence)."""
+        out = self._resign(now)
+        out += self._fire(now, "fail")
         self.sender.deactivate()
         self.own = None
         return out
@@ -300,6 +353,7 @@ class SyncNode:
             elif isinstance(action, TakeEpoch):
                 self.sender.deactivate()  # (a retake: the old sequence space ends)
                 self.own = Epoch(self.newest.term + 1, self.node_id)
+                self._promote_by, self._resigned = float("inf"), None
                 self._adopt(self.own, out)
                 self.sender.activate(now, self.own)
                 self.need_sync = False
@@ -537,6 +591,8 @@ class SyncNode:
             return
         result = receiver.on_state(now, frame, claim, out)
         self._follow_in_kernel(result, out)
+        if self._resigned is not None:
+            self._drained(now)
         if frame.ack_now:
             # A held packet waits for this ACK: it goes at once, after the kernel write
             # (in the output order), so that it means "in this node's kernel".
@@ -634,11 +690,25 @@ class SyncNode:
         from the header): the spec's HearEpoch."""
         self.counters.hellos_received += 1
         for message in frame.messages:
+            if isinstance(message, Hello) and message.resigned and self.drain:
+                self._hear_resign(now, peer, frame, message, out)
             if isinstance(message, Hello) and message.newest_term:
                 if message.newest_term > MAX_TERM:
                     self._overflow(now, f"node {peer}", message.newest_term, out)
                     continue
                 self._hear_of(now, Epoch(message.newest_term, message.newest_owner), message.live, out)
+
+    def _hear_resign(self, now: float, peer: PeerId, frame: Frame, hello: Hello, out: list[Output]) -> None:
+        """The owner of an epoch resigned it; its stream ended at the header's seq."""
+        epoch = Epoch(hello.newest_term, hello.newest_owner)
+        if epoch.node != peer or epoch < self.newest or self.role.state is Role.PRIMARY:
+            return  # (only the owner resigns its own epoch; an older one is over anyway)
+        self.counters.resigns_heard += 1
+        self._resigned = (peer, epoch, frame.seq)
+        receiver = self.receivers[peer]
+        if receiver.stream == epoch:
+            receiver.on_alive(now, frame, epoch, out)  # (a lost tail: NACKed at once)
+        self._drained(now)
 
     def _hear_of(self, now: float, heard: Epoch, live: bool, out: list[Output]) -> None:
         """A newer epoch told by a HELLO. Vouched for (its primary is live, says the
@@ -890,9 +960,19 @@ class SyncNode:
         return (
             self.ha_role == "promote"
             and self.role.state in (Role.SYNCING, Role.BACKUP)
-            and now >= self._primary_heard_at + self.params.peer_dead_timeout  # (next_timer's sum, to the bit)
+            and now >= self._promote_at()
             and self._can_take_term()
         )
+
+    def _promote_at(self) -> float:
+        """When keepalived's master that is not primary takes over: no live primary heard
+        of for ``peer_dead_timeout``; (drain) or the owner it waits for fell silent for two
+        alive intervals (it failed), or the wait's bound passed."""
+        at = self._primary_heard_at + self.params.peer_dead_timeout
+        if self._promote_by != float("inf"):
+            silent = self.last_heard.get(self.newest.node, float("-inf")) + 2 * self.params.alive_interval
+            at = min(at, self._promote_by, silent)
+        return at
 
     def _dump_arriving(self) -> bool:
         """A dump of the newest epoch's primary has started (BULK_START applied)."""
@@ -917,7 +997,7 @@ class SyncNode:
                 if due < deadline:
                     deadline = due
         if self.ha_role == "promote" and self.role.state in (Role.SYNCING, Role.BACKUP):
-            deadline = min(deadline, max(now, self._primary_heard_at + dead))
+            deadline = min(deadline, max(now, self._promote_at()))
         return deadline
 
     # --- operator commands ------------------------------------------------------------

@@ -52,7 +52,7 @@ class GroupView:
     def owns(self, entry: Entry) -> bool:
         return entry.mark & self.mark_mask == self.mark
 
-    def _mine(self, entries: Iterable[Entry]) -> list[Entry]:
+    def mine(self, entries: Iterable[Entry]) -> list[Entry]:
         mask, mark = self.mark_mask, self.mark
         return [e for e in entries if e.mark & mask == mark]
 
@@ -71,7 +71,7 @@ class GroupView:
         """After an overrun: the events that turn ``known`` into the group's part of the dump."""
         entries = self._after_overrun
         if entries is None:  # (asked without an overrun: a dump of its own)
-            entries = self._mine(self.kernel.dump())
+            entries = self.mine(self.kernel.dump())
         self._after_overrun = None
         return diff(known, entries)
 
@@ -83,11 +83,11 @@ class GroupView:
     # --- dumps and writes
 
     def dump(self) -> list[Entry]:
-        return self._mine(self.kernel.dump())
+        return self.mine(self.kernel.dump())
 
     def dump_parts(self) -> Iterator[list[Entry]]:
         for part in self.kernel.dump_parts():
-            mine = self._mine(part)
+            mine = self.mine(part)
             if mine:
                 yield mine
 
@@ -116,14 +116,14 @@ class Groups:
             self.counters.overruns += 1
             dump = [event[1] for event in self.kernel.resync({}) if event[0] is EventKind.NEW]
             for view in views.values():
-                view.overrun(view._mine(dump))
+                view.overrun(view.mine(dump))
             return len(dump), list(views.values())
-        touched: dict[int, GroupView] = {}
+        touched: set[int] = set()
         for event in events:
-            view = views.get(event[1].mark & mask)
-            if view is None:
+            group = views.get(event[1].mark & mask)
+            if group is None:
                 self.counters.ungrouped += 1
                 continue
-            view.pending.append(event)
-            touched[view.mark] = view
+            group.pending.append(event)
+            touched.add(group.mark)
         return len(events), [views[mark] for mark in views if mark in touched]

@@ -390,6 +390,18 @@ def entry_of_packet(packet: Packet, mark: int, *, reply: bool = False) -> Entry:
     return Entry(t, t.inverted(), 0, status, _TIMEOUTS.get(proto, GENERIC_TIMEOUT), mark)
 
 
+def is_first_reply(packet: Packet) -> bool:
+    """Is this queued packet a TCP connection's first reply, its SYN-ACK (the asymmetric
+    path's rule queues those), rather than a new connection's first packet? From the
+    kernel's ctinfo when it attached the connection, else from the copied TCP flags."""
+    if packet.ct_info is not None:
+        return packet.ct_info == CtInfo.ESTABLISHED_REPLY
+    ip = _ip_header(packet.payload) if packet.payload else None
+    if ip is None or ip[1] != Proto.TCP or ip[5] or len(packet.payload) < ip[4] + 14:
+        return False
+    return packet.payload[ip[4] + 13] & (_TH_SYN | _TH_ACK) == _TH_SYN | _TH_ACK
+
+
 # --- the socket ------------------------------------------------------------------------------
 
 

@@ -237,8 +237,12 @@ class Simulation:
         loss: float = 0.0,
         duplication: float = 0.0,
         expire_interval: float = 1.0,
+        drain: bool = False,
     ) -> None:
+        """``drain``: the nodes hand a group over as active-active's instances do
+        (SyncNode's ``drain``: Resign with the last seq, Drained before a promotion)."""
         self.params = params or SyncParams()
+        self.drain = drain
         self.rng = random.Random(seed)
         self._sessions = random.Random(f"sessions {seed}")  # (apart: the traffic's draws stay as they were)
         self.keyring = keyring
@@ -303,6 +307,7 @@ class Simulation:
                 keyring=self.keyring,
                 newest_epoch=host.persisted,
                 filter=self.filter,
+                drain=self.drain,
             )
             record = None
             if self.records is not None:

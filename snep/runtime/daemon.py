@@ -46,6 +46,7 @@ from snep.fsm.ratelog import RateLog
 from snep.kernel.base import Kernel
 from snep.kernel.groups import Groups
 from snep.runtime.control import LATER, ControlError, ControlServer
+from snep.runtime.deferral import Deferral
 from snep.runtime.instance import Instance
 from snep.runtime.keepalived import Kind, NotifyFifo
 from snep.runtime.keys import load_keyring
@@ -109,9 +110,18 @@ ONLY = 0
 class Daemon:
     """One node's process: config, kernel, its sync instances, control socket, keepalived's FIFO, metrics."""
 
-    def __init__(self, cfg: Config, kernel: Kernel | None = None, *, record: list[Any] | None = None) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        kernel: Kernel | None = None,
+        *,
+        record: list[Any] | None = None,
+        deferral_options: dict[str, Any] | None = None,
+    ) -> None:
         """``kernel``: a kernel adapter to use instead of the netlink one (tests);
-        ``record``: a list the drivers append every output they carry out to (tests)."""
+        ``record``: a list the drivers append every output they carry out to (tests);
+        ``deferral_options``: for the Deferral (tests: ``open_queue``, a queue of their own)."""
+        self._deferral_options = deferral_options or {}
         self.cfg = cfg
         self._record = record
         self.keyring = _keyring(cfg)
@@ -120,6 +130,7 @@ class Daemon:
         self.kernel: Kernel | None = None
         self.groups: Groups | None = None  # active-active: the kernel's events, by group
         self.instances: dict[int, Instance] = {}  # by group mark (ONLY in primary/backup)
+        self.deferral: Deferral | None = None  # active-active's [cluster.defer]
         self.control: ControlServer | None = None
         self.metrics: MetricsServer | None = None
         self.fifo: NotifyFifo | None = None
@@ -198,6 +209,11 @@ class Daemon:
             loop.add_reader(self.kernel.fileno(), self._on_kernel_readable)
             for instance in self.instances.values():
                 instance.start()
+            if cfg.cluster.active_active and cfg.cluster.defer.enabled:
+                self.deferral = Deferral(cfg.cluster, self.instances, **self._deferral_options)
+                self.deferral.open(loop)
+                notice("defer: new connections queued to NFQUEUE %d are held until the peers have them (at most %g s, then %s)",
+                       cfg.cluster.defer.queue, cfg.cluster.defer.params.bound, cfg.cluster.defer.params.fail.value)
             self._open_fifo(loop)
             for key, instance in self.instances.items():
                 notice(
@@ -251,6 +267,7 @@ class Daemon:
                 self.groups.views[group.mark],
                 session=new_session(),
                 name=f"group {group.mark}",
+                drain=True,
                 **common,
             )
 
@@ -293,6 +310,8 @@ class Daemon:
                 pass
         if self.fifo is not None:
             self.fifo.close()
+        if self.deferral is not None:
+            self.deferral.close()
         if self.control is not None:
             await self.control.close()
         if self.metrics is not None:
@@ -565,6 +584,7 @@ class Daemon:
             **shared,
             "ungrouped_events": self.groups.counters.ungrouped,
             "groups": groups,
+            **({"defer": self.deferral.status()} if self.deferral is not None else {}),
         }
 
     def stats(self) -> dict[str, Any]:
@@ -576,6 +596,7 @@ class Daemon:
                 "ungrouped_events": self.groups.counters.ungrouped,
                 "shared_overruns": self.groups.counters.overruns,
                 "groups": {str(mark): i.stats() for mark, i in self.instances.items()},
+                **({"defer": self.deferral.status()} if self.deferral is not None else {}),
             }
         else:
             out = {**self.instance.stats(), **self._daemon_counters()}

@@ -52,9 +52,11 @@ class Instance:
         record: list[Any] | None = None,
         retire: Callable[[dict[Any, Any]], None] | None = None,
         stopping: Callable[[], bool] = lambda: False,
+        drain: bool = False,
     ) -> None:
         """``name``: how the logs call it ("" for the only one: "group 1" in active-active);
-        ``stopping``: whether the process is shutting down (callbacks then do nothing)."""
+        ``stopping``: whether the process is shutting down (callbacks then do nothing);
+        ``drain``: active-active's hand-over of a group (SyncNode's)."""
         self.cfg = cfg
         self.name = name
         self.kernel = kernel
@@ -69,6 +71,9 @@ class Instance:
         self._logs = RateLog()  # (for what is refused before it reaches the node)
         self.unknown_sources = 0
         self.last_commit: dict[str, Any] = {}
+        #: called with the time after each input the node took (active-active's defer:
+        #: what the node learned may release held packets; snep.runtime.deferral)
+        self.after_input: Callable[[float], None] | None = None
         self.epoch_saved = read_epoch(cfg.state_file)
         try:
             write_epoch(cfg.state_file, self.epoch_saved)  # fail now, not at the first promotion
@@ -82,6 +87,7 @@ class Instance:
             keyring=keyring,
             newest_epoch=Epoch(*self.epoch_saved),
             filter=filter,
+            drain=drain,
         )
         if retire is not None:
             for table in (node.internal, node.external, node.sender.records):
@@ -224,6 +230,8 @@ class Instance:
         loop = self.loop
         assert loop is not None
         now = loop.time()
+        if self.after_input is not None:
+            self.after_input(now)
         completed = self.node.counters.bulk_completed
         if completed != self._dumps_received:
             self._dumps_received = completed

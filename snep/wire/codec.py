@@ -162,6 +162,7 @@ _E_NODE = struct.Struct(">BBII")
 _E_U64 = struct.Struct(">BBQ")
 _U64 = struct.Struct(">Q")
 HELLO_LIVE = 0x1  # A_FLAGS of a HELLO: the sender follows a live primary of its newest epoch
+HELLO_RESIGNED = 0x2  # ... the sender resigned its newest epoch; the header's seq is its stream's last
 _E_U32 = struct.Struct(">BBI")
 _E_U16 = struct.Struct(">BBH")
 
@@ -255,8 +256,9 @@ def _encode_control(message: Message) -> bytes:
         body = _E_NODE.pack(A_NODE, 8, message.newest_owner, message.newest_term)  # type: ignore[union-attr]
         body += _E_U16.pack(A_VERSION, 2, message.version)  # type: ignore[union-attr]
         body += _E_U64.pack(A_ECHO, 8, message.echo)  # type: ignore[union-attr]
-        if message.live:  # type: ignore[union-attr]
-            body += _E_U32.pack(A_FLAGS, 4, HELLO_LIVE)
+        flags = (HELLO_LIVE if message.live else 0) | (HELLO_RESIGNED if message.resigned else 0)  # type: ignore[union-attr]
+        if flags:
+            body += _E_U32.pack(A_FLAGS, 4, flags)
     elif mtype is Report:
         # the id, then the entry as one STATE message (an UPDATE): one entry codec
         body = _E_U32.pack(A_REPORT, 4, message.report_id) + _encode_event(Event(EventKind.UPDATE, message.entry))  # type: ignore[union-attr]
@@ -939,7 +941,7 @@ def _control_message(mtype: MessageType, attrs: dict[int, int], buf: bytes, star
         (version,) = _U16.unpack_from(buf, _require(attrs, A_VERSION, mtype, start))
         (echo,) = _U64.unpack_from(buf, _require(attrs, A_ECHO, mtype, start))
         flags = _U32.unpack_from(buf, attrs[A_FLAGS])[0] if A_FLAGS in attrs else 0
-        return Hello(term, owner, bool(flags & HELLO_LIVE), version, echo)
+        return Hello(term, owner, bool(flags & HELLO_LIVE), version, echo, bool(flags & HELLO_RESIGNED))
     if mtype is MessageType.REPORT_ACK:
         return ReportAck(_U32.unpack_from(buf, _require(attrs, A_REPORT, mtype, start))[0])
     if mtype is MessageType.ALIVE:

@@ -91,6 +91,9 @@ class Hello:
     live: bool = False
     version: int = PROTOCOL_VERSION
     echo: int = 0
+    #: the sender was the primary of ``newest`` and resigned it: its frame header's seq
+    #: is its stream's last (active-active's Drained: the next owner applies up to it first)
+    resigned: bool = False
 
 
 @dataclass(frozen=True, slots=True)
