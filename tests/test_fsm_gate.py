@@ -4,6 +4,8 @@ report was applied by the owner), or at the bound, with the fail policy."""
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from snep.entry import Entry, Status, TcpInfo, TcpState
@@ -417,3 +419,84 @@ def test_many_held_at_once_each_released_when_its_own_frame_is_acked_everywhere(
     assert {i for i, reason in reasons.items() if reason is Reason.BOUND} == set(range(5, 12))
     assert all(seen[i] == {2, 3} for i, reason in reasons.items() if reason is Reason.ACKED)
     assert len(c.gates[1].queue) == 0 and c.gates[1]._held == {}
+
+
+@pytest.mark.parametrize("seed", range(16))
+def test_random_walks_release_on_acks_only_when_every_waited_peer_s_kernel_holds_the_state(seed):
+    """Loss, duplication, reordering, peers crashing and coming back: a release on
+    acknowledgements finds the state in the kernel of every peer it waited for that
+    still runs the process it waited for (the spec's DeferReleasedOnlyWhenHeld); every
+    packet gets exactly one verdict; nothing stays behind."""
+    rng = random.Random(seed)
+    fail = rng.choice(list(FailPolicy))
+    c = Cluster(3, DeferParams(bound=rng.choice([0.003, 0.02, 0.2]), fail=fail))
+    c.sim.network.loss, c.sim.network.jitter, c.sim.network.duplication = 0.05, 0.002, 0.05
+    one = c.sim.node(1)
+    waited: dict[int, tuple[Entry, dict[int, int | None]]] = {}
+    verdicts: dict[int, Release] = {}
+
+    def check(node, release):
+        if node != 1:
+            return
+        assert release.packet_id not in verdicts, "a packet released twice"
+        verdicts[release.packet_id] = release
+        if release.reason is Reason.ACKED:
+            entry, peers = waited[release.packet_id]
+            for peer, session in peers.items():
+                if c.sim.hosts[peer].up and one.channel.bound(peer) == session:
+                    assert entry.key in c.sim.kernel_keys(peer), f"released before peer {peer} held it"
+
+    c.on_release = check
+    sent = 0
+    for _ in range(80):
+        roll = rng.random()
+        if roll < 0.6:
+            entry = syn(sent)
+            waited[sent] = (entry, {p: one.channel.bound(p) for p in one.defer_peers()})
+            c.new(1, sent, entry)
+            sent += 1
+        elif roll < 0.66:
+            peer = rng.choice([2, 3])
+            if c.sim.hosts[peer].up:
+                c.sim.crash(peer)
+            else:
+                c.sim.start(peer)
+                c.restart_gate(peer)
+        c.run(rng.choice([0.0005, 0.002, 0.01]))
+    c.run(5.0)
+    assert sorted(verdicts) == list(range(sent))
+    assert len(c.gates[1].queue) == 0 and c.gates[1]._held == {} and c.gates[1]._packets == {}
+    counters = c.gates[1].as_dict()
+    assert counters["acked"] + counters["peer_gone"] + counters["no_peers"] + counters["bound_accepted"] + counters["bound_dropped"] == sent
+
+
+def test_a_re_ack_of_a_frame_jumped_over_releases_nothing_until_the_dump_that_carries_it_is_applied():
+    # A peer that misses the held state's frame and jumps to a dump's BULK_START beyond
+    # the gap acknowledges the missed frame again when a late copy of it comes (the
+    # spec's receiver re-acks a duplicate from its seq): that ACK names the frame, but
+    # the peer never applied it; the dump carries the state, once applied whole.
+    c = Cluster(3, DeferParams(bound=1.0))
+    for i in range(100, 160):  # enough entries for a dump of more than one frame
+        c.sim.conn_new(1, conn(i))
+    c.run(0.1)
+    entry = syn(1)
+    c.new(1, 7, entry)
+    net = c.sim.network
+    late_state = net.capture(lambda d: d.dst == 2 and flagged(d))
+    assert net.lose(lambda d: d.dst == 2 and flagged(d))
+    c.sim.command(1, "bulk")  # a dump starts after the held state's frame
+    starts = lambda d: d.dst == 2 and frame_type(d) == MessageType.STATE and decode_frame(d.data).starts_dump  # noqa: E731
+    ends = lambda d: d.dst == 2 and frame_type(d) == MessageType.STATE and decode_frame(d.data).ends_dump  # noqa: E731
+    assert net._pick(starts) is not None and net._pick(starts) is not net._pick(ends)
+    late_end = net.capture(ends)
+    assert net.lose(ends)
+    c.run(0.0015)  # node 2 jumped to the BULK_START (nothing after it arrives: the end is lost)
+    assert entry.key not in c.sim.kernel_keys(2)
+    net.replay(late_state, to=2, as_from=1)  # the late copy of the frame it jumped over
+    c.run(0.03)  # its re-ack (the held frame's seq .. the BULK_START's) reached node 1
+    assert c.sim.node(2).counters.duplicates >= 1
+    assert c.releases_of(7) == []  # held: node 2 does not have the state
+    net.replay(late_end, to=2, as_from=1)
+    c.run(0.03)
+    (release,) = c.releases_of(7)
+    assert release.reason is Reason.ACKED and entry.key in c.sim.kernel_keys(2)

@@ -7,9 +7,9 @@ Between a queued packet and its verdict, everything that is not I/O: a
   the group's primary is held, its state (built from the packet: the kernel's NEW event
   comes only after the verdict) is sent at once in the group's stream, in a frame
   flagged for immediate acknowledgement, and the packet is released when every peer
-  that was live acknowledged *that frame* (its seq, in the stream of this epoch: a
-  DESTROY's ACK or an earlier incarnation's releases nothing), when such a peer dies
-  or restarts (a new session), or at the bound (the fail policy). When its packet is
+  that was live acknowledged *that frame* (an ACK whose range holds its seq, in the
+  stream of this epoch: a DESTROY's ACK or an earlier incarnation's releases nothing),
+  when such a peer dies or restarts (a new session), or at the bound (the fail policy). When its packet is
   dropped at the bound (fail-closed), the state that was sent is withdrawn (DESTROY).
 - **The first reply through a non-owner** (an asymmetric path's SYN-ACK, which moved
   this node's kernel entry to SYN_RECV) is held while a REPORT of the entry goes to the
@@ -25,7 +25,9 @@ Sans-I/O, one gate per group instance; the runtime calls, with that group's node
     outputs, releases = gate.expire(now)   # at gate.next_deadline()
 
 carries the outputs out with the group's Driver (``driver.run(now, outputs)``, before
-the verdicts) and gives each :class:`~snep.fsm.defer.Release` to NfQueue
+the verdicts; ``after_input`` after *every* input, since the node keeps at most 4,096 ACK
+ranges and report answers between two calls, and a range lost leaves its packet to the
+bound) and gives each :class:`~snep.fsm.defer.Release` to NfQueue
 (``verdicts((r.packet_id, r.verdict) for r in releases)``). :attr:`DeferGate.counters`
 and :meth:`DeferGate.status` are the metrics: packets by what happened to them, and
 the wait of the held ones (a histogram, and the recent waits for median and p99).
@@ -35,7 +37,7 @@ from __future__ import annotations
 
 import bisect
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -44,12 +46,14 @@ from snep.fsm.defer import DeferParams, DeferQueue, Reason, Release, Verdict
 from snep.fsm.effects import Epoch, Output, PeerId
 from snep.fsm.node import SyncNode
 from snep.fsm.role import Role
-from snep.wire.serial import seq_diff
+from snep.wire.serial import seq_diff, seq_range_len
 
 #: upper bounds (seconds) of the wait histogram's buckets (the last one: everything above)
 WAIT_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
 #: the most recent waits kept, for exact percentiles over them
 RECENT_WAITS = 4096
+#: ACK ranges the node keeps between two after_input calls
+ACK_RANGES_MAX = 4096
 
 _STATE = "state"  # a new connection's packet: waits for the peers' ACKs of its frame
 _REPORT = "report"  # a reply's packet at a non-owner: waits for the owner's REPORT_ACK
@@ -87,15 +91,14 @@ class GateCounters:
 
 class _Frames:
     """The frames that carry held states in one epoch's stream, in seq order, so that
-    each peer's ACKs are matched against the frames it newly acknowledged only, not
-    against every held connection (a flood holds thousands)."""
+    an ACK is matched against the frames its range names only, not against every held
+    connection (a flood holds thousands)."""
 
-    def __init__(self, epoch: Epoch | None, base: int) -> None:
+    def __init__(self, epoch: Epoch, base: int) -> None:
         self.epoch = epoch
         self.base = base  # positions are seqs counted from here (serial arithmetic)
         self.positions: list[int] = []  # ascending; released ones are trimmed now and then
         self.keys: dict[int, Hashable] = {}  # position -> queue key, while held
-        self.matched: dict[PeerId, int] = {}  # the position each peer's ACKs were matched up to
 
     def add(self, seq: int, key: Hashable) -> None:
         position = seq_diff(seq, self.base)
@@ -107,16 +110,26 @@ class _Frames:
         if len(self.positions) > 2 * len(self.keys) + 64:
             self.positions = [p for p in self.positions if p in self.keys]
 
-    def newly_acked(self, peer: PeerId, acked: int) -> list[Hashable]:
-        """The held frames' keys below ``acked`` (the first seq the peer lacks) that
-        were not matched against this peer's ACKs before."""
-        upto = seq_diff(acked, self.base)
-        start = self.matched.get(peer, 0)
-        if upto <= start:
-            return []
-        self.matched[peer] = upto
+    def held_by(self, first: int, last: int, dumps: Iterable[list[int | None]]) -> list[Hashable]:
+        """The keys of the held frames that an ACK of ``first .. last`` shows the peer
+        applied: a receiver applies in order, but it may jump over a gap to a dump's
+        BULK_START, and it acknowledges again a duplicate of a frame it jumped over (the
+        spec's receiver does: a re-ack from the duplicate's seq). So the range proves
+        only its part from its last BULK_START on; and a dump's BULK_END in that part
+        proves every frame sent before the dump's BULK_START (the dump carries their
+        states: SyncSender.unconfirmed)."""
+        start = seq_diff(first, self.base)
+        stop = start + seq_range_len(first, last)  # (exclusive)
+        bounds = [(seq_diff(b, self.base), None if e is None else seq_diff(e, self.base)) for b, e in dumps if b is not None]
+        proven = start  # (what comes before the range's last BULK_START may be a re-ack)
+        for dump_start, _ in bounds:
+            if start < dump_start < stop:
+                proven = max(proven, dump_start)
         positions, keys = self.positions, self.keys
-        found = positions[bisect.bisect_left(positions, start) : bisect.bisect_left(positions, upto)]
+        found = positions[bisect.bisect_left(positions, proven) : bisect.bisect_left(positions, stop)]
+        whole = [b for b, e in bounds if e is not None and proven <= e < stop]
+        if whole:  # a dump applied whole: the frames sent before its BULK_START
+            found = positions[: bisect.bisect_left(positions, min(max(whole), proven))] + found
         return [keys[p] for p in found if p in keys]
 
 
@@ -169,6 +182,8 @@ class DeferGate:
         self.waits = WaitStats()
         self._held: dict[Hashable, _Held] = {}  # by queue key: (kind, connection key)
         self._frames: _Frames | None = None  # the held states' frames of the current stream
+        if node.ack_ranges is None:
+            node.ack_ranges = deque(maxlen=ACK_RANGES_MAX)  # (the node keeps its ACK ranges for us)
         self._packets: dict[int, Hashable] = {}  # packet id -> queue key, while held
         self._reports: dict[int, Hashable] = {}  # report id -> queue key, while held
         self._next_report = 0
@@ -206,6 +221,7 @@ class DeferGate:
         assert seq is not None  # (primary, active, accepted by the filter: checked above)
         self._held[key] = _Held(_STATE, entry, seq=seq, epoch=node.own)
         if self._frames is None:
+            assert node.own is not None  # (the primary holds an epoch)
             self._frames = _Frames(node.own, seq)
         self._frames.add(seq, key)
         return out, releases
@@ -269,12 +285,17 @@ class DeferGate:
         node = self.node
         queue = self.queue
         frames = self._frames
+        ranges = node.take_ack_ranges()
         if frames is not None:
-            for peer in node.peers:
-                # (acked: the first seq of the stream the peer has not applied)
-                for key in frames.newly_acked(peer, node.acked(peer)):
-                    if queue.waits(key, peer):
-                        releases += queue.ack(key, peer, now)
+            term = frames.epoch.term
+            dumps = node.sender.dump_bounds
+            for peer, acked_term, first, last in ranges:
+                # (an ACK names the frames the peer applied: never a key alone, never a
+                # position, which a jump over a gap to a dump moves past frames not applied)
+                if acked_term == term:
+                    for key in frames.held_by(first, last, dumps):
+                        if queue.waits(key, peer):
+                            releases += queue.ack(key, peer, now)
         for peer, report_id in node.take_report_answers():
             key = self._reports.get(report_id)
             held = self._held.get(key) if key is not None else None

@@ -109,10 +109,14 @@ _CLAIMING = (MessageType.STATE, MessageType.ALIVE, MessageType.HELLO)
 _UPDATE = EventKind.UPDATE
 _NEW_KIND = int(EventKind.NEW)  # (a record's first byte: its event kind)
 
-#: states sent from held packets that the kernel has not reported yet, kept for the
-#: non-owners' reports of them (each leaves at the kernel's first event of it)
-HELD_SENT_MAX = 8192
-#: report answers kept for the gate to collect (snep.fsm.gate drains them after each input)
+#: states sent from held packets that the kernel has not reported yet (SyncSender's
+#: ``unconfirmed``: dumps carry them, reports find them): at most this many ...
+UNCONFIRMED_MAX = 8192
+#: ... each for at most this many seconds (the kernel's event of a connection follows
+#: its packet's verdict within milliseconds; one that never comes was never confirmed)
+UNCONFIRMED_TTL = 10.0
+#: report answers and ACK ranges kept for the gate to collect (snep.fsm.gate drains them
+#: after each input)
 REPORT_ANSWERS_MAX = 4096
 #: the status bits a report may add: that the connection saw its reply (and is assured)
 _REPORTED_STATUS = int(Status.SEEN_REPLY | Status.ASSURED)
@@ -189,11 +193,11 @@ class SyncNode:
         #: cache, then emptied: these are its entries); the next kernel dump says what
         #: the kernel refused, and that is written
         self._check_commit: dict[bytes, bytes] | None = None  # (the external cache's records, by record key)
-        #: active-active: states sent from held packets, by key, until the kernel's own
-        #: event of the connection (a report may arrive before it: snep.fsm.gate)
-        self._held_sent: dict[Key, Entry] = {}
         #: (peer, report id) of the REPORT_ACKs received, for the gate to collect
         self.report_answers: deque[tuple[PeerId, int]] = deque(maxlen=REPORT_ANSWERS_MAX)
+        #: (peer, term, first, last) of the ACKs of our stream received, for the gate to
+        #: collect (None: nobody asked, nothing kept; snep.fsm.gate sets it)
+        self.ack_ranges: deque[tuple[PeerId, int, int, int]] | None = None
 
     def _fresh_sync(self, filter: Filter) -> None:
         """A new process's sender and receivers: no stream, nothing queued."""
@@ -448,10 +452,10 @@ class SyncNode:
         events = [event if event[0] is not _UPDATE else complete(event) for event in events]
         if self._vouch is not None:
             self._vouch.update(event.entry.key for event in events if event.kind is EventKind.NEW)
-        if self._held_sent:
-            held = self._held_sent
+        unconfirmed = self.sender.unconfirmed
+        if unconfirmed:
             for event in events:
-                held.pop(event[1].key, None)  # (the kernel's own word from now on)
+                unconfirmed.pop(event[1].key, None)  # (the kernel's own word from now on)
         self.internal.apply_all(events)
         if role is Role.PRIMARY:
             self.sender.on_events(now, events, out)
@@ -462,6 +466,11 @@ class SyncNode:
         key): it becomes the internal cache."""
         out: list[Output] = []
         self.internal.replace(entries)
+        unconfirmed = self.sender.unconfirmed
+        if unconfirmed:
+            internal = self.internal
+            for key in [key for key in unconfirmed if key in internal]:
+                del unconfirmed[key]  # (confirmed: the kernel holds it)
         if self._check_commit is not None:
             committed, self._check_commit = self._check_commit, None
             internal = self.internal
@@ -537,9 +546,11 @@ class SyncNode:
                 elif self.role.state is not Role.PRIMARY:
                     receiver.on_alive(now, frame, claim, out)
         elif mtype is MessageType.ACK:
+            ranges = self.ack_ranges
             for message in frame.messages:
                 if isinstance(message, Ack):
-                    self.sender.on_ack(now, peer, message, frame.epoch, out)
+                    if self.sender.on_ack(now, peer, message, frame.epoch, out) and ranges is not None:
+                        ranges.append((peer, frame.epoch, message.first, message.last))
         elif mtype is MessageType.NACK:
             nacks = [message for message in frame.messages if isinstance(message, Nack)]
             self.sender.on_nack(now, peer, nacks, frame.epoch, out)
@@ -760,9 +771,23 @@ class SyncNode:
         )
 
     def acked(self, peer: PeerId) -> int:
-        """The first seq of the current stream that ``peer`` has not acknowledged
-        (the sender's PeerTx.acked: everything before it is applied there)."""
+        """The first seq of the current stream that ``peer`` has not acknowledged (the
+        sender's PeerTx.acked). Not what a held packet waits for: a peer that jumped over
+        a gap to a dump's BULK_START moves it past frames it never applied, which its dump
+        carries only once complete. A held packet waits for an ACK whose range holds its
+        frame (:attr:`ack_ranges`)."""
         return self.sender.peers[peer].acked
+
+    def take_ack_ranges(self) -> list[tuple[PeerId, int, int, int]]:
+        """The (peer, term, first, last) of the ACKs received since the last call: the
+        peer applied the frames first .. last of the stream of that term (its kernel
+        holds them: it acknowledges a FLAG_ACK_NOW frame after writing it)."""
+        ranges = self.ack_ranges
+        if not ranges:
+            return []
+        taken = list(ranges)
+        ranges.clear()
+        return taken
 
     def send_held(self, now: float, entry: Entry) -> tuple[list[Output], int | None]:
         """A new connection's state, built from its first packet, which the caller holds
@@ -779,19 +804,31 @@ class SyncNode:
         if not self.filter.accepts(entry, EventKind.NEW):
             return out, None
         seq = self.sender.send_now(now, [event], out, ack_now=True)
-        held = self._held_sent
-        held.pop(entry.key, None)
-        if len(held) >= HELD_SENT_MAX:
-            del held[next(iter(held))]  # (the oldest: its kernel event is long overdue)
-        held[entry.key] = entry
+        unconfirmed = self.sender.unconfirmed
+        unconfirmed.pop(entry.key, None)
+        self._expire_unconfirmed(now)
+        if len(unconfirmed) >= UNCONFIRMED_MAX:
+            del unconfirmed[next(iter(unconfirmed))]  # (the oldest: its kernel event is long overdue)
+        unconfirmed[entry.key] = (entry, now)
         self.counters.held_states_sent += 1
         return out, seq
+
+    def _expire_unconfirmed(self, now: float) -> None:
+        """States sent from held packets whose kernel event never came (their connection
+        was never confirmed: a later rule dropped the packet) are no longer dumped: the
+        peers' next dump sweeps them, or their kernel's timeout."""
+        unconfirmed = self.sender.unconfirmed
+        while unconfirmed:
+            key = next(iter(unconfirmed))
+            if unconfirmed[key][1] + UNCONFIRMED_TTL > now:
+                break
+            del unconfirmed[key]
 
     def withdraw_held(self, now: float, entry: Entry) -> list[Output]:
         """A held connection whose packet was dropped (fail-closed): its state was sent,
         its kernel entry died unconfirmed with the packet, so the peers get its DESTROY."""
         out: list[Output] = []
-        self._held_sent.pop(entry.key, None)
+        self.sender.unconfirmed.pop(entry.key, None)
         if self.role.state is Role.PRIMARY and self.sender.active:
             self.sender.send_now(now, [Event(EventKind.DESTROY, entry)], out)
         return out
@@ -843,12 +880,14 @@ class SyncNode:
                 f"{self.role.state.name}{f' in epoch {own}' if own else ''}, not that epoch's primary",
             )
             return
-        internal, held = self.internal, self._held_sent
+        internal, unconfirmed = self.internal, self.sender.unconfirmed
         updates: list[Event] = []
         answered: list[int] = []
         for report in reports:
             entry = report.entry
-            known = internal.get(entry.key) or held.get(entry.key)
+            known = internal.get(entry.key)
+            if known is None and entry.key in unconfirmed:
+                known = unconfirmed[entry.key][0]
             if known is None or known.mark != entry.mark:
                 self.counters.reports_unknown += 1
                 continue
@@ -869,7 +908,7 @@ class SyncNode:
         if updates:
             out.append(KernelOps(tuple(updates)))
             for event in updates:
-                held.pop(event[1].key, None)
+                unconfirmed.pop(event[1].key, None)  # (the internal cache has it now)
             internal.apply_all(updates)
             self.sender.on_events(now, updates, out)
         for report_id in answered:
@@ -884,6 +923,8 @@ class SyncNode:
         if self.role.state is Role.DOWN:
             return out
         sender = self.sender
+        if sender.unconfirmed:
+            self._expire_unconfirmed(now)
         sender.on_flush_timer(now, out)
         sender.on_bulk_step(now, out)
         sender.on_retransmit_timer(now, out)

@@ -32,13 +32,14 @@ Each appends its outputs to the ``out`` list it is given and returns nothing.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from itertools import islice
 
 from snep.cache import Cache
-from snep.entry import Event, EventKind, Key
+from snep.entry import Entry, Event, EventKind, Key
 from snep.fsm.budget import TokenBucket
 from snep.fsm.bulk import BulkDump
 from snep.fsm.counters import Counters
@@ -82,6 +83,9 @@ BULK_STEP = 16
 
 #: dumps a peer may start at once (then one more per resync_retry)
 DUMP_BURST = 2
+
+#: the latest dumps whose bounds the sender remembers (snep.fsm.gate reads them)
+DUMP_BOUNDS = 64
 
 
 def _resend_budget(params: SyncParams) -> TokenBucket:
@@ -136,6 +140,14 @@ class SyncSender:
         self.dump = BulkDump(framer.mtu - framer.overhead)
         self.records = Records()  # each entry's message, kept for dumps (while active)
         self.loading = False  # the internal cache awaits a kernel dump: no dump reads it
+        #: states sent from held packets whose kernel event has not come yet (active-
+        #: active's defer: the kernel confirms a connection after its packet's verdict),
+        #: by key, with when they were sent. Dumps carry them: a dump without them would
+        #: sweep them from the peers that acknowledged them. The node keeps it.
+        self.unconfirmed: dict[Key, tuple[Entry, float]] = {}
+        #: [BULK_START seq, BULK_END seq or None] of this stream's latest dumps: what a
+        #: peer's ACK proves depends on them (snep.fsm.gate)
+        self.dump_bounds: deque[list[int | None]] = deque(maxlen=DUMP_BOUNDS)
 
     # --- mode changes -----------------------------------------------------------------
     @property
@@ -167,6 +179,7 @@ class SyncSender:
         self.epoch = epoch
         self.queue.restart()
         self.records.clear()
+        self.dump_bounds.clear()
         for peer in self.peers.values():
             peer.acked, peer.acked_at = 0, float("-inf")
             peer.behind, peer.resume = False, None
@@ -181,6 +194,8 @@ class SyncSender:
         self.queue.clear()
         self.dump.clear()
         self.records.clear()
+        self.unconfirmed.clear()
+        self.dump_bounds.clear()
         self.notifier.reset()
 
     def cache_loading(self) -> None:
@@ -302,17 +317,19 @@ class SyncSender:
         return True
 
     @spec_action("RecvAck")
-    def on_ack(self, now: float, peer: PeerId, ack: Ack, term: int, out: list[Output]) -> None:
-        """The peer applied everything up to ``ack.last``: its frames may leave the queue."""
+    def on_ack(self, now: float, peer: PeerId, ack: Ack, term: int, out: list[Output]) -> bool:
+        """The peer applied everything up to ``ack.last``: its frames may leave the queue.
+        Returns whether the ACK is of this stream (its range: frames the peer applied)."""
         self.counters.acks_received += 1
         if not self._current(term):
-            return
+            return False
         if not self.queue.was_sent(ack.last):
             self.counters.bad_acks += 1
-            return
+            return False
         self._advance(now, self.peers[peer], seq_add(ack.last, 1))
         self._trim()
         self.on_bulk_step(now, out)
+        return True
 
     @staticmethod
     def _advance(now: float, state: PeerTx, after: int) -> None:
@@ -586,6 +603,16 @@ class SyncSender:
             return
         accepts = self.notifier.filter.accepts
         get = self.internal.getter()
+        unconfirmed = self.unconfirmed
+        if unconfirmed:
+            cached = get
+
+            def get(key: Key) -> Entry | None:  # (the states of held packets too)
+                entry = cached(key)
+                if entry is None and key in unconfirmed:
+                    return unconfirmed[key][0]
+                return entry
+
         records = self.records
 
         def messages_of(keys: list[Key]) -> tuple[list[bytes], list[Key]]:
@@ -597,7 +624,11 @@ class SyncSender:
         while room > 0:
             first = self.mode.state is SenderMode.BULK_START
             if first:
-                dump.snapshot(self.internal.keys())
+                keys = self.internal.keys()
+                if unconfirmed:
+                    internal = self.internal
+                    keys += [key for key in unconfirmed if key not in internal]
+                dump.snapshot(keys)
             messages, taken = dump.take(room, messages_of)
             while True:
                 last = dump.done
@@ -618,8 +649,11 @@ class SyncSender:
                     for peer in self.peers.values():
                         if peer.behind:
                             peer.resume = self.next_seq  # it jumps to this BULK_START
+                    self.dump_bounds.append([self.next_seq, None])
                 self._queue_frames(now, frames, len(messages), out)
                 self.counters.bulk_messages_sent += len(messages)
+                if dump.done and self.dump_bounds:
+                    self.dump_bounds[-1][1] = frames[-1].seq
             if dump.done:
                 self.mode.fire("last_frame")
                 return
