@@ -25,10 +25,11 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import statistics
-import subprocess
 import sys
 import time
+from dataclasses import asdict, dataclass
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -36,15 +37,24 @@ from snep.lab import netns, traffic
 from snep.lab.aa_topology import AATopology, client_ip
 from snep.lab.conformance.aaharness import DEFER_QUEUE, percentile
 from snep.lab.conformance.impls import ConntrackdImpl, Impl, SnepImpl
-from snep.lab.topology import Firewall, Topology
+from snep.lab.topology import Topology
 
 CONFIGS = ("none", "conntrackd", "snep-no-defer", "snep-defer")
 
 
 # ------------------------------------------------------------------ in the client namespace
 
+@dataclass(frozen=True)
+class Load:
+    """What one load run made: each connect's seconds, the failures, how long it took."""
+
+    times: list[float]
+    failed: int
+    span: float
+
+
 async def _connections(server: str, port: int, *, count: int | None, seconds: float | None,
-                       concurrency: int) -> dict[str, object]:
+                       concurrency: int) -> Load:
     times: list[float] = []
     failed = 0
     end = time.monotonic() + seconds if seconds else None
@@ -64,32 +74,33 @@ async def _connections(server: str, port: int, *, count: int | None, seconds: fl
                 _, writer = await asyncio.wait_for(asyncio.open_connection(server, port), 3.0)
                 times.append(time.perf_counter() - started)
                 writer.close()
-            except (OSError, asyncio.TimeoutError):
+            except (OSError, TimeoutError):
                 failed += 1
 
     t0 = time.monotonic()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return {"times": times, "failed": failed, "span": time.monotonic() - t0}
+    return Load(times, failed, time.monotonic() - t0)
 
 
 def load(server: str, port: int, count: int | None, seconds: float | None, concurrency: int) -> None:
-    print(json.dumps(asyncio.run(_connections(server, port, count=count, seconds=seconds,
-                                              concurrency=concurrency))), flush=True)
+    made = asyncio.run(_connections(server, port, count=count, seconds=seconds, concurrency=concurrency))
+    print(json.dumps(asdict(made)), flush=True)
 
 
 def run_load(topo: Topology, ns: str, *, count: int | None = None, seconds: float | None = None,
-             concurrency: int = 1) -> dict[str, object]:
+             concurrency: int = 1) -> Load:
     argv = [sys.executable, os.path.abspath(__file__), "--load", topo.server_ip,
             "--concurrency", str(concurrency)]
     argv += ["--count", str(count)] if count is not None else ["--seconds", str(seconds)]
     out = topo.exec(ns, argv, timeout=600).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    return Load(**json.loads(out.strip().splitlines()[-1]))
 
 
 # ------------------------------------------------------------------ one configuration
 
 def cpu_seconds(pid: int) -> float:
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
@@ -123,20 +134,20 @@ def measure(config: str, args: argparse.Namespace) -> dict[str, float]:
         client = topo.clients[1]
         run_load(topo, client, count=20)  # warm up (ARP, the daemons' first events)
         one = run_load(topo, client, count=args.samples)
-        daemons: list[Firewall] = [fw for fw in topo.firewalls if impl.daemon(fw) is not None]
-        cpu0 = {fw.name: cpu_seconds(impl.daemon(fw).pid) for fw in daemons}  # type: ignore[union-attr]
+        pids = {fw.name: proc.pid for fw in topo.firewalls if (proc := impl.daemon(fw)) is not None}
+        cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
         burst = run_load(topo, client, seconds=args.seconds, concurrency=args.concurrency)
-        cpu = sum(cpu_seconds(impl.daemon(fw).pid) - cpu0[fw.name] for fw in daemons)  # type: ignore[union-attr]
+        cpu = sum(cpu_seconds(pid) - cpu0[name] for name, pid in pids.items())
         counters = impl.counters(topo, topo.fw(1))  # (flattened status: defer.groups.1.wait.p50 ...)
-        times = one["times"]
-        made = len(burst["times"])  # type: ignore[arg-type]
+        made = len(burst.times)
+        nan = float("nan")
         result = {
-            "median_us": statistics.median(times) * 1e6 if times else float("nan"),  # type: ignore[arg-type]
-            "p99_us": percentile(times, 99) * 1e6 if times else float("nan"),  # type: ignore[arg-type]
-            "lost": args.samples - len(times),  # type: ignore[arg-type]
-            "rate": made / float(burst["span"]),  # type: ignore[arg-type]
-            "failed": float(burst["failed"]),  # type: ignore[arg-type]
-            "cpu_us": cpu / made * 1e6 if made and daemons else float("nan"),
+            "median_us": statistics.median(one.times) * 1e6 if one.times else nan,
+            "p99_us": percentile(one.times, 99) * 1e6 if one.times else nan,
+            "lost": float(args.samples - len(one.times)),
+            "rate": made / burst.span if burst.span else nan,
+            "failed": float(burst.failed),
+            "cpu_us": cpu / made * 1e6 if made and pids else nan,
         }
         held = impl.defer_counters(topo, topo.fw(1))
         if held:
@@ -170,7 +181,7 @@ def main() -> None:
         print(f"bench_aa: skipped ({reason})")
         return
     configs = args.only or list(CONFIGS)
-    if "conntrackd" in configs and subprocess.run(["which", "conntrackd"], capture_output=True).returncode:
+    if "conntrackd" in configs and shutil.which("conntrackd") is None:
         configs.remove("conntrackd")
         print("(conntrackd not installed: left out)")
     print(f"active-active, 2 firewalls, client {client_ip(1)} through fw1 (python {sys.version.split()[0]}; "

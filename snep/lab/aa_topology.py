@@ -40,7 +40,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from snep.lab import netns
-from snep.lab.topology import CLIENT_NET, SERVER_IP, SERVER_NET, Firewall, Topology, TopologyError
+from snep.lab.topology import (
+    CLIENT_NET,
+    SERVER_IP,
+    SERVER_NET,
+    Firewall,
+    Topology,
+    TopologyError,
+)
 
 MARK_MASK = 0xFF  # the ct mark bits that hold the group
 HOME_PRIORITY = 200

@@ -44,6 +44,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import Self
 
 from snep.errors import SnepError
 from snep.lab import netns
@@ -151,7 +152,7 @@ class Topology:
 
     # ---- context manager: set up, tear down (also on failure, SIGINT, SIGTERM) ----
 
-    def __enter__(self) -> Topology:
+    def __enter__(self) -> Self:
         self._install_signal_handlers()
         try:
             self.build()

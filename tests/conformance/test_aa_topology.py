@@ -62,10 +62,9 @@ def test_an_asymmetric_path_without_state_on_the_reply_side_breaks(real_kernel: 
 
 
 def test_teardown_also_when_the_body_raises(real_kernel: None) -> None:
-    with pytest.raises(RuntimeError):
-        with AATopology(3, asymmetric=True, defer_queue=0) as topo:
-            names = [topo.sw, topo.server, *topo.clients.values(), *(fw.ns for fw in topo.firewalls)]
-            assert all(netns.exists(n) for n in names)
-            raise RuntimeError("scenario broke")
+    with pytest.raises(RuntimeError), AATopology(3, asymmetric=True, defer_queue=0) as topo:
+        names = [topo.sw, topo.server, *topo.clients.values(), *(fw.ns for fw in topo.firewalls)]
+        assert all(netns.exists(n) for n in names)
+        raise RuntimeError("scenario broke")
     assert not any(netns.exists(n) for n in names)
     assert not topo.dir.exists()

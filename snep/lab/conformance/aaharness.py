@@ -156,7 +156,8 @@ class AAHarness(Harness):
             "no invalid drops of tracked traffic", total == 0,
             f"{total} packets of tracked connections dropped as invalid "
             f"({', '.join(f'{k} {v}' for k, v in drops.items())})", {"tracked_invalid_drops": drops}))
-        connects, moving = [], []
+        connects: list[float] = []
+        moving: list[float] = []
         for at, seconds in self.traffic.latency():
             in_move = any(start <= at <= end for start, end in self.moves)
             (moving if in_move else connects).append(seconds)

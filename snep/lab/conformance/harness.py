@@ -119,7 +119,7 @@ class Harness:
             raise NotApplicable(f"{impl.name} supports at most {impl.max_firewalls} firewalls "
                                 f"in this mode (FT-FW over UDP has one peer)")
         self.impl, self.profile, self.netem, self.result = impl, profile, netem, result
-        self.topo = self.make_topology(firewalls, sync_links=sync_links, advert_int=profile.advert_int,
+        self.topo: Topology = self.make_topology(firewalls, sync_links=sync_links, advert_int=profile.advert_int,
                                        notify=lambda fw: impl.notify(self.topo, fw),
                                        notify_fifo=impl.notify_fifo, keep_logs=keep_logs,
                                        workdir=workdir)
