@@ -18,8 +18,8 @@ from snep.lab.conformance.scenarios import NAMES, SCENARIOS, run_scenario
 from snep.lab.topology import TopologyError
 
 
-def test_every_firewall_is_the_home_of_its_group_and_the_next_one_backs_it_up():
-    topo = AATopology(3)
+def test_every_firewall_is_the_home_of_its_group_and_the_next_one_backs_it_up(tmp_path: Path):
+    topo = AATopology(3, workdir=tmp_path)
     table = {(fw.index, g): priority(fw, g, 3) for fw in topo.firewalls for g in topo.groups}
     assert [table[(g, g)] for g in (1, 2, 3)] == [200, 200, 200]
     assert table[(2, 1)] > table[(3, 1)] and table[(3, 2)] > table[(1, 2)] and table[(1, 3)] > table[(2, 3)]
@@ -41,12 +41,12 @@ def test_keepalived_conf_has_one_sync_group_per_firewall_with_the_fifo_and_track
     assert "vrrp_script" not in without and "track_script" not in without
 
 
-def test_asymmetric_paths_send_the_replies_through_the_next_group():
-    assert [AATopology(2).return_group(g) for g in (1, 2)] == [1, 2]
-    assert [AATopology(2, asymmetric=True).return_group(g) for g in (1, 2)] == [2, 1]
-    assert [AATopology(3, asymmetric=True).return_group(g) for g in (1, 2, 3)] == [2, 3, 1]
+def test_asymmetric_paths_send_the_replies_through_the_next_group(tmp_path: Path):
+    assert [AATopology(2, workdir=tmp_path).return_group(g) for g in (1, 2)] == [1, 2]
+    assert [AATopology(2, asymmetric=True, workdir=tmp_path).return_group(g) for g in (1, 2)] == [2, 1]
+    assert [AATopology(3, asymmetric=True, workdir=tmp_path).return_group(g) for g in (1, 2, 3)] == [2, 3, 1]
     with pytest.raises(TopologyError):
-        AATopology(1)
+        AATopology(1, workdir=tmp_path)
 
 
 def test_the_group_goes_into_the_ct_mark_and_the_queue_rules_are_the_contracts():
@@ -84,11 +84,13 @@ def test_snep_writes_the_contracts_active_active_keys(tmp_path: Path):
 
 
 def test_conntrackd_as_its_manual_has_active_active(tmp_path: Path):
-    conf = conntrackd_conf(AATopology(2, workdir=tmp_path), AATopology(2, workdir=tmp_path).fw(1))
+    topo = AATopology(2, workdir=tmp_path)
+    conf = conntrackd_conf(topo, topo.fw(1))
     assert "DisableExternalCache On" in conf and "StartupResync On" in conf
     impl = ConntrackdImpl.__new__(ConntrackdImpl)
     impl.proc = "sync"
-    assert impl.notify_body(AATopology(2, workdir=tmp_path), AATopology(2).fw(1)) == "rc=0"
+    topo = AATopology(2, workdir=tmp_path)
+    assert impl.notify_body(topo, topo.fw(1)) == "rc=0"
     assert not impl.defers
 
 
