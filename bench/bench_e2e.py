@@ -114,10 +114,12 @@ class Snep:
     #: like conntrackd's FT-FW with its external cache: the backup's kernel is not written
     #: before a takeover (``snep-warm``: snep's default, a kernel write per event on the backup)
     warm = False
+    #: sync.mtu (--mtu; None: the default)
+    mtu: int | None = None
 
     def __init__(self, topo: Topology) -> None:
         self.topo = topo
-        options = NodeOptions(alive_interval=0.5, peer_dead_timeout=2.0, inject_on_arrival=self.warm)
+        options = NodeOptions(alive_interval=0.5, peer_dead_timeout=2.0, inject_on_arrival=self.warm, mtu=self.mtu)
         self.cluster = SnepCluster(topo, options)
 
     def start(self, fw: Firewall) -> int:
@@ -422,6 +424,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--ladder", default="5000,10000,20000,40000", help="rates of the sustained-rate steps ('' for none)")
     parser.add_argument("--impls", default="snep,conntrackd", help="of snep, snep-warm, conntrackd")
+    parser.add_argument("--mtu", type=int, default=None,
+                        help="snep's sync.mtu (default: the config's); above the link's 1500 the frames are IP-fragmented")
     parser.add_argument("--poll", type=float, default=0.002,
                         help="seconds between polls of the backup's external cache in the resync runs (snep answers each "
                              "poll in its own loop: at 0.002 s the polls take a tenth of its core, conntrackd's answer in C)")
@@ -430,10 +434,12 @@ def main() -> int:
     if reason:
         print(f"bench_e2e: skipped: {reason}")
         return 0
+    Snep.mtu = args.mtu
     impls = {"snep": Snep, "snep-warm": SnepWarm, "conntrackd": Conntrackd}
     chosen = [impls[name] for name in args.impls.split(",")]
     tag = f"snepb-{os.getpid()}"
-    print(f"bench_e2e {time.strftime('%Y-%m-%d %H:%M')} on {os.uname().nodename} ({os.uname().release}, {os.cpu_count()} CPUs)")
+    print(f"bench_e2e {time.strftime('%Y-%m-%d %H:%M')} on {os.uname().nodename} ({os.uname().release}, {os.cpu_count()} CPUs)"
+          + (f", snep's sync.mtu {args.mtu}" if args.mtu else ""))
 
     for rate in (float(x) for x in args.rates.split(",") if x):
         print()

@@ -263,7 +263,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("sync", "insecure", False, "run without a key: frames are neither encrypted nor authenticated, and anyone on the sync link can inject kernel entries and fence the primary (docs/security.md)"),
     Setting("sync", "level", _P.level.value, "which events are synchronized", choices=tuple(level.value for level in Level)),
     _tunable("sync", "incremental_period", "seconds", 0.01, 3600, "the incremental level's flush period"),
-    _tunable("sync", "mtu", "bytes", 576, 65507, "UDP payload per frame"),
+    _tunable("sync", "mtu", "bytes", 576, 65507, "UDP payload per frame; above the link's MTU the kernel fragments frames (fewer, larger frames: a resync costs less CPU per entry, but one lost fragment loses the whole frame; bench/README.md, \"Larger frames\")"),
     _tunable("sync", "resend_queue", "frames", 16, 10_000_000, "STATE frames kept for retransmission (bounded)"),
     _tunable("sync", "bulk_window", "frames", 1, 1_000_000, "unacknowledged frames a bulk dump keeps in flight"),
     _tunable("sync", "ack_window", "frames", 1, 65536, "frames acknowledged together"),

@@ -69,6 +69,8 @@ class NodeOptions:
     alive_interval: float = 0.5
     peer_dead_timeout: float = 2.0
     extra: str = ""  # more TOML appended to each node's config
+    #: sync.mtu (None: the default): frames beyond the link's MTU are IP-fragmented
+    mtu: int | None = None
 
 
 class SnepCluster:
@@ -115,6 +117,8 @@ class SnepCluster:
             f"alive_interval = {o.alive_interval}",
             f"peer_dead_timeout = {o.peer_dead_timeout}",
         ]
+        if o.mtu is not None:
+            lines.append(f"mtu = {o.mtu}")
         if o.key:
             lines.append(f'key_file = "{self.key_file}"')
         else:
