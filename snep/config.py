@@ -757,20 +757,19 @@ def _ha(ha: _Reader | None, cluster: ClusterConfig, path: str) -> HaConfig:
         return HaConfig(Path(fifo))
     if bool(group) == bool(instance):
         raise ha.error("notify_fifo", "needs exactly one of sync_group and instance: whose transitions to follow")
-    for key, name in (("sync_group", group), ("instance", instance)):
-        if name and (any(c.isspace() for c in name) or '"' in name):
-            raise ha.error(key, f"{name!r}: keepalived's names have no spaces or quotes")
-    return HaConfig(Path(fifo), ("GROUP", group) if group else ("INSTANCE", instance))
+    return HaConfig(Path(fifo), _follow(ha, "", {"sync_group": group, "instance": instance}))
 
 
 def _follow(reader: _Reader, where: str, table: dict[str, Any]) -> tuple[str, str]:
-    """A keepalived sync group or instance, exactly one of the two, named without spaces or quotes."""
+    """A keepalived sync group or instance (``where``: the table's key, "" for the
+    section itself), exactly one of the two, named without spaces or quotes."""
     group, instance = table.get("sync_group", ""), table.get("instance", "")
     for key, name in (("sync_group", group), ("instance", instance)):
+        named = f"{where}.{key}" if where else key
         if not isinstance(name, str):
-            raise reader.error(f"{where}.{key}", f"must be a string, not {_type(name)}")
+            raise reader.error(named, f"must be a string, not {_type(name)}")
         if name and (any(c.isspace() for c in name) or '"' in name):
-            raise reader.error(f"{where}.{key}", f"{name!r}: keepalived's names have no spaces or quotes")
+            raise reader.error(named, f"{name!r}: keepalived's names have no spaces or quotes")
     if bool(group) == bool(instance):
         raise reader.error(where, "needs exactly one of sync_group and instance: whose MASTER makes this node the group's owner")
     return ("GROUP", group) if group else ("INSTANCE", instance)

@@ -151,18 +151,7 @@ class AATopology(Topology):
 
     def keepalived_conf(self, fw: Firewall) -> str:
         notify = self.notify(fw) if self.notify else "/bin/true"
-        fifo = self.notify_fifo(fw) if self.notify_fifo else None
-        lines = [
-            "global_defs {",
-            f"    router_id {self.prefix}-{fw.name}",
-            "    script_user root",
-            *([f"    notify_fifo {fifo}"] if fifo else []),
-            *(["    vrrp_version 3"] if self.advert_int != int(self.advert_int) else []),
-            "    vrrp_garp_master_delay 1",
-            "    vrrp_garp_master_repeat 3",
-            "    vrrp_garp_master_refresh 1",
-            "}",
-        ]
+        lines = self.global_defs(fw)
         script = self.ready(fw) if self.ready is not None else None
         if script is not None:
             lines += ["vrrp_script snep_ready {",

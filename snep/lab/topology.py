@@ -312,17 +312,8 @@ class Topology:
         reads without a process per transition. VRRPv2 counts adverts in whole seconds:
         a shorter ``advert_int`` needs VRRPv3 (centiseconds)."""
         notify = self.notify(fw) if self.notify else "/bin/true"
-        fifo = self.notify_fifo(fw) if self.notify_fifo else None
         lines = [
-            "global_defs {",
-            f"    router_id {self.prefix}-{fw.name}",
-            "    script_user root",
-            *([f"    notify_fifo {fifo}"] if fifo else []),
-            *(["    vrrp_version 3"] if self.advert_int != int(self.advert_int) else []),
-            "    vrrp_garp_master_delay 1",
-            "    vrrp_garp_master_repeat 3",
-            "    vrrp_garp_master_refresh 1",
-            "}",
+            *self.global_defs(fw),
             "vrrp_sync_group G {",
             "    group {",
             "        VC",
@@ -348,6 +339,22 @@ class Topology:
                 "}",
             ]
         return "\n".join(lines) + "\n"
+
+    def global_defs(self, fw: Firewall) -> list[str]:
+        """keepalived's global_defs of ``fw``: its FIFO, VRRPv3 for sub-second adverts,
+        gratuitous ARPs that make a takeover seen at once."""
+        fifo = self.notify_fifo(fw) if self.notify_fifo else None
+        return [
+            "global_defs {",
+            f"    router_id {self.prefix}-{fw.name}",
+            "    script_user root",
+            *([f"    notify_fifo {fifo}"] if fifo else []),
+            *(["    vrrp_version 3"] if self.advert_int != int(self.advert_int) else []),
+            "    vrrp_garp_master_delay 1",
+            "    vrrp_garp_master_repeat 3",
+            "    vrrp_garp_master_refresh 1",
+            "}",
+        ]
 
     def start_keepalived(self, fw: Firewall) -> None:
         conf = fw.dir / "keepalived.conf"
