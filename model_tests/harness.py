@@ -82,6 +82,7 @@ class Config:
     def params(self) -> SyncParams:
         return SyncParams(
             mtu=ONE_ENTRY_MTU,
+            bulk_mtu=ONE_ENTRY_MTU,  # (one entry per frame in dumps too, as in the spec)
             resend_queue=self.queue_size,
             bulk_window=self.queue_size,
             ack_window=2,

@@ -36,6 +36,7 @@ from snep.kernel.base import DEFAULT_BUFFER_MAX_GROWTH, DEFAULT_BUFFER_SIZE
 from snep.level import Level
 from snep.paths import CONTROL_SOCKET as DEFAULT_CONTROL_SOCKET
 from snep.paths import STATE_FILE as DEFAULT_STATE_FILE
+from snep.wire.messages import MAX_UDP_PAYLOAD
 
 DEFAULT_PORT = 3780
 LOG_LEVELS = ("debug", "info", "notice", "warning", "error")
@@ -263,7 +264,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("sync", "insecure", False, "run without a key: frames are neither encrypted nor authenticated, and anyone on the sync link can inject kernel entries and fence the primary (docs/security.md)"),
     Setting("sync", "level", _P.level.value, "which events are synchronized", choices=tuple(level.value for level in Level)),
     _tunable("sync", "incremental_period", "seconds", 0.01, 3600, "the incremental level's flush period"),
-    _tunable("sync", "mtu", "bytes", 576, 65507, "UDP payload per frame; above the link's MTU the kernel fragments frames (fewer, larger frames: a resync costs less CPU per entry, but one lost fragment loses the whole frame; bench/README.md, \"Larger frames\")"),
+    _tunable("sync", "mtu", "bytes", 576, MAX_UDP_PAYLOAD, "UDP payload per frame of the stream (events, acknowledgements, keep-alives): at most the sync link's MTU less the IP and UDP headers"),
+    _tunable("sync", "bulk_mtu", "bytes", 576, MAX_UDP_PAYLOAD, "UDP payload per frame of a bulk dump (a resync), at least mtu: above the link's MTU the kernel fragments each frame, so a resync does its per-frame work for many entries at once; one lost fragment loses the frame, and the first such loss makes the term's dumps go in frames of mtu (counter bulk_mtu_fallbacks); set it to mtu never to fragment"),
     _tunable("sync", "resend_queue", "frames", 16, 10_000_000, "STATE frames kept for retransmission (bounded)"),
     _tunable("sync", "bulk_window", "frames", 1, 1_000_000, "unacknowledged frames a bulk dump keeps in flight"),
     _tunable("sync", "ack_window", "frames", 1, 65536, "frames acknowledged together"),

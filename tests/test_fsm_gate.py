@@ -16,7 +16,7 @@ from snep.fsm.notify import Filter
 from snep.fsm.params import SyncParams
 from snep.lab.sim import Datagram, Simulation, conn
 from snep.wire.codec import FLAG_ACK_NOW, HEADER, decode_frame
-from snep.wire.messages import Frame, MessageType, Report
+from snep.wire.messages import DEFAULT_MTU, Frame, MessageType, Report
 
 LATENCY = 0.001
 
@@ -475,7 +475,7 @@ def test_a_re_ack_of_a_frame_jumped_over_releases_nothing_until_the_dump_that_ca
     # the gap acknowledges the missed frame again when a late copy of it comes (the
     # spec's receiver re-acks a duplicate from its seq): that ACK names the frame, but
     # the peer never applied it; the dump carries the state, once applied whole.
-    c = Cluster(3, DeferParams(bound=1.0))
+    c = Cluster(3, DeferParams(bound=1.0), bulk_mtu=DEFAULT_MTU)  # (a dump of several frames)
     for i in range(100, 160):  # enough entries for a dump of more than one frame
         c.sim.conn_new(1, conn(i))
     c.run(0.1)

@@ -9,7 +9,7 @@ from snep.cache import Cache
 from snep.entry import Event, EventKind, Proto, TcpInfo, TcpState
 from snep.errors import InvalidTransition
 from snep.fsm.counters import Counters
-from snep.fsm.effects import Epoch, SendDatagram
+from snep.fsm.effects import Epoch, Log, SendDatagram
 from snep.fsm.framer import Framer
 from snep.fsm.notify import Filter
 from snep.fsm.params import SyncParams
@@ -17,7 +17,7 @@ from snep.fsm.sender import SenderMode, SyncSender
 from snep.lab.sim import conn
 from snep.level import Level
 from snep.wire.codec import FLAG_BULK_END, FLAG_BULK_START, decode_frame
-from snep.wire.messages import Ack, MessageType, Nack
+from snep.wire.messages import DEFAULT_MTU, Ack, MessageType, Nack
 
 EPOCH = Epoch(1, 1)
 
@@ -25,6 +25,7 @@ EPOCH = Epoch(1, 1)
 def make(peers=(2, 3), entries=(), filter=Filter(), **params) -> SyncSender:
     defaults = dict(resend_queue=8, bulk_window=4, retransmit_timeout=0.5, alive_interval=1.0)
     defaults.update(params)
+    defaults.setdefault("bulk_mtu", defaults.get("mtu", DEFAULT_MTU))  # (dumps in stream frames unless a test says)
     params = SyncParams(**defaults)
     sender = SyncSender(list(peers), params, Framer(1, Counters(), 0x5E55, mtu=params.mtu), Cache(entries), filter)
     sender.activate(0.0, EPOCH)
@@ -260,7 +261,7 @@ def test_resync_request_during_a_dump_restarts_it():
 
 def test_dump_sends_current_values_and_skips_destroyed():
     internal = Cache([conn(1), conn(2), conn(3)])
-    sender = SyncSender([2], SyncParams(bulk_window=1, mtu=90), Framer(1, Counters(), 0x5E55, mtu=90), internal)
+    sender = SyncSender([2], SyncParams(bulk_window=1, mtu=90, bulk_mtu=90), Framer(1, Counters(), 0x5E55, mtu=90), internal)
     sender.activate(0.0, EPOCH)
     out = []
     sender.start_bulk(0.0, out)  # BULK_START frame with the first entry only (one fits the MTU)
@@ -478,3 +479,92 @@ def test_a_dump_due_while_the_cache_awaits_its_kernel_dump_waits_and_is_joined()
     assert {e.entry for f in sent for e in f.messages} == {conn(100), conn(101)}
     assert sender.counters.resyncs == 1
     assert sender.peers[2].resume == sender.peers[3].resume == sent[0].seq
+
+
+# --- sync.bulk_mtu: dumps in frames larger than the stream's -----------------------------
+def _sizes(out) -> list[int]:
+    return [len(o.data) for o in out if isinstance(o, SendDatagram)]
+
+
+def _dump_with_bulk_mtu(**params):
+    entries = [conn(i) for i in range(1000)]
+    sender = make(peers=(2,), entries=entries, resend_queue=64, bulk_window=8, mtu=600, bulk_mtu=6000, **params)
+    out = []
+    sender.start_bulk(0.0, out)
+    for _ in range(3):  # (a frame per step at this size: the same bytes per step as 16 of mtu's)
+        sender.on_bulk_step(0.0, out)
+    assert len(frames(out)) == 4
+    return sender, entries, out
+
+
+def test_a_dump_goes_in_bulk_mtu_frames_and_the_stream_in_mtu_frames():
+    sender, entries, out = _dump_with_bulk_mtu()
+    sent = frames(out)
+    assert max(_sizes(out)) > 600 and max(_sizes(out)) <= 6000
+    while sender.bulk_active:
+        more = []
+        sender.on_ack(0.1, 2, Ack(0, sender.newest_seq), 1, more)
+        sent += frames(more)
+        assert max(_sizes(more), default=0) <= 6000
+    assert {e.entry for f in sent for e in f.messages} == set(entries)
+    assert len(sent) <= 1000 * 48 // 5000 + 2  # (about a tenth of the frames of mtu 600)
+    stream = send_events(sender, 200, start=1000)  # one input each: small frames
+    batch = []
+    sender.on_events(0.2, [new(2000 + i) for i in range(100)], batch)  # many at once: still the stream's MTU
+    assert max(_sizes(stream) + _sizes(batch)) <= 600 and len(frames(batch)) > 1
+
+
+def test_a_lost_bulk_frame_restarts_the_dump_in_stream_frames_until_the_next_term():
+    sender, entries, out = _dump_with_bulk_mtu()
+    first = frames(out)
+    assert first[0].flags & FLAG_BULK_START and len(first) >= 2
+    repair = []
+    sender.on_nack(0.1, 2, [Nack(first[1].seq, first[1].seq)], 1, repair)  # a large frame lost
+    assert sender.counters.bulk_mtu_fallbacks == 1 and sender.counters.resyncs == 2
+    assert any(isinstance(o, Log) and "bulk_mtu" in o.message for o in repair)
+    restarted = [f for f in frames(repair) if f.flags & FLAG_BULK_START]
+    assert restarted and restarted[0].seq > first[-1].seq  # the receiver jumps to it
+    sent = [f for f in frames(repair) if f.seq >= restarted[0].seq]
+    while sender.bulk_active:
+        more = []
+        sender.on_ack(0.2, 2, Ack(0, sender.newest_seq), 1, more)
+        assert max(_sizes(more), default=0) <= 600
+        sent += frames(more)
+    assert {e.entry for f in sent for e in f.messages} == set(entries)  # the new dump carries all
+    again = []
+    sender.on_nack(0.3, 2, [Nack(first[1].seq, first[1].seq)], 1, again)  # the same loss, late: once a term
+    assert sender.counters.bulk_mtu_fallbacks == 1
+    later = []
+    sender.start_bulk(0.4, later)
+    assert max(_sizes(later)) <= 600
+    sender.deactivate()
+    sender.activate(1.0, Epoch(2, 1))  # the next term tries large frames again
+    fresh = []
+    sender.start_bulk(1.0, fresh)
+    assert max(_sizes(fresh)) > 600
+
+
+def test_a_bulk_frame_overdue_for_the_retransmission_timer_counts_as_lost():
+    sender, _, out = _dump_with_bulk_mtu()
+    resent = []
+    sender.on_retransmit_timer(0.6, resent)
+    assert sender.counters.retransmissions > 0 and sender.counters.bulk_mtu_fallbacks == 1
+    assert any(f.flags & FLAG_BULK_START and f.seq > 0 for f in frames(resent))
+
+
+def test_a_lost_stream_frame_keeps_the_bulk_mtu():
+    sender, _, _ = _dump_with_bulk_mtu()
+    while sender.bulk_active:
+        sender.on_ack(0.1, 2, Ack(0, sender.newest_seq), 1, [])
+    send_events(sender, 3, now=0.2, start=1000)
+    out = []
+    sender.on_nack(0.3, 2, [Nack(sender.newest_seq, sender.newest_seq)], 1, out)
+    assert sender.counters.retransmissions == 1 and sender.counters.bulk_mtu_fallbacks == 0
+
+
+def test_a_bulk_mtu_below_the_mtu_means_the_mtu():
+    assert SyncParams(mtu=9000, bulk_mtu=1472).bulk_mtu == 9000
+    sender = make(peers=(2,), entries=[conn(i) for i in range(50)], mtu=600, bulk_mtu=600)
+    out = []
+    sender.start_bulk(0.0, out)
+    assert max(_sizes(out)) <= 600 and not sender.large_dumps

@@ -447,7 +447,7 @@ def test_flush_on_a_backup_in_the_middle_of_its_dump_still_ends_in_sync():
     """The flushed backup's new request is not a restart (the running dump serves it),
     but what that dump sent before the flush is gone: its end must not count, and the
     backup gets a new dump after it."""
-    sim = cluster(params=SyncParams(resend_queue=256, bulk_window=4, mtu=300, peer_dead_timeout=3.0, alive_interval=0.5))
+    sim = cluster(params=SyncParams(resend_queue=256, bulk_window=4, mtu=300, bulk_mtu=300, peer_dead_timeout=3.0, alive_interval=0.5))
     traffic(sim, 1, 0, 300)
     sim.settle()
     sim.command(2, "request-resync")
@@ -509,3 +509,33 @@ def test_keepalived_master_fenced_by_another_primary_takes_over_again_once_it_is
     sim.settle()
     assert sim.roles() == {1: "PRIMARY", 2: "BACKUP"}
     assert {e.key for e in entries} <= sim.external_keys(2)
+
+
+@pytest.mark.parametrize("path", ["carries large frames", "drops fragments", "loses 30%"])
+def test_a_resync_in_bulk_mtu_frames_completes_whatever_the_path_does_with_them(path):
+    """sync.bulk_mtu: a dump goes in frames far above the link's MTU (the kernel
+    fragments them). Over a path that drops every fragmented datagram (a black hole
+    for them) or loses some, the first lost one makes the dump start again in
+    frames of the stream's MTU, and the resync still completes; over a clean path
+    it stays in large frames (a tenth of the frames)."""
+    params = SyncParams(resend_queue=256, peer_dead_timeout=3.0, alive_interval=0.5, bulk_mtu=16384)
+    sim = cluster(params=params, seed=7)
+    traffic(sim, 1, 0, 2000)
+    sim.settle()
+    if path == "drops fragments":
+        sim.network.max_datagram = params.mtu
+    elif path == "loses 30%":
+        sim.network.loss = 0.3
+    sent = sim.node(1).counters.state_frames_sent
+    sim.command(2, "flush")  # (a flush asks for a resync)
+    sim.settle()
+    sim.network.loss = 0.0
+    sim.settle()
+    assert_in_sync(sim, 1)
+    counters = sim.node(1).counters
+    frames = counters.state_frames_sent - sent
+    if path == "carries large frames":
+        assert counters.bulk_mtu_fallbacks == 0 and frames <= 2000 * 48 // 16000 + 2
+    else:
+        assert counters.bulk_mtu_fallbacks == 1 and counters.resyncs >= 2
+        assert sim.node(1).sender.dump_mtu == params.mtu

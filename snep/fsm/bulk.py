@@ -29,10 +29,14 @@ class BulkDump:
         self._keys: list[Key] = []
         self._next = 0  # (the keys before it are sent: a list read in slices, not a key at a time)
 
-    def snapshot(self, keys: Iterable[Key]) -> None:
-        """The dump starts (its BULK_START goes out now): these keys will be sent."""
+    def snapshot(self, keys: Iterable[Key], payload: int | None = None) -> None:
+        """The dump starts (its BULK_START goes out now): these keys will be sent, in
+        frames of ``payload`` bytes of messages (when it changes: sync.bulk_mtu)."""
         self._keys = list(keys)
         self._next = 0
+        if payload is not None and payload != self.payload:
+            self.payload = payload
+            self.per_frame = max(1, payload // TYPICAL_MESSAGE)
 
     def clear(self) -> None:
         self._keys = []

@@ -85,13 +85,19 @@ class Framer:
         dump_start: bool = False,
         dump_end: bool = False,
         ack_now: bool = False,
+        mtu: int | None = None,
     ) -> list[Built]:
         """:meth:`state` of messages encoded already (the sender's records); ``ack_now``:
-        the receivers acknowledge them at once (FLAG_ACK_NOW: a held packet waits)."""
+        the receivers acknowledge them at once (FLAG_ACK_NOW: a held packet waits);
+        ``mtu``: frames of this size instead (a dump's, sync.bulk_mtu)."""
         flags = (FLAG_BULK_START if dump_start else 0) | (FLAG_BULK_END if dump_end else 0) | (FLAG_ACK_NOW if ack_now else 0)
         return build_state_frames(
-            self.node_id, epoch, first_seq, messages, mtu=self.mtu, sealed=self.key is not None, flags=flags
+            self.node_id, epoch, first_seq, messages, mtu=mtu or self.mtu, sealed=self.key is not None, flags=flags
         )
+
+    def oversize(self, built: Built) -> bool:
+        """Is this frame larger than the stream's MTU (a bulk frame the kernel fragments)?"""
+        return len(built.payload) > self.mtu - self.overhead
 
     def send(self, out: list[Output], peers: Iterable[PeerId], data: bytes) -> None:
         peers = tuple(peers)

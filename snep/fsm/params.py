@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from snep.level import Level
-from snep.wire.messages import DEFAULT_MTU
+from snep.wire.messages import DEFAULT_BULK_MTU, DEFAULT_MTU
 
 
 class Unconfirmed(Enum):
@@ -27,6 +27,10 @@ class Unconfirmed(Enum):
 class SyncParams:
     #: bytes of UDP payload per frame
     mtu: int = DEFAULT_MTU
+    #: bytes of UDP payload per frame of a bulk dump, at least ``mtu``: above the link's
+    #: MTU the kernel fragments them (fewer, larger frames: the per-frame work of a
+    #: resync shrinks); a lost one makes the rest of the term's dumps use ``mtu``
+    bulk_mtu: int = DEFAULT_BULK_MTU
     #: STATE frames kept for retransmission (each at most one MTU): the bound on a
     #: primary's memory for a dead or slow backup
     resend_queue: int = 16384
@@ -66,3 +70,5 @@ class SyncParams:
             raise ValueError("resend_queue, bulk_window, ack_window and max_entries must be at least 1")
         if self.bulk_window > self.resend_queue:
             object.__setattr__(self, "bulk_window", self.resend_queue)
+        if self.bulk_mtu < self.mtu:  # (a bulk frame is never smaller than a stream frame)
+            object.__setattr__(self, "bulk_mtu", self.mtu)

@@ -138,6 +138,10 @@ class SyncSender:
         self.queue = ResendQueue(params.resend_queue)
         self.last_sent = float("-inf")
         self.dump = BulkDump(framer.mtu - framer.overhead)
+        #: dumps go in frames of sync.bulk_mtu (fragmented by the kernel) until one of
+        #: them is lost; then in frames of the stream's MTU until the next term
+        self.large_dumps = params.bulk_mtu > framer.mtu
+        self.dump_mtu = framer.mtu  # (the running dump's frames)
         self.records = Records()  # each entry's message, kept for dumps (while active)
         self.loading = False  # the internal cache awaits a kernel dump: no dump reads it
         #: states sent from held packets whose kernel event has not come yet (active-
@@ -180,6 +184,7 @@ class SyncSender:
         self.queue.restart()
         self.records.clear()
         self.dump_bounds.clear()
+        self.large_dumps = self.params.bulk_mtu > self.framer.mtu
         for peer in self.peers.values():
             peer.acked, peer.acked_at = 0, float("-inf")
             peer.behind, peer.resume = False, None
@@ -463,11 +468,12 @@ class SyncSender:
             else:
                 merged.append([start, stop])
         budget = self.peers[peer].resends
-        transmit = self.framer.transmit
+        transmit, oversize = self.framer.transmit, self.framer.oversize
         frames = iter(self.queue)  # (one pass over the queue, however many ranges)
         position = 0
         sent = 0
         spent = False
+        large = False
         for start, stop in merged:
             for item in islice(frames, start - position, stop - position):
                 if not budget.take(now):
@@ -476,6 +482,7 @@ class SyncSender:
                 transmit(out, (peer,), item.data)
                 item.sent_at = now
                 sent += 1
+                large = large or oversize(item.data)
             if spent:
                 break
             position = stop
@@ -484,6 +491,29 @@ class SyncSender:
             self.last_sent = now
         if spent:
             self._budget_hit(now, peer, sum(stop - start for start, stop in merged) - sent, out)
+        if large:
+            self._large_frame_lost(now, out)
+
+    def _large_frame_lost(self, now: float, out: list[Output]) -> None:
+        """A frame larger than the link's MTU needed resending: the path loses (or
+        drops) fragments, or the receiver fell behind. Such a frame is lost whole when
+        one of its fragments is, so the rest of the term's dumps go in frames of the
+        stream's MTU; the running dump starts again in them (StartBulk restarts it:
+        a receiver that misses a large frame jumps to the new BULK_START, which
+        carries everything), so that no repair waits on a frame the path cannot carry."""
+        if not self.large_dumps:
+            return
+        self.large_dumps = False
+        self.counters.bulk_mtu_fallbacks += 1
+        self.logs(
+            now, out, "bulk_mtu", "warning",
+            f"a dump frame of up to {self.params.bulk_mtu} bytes (sync.bulk_mtu) was lost: dumps go in frames of "
+            f"{self.framer.mtu} bytes (sync.mtu) until the next term (IP fragments dropped on the sync path?)",
+        )
+        if self.mode.state is SenderMode.BULK_START:
+            self.dump_mtu = self.framer.mtu  # (its first frame is yet to go)
+        elif not (self.bulk_active and self.dump_mtu <= self.framer.mtu):
+            self.start_bulk(now, out)
 
     def _budget_hit(self, now: float, peer: PeerId, held: int, out: list[Output]) -> None:
         self.counters.retransmit_budget_hits += held
@@ -508,6 +538,7 @@ class SyncSender:
             return
         rto = self.params.retransmit_timeout
         budget = self.params.bulk_window
+        large = False
         for item in self.queue:
             if budget <= 0:
                 break
@@ -527,6 +558,9 @@ class SyncSender:
             self.counters.retransmissions += 1
             self.last_sent = now
             budget -= 1
+            large = large or self.framer.oversize(item.data)
+        if large:
+            self._large_frame_lost(now, out)
 
     def retransmit_deadline(self) -> float | None:
         low = self._low()
@@ -564,6 +598,7 @@ class SyncSender:
             return
         self.mode.fire("start_bulk")
         self.dump.clear()
+        self.dump_mtu = self.params.bulk_mtu if self.large_dumps else self.framer.mtu
         self.counters.resyncs += 1
         self.on_bulk_step(now, out)
 
@@ -619,7 +654,10 @@ class SyncSender:
             return records.dump_messages(keys, get, accepts)
 
         dump = self.dump
-        budget = BULK_STEP  # (per input: the rest goes on at the next timer, which is due now)
+        dump_mtu = self.dump_mtu
+        # (per input: the rest goes on at the next timer, which is due now; the same
+        # bytes per step whatever the frames' size)
+        budget = max(1, BULK_STEP * self.framer.mtu // dump_mtu)
         room = min(self.bulk_room(), budget)
         while room > 0:
             first = self.mode.state is SenderMode.BULK_START
@@ -628,12 +666,14 @@ class SyncSender:
                 if unconfirmed:
                     internal = self.internal
                     keys += [key for key in unconfirmed if key not in internal]
-                dump.snapshot(keys)
+                dump.snapshot(keys, dump_mtu - self.framer.overhead)
             messages, taken = dump.take(room, messages_of)
             while True:
                 last = dump.done
                 frames = (
-                    self.framer.state_messages(self.term, self.next_seq, messages, dump_start=first, dump_end=last)
+                    self.framer.state_messages(
+                        self.term, self.next_seq, messages, dump_start=first, dump_end=last, mtu=dump_mtu
+                    )
                     if messages or first or last
                     else []
                 )

@@ -76,6 +76,7 @@ class SimNetwork:
         jitter: float = 0.0,
         loss: float = 0.0,
         duplication: float = 0.0,
+        max_datagram: int | None = None,
         clock: Callable[[], float] = lambda: 0.0,
     ) -> None:
         self.rng = rng
@@ -84,6 +85,8 @@ class SimNetwork:
         self.jitter = jitter  # > 0: datagrams overtake each other (reordering)
         self.loss = loss
         self.duplication = duplication
+        #: larger datagrams are lost (a path that drops IP fragments: sync.bulk_mtu)
+        self.max_datagram = max_datagram
         self.down: set[frozenset[int]] = set()
         self.in_flight: list[Datagram] = []
         self._order = itertools.count()
@@ -96,7 +99,11 @@ class SimNetwork:
 
     def send(self, now: float, src: int, dst: int, data: bytes) -> None:
         self.sent += 1
-        if not self.is_up(src, dst) or (self.loss and self.rng.random() < self.loss):
+        if (
+            not self.is_up(src, dst)
+            or (self.loss and self.rng.random() < self.loss)
+            or (self.max_datagram is not None and len(data) > self.max_datagram)
+        ):
             self.lost += 1
             return
         copies = 2 if self.duplication and self.rng.random() < self.duplication else 1

@@ -24,6 +24,12 @@ PROTOCOL_VERSION = 2
 
 #: Default MTU: a 1500-byte Ethernet frame less the IPv4 (20) and UDP (8) headers.
 DEFAULT_MTU = 1500 - 20 - 8
+#: Default payload of a bulk dump's frames: eleven Ethernet frames' worth once the
+#: kernel fragments it (bench/README.md, "Larger frames": a resync's per-frame work
+#: is most of its cost; at 16 KiB it meets conntrackd's time).
+DEFAULT_BULK_MTU = 16384
+#: The largest UDP payload over IPv4 (65535 less the IPv4 and UDP headers).
+MAX_UDP_PAYLOAD = 65535 - 20 - 8
 
 # Frame header flags.
 FLAG_SEALED = 0x01  # payload encrypted, a 16-byte tag follows; the key id byte names the key
