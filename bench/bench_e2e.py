@@ -114,12 +114,14 @@ class Snep:
     #: like conntrackd's FT-FW with its external cache: the backup's kernel is not written
     #: before a takeover (``snep-warm``: snep's default, a kernel write per event on the backup)
     warm = False
-    #: sync.mtu (--mtu; None: the default)
+    #: sync.mtu and sync.bulk_mtu (--mtu, --bulk-mtu; None: the defaults)
     mtu: int | None = None
+    bulk_mtu: int | None = None
 
     def __init__(self, topo: Topology) -> None:
         self.topo = topo
-        options = NodeOptions(alive_interval=0.5, peer_dead_timeout=2.0, inject_on_arrival=self.warm, mtu=self.mtu)
+        options = NodeOptions(alive_interval=0.5, peer_dead_timeout=2.0, inject_on_arrival=self.warm, mtu=self.mtu,
+                              bulk_mtu=self.bulk_mtu)
         self.cluster = SnepCluster(topo, options)
 
     def start(self, fw: Firewall) -> int:
@@ -426,6 +428,8 @@ def main() -> int:
     parser.add_argument("--impls", default="snep,conntrackd", help="of snep, snep-warm, conntrackd")
     parser.add_argument("--mtu", type=int, default=None,
                         help="snep's sync.mtu (default: the config's); above the link's 1500 the frames are IP-fragmented")
+    parser.add_argument("--bulk-mtu", type=int, default=None,
+                        help="snep's sync.bulk_mtu, the frames of a dump (default: the config's, 16384; 1472: never fragmented)")
     parser.add_argument("--poll", type=float, default=0.002,
                         help="seconds between polls of the backup's external cache in the resync runs (snep answers each "
                              "poll in its own loop: at 0.002 s the polls take a tenth of its core, conntrackd's answer in C)")
@@ -434,12 +438,13 @@ def main() -> int:
     if reason:
         print(f"bench_e2e: skipped: {reason}")
         return 0
-    Snep.mtu = args.mtu
+    Snep.mtu, Snep.bulk_mtu = args.mtu, args.bulk_mtu
     impls = {"snep": Snep, "snep-warm": SnepWarm, "conntrackd": Conntrackd}
     chosen = [impls[name] for name in args.impls.split(",")]
     tag = f"snepb-{os.getpid()}"
     print(f"bench_e2e {time.strftime('%Y-%m-%d %H:%M')} on {os.uname().nodename} ({os.uname().release}, {os.cpu_count()} CPUs)"
-          + (f", snep's sync.mtu {args.mtu}" if args.mtu else ""))
+          + (f", snep's sync.mtu {args.mtu}" if args.mtu else "")
+          + (f", snep's sync.bulk_mtu {args.bulk_mtu}" if args.bulk_mtu else ""))
 
     for rate in (float(x) for x in args.rates.split(",") if x):
         print()

@@ -93,7 +93,7 @@ def test_a_senders_dump_sends_what_encoding_the_internal_cache_sends(streamed, l
     got = [m for frame in sent for m in frame.messages]
     want = [Event(EventKind.NEW, e) for e in internal.entries()]
     assert got == want
-    fresh = build_frames(MessageType.STATE, 1, 1, sent[0].seq, want, mtu=params.mtu)
+    fresh = build_frames(MessageType.STATE, 1, 1, sent[0].seq, want, mtu=params.bulk_mtu)  # (a dump's frames)
     assert [f.payload for f in fresh] == [f.payload for f in _built(sender)][-len(fresh):]
 
 

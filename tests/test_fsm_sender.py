@@ -519,7 +519,11 @@ def test_a_lost_bulk_frame_restarts_the_dump_in_stream_frames_until_the_next_ter
     first = frames(out)
     assert first[0].flags & FLAG_BULK_START and len(first) >= 2
     repair = []
-    sender.on_nack(0.1, 2, [Nack(first[1].seq, first[1].seq)], 1, repair)  # a large frame lost
+    sender.on_nack(0.1, 2, [Nack(first[1].seq, first[1].seq)], 1, repair)  # lost, or overtaken
+    assert sender.counters.retransmissions == 1 and sender.counters.bulk_mtu_fallbacks == 0
+    assert max(_sizes(repair)) > 600  # (resent as it was)
+    repair = []
+    sender.on_nack(0.2, 2, [Nack(first[1].seq, first[1].seq)], 1, repair)  # lost again
     assert sender.counters.bulk_mtu_fallbacks == 1 and sender.counters.resyncs == 2
     assert any(isinstance(o, Log) and "bulk_mtu" in o.message for o in repair)
     restarted = [f for f in frames(repair) if f.flags & FLAG_BULK_START]
@@ -544,12 +548,17 @@ def test_a_lost_bulk_frame_restarts_the_dump_in_stream_frames_until_the_next_ter
     assert max(_sizes(fresh)) > 600
 
 
-def test_a_bulk_frame_overdue_for_the_retransmission_timer_counts_as_lost():
+def test_the_retransmission_timer_alone_keeps_the_bulk_mtu():
+    """A peer that acknowledges nothing may be away (not started yet): that says nothing
+    of the path. Its NACKs do: the receiver gets frames around the lost one."""
     sender, _, out = _dump_with_bulk_mtu()
-    resent = []
-    sender.on_retransmit_timer(0.6, resent)
-    assert sender.counters.retransmissions > 0 and sender.counters.bulk_mtu_fallbacks == 1
-    assert any(f.flags & FLAG_BULK_START and f.seq > 0 for f in frames(resent))
+    for now in (0.6, 1.2, 1.8):
+        sender.on_retransmit_timer(now, [])
+    assert sender.counters.retransmissions >= 3 and sender.counters.bulk_mtu_fallbacks == 0
+    second = frames(out)[1].seq
+    for now in (2.0, 2.2):
+        sender.on_nack(now, 2, [Nack(second, second)], 1, [])
+    assert sender.counters.bulk_mtu_fallbacks == 1
 
 
 def test_a_lost_stream_frame_keeps_the_bulk_mtu():
@@ -568,3 +577,22 @@ def test_a_bulk_mtu_below_the_mtu_means_the_mtu():
     out = []
     sender.start_bulk(0.0, out)
     assert max(_sizes(out)) <= 600 and not sender.large_dumps
+
+
+def test_a_peer_that_acknowledged_a_bulk_frame_gets_lost_ones_resent_as_they_are():
+    """The path carries large frames (one was acknowledged): a later loss is a loss like
+    any other, repaired by resending, not a reason to give up large frames."""
+    sender, _, out = _dump_with_bulk_mtu()
+    sent = frames(out)
+    assert max(_sizes(out[1:2])) > 600
+    sender.on_ack(0.1, 2, Ack(0, sent[1].seq), 1, [])  # the first large frame arrived
+    lost = sent[3].seq
+    for now in (0.2, 0.4, 0.6):
+        repair = []
+        sender.on_nack(now, 2, [Nack(lost, lost)], 1, repair)
+        assert [f.seq for f in frames(repair)] == [lost]
+    assert sender.counters.bulk_mtu_fallbacks == 0 and sender.large_dumps
+    sender.peer_introduced(2)  # it restarted: its path is to be proved again
+    for now in (0.8, 1.0):
+        sender.on_nack(now, 2, [Nack(lost, lost)], 1, [])
+    assert sender.counters.bulk_mtu_fallbacks == 1

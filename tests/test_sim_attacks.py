@@ -23,6 +23,7 @@ from snep.lab.sim import Datagram, Simulation, conn
 from snep.wire.auth import Key, Keyring
 from snep.wire.codec import HEADER, build_frame, encode_frame
 from snep.wire.messages import (
+    DEFAULT_MTU,
     FLAG_BULK_END,
     FLAG_BULK_START,
     Frame,
@@ -142,7 +143,7 @@ def test_an_old_dump_replayed_resurrects_nothing_and_sweeps_nothing():
     """Issue 14: replaying an old 86-frame dump left 3000 closed connections and none of
     the live ones. The frames are refused: replays in the session that sent them, and
     stale_session once that process is gone."""
-    sim = cluster(bulk_window=32)
+    sim = cluster(bulk_window=32, bulk_mtu=DEFAULT_MTU)  # (a dump of many frames, as in the issue)
     sim.promote(1)
     old = primary_with_connections(sim, 600)
     sim.command(1, "bulk")

@@ -32,7 +32,7 @@ class Counters:
     resync_requests_received: int = 0
     resync_requests_ignored: int = 0  # received while not primary
     resyncs: int = 0  # bulk dumps started (requested, fallback, promotion)
-    bulk_mtu_fallbacks: int = 0  # a dump frame above the stream's MTU was lost: dumps went back to sync.mtu
+    bulk_mtu_fallbacks: int = 0  # a dump frame above the stream's MTU was lost twice: dumps went back to sync.mtu
     resync_fallbacks: int = 0  # NACKs older than the resend queue, answered with a dump
     resync_joined: int = 0  # requests/NACKs of a peer a running dump already serves (no restart)
     dumps_refused: int = 0  # dumps a peer asked for beyond its dump budget (it asks again later)

@@ -169,10 +169,10 @@ class SyncNode:
         self.peers: tuple[PeerId, ...] = tuple(peers)
         self.channel = Channel(node_id, session, self.peers, self.params.alive_interval, self.counters)
         self._graph = graph
+        self.last_heard: dict[PeerId, float] = {}
         self._fresh_sync(filter or Filter())
         self.newest = newest
         self.own: Epoch | None = None  # the epoch we hold while PRIMARY
-        self.last_heard: dict[PeerId, float] = {}
         self.alive: dict[PeerId, bool] = {peer: True for peer in self.peers}
         self._told_stale: dict[PeerId, float] = {}
         self.need_sync = False  # must (re)synchronize: RESYNC_REQUEST until a dump completes
@@ -202,6 +202,7 @@ class SyncNode:
     def _fresh_sync(self, filter: Filter) -> None:
         """A new process's sender and receivers: no stream, nothing queued."""
         self.sender = SyncSender(self.peers, self.params, self.framer, self.internal, filter, graph=self._graph, logs=self.logs)
+        self.sender.heard = self.last_heard  # (whose frames came when: a large frame's loss needs a peer that is there)
         self.receivers = {
             peer: SyncReceiver(peer, self.params, self.framer, self.external, graph=self._graph, logs=self.logs)
             for peer in self.peers

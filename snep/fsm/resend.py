@@ -22,11 +22,14 @@ _HALF = 1 << 31
 
 @dataclass(slots=True)
 class Queued:
-    """One frame of the queue: its seq, the frame (built, not sealed), and when it last went out."""
+    """One frame of the queue: its seq, the frame (built, not sealed), when it last went
+    out, and how many times it was sent again for a peer that is there (a NACK, or the
+    retransmission timer while the peer is heard from)."""
 
     seq: int
     data: Built
     sent_at: float
+    missed: int = 0
 
 
 class ResendQueue:

@@ -80,6 +80,13 @@ _DESTROY = EventKind.DESTROY
 #: peers dead, or a large window) goes on at the next timer instead of all at once, so
 #: that the loop serves its other inputs (the control socket) between the steps
 BULK_STEP = 16
+#: a dump frame above the stream's MTU that a peer missed this many times (NACKed it,
+#: or left it unacknowledged for the retransmission timeout while it was heard from),
+#: while no such frame ever reached that peer, was lost, not only overtaken (a
+#: reordering costs one NACK at most): the path does not carry them, dumps go back to
+#: sync.mtu. A peer that is away (not heard from) proves nothing; once a peer
+#: acknowledged a large frame, its losses are repaired as any other (resent).
+LARGE_FRAME_LOST = 2
 
 #: dumps a peer may start at once (then one more per resync_retry)
 DUMP_BURST = 2
@@ -103,6 +110,7 @@ class PeerTx:
     acked_at: float = float("-inf")  # when ``acked`` last moved (-inf: it may have restarted since)
     alive: bool = True
     behind: bool = False  # it needs a dump (NACK older than the queue, RESYNC_REQUEST)
+    carries_large: bool = False  # it acknowledged a frame above the stream's MTU: the path carries them
     resume: int | None = None  # ... and will follow from that dump's BULK_START seq
 
     def position(self) -> int | None:
@@ -142,6 +150,9 @@ class SyncSender:
         #: them is lost; then in frames of the stream's MTU until the next term
         self.large_dumps = params.bulk_mtu > framer.mtu
         self.dump_mtu = framer.mtu  # (the running dump's frames)
+        self._first_large: int | None = None  # the seq of this term's first frame above the MTU
+        #: when each peer was last heard from (the node's; empty: never)
+        self.heard: dict[PeerId, float] = {}
         self.records = Records()  # each entry's message, kept for dumps (while active)
         self.loading = False  # the internal cache awaits a kernel dump: no dump reads it
         #: states sent from held packets whose kernel event has not come yet (active-
@@ -185,8 +196,10 @@ class SyncSender:
         self.records.clear()
         self.dump_bounds.clear()
         self.large_dumps = self.params.bulk_mtu > self.framer.mtu
+        self._first_large = None
         for peer in self.peers.values():
             peer.acked, peer.acked_at = 0, float("-inf")
+            peer.carries_large = False
             peer.behind, peer.resume = False, None
         self.notifier.reset()
 
@@ -331,7 +344,10 @@ class SyncSender:
         if not self.queue.was_sent(ack.last):
             self.counters.bad_acks += 1
             return False
-        self._advance(now, self.peers[peer], seq_add(ack.last, 1))
+        state = self.peers[peer]
+        self._advance(now, state, seq_add(ack.last, 1))
+        if not state.carries_large and self._first_large is not None:
+            state.carries_large = self._acked_large(ack)
         self._trim()
         self.on_bulk_step(now, out)
         return True
@@ -455,6 +471,7 @@ class SyncSender:
         acknowledgements no longer tell what it holds (NACKs below them are not taken
         for late copies)."""
         self.peers[peer].acked_at = float("-inf")
+        self.peers[peer].carries_large = False  # (its path may be another now)
 
     def _resend(self, now: float, peer: PeerId, spans: list[tuple[int, int]], out: list[Output]) -> None:
         """Send the queued frames at these positions again to ``peer``: each once, oldest
@@ -467,7 +484,8 @@ class SyncSender:
                 merged[-1][1] = max(merged[-1][1], stop)
             else:
                 merged.append([start, stop])
-        budget = self.peers[peer].resends
+        state = self.peers[peer]
+        budget = state.resends
         transmit, oversize = self.framer.transmit, self.framer.oversize
         frames = iter(self.queue)  # (one pass over the queue, however many ranges)
         position = 0
@@ -481,8 +499,9 @@ class SyncSender:
                     break
                 transmit(out, (peer,), item.data)
                 item.sent_at = now
+                item.missed += 1
                 sent += 1
-                large = large or oversize(item.data)
+                large = large or (item.missed >= LARGE_FRAME_LOST and oversize(item.data))
             if spent:
                 break
             position = stop
@@ -491,13 +510,13 @@ class SyncSender:
             self.last_sent = now
         if spent:
             self._budget_hit(now, peer, sum(stop - start for start, stop in merged) - sent, out)
-        if large:
+        if large and not state.carries_large and self.large_dumps:
             self._large_frame_lost(now, out)
 
     def _large_frame_lost(self, now: float, out: list[Output]) -> None:
-        """A frame larger than the link's MTU needed resending: the path loses (or
-        drops) fragments, or the receiver fell behind. Such a frame is lost whole when
-        one of its fragments is, so the rest of the term's dumps go in frames of the
+        """A peer NACKed a frame larger than the link's MTU again, and none ever reached
+        it: the path drops fragments (or loses too many: a frame is lost whole when one
+        of its fragments is). The rest of the term's dumps go in frames of the
         stream's MTU; the running dump starts again in them (StartBulk restarts it:
         a receiver that misses a large frame jumps to the new BULK_START, which
         carries everything), so that no repair waits on a frame the path cannot carry."""
@@ -558,9 +577,26 @@ class SyncSender:
             self.counters.retransmissions += 1
             self.last_sent = now
             budget -= 1
-            large = large or self.framer.oversize(item.data)
+            if self.large_dumps and self.framer.oversize(item.data) and self._missing_large(now, targets):
+                item.missed += 1
+                large = large or item.missed >= LARGE_FRAME_LOST
         if large:
             self._large_frame_lost(now, out)
+
+    def _acked_large(self, ack: Ack) -> bool:
+        """Does the ACK's range (frames the peer applied) hold a frame above the MTU?"""
+        span = self.queue.span(ack.first, ack.last)
+        if span is None:
+            return False
+        oversize = self.framer.oversize
+        return any(oversize(item.data) for item in islice(self.queue, span[0], span[1]))
+
+    def _missing_large(self, now: float, peers: list[PeerId]) -> bool:
+        """Does one of ``peers`` miss a large frame though it is there (heard from within
+        the retransmission timeout) and has never acknowledged one (not a peer that is
+        away, not a path that carries them)?"""
+        rto, heard, states = self.params.retransmit_timeout, self.heard, self.peers
+        return any(not states[p].carries_large and now - heard.get(p, float("-inf")) <= rto for p in peers)
 
     def retransmit_deadline(self) -> float | None:
         low = self._low()
@@ -685,6 +721,8 @@ class SyncSender:
                 del messages[keep:], taken[keep:]
             if frames:
                 dump.learn(frames, len(messages))
+                if self._first_large is None and dump_mtu > self.framer.mtu:
+                    self._first_large = next((f.seq for f in frames if self.framer.oversize(f)), None)
                 if first:
                     for peer in self.peers.values():
                         if peer.behind:

@@ -69,8 +69,10 @@ class NodeOptions:
     alive_interval: float = 0.5
     peer_dead_timeout: float = 2.0
     extra: str = ""  # more TOML appended to each node's config
-    #: sync.mtu (None: the default): frames beyond the link's MTU are IP-fragmented
+    #: sync.mtu and sync.bulk_mtu (None: the defaults): frames beyond the link's MTU
+    #: are IP-fragmented
     mtu: int | None = None
+    bulk_mtu: int | None = None
 
 
 class SnepCluster:
@@ -119,6 +121,8 @@ class SnepCluster:
         ]
         if o.mtu is not None:
             lines.append(f"mtu = {o.mtu}")
+        if o.bulk_mtu is not None:
+            lines.append(f"bulk_mtu = {o.bulk_mtu}")
         if o.key:
             lines.append(f'key_file = "{self.key_file}"')
         else:
