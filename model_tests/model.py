@@ -457,7 +457,7 @@ def Init(C: Consts) -> State:
         role={n: SYNCING for n in N},
         master={n: False for n in N},
         linkUp=AllLinks(C),
-        env={"fail": 0, "ha": 0, "cut": 0, "loss": 0, "dup": 0, "replay": 0},
+        env={"fail": 0, "ha": 0, "cut": 0, "loss": 0, "dup": 0, "replay": 0, "restart": 0},
         kernel={n: EmptyTable(C) for n in N},
         internal={n: EmptyTable(C) for n in N},
         external={n: EmptyTable(C) for n in N},
@@ -696,6 +696,14 @@ def DuplicateMsg(s: State, C: Consts, msg: Msg) -> State | None:
     if not (s.env["dup"] < C.MaxDup and BagCardinality(s.msgs) < C.MaxInFlight and msg in s.msgs):
         return None
     return s.set(msgs=bag_add(s.msgs, [msg]), env=upd(s.env, "dup", s.env["dup"] + 1))
+
+
+def RestartBulk(s: State, C: Consts, n: int) -> State | None:
+    """The primary (re)starts a dump on its own (large frames its path drops): a
+    reaction to losses, at most MaxLoss of them."""
+    if not (s.role[n] == PRIMARY and s.bulk[n] != "start" and s.env["restart"] < C.MaxLoss):
+        return None
+    return s.set(env=upd(s.env, "restart", s.env["restart"] + 1), **StartBulk(s, n))
 
 
 def Capture(s: State, C: Consts, msg: Msg) -> State | None:
@@ -1253,7 +1261,7 @@ Step = tuple[str, tuple[Any, ...], State]
 
 HA_MANAGER = ("Promote", "Resign", "Demote", "Fault", "Fail", "Recover")
 ENVIRONMENT = HA_MANAGER + (
-    "LinkDown", "LinkUp", "LoseMsg", "DuplicateMsg", "Capture", "Replay",
+    "LinkDown", "LinkUp", "LoseMsg", "DuplicateMsg", "Capture", "Replay", "RestartBulk",
     "ConnNew", "ConnUpdate", "ConnDestroy", "KernelExpire",
 )  # fmt: skip
 PROTOCOL = (
@@ -1272,7 +1280,7 @@ RECEIVE = {
 def params(s: State, C: Consts, name: str) -> Iterator[tuple[Any, ...]]:
     """Every choice of the action's parameters (the TLA+ existential quantifiers)."""
     N = C.Node
-    if name in HA_MANAGER or name in ("SendAlive", "Reassert"):
+    if name in HA_MANAGER or name in ("SendAlive", "Reassert", "RestartBulk"):
         yield from ((n,) for n in N)
     elif name in ("LinkDown", "LinkUp"):
         yield from ((a, b) for a in N for b in N)
@@ -1341,10 +1349,10 @@ def TypeOK(s: State, C: Consts) -> bool:
         per_node(s.role, lambda r: r in Role)
         and per_node(s.master, lambda b: isinstance(b, bool))
         and s.linkUp <= {Pair(a, b) for a in N for b in N}
-        and set(s.env) == {"fail", "ha", "cut", "loss", "dup", "replay"}
+        and set(s.env) == {"fail", "ha", "cut", "loss", "dup", "replay", "restart"}
         and 0 <= s.env["fail"] <= C.MaxFail and 0 <= s.env["ha"] <= C.MaxHA and 0 <= s.env["cut"] <= C.MaxCut
         and 0 <= s.env["loss"] <= C.MaxLoss and 0 <= s.env["dup"] <= C.MaxDup
-        and 0 <= s.env["replay"] <= C.MaxReplay
+        and 0 <= s.env["replay"] <= C.MaxReplay and 0 <= s.env["restart"] <= C.MaxLoss
         and all(per_node(t, table) for t in (s.kernel, s.internal, s.external))
         and per_node(s.epoch, epoch)
         and per_node(s.sess, lambda x: x in Session(C))

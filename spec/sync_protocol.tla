@@ -349,7 +349,8 @@ Init ==
     /\ role = [n \in Node |-> SYNCING]
     /\ master = [n \in Node |-> FALSE]
     /\ linkUp = AllLinks
-    /\ env = [fail |-> 0, ha |-> 0, cut |-> 0, loss |-> 0, dup |-> 0, replay |-> 0]
+    /\ env = [fail |-> 0, ha |-> 0, cut |-> 0, loss |-> 0, dup |-> 0, replay |-> 0,
+              restart |-> 0]
     /\ kernel = [n \in Node |-> EmptyTable]
     /\ internal = [n \in Node |-> EmptyTable]
     /\ external = [n \in Node |-> EmptyTable]
@@ -580,6 +581,20 @@ DuplicateMsg ==
     /\ env' = [env EXCEPT !.dup = @ + 1]
     /\ UNCHANGED <<role, master, linkUp, tableVars, epoch, channelVars, senderVars,
                    receiverVars, stash, ghostVars>>
+
+\* The primary (re)starts a dump on its own: its frames of sync.bulk_mtu (IP-
+\* fragmented) do not reach a peer that is there, so the path drops them, and
+\* the dump starts again in frames of the stream's MTU (snep.fsm.sender). An
+\* answer to losses: never more of them than the network loses messages.
+RestartBulk(n) ==
+    /\ role[n] = PRIMARY
+    /\ bulk[n] # "start"
+    /\ env.restart < MaxLoss
+    /\ env' = [env EXCEPT !.restart = @ + 1]
+    /\ StartBulk(n)
+    /\ UNCHANGED <<role, master, linkUp, tableVars, epoch, channelVars, nextSeq, queue,
+                   peerAck, peerLive, todo, dirty, peerVars, receiverVars, netVars,
+                   ghostVars>>
 
 \* The adversary (no key): it keeps a copy of any frame it sees, and later
 \* sends it to any node, from whatever address (sessions, epochs and
@@ -1165,6 +1180,7 @@ Environment ==
     \/ HAManager
     \/ \E a, b \in Node : LinkDown(a, b) \/ LinkUp(a, b)
     \/ LoseMsg \/ DuplicateMsg \/ Capture \/ Replay
+    \/ \E n \in Node : RestartBulk(n)
     \/ \E n \in Node, c \in Conn :
           ConnNew(n, c) \/ ConnUpdate(n, c) \/ ConnDestroy(n, c) \/ KernelExpire(n, c)
 
@@ -1213,7 +1229,8 @@ TypeOK ==
     /\ master \in [Node -> BOOLEAN]
     /\ linkUp \subseteq {Pair(a, b) : a, b \in Node}
     /\ env \in [fail : 0..MaxFail, ha : 0..MaxHA, cut : 0..MaxCut,
-                loss : 0..MaxLoss, dup : 0..MaxDup, replay : 0..MaxReplay]
+                loss : 0..MaxLoss, dup : 0..MaxDup, replay : 0..MaxReplay,
+                restart : 0..MaxLoss]
     /\ kernel \in [Node -> Table] /\ internal \in [Node -> Table]
     /\ external \in [Node -> Table]
     /\ epoch \in [Node -> Epoch]

@@ -146,8 +146,8 @@ class SyncSender:
         self.queue = ResendQueue(params.resend_queue)
         self.last_sent = float("-inf")
         self.dump = BulkDump(framer.mtu - framer.overhead)
-        #: dumps go in frames of sync.bulk_mtu (fragmented by the kernel) until one of
-        #: them is lost; then in frames of the stream's MTU until the next term
+        #: dumps go in frames of sync.bulk_mtu (fragmented by the kernel) until a peer
+        #: shows that the path drops them; then in the stream's MTU until the next term
         self.large_dumps = params.bulk_mtu > framer.mtu
         self.dump_mtu = framer.mtu  # (the running dump's frames)
         self._first_large: int | None = None  # the seq of this term's first frame above the MTU
@@ -513,13 +513,14 @@ class SyncSender:
         if large and not state.carries_large and self.large_dumps:
             self._large_frame_lost(now, out)
 
+    @spec_action("RestartBulk")
     def _large_frame_lost(self, now: float, out: list[Output]) -> None:
-        """A peer NACKed a frame larger than the link's MTU again, and none ever reached
-        it: the path drops fragments (or loses too many: a frame is lost whole when one
-        of its fragments is). The rest of the term's dumps go in frames of the
-        stream's MTU; the running dump starts again in them (StartBulk restarts it:
-        a receiver that misses a large frame jumps to the new BULK_START, which
-        carries everything), so that no repair waits on a frame the path cannot carry."""
+        """A peer that is there missed a frame larger than the link's MTU again, and none
+        ever reached it: the path drops fragments (or loses too many: a frame is lost
+        whole when one of its fragments is). The rest of the term's dumps go in frames
+        of the stream's MTU; the running dump starts again in them (a receiver that
+        misses a large frame jumps to the new BULK_START, which carries everything), so
+        that no repair waits on a frame the path cannot carry."""
         if not self.large_dumps:
             return
         self.large_dumps = False

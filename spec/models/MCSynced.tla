@@ -11,7 +11,7 @@ SyncedState(first) ==
     /\ role = [n \in Node |-> IF n = first THEN PRIMARY ELSE BACKUP]
     /\ master = [n \in Node |-> n = first]
     /\ linkUp = AllLinks
-    /\ env = [fail |-> 0, ha |-> 0, cut |-> 0, loss |-> 0, dup |-> 0, replay |-> 0]
+    /\ env = [fail |-> 0, ha |-> 0, cut |-> 0, loss |-> 0, dup |-> 0, replay |-> 0, restart |-> 0]
     /\ kernel = [n \in Node |-> EmptyTable]
     /\ internal = [n \in Node |-> EmptyTable]
     /\ external = [n \in Node |-> EmptyTable]
