@@ -212,6 +212,19 @@ def test_inject_external_writes_states_into_the_kernel_as_they_arrive():
     assert KernelOps((), records=(encode_state(Event(EventKind.NEW, conn(1))),)) in out  # (as it came)
 
 
+@pytest.mark.parametrize("update_at", [0, 1, 2])
+def test_inject_writes_a_frame_with_an_update_as_updates_not_as_creations(update_at):
+    """A frame of NEW records goes to the kernel from its bytes (creations); one UPDATE
+    among them, wherever it is, makes the frame's records go the general way (the
+    kernel's update of an entry it holds, no creation first)."""
+    n = node(inject_on_arrival=True)
+    started(n)
+    events = [Event(EventKind.UPDATE if i == update_at else EventKind.NEW, conn(i)) for i in range(3)]
+    out = n.on_datagram(1.0, remote(1).encode(Frame(MessageType.STATE, 1, 1, 0, tuple(events))), 1)
+    (ops,) = [o for o in out if isinstance(o, KernelOps)]
+    assert ops.records == () and [e.kind for e in ops.events] == [e.kind for e in events]
+
+
 def test_peer_silence_marks_it_dead_and_hearing_it_revives_it():
     n = node(node_id=1, peers=(2,), peer_dead_timeout=3.0, alive_interval=1.0)
     started(n, now=0.0)
