@@ -10,7 +10,7 @@
    start, and from the resync request (snep requests one at start; conntrackd is sent
    ``-n`` once its socket answers).
 
-3. Resync on request: the backup's external cache emptied (``snep ctl flush``,
+3. Resync on request: the backup's external cache emptied (``snep ctl flush external``,
    ``conntrackd -f external``) and a resync requested (snep's flush asks by itself,
    conntrackd is sent ``-n``), until it holds all N again. This is the figure "from
    request": a freshly started conntrackd is complete before its socket answers (it
@@ -140,7 +140,10 @@ class Snep:
         pass  # a starting snep node requests a resync by itself
 
     def flush_and_request(self, fw: Firewall) -> None:
-        self.cluster.ctl(fw, "flush")  # empties the caches and asks the primary for a dump
+        # (conntrackd -f external: the external cache emptied, and a dump asked for; a
+        # plain flush would also empty the internal cache and dump this kernel, which
+        # in the lab's namespaces walks the primary's entries too: one table for all)
+        self.cluster.ctl(fw, "flush", "external")
 
     def external(self, fw: Firewall) -> int:
         return int(request(self.cluster.socket(fw), "status", timeout=5)["external"])

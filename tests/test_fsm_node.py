@@ -278,6 +278,26 @@ def test_operator_commands():
     assert n.status(0.0)["role"] == "SYNCING" and n.counters.resync_requests_sent == 3
 
 
+def test_flush_of_one_cache_leaves_the_other_and_refills_what_it_emptied():
+    """conntrackd -f internal / -f external: one cache emptied and refilled, the other
+    kept; the external one from the primary's dump, so the node is not ready meanwhile."""
+    n = node(node_id=2, peers=(1,))
+    started(n)
+    n.on_datagram(1.0, state_frame(0, conn(1), flags=FLAG_BULK_START | FLAG_BULK_END), 1)
+    n.internal.apply(Event(EventKind.NEW, conn(9)))
+    assert n.ready and len(n.external) == len(n.internal) == 1
+    out = n.flush(2.0, "external")
+    assert len(n.external) == 0 and len(n.internal) == 1 and DumpKernel() not in out
+    assert [f.type for _, f in datagrams(out)] == [MessageType.RESYNC_REQUEST] and not n.ready
+    n.on_datagram(2.1, state_frame(1, conn(1), flags=FLAG_BULK_START | FLAG_BULK_END), 1)
+    assert n.ready and len(n.external) == 1
+    out = n.flush(3.0, "internal")
+    assert len(n.internal) == 0 and len(n.external) == 1 and DumpKernel() in out
+    assert not datagrams(out) and n.ready
+    with pytest.raises(ValueError, match="not one of all, internal, external"):
+        n.flush(4.0, "both")
+
+
 def test_a_down_node_ignores_everything():
     n = node()
     assert n.on_datagram(0.0, state_frame(0, conn(1)), 1) == []

@@ -128,6 +128,14 @@ def test_control_commands_end_to_end(tmp_path):
             await pair.until(lambda: d2.node.counters.bulk_completed > completed)
             assert len(d2.node.external) == 5
 
+            # flush of one cache (conntrackd -f external), and a bad argument refused clearly
+            flushed = await pair.ctl(2, "flush", "external")
+            assert flushed["external"] == 0 and flushed["internal"] == 5
+            # (its third dump within seconds: beyond the peer's budget, it asks again 2 s later)
+            await pair.until(lambda: len(d2.node.external) == 5 and d2.node.ready, timeout=10.0)
+            with pytest.raises(ControlError, match="flush takes one of all, internal, external"):
+                await pair.ctl(2, "flush", "everything")
+
             # bulk from the primary: one more complete dump arrives
             completed = d2.node.counters.bulk_completed
             await pair.ctl(1, "bulk")

@@ -57,7 +57,7 @@ from snep.fsm.effects import (
     SendDatagram,
     ShortenTimeouts,
 )
-from snep.fsm.node import SyncNode
+from snep.fsm.node import FLUSHABLE, SyncNode
 from snep.fsm.role import Role
 from snep.wire.codec import decode_records
 
@@ -289,6 +289,12 @@ class Driver:
                 raise SnepError("shorten-timeouts takes a number of seconds (at least 1)")
             self._mark("command", name)
             self.run(now, [ShortenTimeouts(int(argv[0]))])
+            return
+        if name == "flush" and argv:
+            if len(argv) != 1 or argv[0] not in FLUSHABLE:
+                raise SnepError(f"flush takes one of {', '.join(FLUSHABLE)} (default all)")
+            self._mark("command", f"{name} {argv[0]}")
+            self.run(now, self.node.flush(now, argv[0]))
             return
         if argv:
             raise SnepError(f"{name} takes no arguments")

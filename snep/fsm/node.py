@@ -107,6 +107,8 @@ from snep.wire.serial import seq_diff
 
 _CLAIMING = (MessageType.STATE, MessageType.ALIVE, MessageType.HELLO)
 _UPDATE = EventKind.UPDATE
+#: what ``flush`` empties: both caches (the default), or one of them
+FLUSHABLE = ("all", "internal", "external")
 _NEW_KIND = int(EventKind.NEW)  # (a record's first byte: its event kind)
 
 #: states sent from held packets that the kernel has not reported yet (SyncSender's
@@ -1020,16 +1022,23 @@ class SyncNode:
         out.append(DumpKernel())
         return out
 
-    def flush(self, now: float) -> list[Output]:
-        """Empty both caches (conntrackd -f), then refill them: the internal cache from a
-        kernel dump (a primary's dumps must not miss connections, or backups would sweep
-        them) and, on a non-primary, the external cache from the primary's dump."""
-        self.internal.clear()
+    def flush(self, now: float, caches: str = "all") -> list[Output]:
+        """Empty the caches, ``caches`` of FLUSHABLE (conntrackd -f [internal|external]),
+        then refill what was emptied: the internal cache from a kernel dump (a primary's
+        dumps must not miss connections, or backups would sweep them) and, on a
+        non-primary, the external cache from the primary's dump."""
+        if caches not in FLUSHABLE:
+            raise ValueError(f"flush: {caches!r} is not one of {', '.join(FLUSHABLE)}")
+        out: list[Output] = [Log("info", "caches flushed" if caches == "all" else f"{caches} cache flushed")]
+        if caches != "external":
+            self.internal.clear()
+            out.append(DumpKernel())
+            self.sender.cache_loading()
+        if caches == "internal":
+            return out
         self.external.clear()
         for receiver in self.receivers.values():
             receiver.abandon_dump()  # a dump under way no longer fills the cache whole
-        out: list[Output] = [Log("info", "caches flushed"), DumpKernel()]
-        self.sender.cache_loading()
         if self.role.state in (Role.SYNCING, Role.BACKUP, Role.FAULT):
             self.need_sync = True
             # the kernel outlives the flush: the refilling dump vouches for it again, or an
