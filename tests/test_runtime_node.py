@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -216,45 +215,6 @@ def test_events_that_keep_coming_are_read_together_and_a_lone_one_at_once(tmp_pa
             k1.conn_new(entry(10))
             await pair.until(lambda: len(d1.node.internal) == 11)
             assert loop.time() - started < batch * 0.8
-
-    asyncio.run(go())
-
-
-def test_the_timer_is_never_later_than_the_deadline_after_a_paced_read(tmp_path):
-    """Instance.tick keeps its timer after a kernel read only when it is due before
-    anything the read can add (SyncNode.kernel_events_floor): after every read the
-    armed timer is at or before the node's next deadline (here the resend of the new
-    frames, earlier than the next ALIVE the timer waited for)."""
-    setup("error")
-
-    async def go() -> None:
-        pair = Pair(tmp_path, extra="[kernel]\ninject_on_arrival = false\nevent_batch = 0.005\n")
-        for daemon in pair.daemons.values():
-            cfg = daemon.cfg
-            daemon.cfg = replace(cfg, sync=replace(cfg.sync, params=replace(cfg.sync.params, retransmit_timeout=0.03, alive_interval=1.0, peer_dead_timeout=3.0)))
-        async with pair:
-            k1, d1, d2 = pair.kernels[1], pair.daemons[1], pair.daemons[2]
-            loop = asyncio.get_running_loop()
-            checked: list[float] = []
-            read = d1._read_kernel
-
-            def checked_read() -> int:
-                count = read()
-                instance = d1.instance
-                deadline = instance.node.next_timer(loop.time())
-                if count and deadline is not None:
-                    assert instance._timer_at is not None and instance._timer_at <= deadline + 1e-9, (instance._timer_at, deadline)
-                    checked.append(deadline)
-                return count
-
-            d1._read_kernel = checked_read  # type: ignore[method-assign]
-            await pair.ctl(1, "notify", "primary")
-            await pair.until(lambda: d2.node.ready)
-            for n in range(12):  # each acknowledged before the next: the timer waits for the ALIVE
-                k1.conn_new(entry(n))
-                await asyncio.sleep(0.08)
-            await pair.until(lambda: len(d2.node.external) == 12)
-            assert len(checked) >= 10
 
     asyncio.run(go())
 

@@ -979,22 +979,6 @@ class SyncNode:
         """A dump of the newest epoch's primary has started (BULK_START applied)."""
         return any(r.marking and r.stream == self.newest for r in self.receivers.values())
 
-    def kernel_events_floor(self, now: float) -> float:
-        """The earliest deadline that :meth:`on_kernel_events` at ``now`` can add to
-        :meth:`next_timer` (the others only move later): a PRIMARY resends its new
-        frames after ``retransmit_timeout``, sends its next ALIVE ``alive_interval`` after
-        them, and (incremental level) flushes ``incremental_period`` after the first
-        change; events touch nothing else a deadline depends on. Another role: ``now``
-        (no floor). A host whose timer is due by then need not ask next_timer after a
-        kernel read (the daemon's paced reads: one fewer pass over the peers per read)."""
-        if self.role.state is not Role.PRIMARY:
-            return now
-        params = self.params
-        floor = min(params.retransmit_timeout, params.alive_interval)
-        if params.level.coalesces:
-            floor = min(floor, params.incremental_period)
-        return now + floor
-
     def next_timer(self, now: float) -> float | None:
         """When :meth:`on_timer` must run next (None: nothing pending; DOWN)."""
         if self.role.state is Role.DOWN:

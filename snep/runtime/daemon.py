@@ -403,13 +403,13 @@ class Daemon:
         if self.groups is None:
             instance = self.instance
             read = instance.driver.on_kernel_readable(now)
-            instance.tick(instance.node.kernel_events_floor(now))
+            instance.tick()
             return read
         read, touched = self.groups.read()
         for view in touched:
             instance = self.instances[view.mark]
             instance.driver.on_kernel_readable(now)
-            instance.tick(instance.node.kernel_events_floor(now))
+            instance.tick()
         return read
 
     def _on_kernel_readable(self) -> None:
