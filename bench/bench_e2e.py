@@ -72,6 +72,17 @@ print(json.dumps(times))
 """
 
 
+def wakeups(pid: int) -> int:
+    """The process's voluntary context switches so far: each a sleep ended by a wake-up
+    (an fd readable, a timer), the cost a paced or batched read saves."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    match = re.search(r"^voluntary_ctxt_switches:\s+(\d+)", status, re.M)
+    return int(match.group(1)) if match else 0
+
+
 def cpu_seconds(pid: int) -> float:
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -267,6 +278,7 @@ def latency(impl_class, rate: float, seconds: float, prefix: str) -> dict[str, f
         poll_until(impl, fw2, 1 << 30, 1.0)
         poll_cost = cpu_seconds(pids[1]) - idle0
         cpu0 = [cpu_seconds(p) for p in pids]
+        wake0 = wakeups(pids[0])
         link0 = link_counters(topo, fw1)
         t0 = time.time()
 
@@ -287,6 +299,7 @@ def latency(impl_class, rate: float, seconds: float, prefix: str) -> dict[str, f
         done.set()
         thread.join()
         cpu1 = [cpu_seconds(p) for p in pids]
+        wake1 = wakeups(pids[0])
         link1 = link_counters(topo, fw1)
         polled = time.time() - t0
         lat = []
@@ -308,6 +321,7 @@ def latency(impl_class, rate: float, seconds: float, prefix: str) -> dict[str, f
             "cpu_primary": cpu1[0] - cpu0[0],
             "cpu_backup": max(cpu1[1] - cpu0[1] - poll_cost * polled, 0.0),
             "datagrams": link1[0] - link0[0],
+            "wakeups_primary": wake1 - wake0,
             "gen_rate": (len(sent) - 1) / (sent[-1] - sent[0]) if len(sent) > 1 else float("nan"),
             "complete": reached is not None,
         }
@@ -453,9 +467,10 @@ def main() -> int:
         print()
         print(f"== event sync: {rate:g} new UDP flows/s for {args.seconds:g} s, fw1 -> fw2's external cache ==")
         print("(CPU: user+system of each daemon during the load, the backup's less its polling measured alone;")
-        print(" per event in us; datagrams: sent on the primary's sync interface, per event)")
+        print(" per event in us; datagrams: sent on the primary's sync interface, per event; wake/ev: the primary's")
+        print(" voluntary context switches per event)")
         print(f"{'impl':<11} {'median ms':>9} {'p99 ms':>7} {'arrived':>13} {'poll ms':>7} {'gen/s':>7} "
-              f"{'CPU prim s':>10} {'CPU back s':>10} {'us/ev prim':>10} {'us/ev back':>10} {'dgram/ev':>8}")
+              f"{'CPU prim s':>10} {'CPU back s':>10} {'us/ev prim':>10} {'us/ev back':>10} {'dgram/ev':>8} {'wake/ev':>7}")
         rows = {}
         for k, impl in enumerate(chosen):
             r = latency(impl, rate, args.seconds, f"{tag}-l{k}")
@@ -464,7 +479,7 @@ def main() -> int:
             rows[impl.name] = r
             print(f"{impl.name:<11} {r['median_ms']:>9.2f} {r['p99_ms']:>7.2f} {r['arrived']:>6}/{r['flows']:<6} "
                   f"{r['poll_ms']:>7.2f} {r['gen_rate']:>7.0f} {r['cpu_primary']:>10.2f} {r['cpu_backup']:>10.2f} "
-                  f"{r['us_primary']:>10.1f} {r['us_backup']:>10.1f} {r['datagrams'] / n:>8.3f}")
+                  f"{r['us_primary']:>10.1f} {r['us_backup']:>10.1f} {r['datagrams'] / n:>8.3f} {r['wakeups_primary'] / n:>7.3f}")
         if "snep" in rows and "snep-warm" in rows:
             s, w = rows["snep"], rows["snep-warm"]
             print(f"ratio snep-warm/snep: CPU per event primary {ratio(w['us_primary'], s['us_primary'])}, "

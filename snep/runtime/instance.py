@@ -14,7 +14,6 @@ FIFO, the metrics, the signals.
 from __future__ import annotations
 
 import asyncio
-import functools
 import gc
 import time
 from collections.abc import Callable
@@ -63,7 +62,7 @@ class Instance:
         self._stopping = stopping
         self.loop: asyncio.AbstractEventLoop | None = None
         self.peers = PeerTable(cfg)
-        self._routes: dict[PeerId, Callable[[int], tuple | None]] = {}  # peer -> its address on a link
+        self._routes: dict[PeerId, tuple[tuple | None, ...]] = {}  # peer -> its address on each link
         self._sources: dict[tuple, str] = {}  # a peer's source address, shown (for the node's logs)
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -140,11 +139,13 @@ class Instance:
             self.transport.send(data)  # once, to the group
             return
         routes = self._routes
+        send = self.transport.send
         for peer in peers:
             route = routes.get(peer)
-            if route is None:  # (made once per peer: no closure per frame)
-                route = routes[peer] = functools.partial(self.peers.address, peer)
-            self.transport.send(data, route)
+            if route is None:  # (the configured addresses: looked up once per peer)
+                address = self.peers.address
+                route = routes[peer] = tuple(address(peer, link.index) for link in self.transport.links)
+            send(data, route)
 
     def persist(self, epoch: Epoch) -> None:
         """Write the newest epoch before anything else of its batch happens (atomic replace)."""
@@ -225,8 +226,11 @@ class Instance:
         if self._logs(now, out, reason, "warning", message):
             self.report(out[0])
 
-    def tick(self) -> None:
-        """(Re)arm the one timer at the node's next deadline (or MAX_SLEEP from now)."""
+    def tick(self, floor: float | None = None) -> None:
+        """(Re)arm the one timer at the node's next deadline (or MAX_SLEEP from now).
+
+        ``floor``: no deadline the last input added is earlier (SyncNode.kernel_events_floor):
+        a timer due by then stays as it is, the deadline is not asked for."""
         loop = self.loop
         assert loop is not None
         now = loop.time()
@@ -236,6 +240,8 @@ class Instance:
         if completed != self._dumps_received:
             self._dumps_received = completed
             gc.freeze()  # (a dump received: its entries are long-lived, no cycles)
+        if floor is not None and self._timer_at is not None and self._timer_at <= floor:
+            return  # (the timer comes first: on_timer asks for the deadline then)
         deadline = self.node.next_timer(now)
         at = now + MAX_SLEEP if deadline is None else min(deadline, now + MAX_SLEEP)
         if self._timer is not None:

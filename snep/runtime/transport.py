@@ -26,7 +26,7 @@ import ipaddress
 import socket
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,24 +137,34 @@ class Link:
 
     def send(self, data: bytes, to: tuple | None = None) -> int | None:
         """Send to one address or to every destination; returns a link errno or None."""
-        assert self.sock is not None
+        if to is not None:
+            return self.send_to(data, to)
         failure = None
-        for address in (to,) if to is not None else self.destinations:
-            try:
-                if self._pktinfo is None:
-                    self.sock.sendto(data, address)
-                else:
-                    self.sock.sendmsg((data,), self._pktinfo, 0, address)
-            except OSError as error:
-                self.stats.send_errors += 1
-                if error.errno in LINK_ERRORS:
-                    failure = error.errno
-                elif error.errno not in TRANSIENT_ERRORS:
-                    log.warning("sync link %s: sendto %s: %s", self.name, address, error.strerror)
-                continue
-            self.stats.sent += 1
-            self.stats.sent_bytes += len(data)
+        for address in self.destinations:
+            failure = self.send_to(data, address) or failure
         return failure
+
+    def send_to(self, data: bytes, address: tuple) -> int | None:
+        """One datagram to ``address`` (the event path's: one per frame and peer);
+        returns a link errno or None."""
+        sock = self.sock
+        assert sock is not None
+        try:
+            if self._pktinfo is None:
+                sock.sendto(data, address)
+            else:
+                sock.sendmsg((data,), self._pktinfo, 0, address)
+        except OSError as error:
+            self.stats.send_errors += 1
+            if error.errno in LINK_ERRORS:
+                return error.errno
+            if error.errno not in TRANSIENT_ERRORS:
+                log.warning("sync link %s: sendto %s: %s", self.name, address, error.strerror)
+            return None
+        stats = self.stats
+        stats.sent += 1
+        stats.sent_bytes += len(data)
+        return None
 
     def interface_up(self) -> bool:
         """False only when the configured sync interface is known to be down."""
@@ -239,26 +249,28 @@ class Transport:
             self.receive(data, address, link.index)
         self.after_batch()
 
-    def send(self, data: bytes, address_on: Callable[[int], tuple | None] | None = None) -> None:
-        """Send on the active link, to ``address_on(link index)`` (None there: the peer
-        is not on that link) or, without ``address_on``, to all destinations.
+    def send(self, data: bytes, route: Sequence[tuple | None] | None = None) -> None:
+        """Send on the active link, to ``route[link index]`` (a peer's address on each
+        link, None where it has none) or, without ``route``, to all destinations.
 
         A link error (interface down, no route) fails over to the other link at once and
         sends the datagram there.
         """
-        failure = self._send_on(self.links[self.active], data, address_on)
+        link = self.links[self.active]
+        if route is None:
+            failure = link.send(data)
+        else:
+            address = route[link.index]
+            if address is None:
+                return  # (the peer has no address on this link)
+            failure = link.send_to(data, address)
         if failure is not None and len(self.links) > 1:
             self._switch(f"send failed: {errno.errorcode.get(failure, failure)}")
-            self._send_on(self.links[self.active], data, address_on)
-
-    @staticmethod
-    def _send_on(link: Link, data: bytes, address_on: Callable[[int], tuple | None] | None) -> int | None:
-        if address_on is None:
-            return link.send(data)
-        address = address_on(link.index)
-        if address is None:
-            return None  # (the peer has no address on this link)
-        return link.send(data, address)
+            link = self.links[self.active]
+            if route is None:
+                link.send(data)
+            elif route[link.index] is not None:
+                link.send_to(data, route[link.index])  # type: ignore[arg-type]
 
     def heard(self, link: int, now: float) -> None:
         """A configured peer spoke on ``link`` (strangers do not keep a link alive)."""
