@@ -265,7 +265,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("sync", "level", _P.level.value, "which events are synchronized", choices=tuple(level.value for level in Level)),
     _tunable("sync", "incremental_period", "seconds", 0.01, 3600, "the incremental level's flush period"),
     _tunable("sync", "mtu", "bytes", 576, MAX_UDP_PAYLOAD, "UDP payload per frame of the stream (events, acknowledgements, keep-alives): at most the sync link's MTU less the IP and UDP headers"),
-    _tunable("sync", "bulk_mtu", "bytes", 576, MAX_UDP_PAYLOAD, "UDP payload per frame of a bulk dump (a resync), at least mtu: above the link's MTU the kernel fragments each frame, so a resync does its per-frame work for many entries at once; one lost fragment loses the frame, and a peer that NACKs one twice before it ever acknowledged one makes the term's dumps go in frames of mtu (counter bulk_mtu_fallbacks); set it to mtu never to fragment"),
+    _tunable("sync", "bulk_mtu", "bytes", 576, MAX_UDP_PAYLOAD, "UDP payload per frame of a bulk dump (a resync), at least mtu: above the link's MTU the kernel fragments each frame, so a resync does its per-frame work for many entries at once; one lost fragment loses the frame, and a peer that is there and misses one twice (NACKs, or no acknowledgement within the retransmission timeout) before it ever acknowledged one makes the term's dumps go in frames of mtu (counter bulk_mtu_fallbacks); set it to mtu never to fragment"),
     _tunable("sync", "resend_queue", "frames", 16, 10_000_000, "STATE frames kept for retransmission (bounded)"),
     _tunable("sync", "bulk_window", "frames", 1, 1_000_000, "unacknowledged frames a bulk dump keeps in flight"),
     _tunable("sync", "ack_window", "frames", 1, 65536, "frames acknowledged together"),

@@ -148,7 +148,7 @@ class SyncSender:
         self.dump = BulkDump(framer.mtu - framer.overhead)
         #: dumps go in frames of sync.bulk_mtu (fragmented by the kernel) until a peer
         #: shows that the path drops them; then in the stream's MTU until the next term
-        self.large_dumps = params.bulk_mtu > framer.mtu
+        self.large_dumps = False  # (each term starts with them: activate)
         self.dump_mtu = framer.mtu  # (the running dump's frames)
         self._first_large: int | None = None  # the seq of this term's first frame above the MTU
         #: when each peer was last heard from (the node's; empty: never)

@@ -226,11 +226,8 @@ class Instance:
         if self._logs(now, out, reason, "warning", message):
             self.report(out[0])
 
-    def tick(self, floor: float | None = None) -> None:
-        """(Re)arm the one timer at the node's next deadline (or MAX_SLEEP from now).
-
-        ``floor``: no deadline the last input added is earlier (SyncNode.kernel_events_floor):
-        a timer due by then stays as it is, the deadline is not asked for."""
+    def tick(self) -> None:
+        """(Re)arm the one timer at the node's next deadline (or MAX_SLEEP from now)."""
         loop = self.loop
         assert loop is not None
         now = loop.time()
@@ -240,8 +237,6 @@ class Instance:
         if completed != self._dumps_received:
             self._dumps_received = completed
             gc.freeze()  # (a dump received: its entries are long-lived, no cycles)
-        if floor is not None and self._timer_at is not None and self._timer_at <= floor:
-            return  # (the timer comes first: on_timer asks for the deadline then)
         deadline = self.node.next_timer(now)
         at = now + MAX_SLEEP if deadline is None else min(deadline, now + MAX_SLEEP)
         if self._timer is not None:

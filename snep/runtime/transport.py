@@ -135,10 +135,8 @@ class Link:
             self.sock.close()
             self.sock = None
 
-    def send(self, data: bytes, to: tuple | None = None) -> int | None:
-        """Send to one address or to every destination; returns a link errno or None."""
-        if to is not None:
-            return self.send_to(data, to)
+    def send(self, data: bytes) -> int | None:
+        """Send to every destination; returns a link errno or None."""
         failure = None
         for address in self.destinations:
             failure = self.send_to(data, address) or failure
@@ -256,21 +254,19 @@ class Transport:
         A link error (interface down, no route) fails over to the other link at once and
         sends the datagram there.
         """
-        link = self.links[self.active]
-        if route is None:
-            failure = link.send(data)
-        else:
-            address = route[link.index]
-            if address is None:
-                return  # (the peer has no address on this link)
-            failure = link.send_to(data, address)
+        failure = self._send_on(self.links[self.active], data, route)
         if failure is not None and len(self.links) > 1:
             self._switch(f"send failed: {errno.errorcode.get(failure, failure)}")
-            link = self.links[self.active]
-            if route is None:
-                link.send(data)
-            elif route[link.index] is not None:
-                link.send_to(data, route[link.index])  # type: ignore[arg-type]
+            self._send_on(self.links[self.active], data, route)
+
+    @staticmethod
+    def _send_on(link: Link, data: bytes, route: Sequence[tuple | None] | None) -> int | None:
+        if route is None:
+            return link.send(data)
+        address = route[link.index]
+        if address is None:
+            return None  # (the peer has no address on this link)
+        return link.send_to(data, address)
 
     def heard(self, link: int, now: float) -> None:
         """A configured peer spoke on ``link`` (strangers do not keep a link alive)."""
