@@ -422,3 +422,42 @@ def test_a_flushed_primary_dumps_only_once_its_cache_is_reloaded():
     frames = [f for _, f in datagrams(dumped) if f.type is MessageType.STATE]
     assert frames[0].flags & FLAG_BULK_START and frames[-1].flags & FLAG_BULK_END
     assert sorted(m.entry.key for f in frames for m in f.messages) == sorted([conn(1).key, conn(2).key])
+
+
+def _exchange(a: SyncNode, b: SyncNode, out: list, now: float, src: SyncNode) -> None:
+    """``out`` (of ``src``) delivered, and what it brings, back and forth until quiet."""
+    pending = [(src, out)]
+    for _ in range(1000):
+        if not pending:
+            return
+        frm, outs = pending.pop(0)
+        to = b if frm is a else a
+        more = _deliver(outs, to, frm.node_id, now)
+        if more:
+            pending.append((to, more))
+    raise AssertionError("the two nodes never went quiet")
+
+
+def test_an_operators_resync_refused_for_the_dump_budget_is_asked_again():
+    """conntrackd -n beyond the primary's dump budget (DUMP_BURST at once, one more per
+    resync_retry): the primary refuses it, and the backup, in sync already, asks again
+    until a dump has come; it does not stay unanswered."""
+    primary, backup = new_node(1, (2,)), new_node(2, (1,))
+    for n in (primary, backup):
+        n.start(0.0)
+        n.on_kernel_dump(0.0, [])
+    handshake(primary, backup)
+    _exchange(primary, backup, primary.promote(0.1) + primary.on_kernel_dump(0.1, [conn(1)]), 0.1, primary)
+    assert backup.state is Role.BACKUP and conn(1).key in backup.external and not backup.need_sync
+    resyncs = primary.counters.resyncs
+    for k in range(3):  # within a second: the third is beyond the budget
+        _exchange(primary, backup, backup.request_resync(1.0 + k / 100), 1.0 + k / 100, backup)
+    assert primary.counters.resyncs == resyncs + 2 and primary.counters.dumps_refused == 1
+    now = 1.02
+    while primary.counters.resyncs < resyncs + 3 and now < 10.0:
+        now = max(backup.next_timer(now), primary.next_timer(now), now + 0.01)
+        _exchange(primary, backup, backup.on_timer(now), now, backup)
+        _exchange(primary, backup, primary.on_timer(now), now, primary)
+    assert not backup.need_sync and primary.counters.resyncs == resyncs + 3
+    assert now < 1.02 + 2 * backup.params.resync_retry
+    assert conn(1).key in backup.external and backup.state is Role.BACKUP

@@ -22,7 +22,7 @@ COMMANDS = {
     "flush": "empty the caches: [internal|external|all] (default all)",
     "resync": "reload the internal cache from a kernel dump",
     "bulk": "send the whole internal cache to the peers",
-    "request-resync": "ask the peers for a full dump",
+    "request-resync": "ask the peers for a full dump (asked again every sync.resync_retry until one has come)",
     "shorten-timeouts": "shorten the kernel entries' timeouts: [SECONDS]",
     "stats": "counters: messages, bytes, retransmissions, NACKs, errors ...",
     "ready": "exit 0 only when the node is in sync (for keepalived's track_script)",

@@ -1062,8 +1062,12 @@ class SyncNode:
         return out
 
     def request_resync(self, now: float) -> list[Output]:
-        """Ask the peers for a bulk dump (conntrackd -n)."""
+        """Ask the peers for a bulk dump (conntrackd -n). A non-primary asks again every
+        ``resync_retry`` until one has come: the primary refuses a request beyond the
+        dump budget, and a node in sync would otherwise never ask again."""
         out: list[Output] = []
+        if self.role.state in (Role.SYNCING, Role.BACKUP, Role.FAULT):
+            self.need_sync = True
         self._request_resync(now, out)
         return out
 
