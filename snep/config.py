@@ -207,6 +207,21 @@ class Config:
     source: Path | None = None  # the file this came from
 
 
+def warnings(cfg: Config) -> list[str]:
+    """Settings that are valid but work against each other: the node runs with them,
+    and says so at start (``snep run --check`` prints them too)."""
+    found = []
+    params = cfg.sync.params
+    in_flight = params.bulk_window * params.bulk_mtu
+    if cfg.sync.socket_buffer < in_flight:
+        found.append(
+            f"sync.socket_buffer ({cfg.sync.socket_buffer} bytes) is smaller than what a dump keeps in flight "
+            f"(sync.bulk_window {params.bulk_window} x sync.bulk_mtu {params.bulk_mtu} = {in_flight} bytes): a peer "
+            f"that reads more slowly than the dump comes drops frames, which are resent, and the resync takes longer"
+        )
+    return found
+
+
 def restart_needed(running: Config, fresh: Config) -> list[str]:
     """The sections of ``fresh`` that differ from ``running`` in keys a reload does not
     apply (a reload applies ``sync.key_file``, ``sync.insecure``, the filter and
@@ -276,7 +291,7 @@ SETTINGS: tuple[Setting, ...] = (
     _tunable("sync", "peer_dead_timeout", "seconds", 0.02, 36000, "silence after which a peer counts as dead"),
     _tunable("sync", "resync_retry", "seconds", 0.1, 3600, "a node that needs a dump asks again after this long"),
     _tunable("sync", "max_entries", "entries", 1, 1 << 32, "entries the external cache holds at most (new ones beyond are refused and counted)"),
-    Setting("sync", "socket_buffer", SOCKET_BUFFER, "SO_RCVBUF/SO_SNDBUF of the sync sockets", "bytes", 65536, 1 << 30),
+    Setting("sync", "socket_buffer", SOCKET_BUFFER, "SO_RCVBUF/SO_SNDBUF of the sync sockets; less than bulk_window x bulk_mtu (what a dump keeps in flight) is warned of", "bytes", 65536, 1 << 30),
     Setting("sync.second_link", "listen", None, "this node's address on the redundant link", "ADDRESS:PORT"),
     Setting("sync.second_link", "peers", None, "the peers on the redundant link, by node id (a peer of sync.peers may be missing)", "[{ id = N, address = ADDRESS:PORT }, ...]"),
     Setting("sync.second_link", "multicast_group", None, "the redundant link's multicast group", "address"),

@@ -41,3 +41,15 @@ def test_run_check_reads_the_key_file_lines_too(tmp_path):
     result = snep("run", "--check", "--config", str(path))
     assert result.returncode == 1
     assert "the secret is not hexadecimal" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_run_check_warns_of_a_socket_buffer_smaller_than_a_dumps_window(tmp_path):
+    path = contrib_config(tmp_path)
+    assert "warning" not in snep("run", "--check", "--config", str(path)).stdout  # (the defaults agree)
+    text = path.read_text()
+    assert "socket_buffer = 8388608" in text
+    path.write_text(text.replace("socket_buffer = 8388608", "socket_buffer = 1048576", 1))
+    result = snep("run", "--check", "--config", str(path))
+    assert result.returncode == 0, result.stderr  # (valid: the node runs, and says why it is slow)
+    assert "warning: sync.socket_buffer (1048576 bytes) is smaller than what a dump keeps in flight" in result.stdout
+    assert "256 x sync.bulk_mtu 16384 = 4194304 bytes" in result.stdout

@@ -8,6 +8,7 @@ also lets a test overflow the event queue to check the overrun -> resync path.
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from pathlib import Path
 
@@ -28,7 +29,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def node_config(tmp: Path, index: int, ports: dict[int, int], extra: str = "") -> config.Config:
+def node_config(tmp: Path, index: int, ports: dict[int, int], extra: str = "", sync_extra: str = "") -> config.Config:
     other = 2 if index == 1 else 1
     path = tmp / f"node{index}.toml"
     path.write_text(
@@ -42,7 +43,7 @@ peers = [{{ id = {other}, address = "127.0.0.{other}:{ports[other]}" }}]
 insecure = true
 alive_interval = 0.1
 peer_dead_timeout = 0.5
-[control]
+{sync_extra}[control]
 socket = "{tmp / f"ctl{index}.sock"}"
 {extra}"""
     )
@@ -50,13 +51,15 @@ socket = "{tmp / f"ctl{index}.sock"}"
 
 
 class Pair:
-    def __init__(self, tmp: Path, capacity: int = 1 << 20, extra: str = "[kernel]\ninject_on_arrival = false\n") -> None:
+    def __init__(self, tmp: Path, capacity: int = 1 << 20, extra: str = "[kernel]\ninject_on_arrival = false\n",
+                 sync_extra: dict[int, str] | None = None) -> None:
         """Two daemons on loopback; cold backups by default (their kernels written only at a
         commit), so that each test sees what the control commands write."""
         ports = {1: free_port(), 2: free_port()}
         self.tmp = tmp
         self.kernels = {1: MemoryKernel(event_capacity=capacity, event_capacity_max=capacity), 2: MemoryKernel()}
-        self.daemons = {i: Daemon(node_config(tmp, i, ports, extra), self.kernels[i]) for i in (1, 2)}
+        sync_extra = sync_extra or {}
+        self.daemons = {i: Daemon(node_config(tmp, i, ports, extra, sync_extra.get(i, "")), self.kernels[i]) for i in (1, 2)}
         self.tasks: list[asyncio.Task[int]] = []
 
     async def __aenter__(self) -> Pair:
@@ -319,3 +322,24 @@ def test_ctl_ready_exit_status_follows_the_role(tmp_path):
             assert await loop.run_in_executor(None, ready, 2) == 0
 
     asyncio.run(go())
+
+
+
+def test_a_config_warning_is_logged_at_start(tmp_path):
+    """What ``snep run --check`` warns of (snep.config.warnings) the daemon logs as it starts."""
+    setup("warning")
+    seen: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())  # type: ignore[method-assign]
+    logging.getLogger("snep").addHandler(handler)
+
+    async def go() -> None:
+        async with Pair(tmp_path, sync_extra={1: "socket_buffer = 65536\n"}):
+            pass
+
+    try:
+        asyncio.run(go())
+    finally:
+        logging.getLogger("snep").removeHandler(handler)
+    warned = [line for line in seen if line.startswith("config: sync.socket_buffer (65536 bytes) is smaller")]
+    assert len(warned) == 1, seen  # (node 1's only: node 2 runs on the defaults)

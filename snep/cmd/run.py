@@ -26,6 +26,8 @@ def main(args: argparse.Namespace) -> int:
             load_keyring(cfg.sync.key_file)
         read_epoch(cfg.state_file)
         sealing = "sealed" if cfg.sync.key_file is not None else "INSECURE: not sealed"
+        for warning in config.warnings(cfg):
+            print(f"{args.config}: warning: {warning}")
         print(f"{args.config}: ok (node {cfg.node_id}, level {cfg.sync.params.level.value}, {sealing})")
         return 0
     from snep.runtime.daemon import main as run_daemon

@@ -193,6 +193,8 @@ class Daemon:
                 "link can put entries into this firewall's kernel (holes in the firewall) and fence its primary with "
                 "one frame (docs/security.md)"
             )
+        for warning in configuration.warnings(cfg):
+            log.warning("config: %s", warning)
         try:
             try:
                 self.kernel = self._open_kernel()
