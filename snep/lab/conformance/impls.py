@@ -99,6 +99,11 @@ def rss_kib(proc: subprocess.Popen[bytes] | None) -> int | None:
     return None
 
 
+def conntrackd_socket(fw: Firewall) -> Path:
+    """Where conntrackd of ``fw`` answers its control requests (``conntrackd -s``, ``-c``...)."""
+    return fw.dir / "conntrackd.ctl"
+
+
 def conntrackd_conf(topo: Topology, fw: Firewall) -> str:
     """conntrackd.conf of ``fw``: FT-FW over UDP to the other firewall (one UDP section
     per sync link, the first the Default): the reference's setup, and what the migration
@@ -132,7 +137,7 @@ General {{
     LogFile {fw.dir / "conntrackd.log"}
     LockFile {fw.dir / "conntrackd.lock"}
     UNIX {{
-        Path {fw.dir / "conntrackd.ctl"}
+        Path {conntrackd_socket(fw)}
     }}
     NetlinkBufferSize 2097152
     NetlinkBufferSizeMaxGrowth 8388608
