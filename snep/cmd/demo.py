@@ -10,7 +10,7 @@ from snep.lab import aa_demo, demo, netns
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tcp", type=int, default=20, help="long-lived TCP connections (default 20)")
     parser.add_argument("--udp", type=int, default=4, help="UDP flows (default 4)")
-    parser.add_argument("--watch", type=float, help="seconds watched after the failure (default 8; 6 with --active-active)")
+    parser.add_argument("--watch", type=float, help="seconds watched after the failure, at least (default 8; 6 with --active-active): longer when the takeover missed a TCP retransmission, until the next one")
     parser.add_argument("--no-compare", action="store_true", help="skip the run without snep")
     parser.add_argument(
         "--active-active",

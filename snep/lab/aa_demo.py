@@ -23,7 +23,7 @@ from snep.errors import SnepError
 from snep.lab import traffic
 from snep.lab.aa_topology import AATopology, client_ip
 from snep.lab.conformance.impls import Impl, SnepImpl
-from snep.lab.demo import alive
+from snep.lab.demo import alive, watch_until
 
 DEFER_QUEUE = 0
 
@@ -108,14 +108,16 @@ def run(with_snep: bool, *, tcp: int = 20, udp: int = 4, watch: float = 6.0,
         failed_at = time.time()
         topo.crash(fw1)
         result = AARunResult(with_snep, phases)
+        took_at = None
         try:
             topo.wait_owner(1, fw2, timeout=15, exclude=[fw1])
-            result.takeover_s = time.time() - failed_at
+            took_at = time.time()
+            result.takeover_s = took_at - failed_at
             say(f"  fw2 took over group 1 after {result.takeover_s:.1f} s; it now forwards both groups")
         except SnepError:
             say("  fw2 did not take over group 1 within 15 s")
         settled = time.time() + 1.0
-        time.sleep(max(watch - (time.time() - failed_at), 2.0))
+        time.sleep(max(watch_until(failed_at, took_at, watch) - time.time(), 2.0))
         phases.append(_phase("after the failure", flows.snap(), settled, topo.groups))
         say(phases[-1].line())
         if with_snep:

@@ -235,6 +235,28 @@ class FlowReport:
     median_gap: float | None
 
 
+#: the retransmission timeout of the lab's TCP connections, at most: Linux's least
+#: (TCP_RTO_MIN, 200 ms: their round trips are far below it) and its variance term
+LAB_RTO = 0.25
+#: a resumed connection's first echo, and the snapshot's own delay, take less than this (s)
+ECHO_MARGIN = 0.5
+
+
+def watch_until(failed_at: float, takeover_at: float | None, watch: float) -> float:
+    """When to look at the connections after a failure: ``watch`` seconds after it, and
+    not before a connection silenced by the failure has been heard again after the
+    takeover. TCP doubles its retransmission timeout: a connection whose last segment
+    was acknowledged at the failure sends again RTO·(2^k - 1) after it (0.2, 0.6, 1.4,
+    3.0-3.2, 6.3-6.7 s in the lab), so a takeover that just missed one waits for the next,
+    less than twice the outage and one RTO after the failure. Looked at sooner, the
+    connections of a takeover 3.3 s after the failure (keepalived's 3 adverts and its
+    skew: 2.5-3.5 s) look dead though they carry on at 6.5 s."""
+    if takeover_at is None:
+        return failed_at + watch
+    resent = failed_at + 2 * (takeover_at - failed_at) + LAB_RTO
+    return max(failed_at + watch, resent + ECHO_MARGIN)
+
+
 def alive(flow: dict[str, Any], since: float) -> bool:
     """A flow is alive when it has no error and got an echo after ``since``."""
     return not flow["error"] and flow["last_rx"] > since
@@ -343,7 +365,8 @@ def failover_run(
             role = status["role"]
             commit = status.get("last_commit") or {}
         settled_at = time.time() + 1.0
-        time.sleep(max(watch - (time.time() - failed_at), 2.0))
+        until = watch_until(failed_at, vip_at, watch)
+        time.sleep(max(until - time.time(), 2.0))
         after = flows.snap()
         lag = None
         if commit.get("finished_at") and vip_at is not None:
